@@ -1,0 +1,26 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+VENV := .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Stage commands in dvc.yaml say `python -m stages.X`: put the venv first on PATH so that is ours.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test install clean
+
+run: $(BIN)/.installed
+	$(BIN)/dvc repro
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+install: $(BIN)/.installed
+
+# Reinstalls only when requirements.txt changes.
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,73 @@
+"""The encode stage's work: colour mask tiles -> class-index tiles, and per-image class pixel counts."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stages.core.imageio import read_rgb, write_png
+from stages.core.palette import IGNORE_INDEX, ClassTable, colour_to_index
+from stages.core.tiling import TileRecord, group_by_image, stitch
+
+IGNORED_COLUMN = "ignored"
+
+
+@dataclass(frozen=True)
+class ImagePixels:
+    """Pixels of one whole image per class, plus those whose colour is in no class."""
+
+    image_id: str
+    per_class: tuple[int, ...]
+    ignored: int
+
+
+def encode_tiles(records: list[TileRecord], masks_dir: Path, out_dir: Path, table: ClassTable,
+                 progress: bool = True) -> list[ImagePixels]:
+    """Write out_dir/<tile>.png (uint8 class indices, IGNORE_INDEX for unknown colours) for every tile.
+
+    Counts are taken over each whole image, stitched back from its tiles, so pixels shared by
+    overlapping tiles are counted once.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = []
+    for image_id, tiles in tqdm(group_by_image(records).items(), desc="encode", unit="image", disable=not progress):
+        encoded = []
+        for record in tiles:
+            index, _ = colour_to_index(read_rgb(masks_dir / f"{record.tile}.png"), table)
+            write_png(out_dir / f"{record.tile}.png", index)
+            encoded.append((record.y, record.x, index))
+        whole = stitch(encoded, tiles[0].image_height, tiles[0].image_width)
+        histogram = np.bincount(whole.ravel(), minlength=256)
+        counts.append(ImagePixels(image_id, tuple(int(n) for n in histogram[: len(table)]),
+                                  int(histogram[IGNORE_INDEX])))
+    return counts
+
+
+def write_pixel_counts(path: Path, counts: list[ImagePixels], table: ClassTable) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["image_id", *table.names, IGNORED_COLUMN])
+        for image in counts:
+            writer.writerow([image.image_id, *image.per_class, image.ignored])
+
+
+def read_pixel_counts(path: Path, table: ClassTable) -> list[ImagePixels]:
+    with open(path, newline="") as handle:
+        return [ImagePixels(row["image_id"], tuple(int(row[name]) for name in table.names), int(row[IGNORED_COLUMN]))
+                for row in csv.DictReader(handle)]
+
+
+def encode_report(counts: list[ImagePixels]) -> dict[str, int | float]:
+    """What metrics/encode.json holds: how many mask pixels had a colour in no class."""
+    total = sum(sum(image.per_class) + image.ignored for image in counts)
+    ignored = sum(image.ignored for image in counts)
+    return {
+        "images": len(counts),
+        "pixels": total,
+        "ignored_pixels": ignored,
+        "ignored_fraction": round(ignored / total, 8) if total else 0.0,
+        "images_with_ignored_pixels": sum(1 for image in counts if image.ignored),
+    }

@@ -1,0 +1,148 @@
+"""params.yaml, read once and validated into one frozen dataclass per section.
+
+Each stage reads only the sections it declares in dvc.yaml and passes plain values on. A wrong
+param (missing, unknown, wrong type or out of range) raises PipelineError naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from stages.core.errors import PipelineError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read params ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(params, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections at the top level")
+    return params
+
+
+Section = TypeVar("Section")
+
+
+def _check_type(key: str, value: Any, expected: Any) -> Any:
+    """Return `value` as `expected` (int accepted for float), or raise naming `key`."""
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        expected = next(option for option in options if option is not type(None))
+    if typing.get_origin(expected) is dict:
+        if not isinstance(value, dict):
+            raise PipelineError(f"params: {key} must be a mapping, got {value!r}")
+        _, value_type = typing.get_args(expected)
+        return {name: _check_type(f"{key}.{name}", item, value_type) for name, item in value.items()}
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise PipelineError(f"params: {key} must be {expected.__name__}, got {value!r}")
+    if expected is float and not math.isfinite(value):
+        raise PipelineError(f"params: {key} must be a finite number, got {value!r}")
+    return value
+
+
+def read_section(params: dict[str, Any], name: str, cls: type[Section]) -> Section:
+    """Build `cls` from params[name]: every field required, no unknown keys, types checked."""
+    raw = params.get(name)
+    if not isinstance(raw, dict):
+        raise PipelineError(f"params: section {name!r} is missing or not a mapping")
+    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise PipelineError(f"params: unknown key {name}.{unknown[0]} (known: {', '.join(fields)})")
+    missing = [key for key in fields if key not in raw]
+    if missing:
+        raise PipelineError(f"params: missing key {name}.{missing[0]}")
+    hints = typing.get_type_hints(cls)
+    values = {key: _check_type(f"{name}.{key}", raw[key], hints[key]) for key in fields}
+    return cls(**values)
+
+
+def _require(condition: bool, key: str, message: str, value: Any) -> None:
+    if not condition:
+        raise PipelineError(f"params: {key} {message}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    raw: str  # dataset root in the Kaggle layout, or a plain folder of <id>_sat.jpg/<id>_mask.png
+
+    def __post_init__(self) -> None:
+        _require(bool(self.raw.strip()), "data.raw", "must name a directory", self.raw)
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    seed: int
+    train_images: int
+    valid_images: int
+    test_images: int
+    image_size: int
+    jpeg_quality: int
+
+    def __post_init__(self) -> None:
+        _require(self.train_images >= 1, "sample.train_images", "must be at least 1", self.train_images)
+        for key in ("valid_images", "test_images"):
+            _require(getattr(self, key) >= 0, f"sample.{key}", "must be 0 or more", getattr(self, key))
+        _require(self.image_size >= 32, "sample.image_size", "must be at least 32 pixels", self.image_size)
+        _require(1 <= self.jpeg_quality <= 95, "sample.jpeg_quality", "must be between 1 and 95", self.jpeg_quality)
+
+
+@dataclass(frozen=True)
+class TileParams:
+    size: int
+    stride: int
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 1, "tile.size", "must be at least 1", self.size)
+        _require(self.stride >= 1, "tile.stride", "must be at least 1", self.stride)
+        _require(self.stride <= self.size, "tile.stride",
+                 f"must not exceed tile.size ({self.size}), or pixels between tiles are skipped", self.stride)
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    method: str  # "ratios": seeded random split by image; "lists": explicit id lists
+    seed: int
+    ratios: dict[str, float]
+    lists: str  # directory holding train.txt, val.txt, test.txt (used when method is "lists")
+
+    def __post_init__(self) -> None:
+        _require(self.method in ("ratios", "lists"), "split.method", "must be 'ratios' or 'lists'", self.method)
+        _require(set(self.ratios) == set(SPLIT_NAMES), "split.ratios", "must have exactly the keys train, val, test",
+                 self.ratios)
+        for name, ratio in self.ratios.items():
+            _require(0 <= ratio <= 1, f"split.ratios.{name}", "must be between 0 and 1", ratio)
+        total = sum(self.ratios.values())
+        _require(math.isclose(total, 1.0, abs_tol=1e-6), "split.ratios", f"must sum to 1 (they sum to {total:g})",
+                 self.ratios)
+        _require(self.ratios["train"] > 0, "split.ratios.train", "must be above 0", self.ratios["train"])
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    scale_min: float  # smallest area fraction of a tile kept by the random-resized crop
+    colour_jitter: float  # strength of brightness/contrast/saturation jitter (0 turns it off)
+
+    def __post_init__(self) -> None:
+        _require(0 < self.scale_min <= 1, "augment.scale_min", "must be in (0, 1]", self.scale_min)
+        _require(0 <= self.colour_jitter < 1, "augment.colour_jitter", "must be in [0, 1)", self.colour_jitter)

@@ -1,0 +1,34 @@
+"""encode: colour mask tiles -> single-channel class-index tiles, reporting off-palette pixels."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.encoding import encode_report, encode_tiles, write_pixel_counts
+from stages.core.errors import run_stage
+from stages.core.outputs import atomic_dir, write_json
+from stages.core.palette import IGNORE_INDEX, ClassTable
+from stages.core.tiling import read_index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("tiles", type=Path, help="output of the tile stage")
+    parser.add_argument("out", type=Path, help="encoded directory to write (replaced if present)")
+    parser.add_argument("--report", type=Path, default=Path("metrics/encode.json"))
+    args = parser.parse_args(argv)
+
+    table = ClassTable.from_csv(args.tiles / "class_dict.csv")
+    records = read_index(args.tiles / "index.csv")
+    with atomic_dir(args.out) as staging:
+        counts = encode_tiles(records, args.tiles / "masks", staging / "masks", table)
+        write_pixel_counts(staging / "pixels.csv", counts, table)
+    report = encode_report(counts)
+    write_json(args.report, report)
+    print(f"encode: {len(records)} mask tiles; {report['ignored_pixels']} pixels "
+          f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a colour "
+          f"in no class and were set to {IGNORE_INDEX}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,27 @@
+"""sample: generate the synthetic DeepGlobe-layout dataset that the default pipeline runs on."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.errors import run_stage
+from stages.core.outputs import atomic_dir
+from stages.core.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
+from stages.core.synthetic import write_sample
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path, help="dataset root to write (replaced if present)")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    args = parser.parse_args(argv)
+    sample = read_section(load_params(args.params), "sample", SampleParams)
+
+    with atomic_dir(args.out) as staging:
+        write_sample(staging, seed=sample.seed, train_images=sample.train_images, valid_images=sample.valid_images,
+                     test_images=sample.test_images, image_size=sample.image_size, jpeg_quality=sample.jpeg_quality)
+    print(f"sample: {sample.train_images} labelled images of {sample.image_size}x{sample.image_size} in {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,45 @@
+"""split: assign whole images (never single tiles) to train, val and test."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.encoding import read_pixel_counts
+from stages.core.errors import run_stage
+from stages.core.outputs import atomic_dir, write_json
+from stages.core.palette import ClassTable
+from stages.core.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
+from stages.core.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
+from stages.core.tiling import read_index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("tiles", type=Path, help="output of the tile stage")
+    parser.add_argument("encoded", type=Path, help="output of the encode stage")
+    parser.add_argument("out", type=Path, help="splits directory to write (replaced if present)")
+    parser.add_argument("--distribution", type=Path, default=Path("metrics/class_distribution.json"))
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    args = parser.parse_args(argv)
+    split = read_section(load_params(args.params), "split", SplitParams)
+
+    table = ClassTable.from_csv(args.tiles / "class_dict.csv")
+    records = read_index(args.tiles / "index.csv")
+    counts = read_pixel_counts(args.encoded / "pixels.csv", table)
+    image_ids = [image.image_id for image in counts]
+    if split.method == "lists":
+        splits = split_by_lists(image_ids, Path(split.lists))
+        unlisted = len(image_ids) - sum(len(ids) for ids in splits.values())
+        if unlisted:
+            print(f"split: {unlisted} images of the dataset are in none of the lists in {split.lists} and are left out")
+    else:
+        splits = split_by_ratios(image_ids, split.ratios, split.seed)
+
+    with atomic_dir(args.out) as staging:
+        write_splits(staging, splits, records)
+    write_json(args.distribution, class_distribution(splits, counts, records, table))
+    print("split: " + ", ".join(f"{name} {len(splits[name])} images" for name in SPLIT_NAMES))
+
+
+if __name__ == "__main__":
+    run_stage(main)

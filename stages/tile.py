@@ -1,0 +1,32 @@
+"""tile: cut every labelled image of the raw dataset and its colour mask into tiles."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core.errors import run_stage
+from stages.core.outputs import atomic_dir
+from stages.core.params import DEFAULT_PARAMS, TileParams, load_params, read_section
+from stages.core.rawdata import find_pairs, read_class_table
+from stages.core.tiling import tile_dataset
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("raw", type=Path, help="dataset root (the param data.raw)")
+    parser.add_argument("out", type=Path, help="tiles directory to write (replaced if present)")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    args = parser.parse_args(argv)
+    tile = read_section(load_params(args.params), "tile", TileParams)
+
+    # Read the class table and list the pairs first: a bad table or a missing mask fails in seconds.
+    table = read_class_table(args.raw)
+    pairs = find_pairs(args.raw)
+    with atomic_dir(args.out) as staging:
+        tiles = tile_dataset(pairs, staging, tile.size, tile.stride)
+        table.to_csv(staging / "class_dict.csv")
+    print(f"tile: {len(pairs)} images -> {tiles} tiles of {tile.size}px (stride {tile.stride}) in {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny datasets written in the raw layouts the pipeline accepts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from stages.core.palette import ClassTable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_pair(folder: Path, image_id: str, height: int, width: int, seed: int = 0) -> None:
+    """A random JPEG and a mask of DeepGlobe colours made of a few horizontal bands."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(image).save(folder / f"{image_id}_sat.jpg", quality=90)
+    colours = ClassTable.deepglobe().colours
+    bands = rng.integers(0, len(colours), size=4)
+    mask = colours[bands[np.arange(height) * len(bands) // height]][:, None, :].repeat(width, axis=1)
+    Image.fromarray(mask).save(folder / f"{image_id}_mask.png")
+
+
+@pytest.fixture
+def plain_dataset(tmp_path: Path) -> Path:
+    """A plain folder of four 70x90 pairs (sizes that 32 does not divide)."""
+    root = tmp_path / "raw"
+    for k, image_id in enumerate(["11", "2", "305", "40"]):
+        write_pair(root, image_id, 70, 90, seed=k)
+    return root
+
+
+def write_params(path: Path, **sections: dict) -> Path:
+    """params.yaml with the repo's values, sections replaced by the ones given."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, values in sections.items():
+        params[name] = {**params[name], **values}
+    path.write_text(yaml.safe_dump(params))
+    return path

@@ -1,0 +1,51 @@
+"""Tiling covers every pixel, aligns the last tiles to the edge, and stitches back exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stages.core.tiling import cut, stitch, tile_grid, tile_name, tile_origins
+
+
+@pytest.mark.parametrize("length, size, stride, expected", [
+    (512, 256, 256, [0, 256]),  # divides: no overlap
+    (2448, 512, 512, [0, 512, 1024, 1536, 1936]),  # DeepGlobe: last tile flush with the edge
+    (300, 100, 60, [0, 60, 120, 180, 200]),
+    (256, 256, 256, [0]),
+])
+def test_origins(length, size, stride, expected):
+    assert tile_origins(length, size, stride) == expected
+
+
+@given(st.integers(1, 300), st.data())
+def test_tiles_cover_every_pixel_exactly_once_or_more_and_stay_inside(length, data):
+    size = data.draw(st.integers(1, length))
+    stride = data.draw(st.integers(1, size))
+    origins = tile_origins(length, size, stride)
+    covered = np.zeros(length, dtype=int)
+    for origin in origins:
+        assert 0 <= origin and origin + size <= length
+        covered[origin:origin + size] += 1
+    assert covered.min() >= 1
+    assert origins == sorted(set(origins))
+
+
+@given(st.integers(8, 80), st.integers(8, 80), st.data())
+def test_cut_and_stitch_reassembles_the_original(height, width, data):
+    size = data.draw(st.integers(1, min(height, width)))
+    stride = data.draw(st.integers(1, size))
+    image = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    tiles = list(cut(image, size, stride))
+    assert all(tile.shape == (size, size, 3) for _, _, tile in tiles)  # no padded or short tiles
+    np.testing.assert_array_equal(stitch(tiles, height, width), image)
+
+
+def test_grid_of_a_deepglobe_image():
+    grid = tile_grid(2448, 2448, 256, 256)
+    assert len(grid) == 10 * 10 and grid[-1] == (2192, 2192)
+
+
+def test_tile_names_encode_image_and_position():
+    assert tile_name("119", 256, 2192) == "119_y00256_x02192"
