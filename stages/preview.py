@@ -12,7 +12,7 @@ from stages.core.outputs import atomic_dir
 from stages.core.palette import ClassTable
 from stages.core.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
 from stages.core.plotting import plot_augmentations, plot_sample
-from stages.core.tiling import group_by_image, read_index, stitch
+from stages.core.tiling import group_by_image, read_index, stitch_files
 
 AUGMENTED_TILES = 3  # rows in the augmentation grid
 AUGMENTED_VARIANTS = 4  # augmented draws shown beside each original
@@ -33,17 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     train_tiles = read_index(args.splits / "train.csv")
     image_id, tiles = next(iter(group_by_image(train_tiles).items()))
     height, width = tiles[0].image_height, tiles[0].image_width
-
-    def whole(read, folder: Path):
-        return stitch(((t.y, t.x, read(folder / f"{t.tile}.png")) for t in tiles), height, width)
-
     picks = [train_tiles[i * len(train_tiles) // AUGMENTED_TILES] for i in range(min(AUGMENTED_TILES, len(train_tiles)))]
     examples = [(t.tile, read_rgb(args.tiles / "images" / f"{t.tile}.png"),
                  read_index_png(args.encoded / "masks" / f"{t.tile}.png")) for t in picks]
     transform = training_augmentation(tiles[0].size, augment.scale_min, augment.colour_jitter, seed=PREVIEW_SEED)
     with atomic_dir(args.out) as staging:
-        plot_sample(whole(read_rgb, args.tiles / "images"), whole(read_rgb, args.tiles / "masks"),
-                    whole(read_index_png, args.encoded / "masks"), table,
+        plot_sample(stitch_files(tiles, args.tiles / "images", read_rgb), stitch_files(tiles, args.tiles / "masks", read_rgb),
+                    stitch_files(tiles, args.encoded / "masks", read_index_png), table,
                     f"training image {image_id} ({width}x{height})", staging / "sample.png")
         plot_augmentations(examples, transform, table, AUGMENTED_VARIANTS, staging / "augmentations.png")
     print(f"preview: pictures of image {image_id} and {len(examples)} augmented tiles in {args.out}")

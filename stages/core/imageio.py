@@ -23,7 +23,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
             image.load()  # decodes now, so a truncated file fails here and not later
             if image.mode != "RGB":
                 image = image.convert("RGB")
-            return np.asarray(image)
+            return np.array(image)  # writable (np.asarray of a PIL image is read-only; torch warns on those)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise PipelineError(f"{path}: cannot decode image ({error})") from None
 
@@ -36,7 +36,7 @@ def read_index_png(path: str | Path) -> np.ndarray:
             image.load()
             if image.mode != "L":
                 raise PipelineError(f"{path}: expected a single-channel class-index PNG, got mode {image.mode}")
-            return np.asarray(image)
+            return np.array(image)
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except (OSError, SyntaxError, ValueError) as error:
@@ -55,8 +55,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write an HxW (uint8 index) or HxWx3 (RGB) array as PNG."""
-    Image.fromarray(np.ascontiguousarray(array)).save(path, compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def write_jpeg(path: str | Path, array: np.ndarray, quality: int) -> None:
-    Image.fromarray(array).save(path, quality=quality)
+    Image.fromarray(array).save(path, format="JPEG", quality=quality)

@@ -146,3 +146,61 @@ class AugmentParams:
     def __post_init__(self) -> None:
         _require(0 < self.scale_min <= 1, "augment.scale_min", "must be in (0, 1]", self.scale_min)
         _require(0 <= self.colour_jitter < 1, "augment.colour_jitter", "must be in [0, 1)", self.colour_jitter)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    encoder: str  # any smp encoder name; resnet50 for the real run
+    encoder_weights: str | None  # null, "imagenet" (fetched by smp) or a local weights file
+
+    def __post_init__(self) -> None:
+        _require(bool(self.encoder.strip()), "model.encoder", "must name an encoder", self.encoder)
+
+
+LOSSES = ("dice", "ce", "dice_ce")
+SCHEDULERS = ("cosine", "none")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int
+    batch_size: int
+    workers: int
+    lr: float
+    weight_decay: float
+    loss: str
+    scheduler: str
+    restart_epochs: int  # cosine warm restarts: epochs in the first cycle (T_0)
+    seed: int
+    bf16: bool
+    channels_last: bool
+    device: str
+    resume: bool
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "train.epochs", "must be at least 1", self.epochs)
+        _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
+        _require(self.workers >= 0, "train.workers", "must be 0 or more", self.workers)
+        _require(self.lr > 0, "train.lr", "must be above 0", self.lr)
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be 0 or more", self.weight_decay)
+        _require(self.loss in LOSSES, "train.loss", f"must be one of {', '.join(LOSSES)}", self.loss)
+        _require(self.scheduler in SCHEDULERS, "train.scheduler", f"must be one of {', '.join(SCHEDULERS)}",
+                 self.scheduler)
+        _require(self.restart_epochs >= 1, "train.restart_epochs", "must be at least 1", self.restart_epochs)
+        _require(self.device in DEVICES, "train.device", f"must be one of {', '.join(DEVICES)}", self.device)
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    window: int  # sliding-window side in pixels (a multiple of 16)
+    overlap: float  # fraction of the window shared with the next one
+    batch_size: int
+    tta: bool  # average over the 8 flips/90-degree rotations
+    bf16: bool  # bf16 autocast where the hardware has native bf16 (device is chosen as train.device auto)
+
+    def __post_init__(self) -> None:
+        _require(self.window >= 16 and self.window % 16 == 0, "predict.window", "must be a positive multiple of 16",
+                 self.window)
+        _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
+        _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)

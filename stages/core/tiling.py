@@ -7,7 +7,7 @@ instead of dropping a margin or padding with invented pixels.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,12 @@ def group_by_image(records: Iterable[TileRecord]) -> dict[str, list[TileRecord]]
     for record in records:
         groups.setdefault(record.image_id, []).append(record)
     return groups
+
+
+def stitch_files(records: list[TileRecord], folder: Path, read: Callable[[Path], np.ndarray]) -> np.ndarray:
+    """One whole image, stitched from its tiles `folder/<tile>.png` (read with `read`)."""
+    return stitch(((r.y, r.x, read(folder / f"{r.tile}.png")) for r in records),
+                  records[0].image_height, records[0].image_width)
 
 
 def tile_pair(pair: RawPair, size: int, stride: int, images_dir: Path, masks_dir: Path) -> list[TileRecord]:

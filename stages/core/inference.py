@@ -1,0 +1,92 @@
+"""Whole-image prediction by sliding window with overlap and weighted blending.
+
+Windows are laid out like tiles (the last row and column flush with the image's edge) and each
+window's softmax probabilities are weighted by a bump that falls off toward its borders, where a
+CNN sees the least context; the weighted sum, divided by the summed weights, is the image's
+probability map. Optional test-time augmentation averages the 8 flips/90-degree rotations.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.core.model import OUTPUT_STRIDE_MULTIPLE, autocast, normalise
+from stages.core.tiling import tile_grid
+
+# (uint8 NHWC batch) -> float32 NCHW class probabilities
+ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def window_weights(window: int) -> np.ndarray:
+    """A separable Gaussian bump, 1 at the centre and e^-2 (not 0) at the borders.
+
+    Kept above zero so a pixel covered by a single window (an image corner) still gets its prediction.
+    """
+    position = (np.arange(window) + 0.5 - window / 2) / (window / 4)
+    profile = np.exp(-0.5 * position ** 2).astype(np.float32)
+    return np.outer(profile, profile)
+
+
+def fit_window(window: int, height: int, width: int) -> int:
+    """The window, shrunk to the largest multiple of 16 that fits an image smaller than it."""
+    fitted = min(window, min(height, width) // OUTPUT_STRIDE_MULTIPLE * OUTPUT_STRIDE_MULTIPLE)
+    if fitted < OUTPUT_STRIDE_MULTIPLE:
+        raise ValueError(f"image {width}x{height} is smaller than {OUTPUT_STRIDE_MULTIPLE} pixels")
+    return fitted
+
+
+def sliding_window_probabilities(probabilities: ProbabilityFn, image: np.ndarray, num_classes: int, window: int,
+                                 overlap: float, batch_size: int) -> np.ndarray:
+    """(num_classes, H, W) float32 blended class probabilities for one HxWx3 uint8 image."""
+    height, width = image.shape[:2]
+    window = fit_window(window, height, width)
+    stride = max(1, round(window * (1 - overlap)))
+    origins = tile_grid(height, width, window, stride)
+    weights = window_weights(window)
+    total = np.zeros((num_classes, height, width), dtype=np.float32)
+    weight_sum = np.zeros((height, width), dtype=np.float32)
+    for start in range(0, len(origins), batch_size):
+        batch_origins = origins[start:start + batch_size]
+        crops = torch.from_numpy(np.stack([image[y:y + window, x:x + window] for y, x in batch_origins]))
+        probs = probabilities(crops).cpu().numpy()
+        for (y, x), prob in zip(batch_origins, probs):
+            total[:, y:y + window, x:x + window] += prob * weights
+            weight_sum[y:y + window, x:x + window] += weights
+    return total / weight_sum
+
+
+def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
+                        bf16: bool, tta: bool) -> ProbabilityFn:
+    """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`."""
+
+    @torch.inference_mode()
+    def probabilities(batch: torch.Tensor) -> torch.Tensor:
+        images = normalise(batch.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        views = DIHEDRAL if tta else DIHEDRAL[:1]
+        summed = None
+        for forward, inverse in views:
+            with autocast(device, bf16):
+                logits = model(forward(images))
+            probs = inverse(logits.float().softmax(dim=1))
+            summed = probs if summed is None else summed + probs
+        return summed / len(views)
+
+    return probabilities
+
+
+def _rotation(k: int, flip: bool) -> tuple[Callable, Callable]:
+    """A (transform, inverse) pair on NCHW tensors: optional horizontal flip, then k quarter turns."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+
+    def inverse(x: torch.Tensor) -> torch.Tensor:
+        x = torch.rot90(x, -k, dims=(-2, -1))
+        return x.flip(-1) if flip else x
+
+    return forward, inverse
+
+
+DIHEDRAL = [_rotation(k, flip) for flip in (False, True) for k in range(4)]  # identity first

@@ -1,0 +1,93 @@
+"""The model factory, input normalisation, and the device/precision choices for running it."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.core.errors import PipelineError
+
+# ImageNet statistics, written out here because smp's get_preprocessing_fn fetches them from the hub.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OUTPUT_STRIDE_MULTIPLE = 16  # DeepLabV3+ needs input sides divisible by 16 (2448 = 16 x 153)
+
+
+def build_model(encoder: str, num_classes: int, encoder_weights: str | None = None) -> nn.Module:
+    """DeepLabV3+ with `num_classes` softmax logits; encoder_weights: None, "imagenet" or a local file.
+
+    One logit per class fed to softmax, not the seed notebooks' per-class sigmoid thresholded at
+    0.5, which can leave a pixel with no class or several.
+    """
+    import segmentation_models_pytorch as smp  # slow import; only stages that build models pay it
+
+    hub_weights = "imagenet" if encoder_weights == "imagenet" else None
+    try:
+        model = smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=hub_weights, classes=num_classes)
+    except KeyError:
+        raise PipelineError(f"params: model.encoder {encoder!r} is not an encoder segmentation-models-pytorch "
+                            "knows (e.g. resnet18, resnet34, resnet50)") from None
+    except Exception as error:  # the hub raises many kinds of network errors
+        if hub_weights is None:
+            raise
+        raise PipelineError(f"params: model.encoder_weights 'imagenet' could not be fetched for {encoder} "
+                            f"({type(error).__name__}); without internet, download the encoder weights "
+                            "elsewhere and set model.encoder_weights to the local file") from None
+    if encoder_weights not in (None, "imagenet"):
+        load_encoder_weights(model, Path(encoder_weights))
+    return model
+
+
+def load_encoder_weights(model: nn.Module, path: Path) -> None:
+    """Load a local encoder state dict (smp's, or a torchvision/timm classifier's: its head is dropped)."""
+    if not path.is_file():
+        raise PipelineError(f"params: model.encoder_weights: {path} not found (use null, imagenet or a weights file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise PipelineError(f"{path}: cannot load encoder weights ({error})") from None
+    state = state.get("state_dict", state)
+    state = {key.removeprefix("encoder."): value for key, value in state.items() if not key.startswith("fc.")}
+    try:
+        model.encoder.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise PipelineError(f"{path}: weights do not fit the encoder ({first})") from None
+
+
+def choose_device(requested: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; a named device that is absent is an error."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if requested == "auto":
+        return torch.device(next(name for name, present in available.items() if present))
+    if not available.get(requested, False):
+        raise PipelineError(f"params: train.device {requested!r} is not available here "
+                            f"(available: {', '.join(name for name, ok in available.items() if ok)})")
+    return torch.device(requested)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off only with native bf16 units: AVX512-BF16/AMX CPUs, Ampere+ GPUs."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 NHWC batch -> float NCHW, scaled to [0, 1] and standardised (done on the device: 4x less to move)."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    return (images.permute(0, 3, 1, 2).float() / 255 - mean_t) / std_t
+
+
+def to_uint8_batch(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images))

@@ -1,0 +1,69 @@
+"""Sliding-window prediction stitches exactly, blends, and undoes its test-time augmentations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stages.core.inference import DIHEDRAL, fit_window, sliding_window_probabilities, window_weights
+
+NUM_CLASSES = 5
+
+
+def labels_from_pixels(batch: torch.Tensor) -> torch.Tensor:
+    """A stand-in model that reads each pixel's label from its red channel: one-hot probabilities."""
+    labels = batch[..., 0].long()
+    return torch.nn.functional.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("height, width, window, overlap", [
+    (128, 128, 64, 0.5),  # divides
+    (150, 97, 64, 0.25),  # does not divide: last windows flush with the edge
+    (70, 200, 96, 0.0),   # no overlap, window shrunk to fit the 70-pixel side
+])
+def test_stitching_a_label_reading_model_reproduces_the_labels(height, width, window, overlap):
+    labels = np.random.default_rng(height).integers(0, NUM_CLASSES, (height, width)).astype(np.uint8)
+    image = np.stack([labels, labels * 3, labels * 5], axis=-1)
+    probs = sliding_window_probabilities(labels_from_pixels, image, NUM_CLASSES, window, overlap, batch_size=3)
+    assert probs.shape == (NUM_CLASSES, height, width)
+    np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(axis=0), labels)
+
+
+def test_overlapping_windows_are_blended_by_weight():
+    """A model whose answer depends on the window's position: the blend must mix neighbouring windows."""
+    calls = []
+
+    def position_dependent(batch: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(batch.shape[0], 2, batch.shape[1], batch.shape[2])
+        for i in range(batch.shape[0]):
+            out[i, len(calls) % 2] = 1  # windows alternate between class 0 and class 1
+            calls.append(i)
+        return out
+
+    image = np.zeros((32, 64, 3), dtype=np.uint8)
+    probs = sliding_window_probabilities(position_dependent, image, 2, window=32, overlap=0.5, batch_size=1)
+    # three windows at x = 0, 16, 32 say 0, 1, 0: the centre column mixes them, the image edges do not
+    assert probs[1, 16, 0] == pytest.approx(0, abs=1e-6)
+    assert 0.2 < probs[1, 16, 32] < 0.9
+
+
+def test_window_weights_fall_off_toward_the_borders_but_stay_positive():
+    weights = window_weights(64)
+    assert weights[32, 32] > weights[32, 8] > weights[32, 0] > 0
+    np.testing.assert_allclose(weights, weights.T)
+
+
+def test_window_shrinks_to_a_multiple_of_16_for_small_images():
+    assert fit_window(256, 2448, 2448) == 256
+    assert fit_window(256, 200, 500) == 192
+    with pytest.raises(ValueError):
+        fit_window(256, 10, 500)
+
+
+def test_each_test_time_augmentation_is_undone_by_its_inverse():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    outputs = {tuple(forward(x).flatten().tolist()) for forward, _ in DIHEDRAL}
+    assert len(outputs) == 8  # eight distinct views
+    for forward, inverse in DIHEDRAL:
+        torch.testing.assert_close(inverse(forward(x)), x)

@@ -1,0 +1,51 @@
+"""Scores against a confusion matrix worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.core.metrics import confusion_matrix, read_confusion_csv, scores, write_confusion_csv
+from stages.core.palette import IGNORE_INDEX
+
+NAMES = ("urban_land", "water", "forest_land", "unknown")
+
+
+def test_confusion_matrix_counts_pairs_and_skips_ignored_pixels():
+    truth = np.array([[0, 0, 1, IGNORE_INDEX], [1, 3, 3, 0]], dtype=np.uint8)
+    prediction = np.array([[0, 1, 1, 2], [1, 3, 0, 0]], dtype=np.uint8)
+    expected = np.zeros((4, 4), dtype=int)
+    for t, p in [(0, 0), (0, 1), (1, 1), (1, 1), (3, 3), (3, 0), (0, 0)]:
+        expected[t, p] += 1
+    np.testing.assert_array_equal(confusion_matrix(truth, prediction, 4), expected)
+
+
+def test_scores_by_hand():
+    # rows truth, columns prediction; forest_land appears in neither (row and column empty)
+    confusion = np.array([[6, 2, 0, 0],
+                          [1, 3, 0, 0],
+                          [0, 0, 0, 0],
+                          [0, 2, 0, 2]])
+    result = scores(confusion, NAMES)
+    # urban: TP 6, FP 1, FN 2 -> IoU 6/9, Dice 12/15; water: TP 3, FP 4, FN 1 -> 3/8, 6/11; unknown: 2/4, 4/6
+    assert result["iou"] == pytest.approx({"urban_land": 6 / 9, "water": 3 / 8, "forest_land": None,
+                                           "unknown": 2 / 4})
+    assert result["iou"]["forest_land"] is None and result["dice"]["forest_land"] is None  # not a perfect 1.0
+    assert result["dice"]["urban_land"] == pytest.approx(12 / 15)
+    assert result["miou_land"] == pytest.approx((6 / 9 + 3 / 8) / 2)  # unknown and the absent class left out
+    assert result["miou"] == pytest.approx((6 / 9 + 3 / 8 + 2 / 4) / 3)
+    assert result["mean_dice"] == pytest.approx((12 / 15 + 6 / 11 + 4 / 6) / 3)
+    assert result["pixel_accuracy"] == pytest.approx(11 / 16)  # 16 pixels, 11 on the diagonal
+    assert result["fw_iou"] == pytest.approx(8 / 16 * 6 / 9 + 4 / 16 * 3 / 8 + 4 / 16 * 2 / 4)
+
+
+def test_class_predicted_but_never_true_scores_zero_not_none():
+    result = scores(np.array([[3, 1], [0, 0]]), ("a", "b"))
+    assert result["iou"]["b"] == 0.0
+
+
+def test_confusion_csv_round_trip(tmp_path):
+    confusion = np.arange(16).reshape(4, 4)
+    write_confusion_csv(tmp_path / "c.csv", confusion, NAMES)
+    restored, names = read_confusion_csv(tmp_path / "c.csv")
+    np.testing.assert_array_equal(restored, confusion)
+    assert names == NAMES

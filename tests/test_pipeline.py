@@ -1,0 +1,142 @@
+"""End to end: the real `dvc` on a tiny sample, in a temporary copy of the repository.
+
+Tiny params (64-pixel images, 32-pixel tiles, resnet18, one epoch) keep each full run to tens of
+seconds; the checks are the ones a user relies on: outputs appear, a second repro does nothing,
+editing a param reruns exactly the stages that read it, and reruns reproduce dvc.lock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+TINY = {
+    "sample": {"train_images": 8, "valid_images": 1, "test_images": 1, "image_size": 64},
+    "tile": {"size": 32, "stride": 32},
+    "split": {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
+    "model": {"encoder": "resnet18"},
+    "train": {"epochs": 1, "batch_size": 4, "workers": 0, "restart_epochs": 1},
+    "predict": {"window": 32, "batch_size": 4},
+}
+DATA_STAGES = ("sample", "tile", "encode", "split")
+MODEL_STAGES = ("train", "predict", "evaluate", "plot")
+
+
+def set_params(project: Path, sections: dict) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        params[name].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def dvc(project: Path, *args: str) -> str:
+    """Run the venv's dvc in `project`; fail the test with its output if it fails."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def copy_repository(destination: Path) -> Path:
+    """The working tree as git would see it (tracked and untracked, nothing ignored), as a fresh repo."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    for path in [destination / "dvc.lock", *destination.glob("metrics/**/*"), *destination.glob("plots/**/*")]:
+        if path.is_file():  # start from scratch, as on a fresh clone with nothing reproduced yet
+            path.unlink()
+    # A clone has history, and DVCLive needs a commit to find its baseline.
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy of the repository"]):
+        subprocess.run(git + command, cwd=destination, check=True)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = copy_repository(tmp_path_factory.mktemp("repo"))
+    set_params(project, TINY)
+    return project
+
+
+def stages_to_run(project: Path) -> set[str]:
+    """Names of the stages that `dvc status` reports as changed."""
+    status = json.loads(dvc(project, "status", "--json"))
+    return set(status)
+
+
+def test_repro_split_builds_the_data_half(project):
+    dvc(project, "repro", "split")
+    tiles = (project / "data/tiles/index.csv").read_text().splitlines()
+    assert tiles[0].startswith("tile,image_id,y,x") and len(tiles) == 1 + 8 * 4  # 8 images of 2x2 tiles
+    assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8 * 4
+    distribution = json.loads((project / "metrics/class_distribution.json").read_text())
+    assert {name: distribution[name]["images"] for name in ("train", "val", "test")} == {"train": 4, "val": 2,
+                                                                                          "test": 2}
+    assert "Data and pipelines are up to date" in dvc(project, "status", "split")
+    assert "didn't change" in dvc(project, "repro", "split")
+
+
+def test_full_pipeline_outputs_every_declared_output_and_metric(project):
+    dvc(project, "repro")
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            assert (project / path).exists(), path
+    test = json.loads((project / "metrics/test.json").read_text())
+    for key in ("miou_land", "miou", "mean_dice", "pixel_accuracy", "fw_iou", "iou", "dice"):
+        assert key in test
+    assert set(test["iou"]) == set(test["dice"]) == {"urban_land", "agriculture_land", "rangeland", "forest_land",
+                                                     "water", "barren_land", "unknown"}
+    summary = json.loads((project / "metrics/summary.json").read_text())
+    assert set(summary) == {"train", "val", "test"} and "dice_loss" in summary["test"]
+    assert len(list((project / "data/predictions").glob("*_colour.png"))) == 2
+    assert stages_to_run(project) == set()
+    assert "miou_land" in dvc(project, "metrics", "show")
+
+
+def stages_run_by_repro(project: Path) -> set[str]:
+    output = dvc(project, "repro")
+    return {stage for stage in (*DATA_STAGES, "preview", *MODEL_STAGES) if f"Running stage '{stage}'" in output}
+
+
+def test_editing_a_param_reruns_only_the_stages_that_read_it(project):
+    dvc(project, "repro")
+    set_params(project, {"train": {"lr": 0.002}})
+    # dvc status names the stage whose params changed; its downstream stages rerun when its outputs change
+    assert stages_to_run(project) == {"train"}
+    assert stages_run_by_repro(project) == set(MODEL_STAGES)
+    set_params(project, {"augment": {"scale_min": 0.6}})
+    assert stages_to_run(project) == {"preview", "train"}
+    assert stages_run_by_repro(project) == {"preview", *MODEL_STAGES}
+    set_params(project, {"predict": {"overlap": 0.25}})
+    assert stages_run_by_repro(project) == {"predict", "evaluate", "plot"}
+
+
+def test_reproducing_from_scratch_gives_the_same_lock(project):
+    dvc(project, "repro")
+    before = (project / "dvc.lock").read_text()
+    dvc(project, "repro", "--force")
+    assert (project / "dvc.lock").read_text() == before
+
+
+def test_plots_show_writes_an_html_page_with_the_curves(project):
+    dvc(project, "repro")
+    dvc(project, "plots", "show", "-o", "plots_html")
+    page = (project / "plots_html" / "index.html").read_text()
+    assert "mIoU (land classes) per epoch" in page and "Dice loss per epoch" in page
