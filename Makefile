@@ -4,6 +4,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 # Stage commands in dvc.yaml say `python -m stages.X`: put the venv first on PATH so that is ours.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
+export DVC_NO_ANALYTICS := 1
 
 .PHONY: run test install clean
 

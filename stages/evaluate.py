@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         truth = stitch_files(records, args.encoded / "masks", read_index_png)
         prediction = read_index_png(args.predictions / f"{image_id}.png")
         if prediction.shape != truth.shape:
-            raise PipelineError(f"{args.predictions / f'{image_id}.png'}: prediction is "
-                                f"{prediction.shape[1]}x{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}")
+            raise PipelineError(f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"
+                                f"{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}")
         confusion += confusion_matrix(truth, prediction, len(table))
 
     report = {"images": len(images), **scores(confusion, table.names)}

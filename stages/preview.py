@@ -33,12 +33,14 @@ def main(argv: list[str] | None = None) -> None:
     train_tiles = read_index(args.splits / "train.csv")
     image_id, tiles = next(iter(group_by_image(train_tiles).items()))
     height, width = tiles[0].image_height, tiles[0].image_width
-    picks = [train_tiles[i * len(train_tiles) // AUGMENTED_TILES] for i in range(min(AUGMENTED_TILES, len(train_tiles)))]
+    picks = [train_tiles[i * len(train_tiles) // AUGMENTED_TILES]
+             for i in range(min(AUGMENTED_TILES, len(train_tiles)))]
     examples = [(t.tile, read_rgb(args.tiles / "images" / f"{t.tile}.png"),
                  read_index_png(args.encoded / "masks" / f"{t.tile}.png")) for t in picks]
     transform = training_augmentation(tiles[0].size, augment.scale_min, augment.colour_jitter, seed=PREVIEW_SEED)
     with atomic_dir(args.out) as staging:
-        plot_sample(stitch_files(tiles, args.tiles / "images", read_rgb), stitch_files(tiles, args.tiles / "masks", read_rgb),
+        plot_sample(stitch_files(tiles, args.tiles / "images", read_rgb),
+                    stitch_files(tiles, args.tiles / "masks", read_rgb),
                     stitch_files(tiles, args.encoded / "masks", read_index_png), table,
                     f"training image {image_id} ({width}x{height})", staging / "sample.png")
         plot_augmentations(examples, transform, table, AUGMENTED_VARIANTS, staging / "augmentations.png")

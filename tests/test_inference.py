@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from stages.core.errors import PipelineError
 from stages.core.inference import DIHEDRAL, fit_window, sliding_window_probabilities, window_weights
 
 NUM_CLASSES = 5
@@ -57,7 +58,7 @@ def test_window_weights_fall_off_toward_the_borders_but_stay_positive():
 def test_window_shrinks_to_a_multiple_of_16_for_small_images():
     assert fit_window(256, 2448, 2448) == 256
     assert fit_window(256, 200, 500) == 192
-    with pytest.raises(ValueError):
+    with pytest.raises(PipelineError, match="500x10 pixels is too small"):
         fit_window(256, 10, 500)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.core.errors import PipelineError
 from stages.core.model import OUTPUT_STRIDE_MULTIPLE, autocast, normalise
 from stages.core.tiling import tile_grid
 
@@ -34,7 +35,8 @@ def fit_window(window: int, height: int, width: int) -> int:
     """The window, shrunk to the largest multiple of 16 that fits an image smaller than it."""
     fitted = min(window, min(height, width) // OUTPUT_STRIDE_MULTIPLE * OUTPUT_STRIDE_MULTIPLE)
     if fitted < OUTPUT_STRIDE_MULTIPLE:
-        raise ValueError(f"image {width}x{height} is smaller than {OUTPUT_STRIDE_MULTIPLE} pixels")
+        raise PipelineError(f"image of {width}x{height} pixels is too small to predict: "
+                            f"both sides must be at least {OUTPUT_STRIDE_MULTIPLE}")
     return fitted
 
 

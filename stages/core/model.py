@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -87,7 +86,3 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
     return (images.permute(0, 3, 1, 2).float() / 255 - mean_t) / std_t
-
-
-def to_uint8_batch(images: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(images))

@@ -29,6 +29,7 @@ from stages.core.palette import IGNORE_INDEX, ClassTable
 from stages.core.params import AugmentParams, ModelParams, TrainParams
 from stages.core.tiling import TileRecord
 
+
 @dataclass(frozen=True)
 class TrainingData:
     train: list[TileRecord]
@@ -58,14 +59,16 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 @dataclass(frozen=True)
 class RunSettings:
+    """How batches are run: where, in which precision and layout, and with which losses."""
+
     device: torch.device
     bf16: bool
     channels_last: bool
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    loss: Callable
-    dice: Callable
+    loss: Callable  # the training objective (train.loss)
+    dice_loss: Callable  # always logged, whatever the objective, for the Dice-loss curves
     progress: bool
 
 
@@ -106,7 +109,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, settings: RunSettings, descr
                 scheduler.step(epoch + (step + 1) / batches)  # warm restarts move smoothly within an epoch
         with torch.no_grad():
             totals["loss"] += loss.item()
-            totals["dice_loss"] += settings.dice(logits, masks).item()
+            totals["dice_loss"] += settings.dice_loss(logits, masks).item()
             confusion += confusion_matrix(masks.cpu().numpy(), logits.argmax(1).cpu().numpy(), settings.num_classes)
         progress.set_postfix(loss=f"{totals['loss'] / (step + 1):.4f}")
     return EpochResult(totals["loss"] / batches, totals["dice_loss"] / batches, confusion)
@@ -153,7 +156,12 @@ def train(model_params: ModelParams, params: TrainParams, augment: AugmentParams
     start_epoch, best_miou, history = 0, -1.0, []
     if params.resume and last_path.exists():
         start_epoch, best_miou, history = resume_from(last_path, best_path, config, model, optimizer, scheduler)
+        if start_epoch > params.epochs:
+            raise PipelineError(f"{last_path}: already has {start_epoch} epochs, more than train.epochs "
+                                f"({params.epochs}); raise train.epochs or set train.resume to false")
         print(f"train: resuming from {last_path} after epoch {start_epoch}")
+    elif params.resume:
+        print(f"train: train.resume is set but there is no {last_path}; starting afresh")
 
     settings = RunSettings(device, use_bf16, params.channels_last, len(data.table), IMAGENET_MEAN, IMAGENET_STD,
                            make_loss(params.loss), make_loss("dice"), progress)
