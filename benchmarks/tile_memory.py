@@ -19,17 +19,21 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: `stages` is the repository's package
 SIZE = 2448  # DeepGlobe's image side
 ALLOWED_GROWTH = 1.2
 
-# Runs in the child: tile, then report wall time and this process's peak RSS (kB on Linux).
+# Runs in the child: tile, then report wall time and this process's peak RSS. VmHWM, not
+# getrusage's ru_maxrss: on Linux ru_maxrss survives exec, so a child would report its parent's peak.
 CHILD = """
-import json, resource, sys, time
+import json, re, sys, time
+from pathlib import Path
 from stages import tile
 start = time.perf_counter()
 tile.main(sys.argv[1:])
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds = time.perf_counter() - start
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024}))
 """
 
 
