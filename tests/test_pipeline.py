@@ -1,16 +1,19 @@
 """End to end: the real `dvc` on a tiny sample, in a temporary copy of the repository.
 
-Tiny params (64-pixel images, 32-pixel tiles, resnet18, one epoch) keep each full run to tens of
-seconds; the checks are the ones a user relies on: outputs appear, a second repro does nothing,
+The fast profile of .ci/fast-profile (64-pixel images, 32-pixel tiles, resnet18, one epoch) keeps
+each full run to tens of seconds; the checks are the ones a user relies on: outputs appear, a second repro does nothing,
 editing a param reruns exactly the stages that read it, and reruns reproduce dvc.lock.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,14 +21,28 @@ import yaml
 
 from tests.conftest import REPO
 
-TINY = {
-    "sample": {"train_images": 8, "valid_images": 1, "test_images": 1, "image_size": 64},
-    "tile": {"size": 32, "stride": 32},
-    "split": {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
-    "model": {"encoder": "resnet18"},
-    "train": {"epochs": 1, "batch_size": 4, "workers": 0, "restart_epochs": 1},
-    "predict": {"window": 32, "batch_size": 4},
-}
+FAST_PROFILE = REPO / ".ci" / "fast-profile"
+
+
+def fast_profile() -> list[str]:
+    """The `key=value` overrides of .ci/fast-profile, which CI's experiment comparison uses too."""
+    lines = (line.strip() for line in FAST_PROFILE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def as_sections(overrides: list[str]) -> dict:
+    """`train.lr=0.001` lines as nested {"train": {"lr": 0.001}} updates."""
+    sections: dict = {}
+    for override in overrides:
+        key, value = override.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = sections
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = yaml.safe_load(value)
+    return sections
+
+
 DATA_STAGES = ("sample", "tile", "encode", "split")
 MODEL_STAGES = ("train", "predict", "evaluate", "plot")
 
@@ -33,8 +50,15 @@ MODEL_STAGES = ("train", "predict", "evaluate", "plot")
 def set_params(project: Path, sections: dict) -> None:
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
-    for name, values in sections.items():
-        params[name].update(values)
+
+    def merge(target: dict, updates: dict) -> None:
+        for key, value in updates.items():
+            if isinstance(value, dict):
+                merge(target[key], value)
+            else:
+                target[key] = value
+
+    merge(params, sections)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -69,7 +93,7 @@ def copy_repository(destination: Path) -> Path:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     project = copy_repository(tmp_path_factory.mktemp("repo"))
-    set_params(project, TINY)
+    set_params(project, as_sections(fast_profile()))
     return project
 
 
@@ -140,3 +164,24 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
     dvc(project, "plots", "show", "-o", "plots_html")
     page = (project / "plots_html" / "index.html").read_text()
     assert "mIoU (land classes) per epoch" in page and "Dice loss per epoch" in page
+
+
+def test_a_queued_grid_runs_and_lists_both_experiments(tmp_path_factory):
+    """`dvc exp run --queue` over two learning rates, `dvc queue start -j 2`, then `dvc exp show`."""
+    project = copy_repository(tmp_path_factory.mktemp("queue"))
+    overrides = [argument for override in fast_profile() for argument in ("-S", override)]
+    dvc(project, "exp", "run", "--queue", *overrides, "-S", "train.lr=0.001,0.002")
+    dvc(project, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", dvc(project, "queue", "status")):
+        assert time.monotonic() < deadline, "queued experiments did not finish in 10 minutes"
+        time.sleep(2)
+    assert "Failed" not in dvc(project, "queue", "status")
+    baseline = json.loads(dvc(project, "exp", "show", "--json"))[1]
+    results = {}
+    for experiment in baseline["experiments"]:
+        data = experiment["revs"][0]["data"]
+        results[data["params"]["params.yaml"]["data"]["train"]["lr"]] = \
+            data["metrics"]["metrics/test.json"]["data"]["miou_land"]
+    assert set(results) == {0.001, 0.002}
+    assert all(isinstance(value, float) and math.isfinite(value) for value in results.values())
