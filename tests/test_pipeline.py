@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.browser import find_browser, undrawn_plots
 from tests.conftest import REPO
 
 FAST_PROFILE = REPO / ".ci" / "fast-profile"
@@ -185,3 +186,38 @@ def test_a_queued_grid_runs_and_lists_both_experiments(tmp_path_factory):
             data["metrics"]["metrics/test.json"]["data"]["miou_land"]
     assert set(results) == {0.001, 0.002}
     assert all(isinstance(value, float) and math.isfinite(value) for value in results.values())
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    found = find_browser()
+    if found is None:
+        pytest.skip("no headless browser: install Debian's chromium (`apt-get install chromium`; .ci/run does "
+                    "this when it runs as root) to check that the plot pages render")
+    return found
+
+
+def test_plots_show_and_diff_render_in_a_browser(project, browser):
+    dvc(project, "repro")
+    dvc(project, "plots", "show", "-o", "shown")
+    charts, images, problems = undrawn_plots(project / "shown" / "index.html", browser)
+    # the two top-level curves, DVCLive's per-metric series, and the six pictures in plots/
+    assert charts >= 2 and images == 6 and problems == []
+    for name, lr in (("lr-a", "0.001"), ("lr-b", "0.002")):
+        dvc(project, "exp", "run", "--quiet", "-n", name, "-S", f"train.lr={lr}")
+    dvc(project, "plots", "diff", "lr-a", "lr-b", "-o", "diffed")
+    charts, images, problems = undrawn_plots(project / "diffed" / "index.html", browser)
+    assert charts >= 2 and images == 12 and problems == []  # each picture once per experiment
+
+
+def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(project, browser):
+    dvc(project, "repro")
+    dvc(project, "plots", "show", "-o", "shown")
+    page = (project / "shown" / "index.html").read_text()
+    first_chart = re.search(r"vegaEmbed\('#([^']+)'", page).group(1)
+    broken = page.replace(f"vegaEmbed('#{first_chart}'", f"void('#{first_chart}'", 1)
+    head, body = broken.split("<body>", 1)  # the inlined vega-embed source holds "<img src=" text too
+    broken = head + "<body>" + re.sub(r'<img src="[^"]+"', '<img src="missing.png"', body, count=1)
+    (project / "shown" / "broken.html").write_text(broken)
+    _, _, problems = undrawn_plots(project / "shown" / "broken.html", browser)
+    assert problems == [f"chart {first_chart}: no line was drawn", "image missing.png: did not load"]
