@@ -221,3 +221,24 @@ def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(project,
     (project / "shown" / "broken.html").write_text(broken)
     _, _, problems = undrawn_plots(project / "shown" / "broken.html", browser)
     assert problems == [f"chart {first_chart}: no line was drawn", "image missing.png: did not load"]
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=project,
+                   check=True, capture_output=True)
+
+
+def test_a_second_clone_gets_the_model_with_dvc_pull(project, tmp_path):
+    """Push to a local directory remote; a fresh clone pulls the model and needs no retraining."""
+    dvc(project, "repro")
+    dvc(project, "remote", "add", "--default", "--force", "shared", str(tmp_path / "remote"))
+    dvc(project, "push")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "reproduced, with a remote")
+    second = tmp_path / "second"
+    git(tmp_path, "clone", "-q", str(project), str(second))
+    assert not (second / "models" / "best.pt").exists()
+    dvc(second, "pull")
+    assert (second / "models" / "best.pt").read_bytes() == (project / "models" / "best.pt").read_bytes()
+    assert "Data and pipelines are up to date" in dvc(second, "status")
+    assert "didn't change" in dvc(second, "repro", "train") and "Running stage" not in dvc(second, "repro")
