@@ -73,6 +73,11 @@ def dvc(project: Path, *args: str) -> str:
     return result.stdout
 
 
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=project,
+                   check=True, capture_output=True)
+
+
 def copy_repository(destination: Path) -> Path:
     """The working tree as git would see it (tracked and untracked, nothing ignored), as a fresh repo."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
@@ -85,9 +90,8 @@ def copy_repository(destination: Path) -> Path:
         if path.is_file():  # start from scratch, as on a fresh clone with nothing reproduced yet
             path.unlink()
     # A clone has history, and DVCLive needs a commit to find its baseline.
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy of the repository"]):
-        subprocess.run(git + command, cwd=destination, check=True)
+        git(destination, *command)
     return destination
 
 
@@ -221,11 +225,6 @@ def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(project,
     (project / "shown" / "broken.html").write_text(broken)
     _, _, problems = undrawn_plots(project / "shown" / "broken.html", browser)
     assert problems == [f"chart {first_chart}: no line was drawn", "image missing.png: did not load"]
-
-
-def git(project: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=project,
-                   check=True, capture_output=True)
 
 
 def test_a_second_clone_gets_the_model_with_dvc_pull(project, tmp_path):
