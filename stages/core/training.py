@@ -98,8 +98,9 @@ def run_epoch(model: nn.Module, loader: DataLoader, settings: RunSettings, descr
             logits = model(images)
         logits = logits.float()  # losses in fp32: bf16 sums lose precision
         loss = settings.loss(logits, masks)
-        if not math.isfinite(loss.item()):
-            raise PipelineError(f"train: loss became {loss.item()} in {description}, batch {step + 1}; "
+        loss_value = loss.item()  # one device sync per batch, used for the check and the running mean
+        if not math.isfinite(loss_value):
+            raise PipelineError(f"train: loss became {loss_value} in {description}, batch {step + 1}; "
                                 "lower train.lr or turn off train.bf16")
         if training:
             optimizer.zero_grad(set_to_none=True)
@@ -108,7 +109,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, settings: RunSettings, descr
             if scheduler is not None:
                 scheduler.step(epoch + (step + 1) / batches)  # warm restarts move smoothly within an epoch
         with torch.no_grad():
-            totals["loss"] += loss.item()
+            totals["loss"] += loss_value
             totals["dice_loss"] += settings.dice_loss(logits, masks).item()
             confusion += confusion_matrix(masks.cpu().numpy(), logits.argmax(1).cpu().numpy(), settings.num_classes)
         progress.set_postfix(loss=f"{totals['loss'] / (step + 1):.4f}")
