@@ -43,16 +43,6 @@ def read_index_png(path: str | Path) -> np.ndarray:
         raise PipelineError(f"{path}: cannot decode image ({error})") from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as error:
-        raise PipelineError(f"{path}: cannot read image header ({error})") from None
-    return height, width
-
-
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write an HxW (uint8 index) or HxWx3 (RGB) array as PNG."""
     Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)

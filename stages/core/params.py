@@ -80,14 +80,6 @@ def _require(condition: bool, key: str, message: str, value: Any) -> None:
 
 
 @dataclass(frozen=True)
-class DataParams:
-    raw: str  # dataset root in the Kaggle layout, or a plain folder of <id>_sat.jpg/<id>_mask.png
-
-    def __post_init__(self) -> None:
-        _require(bool(self.raw.strip()), "data.raw", "must name a directory", self.raw)
-
-
-@dataclass(frozen=True)
 class SampleParams:
     seed: int
     train_images: int
