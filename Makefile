@@ -7,13 +7,20 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install clean
+.PHONY: run test bench bench-quick install clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/speed.py
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/speed.py --quick
 
 install: $(BIN)/.installed
 

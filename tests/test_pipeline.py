@@ -153,7 +153,7 @@ def test_editing_a_param_reruns_only_the_stages_that_read_it(project):
     set_params(project, {"augment": {"scale_min": 0.6}})
     assert stages_to_run(project) == {"preview", "train"}
     assert stages_run_by_repro(project) == {"preview", *MODEL_STAGES}
-    set_params(project, {"predict": {"overlap": 0.25}})
+    set_params(project, {"predict": {"overlap": 0.125}})
     assert stages_run_by_repro(project) == {"predict", "evaluate", "plot"}
 
 

