@@ -11,7 +11,7 @@ import torch
 
 from stages import encode, sample, split, tile
 from stages.core.errors import PipelineError
-from stages.core.palette import ClassTable
+from stages.core.palette import IGNORE_INDEX, ClassTable
 from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
 from stages.core.tiling import read_index
 from stages.core.training import RunSettings, TrainingData, make_loss, run_epoch, train
@@ -95,6 +95,24 @@ class NaNModel(torch.nn.Module):
 def test_a_non_finite_loss_stops_training_with_a_clear_error():
     loader = [(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), torch.zeros(2, 16, 16, dtype=torch.uint8))]
     settings = RunSettings(torch.device("cpu"), False, False, 3, (0.5,) * 3, (0.5,) * 3, make_loss("ce"),
-                           make_loss("dice"), progress=False)
+                           progress=False)
     with pytest.raises(PipelineError, match="loss became nan in epoch 1 train, batch 1"):
         run_epoch(NaNModel(), loader, settings, "epoch 1 train", optimizer=torch.optim.SGD([torch.zeros(1)], lr=1))
+
+
+@pytest.mark.parametrize("objective", ["dice", "ce", "dice_ce"])
+def test_each_objective_also_gives_the_dice_loss_and_ignores_ignored_pixels(objective):
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, generator=generator, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8), generator=generator)
+    target[:, :2] = IGNORE_INDEX
+    loss, dice = make_loss(objective)(logits, target)
+    expected_dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)(logits, target)
+    expected_ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    expected = {"dice": expected_dice, "ce": expected_ce, "dice_ce": expected_dice + expected_ce}[objective]
+    assert loss.item() == pytest.approx(expected.item()) and dice.item() == pytest.approx(expected_dice.item())
+    assert not dice.requires_grad and loss.requires_grad
+    loss.backward()
+    assert logits.grad[:, :, :2].abs().max() == 0  # ignored pixels get no gradient
