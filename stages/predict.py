@@ -19,7 +19,7 @@ from stages.core.checkpoint import load_checkpoint, model_from_checkpoint
 from stages.core.errors import run_stage
 from stages.core.imageio import read_rgb, write_png
 from stages.core.inference import model_probabilities, sliding_window_probabilities
-from stages.core.model import bf16_supported, choose_device
+from stages.core.model import bf16_supported, choose_device, compile_for_inference
 from stages.core.outputs import atomic_dir, atomic_file
 from stages.core.palette import colour_code
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     model, table = model_from_checkpoint(checkpoint)
     device = choose_device("auto")
     model = model.to(device, memory_format=torch.channels_last)
+    if predict.compile:
+        model = compile_for_inference(model)
     probabilities = model_probabilities(model, device, tuple(checkpoint["config"]["mean"]),
                                         tuple(checkpoint["config"]["std"]), predict.bf16 and bf16_supported(device),
                                         predict.tta)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_dir(args.output) as staging:  # the pipeline's output appears whole or not at all
             predict_into(staging, split_images(args.tiles, args.split), count)
     print(f"predict: {count} images -> {args.output} (window {predict.window}, overlap {predict.overlap}, "
-          f"tta {'on' if predict.tta else 'off'}, {device})")
+          f"tta {'on' if predict.tta else 'off'}, {'compiled, ' if predict.compile else ''}{device})")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def canned_results(inference_seed_seconds: float) -> dict:
     inference = {"seconds_per_image": 2.0, "windows": 169, "window": 256, "image_flops": 3e12, "peak_rss_mb": 1000,
                  "settings": {"overlap": 0.25, "batch_size": 8}}
     return {
-        "matmul": {"bf16_gflops": 1000.0, "fp32_gflops": 250.0},
+        "peaks": {"bf16_matmul_gflops": 1000.0, "fp32_matmul_gflops": 250.0, "bf16_conv_gflops": 1100.0,
+                  "fp32_conv_gflops": 500.0, "peak_rss_mb": 300},
         "training": {"project_step_seconds": [1.0, 1.1, 0.9], "seed_step_seconds": [2.5, 2.4, 2.6],
                      "step_flops": 4.4e11, "project_peak_rss_mb": 2700, "seed_peak_rss_mb": 2600},
         "loading": {"project": loading, "seed": {**loading, "ms_per_mp": 9000.0, "ms_per_sample": 600.0}},
@@ -87,11 +88,12 @@ def canned_results(inference_seed_seconds: float) -> dict:
 def test_summary_ratios_and_fractions_of_peak():
     summary = speed.summarise(canned_results(inference_seed_seconds=7.0))
     assert summary["training_speedup"] == pytest.approx(2.5)  # medians: 2.5 s against 1.0 s
-    assert summary["training_fraction_of_bf16_peak"] == pytest.approx(0.44)  # 4.4e11 FLOP in 1 s of 1e12/s
+    assert summary["training_fraction_of_bf16_matmul_peak"] == pytest.approx(0.44)  # 4.4e11 FLOP in 1 s of 1e12/s
+    assert summary["bf16_over_fp32_convolution"] == pytest.approx(2.2)
     assert summary["loading_speedup_per_mp"] == pytest.approx(300)
     assert summary["loader_over_training_rate"] == pytest.approx(500 / 8)
     assert summary["inference_speedup"] == pytest.approx(3.5)
-    assert summary["inference_speedup_bound_at_peak"] == pytest.approx(7.0 / 3.0)
+    assert summary["inference_speedup_bound_at_conv_peak"] == pytest.approx(7.0 / (3e12 / 1.1e12))
     assert summary["tile_fraction_of_bare"] == pytest.approx(0.9)
 
 

@@ -68,3 +68,16 @@ def test_each_test_time_augmentation_is_undone_by_its_inverse():
     assert len(outputs) == 8  # eight distinct views
     for forward, inverse in DIHEDRAL:
         torch.testing.assert_close(inverse(forward(x)), x)
+
+
+def test_a_compiled_model_predicts_what_the_eager_model_predicts():
+    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
+    from stages.core.inference import model_probabilities
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", NUM_CLASSES).eval().to(memory_format=torch.channels_last)
+    image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    eager, compiled = (sliding_window_probabilities(
+        model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, bf16=False, tta=False),
+        image, NUM_CLASSES, window=64, overlap=0.25, batch_size=2) for network in (model, compile_for_inference(model)))
+    np.testing.assert_allclose(compiled, eager, atol=1e-3)

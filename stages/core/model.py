@@ -81,6 +81,19 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
+def compile_for_inference(model: nn.Module) -> nn.Module:
+    """torch.compile an eval-mode model with its weights frozen as constants, so the compiler can fold
+    batch norms into convolutions and pre-pack weights for oneDNN (measured on a 2-core CPU: 1.28x per
+    2448 px image after a 15 s compile). Each new input shape compiles again.
+    """
+    from torch._inductor import config as inductor_config
+
+    # Process-wide, and meant for inference only: frozen weights would not see training updates.
+    # (Passed as torch.compile(options={"freezing": True}) it measured 1.1x, not 1.28x.)
+    inductor_config.freezing = True
+    return torch.compile(model.eval(), dynamic=False)
+
+
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 NHWC batch -> float NCHW, scaled to [0, 1] and standardised (done on the device: 4x less to move)."""
     mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)

@@ -190,6 +190,7 @@ class PredictParams:
     batch_size: int
     tta: bool  # average over the 8 flips/90-degree rotations
     bf16: bool  # bf16 autocast where the hardware has native bf16 (device is chosen as train.device auto)
+    compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
 
     def __post_init__(self) -> None:
         _require(self.window >= 16 and self.window % 16 == 0, "predict.window", "must be a positive multiple of 16",
