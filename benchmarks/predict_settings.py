@@ -19,13 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from stages.core.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from stages.core.checkpoint import load_trained_model  # noqa: E402
+from stages.core.devices import choose_device  # noqa: E402
 from stages.core.imageio import read_rgb  # noqa: E402
-from stages.core.inference import model_probabilities, sliding_window_probabilities  # noqa: E402
+from stages.core.inference import sliding_window_probabilities, trained_model_probabilities  # noqa: E402
 from stages.core.metrics import confusion_matrix, scores  # noqa: E402
-from stages.core.model import bf16_supported, choose_device  # noqa: E402
 from stages.core.palette import colour_to_index  # noqa: E402
 
 DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.25:2", "512:0.125:2", "512:0:2"]
@@ -44,15 +43,12 @@ def main() -> None:
     from speed import prepare_inputs  # the same cached full-size images as the speed benchmark
 
     raw, _ = prepare_inputs(args.cache, args.images)
-    checkpoint = load_checkpoint(args.checkpoint)
-    model, table = model_from_checkpoint(checkpoint)
-    device = choose_device("auto")
-    model = model.to(device, memory_format=torch.channels_last)
-    probabilities = model_probabilities(model, device, tuple(checkpoint["config"]["mean"]),
-                                        tuple(checkpoint["config"]["std"]), bf16_supported(device), tta=False)
+    trained = load_trained_model(args.checkpoint)
+    table = trained.table
+    probability_fn = trained_model_probabilities(trained, choose_device("auto"), bf16=True, tta=False)
     pairs = [(read_rgb(path), colour_to_index(read_rgb(path.with_name(path.name.replace("_sat.jpg", "_mask.png"))),
                                                table)[0]) for path in sorted(raw.glob("*_sat.jpg"))]
-    sliding_window_probabilities(probabilities, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up
+    sliding_window_probabilities(probability_fn, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up
 
     print(f"{len(pairs)} synthetic {pairs[0][0].shape[1]}x{pairs[0][0].shape[0]} images, {args.checkpoint}")
     print(f"{'window':>6} {'overlap':>7} {'batch':>5} {'s/image':>8} {'mIoU land':>9}")
@@ -61,7 +57,7 @@ def main() -> None:
         confusion, seconds = np.zeros((len(table),) * 2, dtype=np.int64), 0.0
         for image, truth in pairs:
             start = time.perf_counter()
-            probs = sliding_window_probabilities(probabilities, image, len(table), int(window), float(overlap),
+            probs = sliding_window_probabilities(probability_fn, image, len(table), int(window), float(overlap),
                                                  int(batch_size))
             predicted = probs.argmax(axis=0)
             seconds += time.perf_counter() - start

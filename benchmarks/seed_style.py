@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-from stages.core.tiling import tile_grid
+from stages.core.geometry import tile_grid
 
 
 def one_hot_encode(label: np.ndarray, class_colours: np.ndarray) -> np.ndarray:

@@ -68,7 +68,7 @@ def peak_rss_mb() -> float:
 def device_and_sync() -> tuple[torch.device, callable]:
     import torch
 
-    from stages.core.model import choose_device
+    from stages.core.devices import choose_device
 
     device = choose_device("auto")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -88,14 +88,19 @@ def params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+def tile_store(tiles: Path):
+    """The benchmark's tiles and, in their folder, their encoded masks."""
+    from stages.core.tilestore import TileStore
+
+    return TileStore(tiles, tiles / "encoded")
+
+
 def read_tile_batch(tiles: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` 256 px tiles (uint8 NHWC) and their class-index masks."""
-    from stages.core.imageio import read_index_png, read_rgb
-    from stages.core.tiling import read_index
-
-    records = read_index(tiles / "index.csv")[:count]
-    images = np.stack([read_rgb(tiles / "images" / f"{r.tile}.png") for r in records])
-    masks = np.stack([read_index_png(tiles / "encoded" / f"{r.tile}.png") for r in records])
+    store = tile_store(tiles)
+    records = store.index()[:count]
+    images = np.stack([store.read_image(record) for record in records])
+    masks = np.stack([store.read_class_mask(record) for record in records])
     return images, masks
 
 
@@ -141,10 +146,12 @@ def measure_training(config: dict) -> dict:
     import torch
 
     from seed_style import seed_model, seed_train_step
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, bf16_supported, build_model
+    from stages.core.devices import bf16_supported
+    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
     from stages.core.palette import one_hot
     from stages.core.params import TrainParams, read_section
-    from stages.core.training import RunSettings, make_loss, make_optimizer, run_epoch
+    from stages.core.training.components import BatchSettings, configure_loss, configure_optimizer
+    from stages.core.training.loop import run_epoch
 
     device, sync = device_and_sync()
     train = read_section(params(), "train", TrainParams)
@@ -159,12 +166,13 @@ def measure_training(config: dict) -> dict:
     steps = {}
     if "project" in config["variants"]:
         model = build_model(params()["model"]["encoder"], NUM_CLASSES).to(device, memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, train, device)
-        settings = RunSettings(device, train.bf16 and bf16_supported(device), train.channels_last, NUM_CLASSES,
-                               IMAGENET_MEAN, IMAGENET_STD, make_loss(train.loss), False)
+        optimizer = configure_optimizer(model, train, device)
+        settings = BatchSettings(device, train.bf16 and bf16_supported(device), train.channels_last,
+                                 IMAGENET_MEAN, IMAGENET_STD)
+        loss_fn = configure_loss(train.loss)
 
         def project_steps(batches):
-            run_epoch(model, batches, settings, "benchmark", optimizer)
+            run_epoch(model, batches, settings, loss_fn, NUM_CLASSES, "benchmark", optimizer, progress=False)
             sync()
         steps["project"] = project_steps
     if "seed" in config["variants"]:
@@ -205,13 +213,12 @@ def measure_loading(config: dict) -> dict:
     from stages.core.augment import training_augmentation
     from stages.core.datasets import TileDataset
     from stages.core.palette import ClassTable
-    from stages.core.tiling import read_index
 
     tiles = Path(config["tiles"])
     if config["variant"] == "project":
         augment = params()["augment"]
-        dataset = TileDataset(read_index(tiles / "index.csv"), tiles / "images", tiles / "encoded",
-                              training_augmentation(SAMPLE_SIZE, augment["scale_min"], augment["colour_jitter"]))
+        store = tile_store(tiles)
+        dataset = TileDataset(store.index(), store, training_augmentation(SAMPLE_SIZE, augment["scale_min"], augment["colour_jitter"]))
     else:
         pairs = [(Path(image), Path(mask)) for image, mask in config["pairs"]]
         pairs = (pairs * (config["samples"] + BATCH_SIZE))[:config["samples"] + BATCH_SIZE]  # + the first batch
@@ -239,9 +246,10 @@ def measure_inference(config: dict) -> dict:
 
     from seed_style import seed_model, seed_predict
     from stages.core.imageio import read_rgb
+    from stages.core.devices import bf16_supported
+    from stages.core.geometry import window_grid
     from stages.core.inference import fit_window, model_probabilities, sliding_window_probabilities
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, bf16_supported, build_model, compile_for_inference
-    from stages.core.tiling import tile_grid
+    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
 
     device, sync = device_and_sync()
     predict = {**params()["predict"], **config.get("predict", {})}
@@ -252,22 +260,22 @@ def measure_inference(config: dict) -> dict:
     if config["variant"] == "project":
         model = build_model(encoder, NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
         network = compile_for_inference(model) if predict["compile"] else model
-        probabilities = model_probabilities(network, device, IMAGENET_MEAN, IMAGENET_STD,
-                                            predict["bf16"] and bf16_supported(device), predict["tta"])
+        probability_fn = model_probabilities(network, device, IMAGENET_MEAN, IMAGENET_STD,
+                                             predict["bf16"] and bf16_supported(device), predict["tta"])
 
         def run(image):
-            sliding_window_probabilities(probabilities, image, NUM_CLASSES, window, predict["overlap"],
+            sliding_window_probabilities(probability_fn, image, NUM_CLASSES, window, predict["overlap"],
                                          predict["batch_size"]).argmax(axis=0).astype(np.uint8)
-        stride = max(1, round(window * (1 - predict["overlap"])))
+        overlap = predict["overlap"]
         sample = torch.zeros(1, 3, window, window, device=device).contiguous(memory_format=torch.channels_last)
     else:
         model = seed_model(encoder, NUM_CLASSES).eval().to(device)
 
         def run(image):
             seed_predict(model, image, window)
-        stride = window
+        overlap = 0.0
         sample = torch.zeros(1, 3, window, window, device=device)
-    windows = len(tile_grid(*images[0].shape[:2], window, stride))
+    windows = len(window_grid(*images[0].shape[:2], window, overlap))
 
     start = time.perf_counter()
     run(images[0][: 2 * window, : 2 * window])  # warm-up (and, with compile, the compilation)
@@ -290,7 +298,7 @@ def measure_tiling(config: dict) -> dict:
     from PIL import Image
 
     from stages.core.imageio import write_png
-    from stages.core.tiling import cut
+    from stages.core.geometry import cut
 
     raw, out = Path(config["raw"]), Path(config["out"])
     tile = params()["tile"]
@@ -370,12 +378,13 @@ def prepare_inputs(cache: Path, count: int) -> tuple[Path, Path]:
     """`count` synthetic 2448 px pairs (a plain folder) and their 256 px tiles with encoded masks; made once."""
     from stages.core.encoding import encode_tiles
     from stages.core.palette import ClassTable
-    from stages.core.synthetic import write_sample
-    from stages.core.tiling import read_index, tile_dataset
+    from stages.core.tiling import tile_dataset
+    from stages.synthetic.dataset import write_sample
 
     root = cache / f"{IMAGE_SIZE}px-{count}"
     raw, tiles = root / "raw", root / f"tiles-{SAMPLE_SIZE}"
-    if not (tiles / "done").exists():
+    done = tiles / "done-tilestore"  # made with the TileStore layout (encoded masks in tiles/encoded/masks)
+    if not done.exists():
         shutil.rmtree(root, ignore_errors=True)
         generated = root / "generated"
         generated.mkdir(parents=True)
@@ -388,8 +397,8 @@ def prepare_inputs(cache: Path, count: int) -> tuple[Path, Path]:
         from stages.core.rawdata import find_pairs
 
         tile_dataset(find_pairs(raw), tiles, SAMPLE_SIZE, SAMPLE_SIZE)
-        encode_tiles(read_index(tiles / "index.csv"), tiles / "masks", tiles / "encoded", ClassTable.deepglobe())
-        (tiles / "done").touch()
+        encode_tiles(tile_store(tiles).index(), tile_store(tiles), ClassTable.deepglobe())
+        done.touch()
     return raw, tiles
 
 

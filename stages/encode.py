@@ -7,8 +7,8 @@ from pathlib import Path
 from stages.core.encoding import encode_report, encode_tiles, write_pixel_counts
 from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir, write_json
-from stages.core.palette import IGNORE_INDEX, ClassTable
-from stages.core.tiling import read_index
+from stages.core.palette import IGNORE_INDEX
+from stages.core.tilestore import TileStore
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,11 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=Path("metrics/encode.json"))
     args = parser.parse_args(argv)
 
-    table = ClassTable.from_csv(args.tiles / "class_dict.csv")
-    records = read_index(args.tiles / "index.csv")
+    tiles = TileStore(args.tiles)
+    table = tiles.class_table()
+    records = tiles.index()
     with atomic_dir(args.out) as staging:
-        counts = encode_tiles(records, args.tiles / "masks", staging / "masks", table)
-        write_pixel_counts(staging / "pixels.csv", counts, table)
+        store = TileStore(args.tiles, encoded=staging)
+        counts = encode_tiles(records, store, table)
+        write_pixel_counts(store.pixel_counts_path, counts, table)
     report = encode_report(counts)
     write_json(args.report, report)
     print(f"encode: {len(records)} mask tiles; {report['ignored_pixels']} pixels "

@@ -12,30 +12,36 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from stages.core.checkpoint import load_checkpoint, model_from_checkpoint
+from stages.core.checkpoint import load_trained_model
+from stages.core.devices import choose_device
 from stages.core.errors import run_stage
 from stages.core.imageio import read_rgb, write_png
-from stages.core.inference import model_probabilities, sliding_window_probabilities
-from stages.core.model import bf16_supported, choose_device, compile_for_inference
+from stages.core.inference import ProbabilityFn, sliding_window_probabilities, trained_model_probabilities
+from stages.core.naming import image_id_of
 from stages.core.outputs import atomic_dir, atomic_file
-from stages.core.palette import colour_code
+from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.rawdata import IMAGE_SUFFIX
-from stages.core.tiling import group_by_image, read_index, stitch_files
-
-
-def split_images(tiles: Path, split: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """The split's whole images, stitched back from their (lossless) tiles one at a time."""
-    for image_id, records in group_by_image(read_index(split)).items():
-        yield image_id, stitch_files(records, tiles / "images", read_rgb)
+from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
 
 
 def file_images(paths: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
     for path in paths:
-        yield path.name.removesuffix(IMAGE_SUFFIX).removesuffix(path.suffix), read_rgb(path)
+        yield image_id_of(path), read_rgb(path)
+
+
+def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total: int, probability_fn: ProbabilityFn,
+                 table: ClassTable, predict_params: PredictParams) -> None:
+    """Write <id>.png and <id>_colour.png for each (id, image), each file atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image_id, image in tqdm(images, total=total, desc="predict", unit="image"):
+        probs = sliding_window_probabilities(probability_fn, image, len(table), predict_params.window,
+                                             predict_params.overlap, predict_params.batch_size)
+        index = probs.argmax(axis=0).astype(np.uint8)
+        for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", index_to_colour(index, table))):
+            with atomic_file(out_dir / name) as staging:
+                write_png(staging, array)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,38 +55,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.input is None) == (args.split is None or args.tiles is None):
         parser.error("give either --input FILES or both --tiles and --split")
-    predict = read_section(load_params(args.params), "predict", PredictParams)
+    predict_params = read_section(load_params(args.params), "predict", PredictParams)
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    model, table = model_from_checkpoint(checkpoint)
+    trained = load_trained_model(args.checkpoint)
     device = choose_device("auto")
-    model = model.to(device, memory_format=torch.channels_last)
-    if predict.compile:
-        model = compile_for_inference(model)
-    probabilities = model_probabilities(model, device, tuple(checkpoint["config"]["mean"]),
-                                        tuple(checkpoint["config"]["std"]), predict.bf16 and bf16_supported(device),
-                                        predict.tta)
-
-
-    def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total: int) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for image_id, image in tqdm(images, total=total, desc="predict", unit="image"):
-            probs = sliding_window_probabilities(probabilities, image, len(table), predict.window, predict.overlap,
-                                                 predict.batch_size)
-            index = probs.argmax(axis=0).astype(np.uint8)
-            for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", colour_code(index, table))):
-                with atomic_file(out_dir / name) as staging:
-                    write_png(staging, array)
-
+    probability_fn = trained_model_probabilities(trained, device, predict_params.bf16, predict_params.tta,
+                                                 compile=predict_params.compile)
     if args.input:
         count = len(args.input)
-        predict_into(args.output, file_images(args.input), count)
+        predict_into(args.output, file_images(args.input), count, probability_fn, trained.table, predict_params)
     else:
-        count = len(group_by_image(read_index(args.split)))
+        records = read_index(args.split)
+        count = len(group_by_image(records))
         with atomic_dir(args.output) as staging:  # the pipeline's output appears whole or not at all
-            predict_into(staging, split_images(args.tiles, args.split), count)
-    print(f"predict: {count} images -> {args.output} (window {predict.window}, overlap {predict.overlap}, "
-          f"tta {'on' if predict.tta else 'off'}, {'compiled, ' if predict.compile else ''}{device})")
+            predict_into(staging, whole_images(records, TileStore(args.tiles).read_image), count, probability_fn,
+                         trained.table, predict_params)
+    print(f"predict: {count} images -> {args.output} (window {predict_params.window}, overlap "
+          f"{predict_params.overlap}, tta {'on' if predict_params.tta else 'off'}, "
+          f"{'compiled, ' if predict_params.compile else ''}{device})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir
 from stages.core.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
-from stages.core.synthetic import write_sample
+from stages.synthetic.dataset import write_sample
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,10 +7,9 @@ from pathlib import Path
 from stages.core.encoding import read_pixel_counts
 from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir, write_json
-from stages.core.palette import ClassTable
 from stages.core.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
 from stages.core.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
-from stages.core.tiling import read_index
+from stages.core.tilestore import TileStore
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,19 +20,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distribution", type=Path, default=Path("metrics/class_distribution.json"))
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
-    split = read_section(load_params(args.params), "split", SplitParams)
+    split_params = read_section(load_params(args.params), "split", SplitParams)
 
-    table = ClassTable.from_csv(args.tiles / "class_dict.csv")
-    records = read_index(args.tiles / "index.csv")
-    counts = read_pixel_counts(args.encoded / "pixels.csv", table)
+    store = TileStore(args.tiles, args.encoded)
+    table = store.class_table()
+    records = store.index()
+    counts = read_pixel_counts(store.pixel_counts_path, table)
     image_ids = [image.image_id for image in counts]
-    if split.method == "lists":
-        splits = split_by_lists(image_ids, Path(split.lists))
+    if split_params.method == "lists":
+        splits = split_by_lists(image_ids, Path(split_params.lists))
         unlisted = len(image_ids) - sum(len(ids) for ids in splits.values())
         if unlisted:
-            print(f"split: {unlisted} images of the dataset are in none of the lists in {split.lists} and are left out")
+            print(f"split: {unlisted} images of the dataset are in none of the lists in {split_params.lists} and are left out")
     else:
-        splits = split_by_ratios(image_ids, split.ratios, split.seed)
+        splits = split_by_ratios(image_ids, split_params.ratios, split_params.seed)
 
     with atomic_dir(args.out) as staging:
         write_splits(staging, splits, records)

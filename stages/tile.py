@@ -8,6 +8,7 @@ from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir
 from stages.core.params import DEFAULT_PARAMS, TileParams, load_params, read_section
 from stages.core.rawdata import find_pairs, read_class_table
+from stages.core.tilestore import TileStore
 from stages.core.tiling import tile_dataset
 
 
@@ -17,15 +18,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="tiles directory to write (replaced if present)")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
-    tile = read_section(load_params(args.params), "tile", TileParams)
+    tile_params = read_section(load_params(args.params), "tile", TileParams)
 
     # Read the class table and list the pairs first: a bad table or a missing mask fails in seconds.
     table = read_class_table(args.raw)
     pairs = find_pairs(args.raw)
     with atomic_dir(args.out) as staging:
-        tiles = tile_dataset(pairs, staging, tile.size, tile.stride)
-        table.to_csv(staging / "class_dict.csv")
-    print(f"tile: {len(pairs)} images -> {tiles} tiles of {tile.size}px (stride {tile.stride}) in {args.out}")
+        tiles = tile_dataset(pairs, staging, tile_params.size, tile_params.stride)
+        table.to_csv(TileStore(staging).class_table_path)
+    print(f"tile: {len(pairs)} images -> {tiles} tiles of {tile_params.size}px (stride {tile_params.stride}) "
+          f"in {args.out}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,10 @@ import argparse
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_stage
-from stages.core.palette import ClassTable
 from stages.core.params import (DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params,
                                 read_section)
-from stages.core.tiling import read_index
-from stages.core.training import TrainingData, train
+from stages.core.tilestore import TileStore, read_index
+from stages.core.training.trainer import TrainingData, train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,19 +21,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    model = read_section(params, "model", ModelParams)
-    training = read_section(params, "train", TrainParams)
-    augment = read_section(params, "augment", AugmentParams)
+    model_params = read_section(params, "model", ModelParams)
+    train_params = read_section(params, "train", TrainParams)
+    augment_params = read_section(params, "augment", AugmentParams)
 
     train_tiles = read_index(args.splits / "train.csv")
     val_tiles = read_index(args.splits / "val.csv")
     if not val_tiles:
         raise PipelineError("params: split.ratios.val is 0, but training needs validation images to pick best.pt")
-    data = TrainingData(train_tiles, val_tiles, args.tiles / "images", args.encoded / "masks",
-                        ClassTable.from_csv(args.tiles / "class_dict.csv"), tile_size=train_tiles[0].size)
-    last = train(model, training, augment, data, args.models, args.live)
-    print(f"train: {training.epochs} epochs; last epoch val mIoU (land classes) {last['val']['miou_land']:.4f}, "
-          f"train {last['train']['miou_land']:.4f}")
+    store = TileStore(args.tiles, args.encoded)
+    data = TrainingData(train_tiles, val_tiles, store, store.class_table(), tile_size=train_tiles[0].size)
+    last = train(model_params, train_params, augment_params, data, args.models, args.live)
+    print(f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
+          f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """dvc.yaml declares exactly what each stage uses, so DVC reruns a stage when, and only when, it must.
 
-A stage's deps must list its script and every shared-core module it imports (directly or not);
+A stage's deps must list its script and every shared module it imports (directly or not), with the
+`__init__.py` of the packages they sit in;
 listing a module it does not import would rerun it needlessly. Its params must be exactly the
 sections its script reads with read_section.
 """
@@ -28,16 +29,36 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
-def core_closure(script: Path) -> set[str]:
-    """Paths of the stages.core modules that `script` imports, transitively."""
+# The root packages hold nothing but their docstrings (checked below), so they are no stage's dependency.
+ROOT_PACKAGES = ("stages", "stages.core")
+
+
+def module_files(module: str) -> set[str]:
+    """The file of a `stages` module and the `__init__.py` of each package it sits in below the roots."""
+    parts = module.split(".")
+    files = set()
+    for depth in range(2, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        package = REPO / Path(*parts[:depth]) / "__init__.py"
+        if package.exists():
+            if name not in ROOT_PACKAGES:
+                files.add(package.relative_to(REPO).as_posix())
+        elif depth == len(parts):
+            files.add("/".join(parts) + ".py")
+    return files
+
+
+def code_closure(script: Path) -> set[str]:
+    """Paths of the shared modules (stages.core, stages.synthetic) that `script` imports, transitively."""
     seen: set[str] = set()
     pending = [script]
     while pending:
         for module in imported_modules(pending.pop()):
-            if module.startswith("stages.core.") and module not in seen:
-                seen.add(module)
-                pending.append(REPO / (module.replace(".", "/") + ".py"))
-    return {module.replace(".", "/") + ".py" for module in seen}
+            if module.startswith("stages.") and module.count(".") >= 2:
+                for path in module_files(module) - seen:
+                    seen.add(path)
+                    pending.append(REPO / path)
+    return seen
 
 
 def sections_read(script: Path) -> set[str]:
@@ -56,7 +77,14 @@ def test_deps_are_exactly_the_script_and_its_core_imports(name):
     stage = STAGES[name]
     script_path = stage_script(stage)
     code_deps = {dep for dep in stage["deps"] if dep.startswith("stages/")}
-    assert code_deps == {script_path} | core_closure(REPO / script_path)
+    assert code_deps == {script_path} | code_closure(REPO / script_path)
+
+
+@pytest.mark.parametrize("package", ROOT_PACKAGES)
+def test_root_packages_hold_only_a_docstring(package):
+    """No stage lists them as a dependency, so code in them would change results without a rerun."""
+    tree = ast.parse((REPO / Path(*package.split(".")) / "__init__.py").read_text())
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

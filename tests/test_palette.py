@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from stages.core.errors import PipelineError
-from stages.core.palette import (IGNORE_INDEX, ClassTable, colour_code, colour_to_index, one_hot,
+from stages.core.palette import (IGNORE_INDEX, ClassTable, index_to_colour, colour_to_index, one_hot,
                                  reverse_one_hot)
 
 TABLE = ClassTable.deepglobe()
@@ -26,7 +26,7 @@ def test_deepglobe_table_matches_the_dataset_readme():
 
 @given(indices)
 def test_index_colour_index_round_trip(index):
-    restored, ignored = colour_to_index(colour_code(index, TABLE), TABLE)
+    restored, ignored = colour_to_index(index_to_colour(index, TABLE), TABLE)
     np.testing.assert_array_equal(restored, index)
     assert ignored == np.count_nonzero(index == IGNORE_INDEX)
 

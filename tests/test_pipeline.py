@@ -128,15 +128,26 @@ def test_full_pipeline_outputs_every_declared_output_and_metric(project):
             path = next(iter(entry)) if isinstance(entry, dict) else entry
             assert (project / path).exists(), path
     test = json.loads((project / "metrics/test.json").read_text())
-    for key in ("miou_land", "miou", "mean_dice", "pixel_accuracy", "fw_iou", "iou", "dice"):
-        assert key in test
-    assert set(test["iou"]) == set(test["dice"]) == {"urban_land", "agriculture_land", "rangeland", "forest_land",
-                                                     "water", "barren_land", "unknown"}
+    assert set(test) == {"miou_land", "miou", "mean_dice", "pixel_accuracy"}
+    details = json.loads((project / "metrics/test_details.json").read_text())
+    for key in ("images", "pixels", "fw_iou", "iou", "dice"):
+        assert key in details
+    assert set(details["iou"]) == set(details["dice"]) == {"urban_land", "agriculture_land", "rangeland",
+                                                           "forest_land", "water", "barren_land", "unknown"}
     summary = json.loads((project / "metrics/summary.json").read_text())
-    assert set(summary) == {"train", "val", "test"} and "dice_loss" in summary["test"]
+    assert set(summary) == {"train", "val"} and set(summary["val"]) == {"miou_land", "dice_loss"}
     assert len(list((project / "data/predictions").glob("*_colour.png"))) == 2
     assert stages_to_run(project) == set()
-    assert "miou_land" in dvc(project, "metrics", "show")
+
+
+def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(project):
+    dvc(project, "repro")
+    shown = dvc(project, "metrics", "show")
+    assert max(len(line) for line in shown.splitlines()) <= 160, shown
+    assert "miou_land" in shown and "val.miou_land" in shown
+    # the details are not declared as metrics, but README's command shows them
+    details = dvc(project, "metrics", "show", "metrics/test_details.json")
+    assert "iou.water" in details and "fw_iou" in details
 
 
 def stages_run_by_repro(project: Path) -> set[str]:
@@ -241,3 +252,20 @@ def test_a_second_clone_gets_the_model_with_dvc_pull(project, tmp_path):
     assert (second / "models" / "best.pt").read_bytes() == (project / "models" / "best.pt").read_bytes()
     assert "Data and pipelines are up to date" in dvc(second, "status")
     assert "didn't change" in dvc(second, "repro", "train") and "Running stage" not in dvc(second, "repro")
+
+
+def test_readme_exp_show_fits_a_160_column_terminal(project):
+    """README's `dvc exp show` filter, on an experiment that changes one param from the committed baseline.
+
+    Runs last: it commits the fast profile as the baseline and leaves the experiment in the workspace.
+    """
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"^(dvc exp show [^#\n]*?)\s+#", readme, flags=re.MULTILINE).group(1).split()
+    dvc(project, "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "fast profile as the baseline")
+    dvc(project, "exp", "run", "--quiet", "-n", "lr-low", "-S", "train.lr=0.001")
+    # the quotes of README's regex are the shell's, not part of the argument
+    shown = dvc(project, *[argument.strip("'") for argument in command[1:]])
+    assert max(len(line) for line in shown.splitlines()) <= 160, shown
+    assert "lr-low" in shown and "train.lr" in shown and "val.miou_land" in shown and "pixel_accuracy" in shown

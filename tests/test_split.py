@@ -7,7 +7,7 @@ import pytest
 
 from stages.core.errors import PipelineError
 from stages.core.splitting import read_id_list, split_by_lists, split_by_ratios, split_counts, write_splits
-from stages.core.tiling import TileRecord, read_index
+from stages.core.tilestore import TileRecord, read_index
 from tests.conftest import REPO
 
 RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}

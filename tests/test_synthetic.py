@@ -10,7 +10,8 @@ from PIL import Image
 from scipy import ndimage
 
 from stages.core.palette import IGNORE_INDEX, ClassTable, colour_to_index
-from stages.core.synthetic import colour_mask, generate_scene, write_sample
+from stages.synthetic.dataset import colour_mask, write_sample
+from stages.synthetic.scene import generate_scene
 
 TABLE = ClassTable.deepglobe()
 AGRICULTURE = TABLE.index_of("agriculture_land")

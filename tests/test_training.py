@@ -11,10 +11,12 @@ import torch
 
 from stages import encode, sample, split, tile
 from stages.core.errors import PipelineError
-from stages.core.palette import IGNORE_INDEX, ClassTable
+from stages.core.palette import IGNORE_INDEX
 from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.tiling import read_index
-from stages.core.training import RunSettings, TrainingData, make_loss, run_epoch, train
+from stages.core.tilestore import TileStore, read_index
+from stages.core.training.components import BatchSettings, configure_loss
+from stages.core.training.loop import run_epoch
+from stages.core.training.trainer import TrainingData, train
 from tests.conftest import write_params
 
 
@@ -33,9 +35,9 @@ def prepared(tmp_path_factory) -> tuple[Path, TrainingData]:
     encode.main([str(root / "tiles"), str(root / "encoded"), "--report", str(root / "encode.json")])
     split.main([str(root / "tiles"), str(root / "encoded"), str(root / "splits"), "--params", str(params),
                 "--distribution", str(root / "distribution.json")])
-    data = TrainingData(read_index(root / "splits/train.csv"), read_index(root / "splits/val.csv"),
-                        root / "tiles/images", root / "encoded/masks", ClassTable.from_csv(root / "tiles/class_dict.csv"),
-                        tile_size=32)
+    store = TileStore(root / "tiles", root / "encoded")
+    data = TrainingData(read_index(root / "splits/train.csv"), read_index(root / "splits/val.csv"), store,
+                        store.class_table(), tile_size=32)
     return params, data
 
 
@@ -94,10 +96,10 @@ class NaNModel(torch.nn.Module):
 
 def test_a_non_finite_loss_stops_training_with_a_clear_error():
     loader = [(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), torch.zeros(2, 16, 16, dtype=torch.uint8))]
-    settings = RunSettings(torch.device("cpu"), False, False, 3, (0.5,) * 3, (0.5,) * 3, make_loss("ce"),
-                           progress=False)
+    settings = BatchSettings(torch.device("cpu"), False, False, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(PipelineError, match="loss became nan in epoch 1 train, batch 1"):
-        run_epoch(NaNModel(), loader, settings, "epoch 1 train", optimizer=torch.optim.SGD([torch.zeros(1)], lr=1))
+        run_epoch(NaNModel(), loader, settings, configure_loss("ce"), 3, "epoch 1 train",
+                  optimizer=torch.optim.SGD([torch.zeros(1)], lr=1), progress=False)
 
 
 @pytest.mark.parametrize("objective", ["dice", "ce", "dice_ce"])
@@ -108,7 +110,7 @@ def test_each_objective_also_gives_the_dice_loss_and_ignores_ignored_pixels(obje
     logits = torch.randn(2, 3, 8, 8, generator=generator, requires_grad=True)
     target = torch.randint(0, 3, (2, 8, 8), generator=generator)
     target[:, :2] = IGNORE_INDEX
-    loss, dice = make_loss(objective)(logits, target)
+    loss, dice = configure_loss(objective)(logits, target)
     expected_dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)(logits, target)
     expected_ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
     expected = {"dice": expected_dice, "ce": expected_ce, "dice_ce": expected_dice + expected_ce}[objective]

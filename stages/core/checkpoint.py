@@ -1,7 +1,13 @@
-"""Checkpoints: weights plus everything needed to use them (classes, colours, encoder, normalisation)."""
+"""Checkpoints: weights plus everything needed to use them (classes, colours, encoder, normalisation).
+
+Only this module knows a checkpoint's layout: the train stage saves through it, and predict,
+plot and the benchmarks read a `TrainedModel` or the training history back through it.
+"""
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +37,12 @@ def save_checkpoint(path: Path, **content) -> None:
         staging.write_bytes(buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's contents; with `mmap`, tensors are mapped from the file instead of read."""
     if not Path(path).is_file():
         raise PipelineError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:
         raise PipelineError(f"{path}: cannot load checkpoint ({error})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -43,10 +50,36 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict) -> tuple[nn.Module, ClassTable]:
-    """The trained model (eval mode, on the CPU) and its class table."""
+def encode_history(history: list[dict]) -> str:
+    # JSON text, not the dicts: pickling them would make the bytes depend on which strings happen
+    # to be shared objects, which differs after a resume.
+    return json.dumps(history)
+
+
+def decode_history(text: str) -> list[dict]:
+    return json.loads(text)
+
+
+def read_history(path: Path) -> list[dict]:
+    """One record per epoch trained so far: {"train": {metric: value}, "val": {...}}."""
+    return decode_history(load_checkpoint(path, mmap=True)["history"])
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model with what using it takes: its classes and colours, and its input normalisation."""
+
+    model: nn.Module  # eval mode, on the CPU
+    table: ClassTable
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    tile_size: int  # the side of the tiles it was trained on
+
+
+def load_trained_model(path: Path) -> TrainedModel:
+    checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
     table = ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
     model = build_model(config["encoder"], len(table))
     model.load_state_dict(checkpoint["model"])
-    return model.eval(), table
+    return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])

@@ -5,15 +5,12 @@ tensor is four times the bytes to copy between worker processes.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stages.core.imageio import read_index_png, read_rgb
-from stages.core.tiling import TileRecord
+from stages.core.tilestore import TileRecord, TileStore
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -26,11 +23,10 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class TileDataset(Dataset):
-    def __init__(self, records: list[TileRecord], images_dir: Path, masks_dir: Path,
-                 augment: A.Compose | None = None, seed: int = 0) -> None:
+    def __init__(self, records: list[TileRecord], store: TileStore, augment: A.Compose | None = None,
+                 seed: int = 0) -> None:
         self.records = records
-        self.images_dir = images_dir
-        self.masks_dir = masks_dir
+        self.store = store  # images and class masks (a TileStore with its encoded folder)
         self.augment = augment
         self.seed = seed
         self.epoch = 0  # set by the trainer before each epoch; workers get a fresh copy per epoch
@@ -39,9 +35,8 @@ class TileDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        name = self.records[index].tile
-        image = read_rgb(self.images_dir / f"{name}.png")
-        mask = read_index_png(self.masks_dir / f"{name}.png")
+        record = self.records[index]
+        image, mask = self.store.read_image(record), self.store.read_class_mask(record)
         if self.augment is not None:
             self.augment.set_random_seed(sample_seed(self.seed, self.epoch, index))
             augmented = self.augment(image=image, mask=mask)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.core.imageio import read_rgb, write_png
+from stages.core.geometry import stitch
+from stages.core.imageio import write_png
 from stages.core.palette import IGNORE_INDEX, ClassTable, colour_to_index
-from stages.core.tiling import TileRecord, group_by_image, stitch
+from stages.core.tilestore import TileRecord, TileStore, group_by_image
 
 IGNORED_COLUMN = "ignored"
 
@@ -24,19 +25,20 @@ class ImagePixels:
     ignored: int
 
 
-def encode_tiles(records: list[TileRecord], masks_dir: Path, out_dir: Path, table: ClassTable,
+def encode_tiles(records: list[TileRecord], store: TileStore, table: ClassTable,
                  progress: bool = True) -> list[ImagePixels]:
-    """Write out_dir/<tile>.png (uint8 class indices, IGNORE_INDEX for unknown colours) for every tile.
+    """Write each tile's class-index mask (uint8, IGNORE_INDEX for unknown colours) into `store`'s encoded folder.
 
     Counts are taken over each whole image, stitched back from its tiles, so pixels shared by
     overlapping tiles are counted once.
     """
+    out_dir = store.class_masks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = []
     for image_id, tiles in tqdm(group_by_image(records).items(), desc="encode", unit="image", disable=not progress):
         encoded = []
         for record in tiles:
-            index, _ = colour_to_index(read_rgb(masks_dir / f"{record.tile}.png"), table)
+            index, _ = colour_to_index(store.read_colour_mask(record), table)
             write_png(out_dir / f"{record.tile}.png", index)
             encoded.append((record.y, record.x, index))
         whole = stitch(encoded, tiles[0].image_height, tiles[0].image_width)

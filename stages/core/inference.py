@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.core.checkpoint import TrainedModel
+from stages.core.devices import autocast, bf16_supported
 from stages.core.errors import PipelineError
-from stages.core.model import OUTPUT_STRIDE_MULTIPLE, autocast, normalise
-from stages.core.tiling import tile_grid
+from stages.core.geometry import window_grid
+from stages.core.model import OUTPUT_STRIDE_MULTIPLE, compile_for_inference, normalise
 
 # (uint8 NHWC batch) -> float32 NCHW class probabilities
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -40,20 +42,19 @@ def fit_window(window: int, height: int, width: int) -> int:
     return fitted
 
 
-def sliding_window_probabilities(probabilities: ProbabilityFn, image: np.ndarray, num_classes: int, window: int,
+def sliding_window_probabilities(probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int,
                                  overlap: float, batch_size: int) -> np.ndarray:
     """(num_classes, H, W) float32 blended class probabilities for one HxWx3 uint8 image."""
     height, width = image.shape[:2]
     window = fit_window(window, height, width)
-    stride = max(1, round(window * (1 - overlap)))
-    origins = tile_grid(height, width, window, stride)
+    origins = window_grid(height, width, window, overlap)
     weights = window_weights(window)
     total = np.zeros((num_classes, height, width), dtype=np.float32)
     weight_sum = np.zeros((height, width), dtype=np.float32)
     for start in range(0, len(origins), batch_size):
         batch_origins = origins[start:start + batch_size]
         crops = torch.from_numpy(np.stack([image[y:y + window, x:x + window] for y, x in batch_origins]))
-        probs = probabilities(crops).cpu().numpy()
+        probs = probability_fn(crops).cpu().numpy()
         for (y, x), prob in zip(batch_origins, probs):
             total[:, y:y + window, x:x + window] += prob * weights
             weight_sum[y:y + window, x:x + window] += weights
@@ -65,7 +66,7 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
     """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`."""
 
     @torch.inference_mode()
-    def probabilities(batch: torch.Tensor) -> torch.Tensor:
+    def window_probabilities(batch: torch.Tensor) -> torch.Tensor:
         images = normalise(batch.to(device), mean, std).contiguous(memory_format=torch.channels_last)
         views = DIHEDRAL if tta else DIHEDRAL[:1]
         summed = None
@@ -76,7 +77,17 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
             summed = probs if summed is None else summed + probs
         return summed / len(views)
 
-    return probabilities
+    return window_probabilities
+
+
+def trained_model_probabilities(trained: TrainedModel, device: torch.device, bf16: bool, tta: bool,
+                                compile: bool = False) -> ProbabilityFn:
+    """A checkpoint's model as a ProbabilityFn: moved to `device` in channels_last, optionally compiled,
+    normalising as in training; bf16 only where the device has it natively."""
+    model = trained.model.to(device, memory_format=torch.channels_last)
+    if compile:
+        model = compile_for_inference(model)
+    return model_probabilities(model, device, trained.mean, trained.std, bf16 and bf16_supported(device), tta)
 
 
 def _rotation(k: int, flip: bool) -> tuple[Callable, Callable]:

@@ -16,6 +16,9 @@ from stages.core.palette import IGNORE_INDEX
 
 # The challenge's headline mIoU is over the land classes: `unknown` (clouds and other) is excluded.
 EXCLUDED_FROM_HEADLINE = ("unknown",)
+# The scores that `dvc metrics show` and `dvc exp show` display; the rest go to a details file, so
+# the default views stay readable (a column per key, whatever file it is in).
+HEADLINE = ("miou_land", "miou", "mean_dice", "pixel_accuracy")
 
 
 def confusion_matrix(target: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
@@ -59,6 +62,12 @@ def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> d
         "dice": dict(zip(class_names, dice)),
         "pixels": total,
     }
+
+
+def split_headline(report: dict) -> tuple[dict, dict]:
+    """(headline scores, everything else) of a `scores()` report."""
+    return ({key: report[key] for key in HEADLINE},
+            {key: value for key, value in report.items() if key not in HEADLINE})
 
 
 def write_confusion_csv(path: str | Path, confusion: np.ndarray, class_names: tuple[str, ...]) -> None:

@@ -1,7 +1,6 @@
-"""The model factory, input normalisation, and the device/precision choices for running it."""
+"""The model factory (DeepLabV3+, optional local encoder weights), input normalisation, compiling for inference."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -57,41 +56,13 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
         raise PipelineError(f"{path}: weights do not fit the encoder ({first})") from None
 
 
-def choose_device(requested: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; a named device that is absent is an error."""
-    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
-    if requested == "auto":
-        return torch.device(next(name for name, present in available.items() if present))
-    if not available.get(requested, False):
-        raise PipelineError(f"params: train.device {requested!r} is not available here "
-                            f"(available: {', '.join(name for name, ok in available.items() if ok)})")
-    return torch.device(requested)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off only with native bf16 units: AVX512-BF16/AMX CPUs, Ampere+ GPUs."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
 def compile_for_inference(model: nn.Module) -> nn.Module:
     """torch.compile an eval-mode model with its weights frozen as constants, so the compiler can fold
     batch norms into convolutions and pre-pack weights for oneDNN (measured on a 2-core CPU: 1.28x per
     2448 px image after a 15 s compile). Each new input shape compiles again.
     """
-    from torch._inductor import config as inductor_config
-
-    # Process-wide, and meant for inference only: frozen weights would not see training updates.
-    # (Passed as torch.compile(options={"freezing": True}) it measured 1.1x, not 1.28x.)
-    inductor_config.freezing = True
-    return torch.compile(model.eval(), dynamic=False)
+    # Freezing is set for this compile only: frozen weights would not see training updates.
+    return torch.compile(model.eval(), dynamic=False, options={"freezing": True})
 
 
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

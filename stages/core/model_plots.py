@@ -1,32 +1,31 @@
 """Pictures of a trained model: learning curves, per-class IoU, confusion matrix, test examples."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.core.palette import IGNORE_INDEX, ClassTable, colour_code
-from stages.core.plotting import class_legend, save_figure
+from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
+from stages.core.figures import class_legend, save_figure
 
 
-def read_live_series(live_dir: Path, split: str, name: str) -> tuple[list[int], list[float]]:
-    """(epochs, values) of one metric DVCLive logged as `<split>/<name>`; empty if never logged."""
-    path = live_dir / "plots" / "metrics" / split / f"{name}.tsv"
-    if not path.exists():
-        return [], []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    return [int(row["step"]) for row in rows], [float(row[name]) for row in rows]
+def series(history: list[dict], split: str, name: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one metric of the training history; epochs without a value are left out.
+
+    Values are rounded to 6 decimals, as DVCLive logs them, so these curves and `dvc plots show` draw the same numbers.
+    """
+    points = [(epoch, round(record[split][name], 6)) for epoch, record in enumerate(history, start=1)
+              if record[split].get(name) is not None]
+    return [epoch for epoch, _ in points], [value for _, value in points]
 
 
-def plot_curves(live_dir: Path, path: Path) -> None:
+def plot_curves(history: list[dict], path: Path) -> None:
     """Dice loss and mIoU (land classes) per epoch, train against validation."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, (name, label) in zip(axes, [("dice_loss", "Dice loss"), ("miou_land", "mIoU, land classes")]):
         for split, style in (("train", "-o"), ("val", "-s")):
-            epochs, values = read_live_series(live_dir, split, name)
+            epochs, values = series(history, split, name)
             axis.plot(epochs, values, style, label=split)
         axis.set_xlabel("epoch")
         axis.set_title(label)
@@ -81,8 +80,8 @@ def plot_examples(examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
         errors[(prediction != truth) & (truth != IGNORE_INDEX)] = (220, 20, 20)
         errors[truth == IGNORE_INDEX] = (160, 160, 160)
         accuracy = np.mean(prediction[truth != IGNORE_INDEX] == truth[truth != IGNORE_INDEX])
-        panels = [(image, f"test image {image_id}"), (colour_code(truth, table), "ground truth"),
-                  (colour_code(prediction, table), "prediction"),
+        panels = [(image, f"test image {image_id}"), (index_to_colour(truth, table), "ground truth"),
+                  (index_to_colour(prediction, table), "prediction"),
                   (errors, f"errors in red ({1 - accuracy:.1%} of pixels)")]
         for axis, (picture, title) in zip(axes[row], panels):
             axis.imshow(picture, interpolation="nearest")

@@ -2,7 +2,7 @@
 
 These are the seed notebooks' operations as tested functions:
 colour -> index (`colour_to_index`), index -> one-hot (`one_hot`), one-hot -> index
-(`reverse_one_hot`) and index -> colour (`colour_code`).
+(`reverse_one_hot`) and index -> colour (`index_to_colour`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DEEPGLOBE_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 )
 
 # Candidates, in order of preference, for drawing ignored pixels; the first one that is not a class
-# colour is used, so colour_code -> colour_to_index maps ignored pixels back to IGNORE_INDEX.
+# colour is used, so index_to_colour -> colour_to_index maps ignored pixels back to IGNORE_INDEX.
 _IGNORE_COLOUR_CANDIDATES = ((255, 0, 0), (128, 128, 128), (255, 128, 0), (64, 0, 64))
 
 
@@ -155,7 +155,7 @@ def colour_to_index(mask: np.ndarray, table: ClassTable) -> tuple[np.ndarray, in
     return index, int(np.count_nonzero(index == IGNORE_INDEX))
 
 
-def colour_code(index: np.ndarray, table: ClassTable) -> np.ndarray:
+def index_to_colour(index: np.ndarray, table: ClassTable) -> np.ndarray:
     """Map HxW class indices to an HxWx3 colour image; ignored pixels get `table.ignore_colour`."""
     lookup = np.zeros((256, 3), dtype=np.uint8)
     lookup[:] = table.ignore_colour

@@ -8,18 +8,14 @@ unless a `class_dict.csv` lies beside them.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.core.errors import PipelineError
+from stages.core.naming import ID_PATTERN, IMAGE_SUFFIX, MASK_SUFFIX, natural_key
 from stages.core.palette import ClassTable
 
-IMAGE_SUFFIX = "_sat.jpg"
-MASK_SUFFIX = "_mask.png"
 METADATA_COLUMNS = ("image_id", "split", "sat_image_path", "mask_path")
-# Ids become file names and tile-name prefixes (`<id>_y..._x...`), so no '_' or '/' in them.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 
 @dataclass(frozen=True)
@@ -27,11 +23,6 @@ class RawPair:
     image_id: str
     image: Path
     mask: Path
-
-
-def natural_key(image_id: str) -> tuple[int, int | str]:
-    """Sort numeric ids numerically (DeepGlobe's are integers) and anything else after, by text."""
-    return (0, int(image_id)) if image_id.isdigit() else (1, image_id)
 
 
 def read_class_table(root: str | Path) -> ClassTable:

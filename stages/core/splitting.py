@@ -10,8 +10,8 @@ from stages.core.encoding import ImagePixels
 from stages.core.errors import PipelineError
 from stages.core.palette import ClassTable
 from stages.core.params import SPLIT_NAMES
-from stages.core.rawdata import IMAGE_SUFFIX, natural_key
-from stages.core.tiling import TileRecord, write_index
+from stages.core.naming import IMAGE_SUFFIX, natural_key
+from stages.core.tilestore import TileRecord, write_index
 
 
 def split_counts(total: int, ratios: dict[str, float]) -> dict[str, int]:

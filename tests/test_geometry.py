@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stages.core.tiling import cut, stitch, tile_grid, tile_name, tile_origins
+from stages.core.geometry import cut, stitch, tile_grid, tile_origins
+from stages.core.tilestore import tile_name
 
 
 @pytest.mark.parametrize("length, size, stride, expected", [

@@ -1,34 +1,15 @@
-"""Pictures of the data: an image beside its mask and class indices, and the augmentation grid."""
+"""Pictures of the prepared data: an image beside its mask and class indices, and the augmentation grid."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers and CI
 import albumentations as A
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.patches import Patch
 
-from stages.core.outputs import atomic_file
-from stages.core.palette import IGNORE_INDEX, ClassTable, colour_code
-
-
-def save_figure(figure: plt.Figure, path: str | Path) -> None:
-    """Save without the matplotlib version stamp, so identical plots give identical files."""
-    with atomic_file(path) as staging:
-        figure.savefig(staging, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
-
-
-def class_legend(figure: plt.Figure, table: ClassTable, with_ignored: bool = True) -> None:
-    handles = [Patch(facecolor=np.array(colour) / 255, edgecolor="black", label=name)
-               for name, colour in zip(table.names, table.colours)]
-    if with_ignored:
-        handles.append(Patch(facecolor=np.array(table.ignore_colour) / 255, edgecolor="black", label="ignored"))
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
+from stages.core.figures import class_legend, save_figure
+from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
 
 
 def plot_sample(image: np.ndarray, mask: np.ndarray, index: np.ndarray, table: ClassTable, title: str,
@@ -65,7 +46,7 @@ def plot_augmentations(tiles: list[tuple[str, np.ndarray, np.ndarray]], augment:
         draws = [(image, index)] + [(result["image"], result["mask"]) for result in augmented]
         for column, (drawn_image, drawn_index) in enumerate(draws):
             axes[2 * row, column].imshow(drawn_image)
-            axes[2 * row + 1, column].imshow(colour_code(drawn_index, table), interpolation="nearest")
+            axes[2 * row + 1, column].imshow(index_to_colour(drawn_index, table), interpolation="nearest")
             axes[2 * row, column].set_title(name if column == 0 else f"augmented {column}", fontsize=8)
         for axis in axes[2 * row:2 * row + 2].ravel():
             axis.axis("off")

@@ -1,0 +1,112 @@
+"""One pass over a loader, training or evaluating, and the numbers it yields."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from stages.core.errors import PipelineError
+from stages.core.metrics import confusion_matrix, scores
+from stages.core.palette import ClassTable
+from stages.core.training.components import BatchSettings, LossFn
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed the global torch RNG (dropout) for this epoch and return the loader's shuffle generator."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * 100_019 + epoch)
+
+
+@dataclass
+class EpochResult:
+    """Mean objective and Dice loss over an epoch's batches, and its confusion matrix over every pixel."""
+
+    loss: float
+    dice_loss: float
+    confusion: np.ndarray
+
+
+@dataclass
+class EpochMeter:
+    """Running totals of an epoch."""
+
+    num_classes: int
+    batches: int = 0
+    loss_sum: float = 0.0
+    dice_loss_sum: float = 0.0
+    confusion: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.confusion = np.zeros((self.num_classes,) * 2, dtype=np.int64)
+
+    def add(self, loss: float, dice_loss: float, targets: torch.Tensor, logits: torch.Tensor) -> None:
+        self.batches += 1
+        self.loss_sum += loss
+        self.dice_loss_sum += dice_loss
+        with torch.no_grad():
+            self.confusion += confusion_matrix(targets.cpu().numpy(), logits.argmax(1).cpu().numpy(),
+                                               self.num_classes)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.batches
+
+    def result(self) -> EpochResult:
+        return EpochResult(self.mean_loss, self.dice_loss_sum / self.batches, self.confusion)
+
+
+def finite_loss(loss: torch.Tensor, description: str, step: int) -> float:
+    """The loss as a number (one device sync per batch); a NaN or infinite loss stops training."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise PipelineError(f"train: loss became {value} in {description}, batch {step + 1}; "
+                            "lower train.lr or turn off train.bf16")
+    return value
+
+
+def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler | None, epoch_position: float) -> None:
+    """One optimizer step; the scheduler moves to `epoch_position` (warm restarts move smoothly within an epoch)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step(epoch_position)
+
+
+def run_epoch(model: nn.Module, loader: DataLoader, batch_settings: BatchSettings, loss_fn: LossFn,
+              num_classes: int, description: str, optimizer: torch.optim.Optimizer | None = None,
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, epoch: int = 0,
+              progress: bool = True) -> EpochResult:
+    """One pass over `loader`: trains when an optimizer is given, else evaluates without gradients."""
+    training = optimizer is not None
+    model.train(training)
+    meter = EpochMeter(num_classes)
+    batches = len(loader)
+    bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not progress)
+    for step, (images, masks) in enumerate(bar):
+        inputs, targets = batch_settings.inputs(images), batch_settings.targets(masks)
+        with torch.set_grad_enabled(training):
+            logits = batch_settings.logits(model, inputs)
+            objective, dice_loss = loss_fn(logits, targets)
+        loss_value = finite_loss(objective, description, step)
+        if training:
+            optimise(objective, optimizer, scheduler, epoch + (step + 1) / batches)
+        meter.add(loss_value, dice_loss.item(), targets, logits)
+        bar.set_postfix(loss=f"{meter.mean_loss:.4f}")
+    return meter.result()
+
+
+def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | None]:
+    """What is logged per split and epoch: losses, mIoU (land and all), mean Dice, accuracy, IoU per class."""
+    summary = scores(result.confusion, table.names)
+    metrics = {"loss": result.loss, "dice_loss": result.dice_loss, "miou_land": summary["miou_land"],
+               "miou": summary["miou"], "mean_dice": summary["mean_dice"],
+               "pixel_accuracy": summary["pixel_accuracy"]}
+    metrics.update({f"iou/{name}": value for name, value in summary["iou"].items()})
+    return metrics

@@ -1,0 +1,99 @@
+"""train(): the components, the loop and the checkpoint policy put together epoch by epoch, logged with DVCLive."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from stages.core.augment import training_augmentation
+from stages.core.checkpoint import checkpoint_config
+from stages.core.datasets import TileDataset
+from stages.core.devices import bf16_supported, choose_device
+from stages.core.errors import PipelineError
+from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
+from stages.core.palette import ClassTable
+from stages.core.params import AugmentParams, ModelParams, TrainParams
+from stages.core.tilestore import TileRecord, TileStore
+from stages.core.training.checkpoints import CheckpointPolicy
+from stages.core.training.components import (BatchSettings, configure_loss, configure_model, configure_optimizer,
+                                             configure_scheduler)
+from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: list[TileRecord]
+    val: list[TileRecord]
+    store: TileStore  # where the tiles' images and class masks lie
+    table: ClassTable
+    tile_size: int
+
+
+def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
+    """One epoch's metrics per split to DVCLive, as `<split>/<name>` at step `epoch`."""
+    live.step = epoch
+    for split, metrics in record.items():
+        for name, value in metrics.items():
+            if value is not None:  # a class absent from the split has no score this epoch
+                live.log_metric(f"{split}/{name}", round(value, 6))
+    live.make_summary()
+
+
+def train(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams, data: TrainingData,
+          models_dir: Path, live_dir: Path, progress: bool = True) -> dict:
+    """Train, log every epoch to `live_dir` with DVCLive, keep models_dir/best.pt and last.pt.
+
+    Returns the last epoch's record ({"train": {...}, "val": {...}}).
+    """
+    from dvclive import Live
+
+    device = choose_device(train_params.device)
+    num_classes = len(data.table)
+    model = configure_model(model_params, num_classes, device, train_params.channels_last, train_params.seed)
+    optimizer = configure_optimizer(model, train_params, device)
+    scheduler = configure_scheduler(optimizer, train_params)
+    loss_fn = configure_loss(train_params.loss)
+    batch_settings = BatchSettings(device, train_params.bf16 and bf16_supported(device), train_params.channels_last,
+                                   IMAGENET_MEAN, IMAGENET_STD)
+    checkpoints = CheckpointPolicy(models_dir, checkpoint_config(model_params.encoder, data.table, data.tile_size))
+
+    start_epoch, history = 0, []
+    if train_params.resume and checkpoints.last_path.exists():
+        resumed = checkpoints.resume(model, optimizer, scheduler)
+        start_epoch, history = resumed.epochs_done, resumed.history
+        if start_epoch > train_params.epochs:
+            raise PipelineError(f"{checkpoints.last_path}: already has {start_epoch} epochs, more than train.epochs "
+                                f"({train_params.epochs}); raise train.epochs or set train.resume to false")
+        print(f"train: resuming from {checkpoints.last_path} after epoch {start_epoch}")
+    elif train_params.resume:
+        print(f"train: train.resume is set but there is no {checkpoints.last_path}; starting afresh")
+
+    augmentation = training_augmentation(data.tile_size, augment_params.scale_min, augment_params.colour_jitter)
+    train_set = TileDataset(data.train, data.store, augmentation, seed=train_params.seed)
+    loader_options = {"batch_size": train_params.batch_size, "num_workers": train_params.workers,
+                      "pin_memory": device.type == "cuda"}
+    val_loader = DataLoader(TileDataset(data.val, data.store), shuffle=False, **loader_options)
+
+    with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
+            log_epoch(live, epoch, record)
+        epochs = tqdm(range(start_epoch, train_params.epochs), desc="train", unit="epoch", disable=not progress,
+                      initial=start_epoch, total=train_params.epochs)
+        for epoch in epochs:
+            train_set.epoch = epoch
+            shuffle = seed_epoch(train_params.seed, epoch)
+            train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > train_params.batch_size,
+                                      generator=shuffle, **loader_options)
+            trained = run_epoch(model, train_loader, batch_settings, loss_fn, num_classes,
+                                f"epoch {epoch + 1} train", optimizer, scheduler, epoch, progress)
+            validated = run_epoch(model, val_loader, batch_settings, loss_fn, num_classes, f"epoch {epoch + 1} val",
+                                  progress=progress)
+            record = {"train": epoch_metrics(trained, data.table), "val": epoch_metrics(validated, data.table)}
+            history.append(record)
+            log_epoch(live, epoch + 1, record)
+            val_miou = record["val"]["miou_land"] or 0.0
+            checkpoints.after_epoch(epoch + 1, history, val_miou, model, optimizer, scheduler)
+            epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{checkpoints.best_miou:.3f}")
+    return history[-1]
