@@ -15,12 +15,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="dataset root to write (replaced if present)")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
-    sample = read_section(load_params(args.params), "sample", SampleParams)
+    sample_params = read_section(load_params(args.params), "sample", SampleParams)
 
     with atomic_dir(args.out) as staging:
-        write_sample(staging, seed=sample.seed, train_images=sample.train_images, valid_images=sample.valid_images,
-                     test_images=sample.test_images, image_size=sample.image_size, jpeg_quality=sample.jpeg_quality)
-    print(f"sample: {sample.train_images} labelled images of {sample.image_size}x{sample.image_size} in {args.out}")
+        write_sample(staging, seed=sample_params.seed, train_images=sample_params.train_images,
+                     valid_images=sample_params.valid_images, test_images=sample_params.test_images,
+                     image_size=sample_params.image_size, jpeg_quality=sample_params.jpeg_quality)
+    size = sample_params.image_size
+    print(f"sample: {sample_params.train_images} labelled images of {size}x{size} in {args.out}")
 
 
 if __name__ == "__main__":
