@@ -1,6 +1,7 @@
 """One error type for bad input, and the wrapper that turns it into one line and exit code 1."""
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 
@@ -13,11 +14,30 @@ class PipelineError(Exception):
     """
 
 
+# OSErrors the machine causes, not the code: a full disk or quota, a read-only or forbidden path.
+# They get one line like bad input; any other OSError may be a bug and keeps its traceback.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def one_line(error: BaseException) -> str:
+    """The message of a PipelineError or an environment OSError, as one line naming the path."""
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename is not None else ""
+        message = f"{where}{error.strerror or error}"
+    else:
+        message = str(error)
+    return " ".join(message.split())
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); on PipelineError print `error: <message>` to stderr and exit 1."""
+    """Run a stage's main(); on bad input or a full/forbidden disk print `error: <message>` to stderr, exit 1."""
     try:
         main()
     except PipelineError as error:
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(1)

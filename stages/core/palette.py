@@ -7,12 +7,14 @@ colour -> index (`colour_to_index`), index -> one-hot (`one_hot`), one-hot -> in
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stages.core.errors import PipelineError
+from stages.core.textfiles import read_utf8
 
 IGNORE_INDEX = 255  # class index of pixels whose colour is in no row of the table
 THRESHOLD = 128  # DeepGlobe: binarize each mask channel at 128 before the colour lookup
@@ -79,12 +81,10 @@ class ClassTable:
     def from_csv(cls, path: str | Path) -> ClassTable:
         """Read a `name,r,g,b` table (DeepGlobe's class_dict.csv); a malformed row raises PipelineError."""
         path = Path(path)
+        text = read_utf8(path, "class table")
         try:
-            with open(path, newline="") as handle:
-                rows = list(csv.reader(handle))
-        except OSError as error:
-            raise PipelineError(f"{path}: cannot read class table ({error.strerror})") from None
-        except (UnicodeDecodeError, csv.Error) as error:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as error:
             raise PipelineError(f"{path}: not a CSV class table ({error})") from None
         if not rows or [cell.strip().lower() for cell in rows[0]] != ["name", "r", "g", "b"]:
             raise PipelineError(f"{path}: header must be 'name,r,g,b', got {','.join(rows[0]) if rows else 'an empty file'!r}")
@@ -116,7 +116,7 @@ class ClassTable:
         return cls(tuple(names), np.array(colours, dtype=np.uint8))
 
     def to_csv(self, path: str | Path) -> None:
-        with open(path, "w", newline="") as handle:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["name", "r", "g", "b"])
             for name, colour in zip(self.names, self.colours):

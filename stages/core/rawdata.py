@@ -8,12 +8,14 @@ unless a `class_dict.csv` lies beside them.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.core.errors import PipelineError
 from stages.core.naming import ID_PATTERN, IMAGE_SUFFIX, MASK_SUFFIX, natural_key
 from stages.core.palette import ClassTable
+from stages.core.textfiles import read_utf8
 
 METADATA_COLUMNS = ("image_id", "split", "sat_image_path", "mask_path")
 
@@ -46,12 +48,14 @@ def find_pairs(root: str | Path) -> list[RawPair]:
 
 
 def _pairs_from_metadata(root: Path, metadata: Path) -> list[RawPair]:
-    with open(metadata, newline="") as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(read_utf8(metadata, "metadata"), newline=""))
+    try:
         missing = [column for column in METADATA_COLUMNS if column not in (reader.fieldnames or [])]
         if missing:
             raise PipelineError(f"{metadata}: missing column {missing[0]!r} (expected {','.join(METADATA_COLUMNS)})")
         rows = [row for row in reader if row["split"] == "train"]  # only train/ has masks
+    except csv.Error as error:
+        raise PipelineError(f"{metadata}, line {reader.line_num}: not a CSV metadata table ({error})") from None
     pairs = []
     for row in rows:
         image = root / row["sat_image_path"]
