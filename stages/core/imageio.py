@@ -91,8 +91,8 @@ def open_image(path: str | Path, role: str = "image") -> Iterator[Image.Image]:
     with image:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
-            raise PipelineError(f"{path}: image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over "
-                                f"the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; cut it into smaller images")
+            raise PipelineError(f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                                f"{MAX_IMAGE_PIXELS:,} pixels; cut it into smaller images")
         _check_mode(path, image, role)
         yield image
 
