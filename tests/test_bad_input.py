@@ -1,14 +1,29 @@
-"""Bad input: one clear error naming the file or param, a non-zero exit, and no output left behind."""
+"""Bad input: one clear error naming the file or param, a non-zero exit, and no output left behind.
+
+Where a stage fails after it has written part of its output, nothing of it may survive; where a
+previous run's output is there, it must come through a failed run byte for byte.
+"""
 from __future__ import annotations
 
+import codecs
+import errno
+import os
+import pathlib
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from stages import encode, split, tile
+from stages import encode, predict, split, tile
+from stages.core import imageio, tiling
 from stages.core.errors import PipelineError
+from stages.core.palette import ClassTable
 from tests.conftest import REPO, write_pair, write_params
 
 
@@ -16,15 +31,38 @@ def run_tile(raw: Path, out: Path, params: Path) -> None:
     tile.main([str(raw), str(out), "--params", str(params)])
 
 
+def staging_leftovers(out: Path) -> list[str]:
+    return [path.name for path in out.parent.iterdir() if path.name.startswith(f".{out.name}.")]
+
+
 def assert_nothing_written(out: Path) -> None:
     """Neither the output nor a staging directory beside it survives a failed stage."""
     assert not out.exists()
-    assert not [path.name for path in out.parent.iterdir() if path.name.startswith(f".{out.name}.")]
+    assert not staging_leftovers(out)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes)."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 @pytest.fixture
 def params(tmp_path: Path) -> Path:
     return write_params(tmp_path / "params.yaml", tile={"size": 32, "stride": 32})
+
+
+@pytest.fixture
+def tiles_written(monkeypatch) -> list[Path]:
+    """The tile files the tile stage has written so far in this test: proof that a failure came after writes."""
+    written: list[Path] = []
+    real_save = tiling.save_png
+
+    def save(path, image):
+        real_save(path, image)
+        written.append(Path(path))
+
+    monkeypatch.setattr(tiling, "save_png", save)
+    return written
 
 
 def test_good_input_tiles(plain_dataset, tmp_path, params):
@@ -36,37 +74,70 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("damage, message", [
+# Images are tiled in id order 2, 11, 40, 305: these damages are found after earlier images' tiles were written.
+DAMAGE_FOUND_WHILE_WRITING = [
     (lambda raw: truncate(raw / "305_sat.jpg"), r"305_sat.jpg: cannot decode image"),
     (lambda raw: truncate(raw / "40_mask.png"), r"40_mask.png: cannot decode image"),
     (lambda raw: (raw / "11_sat.jpg").write_bytes(b"not a jpeg"), r"11_sat.jpg: cannot decode image"),
+]
+# These are found before anything is written.
+DAMAGE_FOUND_FIRST = [
     (lambda raw: (raw / "40_mask.png").unlink(), r"40_sat.jpg: no mask 40_mask.png beside it"),
     (lambda raw: (raw / "class_dict.csv").write_text("name,r,g,b\nurban_land,0,255\n"),
      r"class_dict.csv, line 2: expected 4 fields"),
     (lambda raw: (raw / "metadata.csv").write_text(
         "image_id,split,sat_image_path,mask_path\n11,train,11_sat.jpg,11_missing.png\n"),
      r"11_missing.png: listed in metadata.csv for image 11 but missing"),
-])
-def test_damaged_raw_data(plain_dataset, tmp_path, params, damage, message):
+]
+
+
+@pytest.mark.parametrize("damage, message", DAMAGE_FOUND_WHILE_WRITING)
+def test_damage_found_after_tiles_were_written_leaves_no_output(plain_dataset, tmp_path, params, tiles_written,
+                                                                 damage, message):
     damage(plain_dataset)
     with pytest.raises(PipelineError, match=message):
         run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert tiles_written  # the failure came after the stage had written tiles
     assert_nothing_written(tmp_path / "tiles")
 
 
-def test_mask_with_different_size(tmp_path, params):
+@pytest.mark.parametrize("damage, message", DAMAGE_FOUND_WHILE_WRITING + DAMAGE_FOUND_FIRST)
+def test_damaged_raw_data_leaves_the_previous_output_as_it_was(plain_dataset, tmp_path, params, damage, message):
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    before = snapshot(tmp_path / "tiles")
+    damage(plain_dataset)
+    with pytest.raises(PipelineError, match=message):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert snapshot(tmp_path / "tiles") == before
+    assert not staging_leftovers(tmp_path / "tiles")
+
+
+def test_mask_with_different_size(tmp_path, params, tiles_written):
     raw = tmp_path / "raw"
+    write_pair(raw, "0", 64, 64)  # a good pair first, so tiles are written before the bad one
     write_pair(raw, "1", 64, 64)
     write_pair(tmp_path / "other", "1", 64, 48)
     (tmp_path / "other" / "1_mask.png").replace(raw / "1_mask.png")
     with pytest.raises(PipelineError, match=r"1_mask.png: mask is 48x64 but its image 1_sat.jpg is 64x64"):
         run_tile(raw, tmp_path / "tiles", params)
+    assert tiles_written
     assert_nothing_written(tmp_path / "tiles")
 
 
-def test_missing_raw_directory(tmp_path, params):
+def test_missing_raw_directory(plain_dataset, tmp_path, params):
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    before = snapshot(tmp_path / "tiles")
     with pytest.raises(PipelineError, match=r"data.raw: .*nowhere does not exist"):
         run_tile(tmp_path / "nowhere", tmp_path / "tiles", params)
+    assert snapshot(tmp_path / "tiles") == before
+
+
+def test_tile_larger_than_a_later_image(plain_dataset, tmp_path, tiles_written):
+    write_pair(plain_dataset, "500", 40, 40)  # tiled last
+    params = write_params(tmp_path / "params.yaml", tile={"size": 64, "stride": 64})
+    with pytest.raises(PipelineError, match=r"tile.size \(64\) is larger than image .*/500_sat.jpg \(40x40\)"):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert tiles_written
     assert_nothing_written(tmp_path / "tiles")
 
 
@@ -74,22 +145,28 @@ def test_missing_raw_directory(tmp_path, params):
     ({"size": 128, "stride": 128}, r"tile.size \(128\) is larger than image .*/2_sat.jpg \(90x70\)"),
     ({"size": 32, "stride": 0}, r"tile.stride must be at least 1"),
 ])
-def test_bad_tile_params(plain_dataset, tmp_path, tile_params, message):
-    params = write_params(tmp_path / "params.yaml", tile=tile_params)
+def test_bad_tile_params(plain_dataset, tmp_path, params, tile_params, message):
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    before = snapshot(tmp_path / "tiles")
+    bad = write_params(tmp_path / "bad.yaml", tile=tile_params)
     with pytest.raises(PipelineError, match=message):
-        run_tile(plain_dataset, tmp_path / "tiles", params)
-    assert_nothing_written(tmp_path / "tiles")
+        run_tile(plain_dataset, tmp_path / "tiles", bad)
+    assert snapshot(tmp_path / "tiles") == before
+    assert not staging_leftovers(tmp_path / "tiles")
 
 
 def test_split_ratios_that_do_not_sum_to_one(plain_dataset, tmp_path, params):
     run_tile(plain_dataset, tmp_path / "tiles", params)
     encode.main([str(tmp_path / "tiles"), str(tmp_path / "encoded"), "--report", str(tmp_path / "encode.json")])
+    split_args = [str(tmp_path / "tiles"), str(tmp_path / "encoded"), str(tmp_path / "splits"),
+                  "--distribution", str(tmp_path / "distribution.json")]
+    split.main([*split_args, "--params", str(params)])
+    before = snapshot(tmp_path / "splits"), (tmp_path / "distribution.json").read_bytes()
     bad = write_params(tmp_path / "bad.yaml", split={"ratios": {"train": 0.6, "val": 0.3, "test": 0.3}})
     with pytest.raises(PipelineError, match=r"split.ratios must sum to 1 \(they sum to 1.2\)"):
-        split.main([str(tmp_path / "tiles"), str(tmp_path / "encoded"), str(tmp_path / "splits"),
-                    "--distribution", str(tmp_path / "distribution.json"), "--params", str(bad)])
-    assert_nothing_written(tmp_path / "splits")
-    assert not (tmp_path / "distribution.json").exists()
+        split.main([*split_args, "--params", str(bad)])
+    assert (snapshot(tmp_path / "splits"), (tmp_path / "distribution.json").read_bytes()) == before
+    assert not staging_leftovers(tmp_path / "splits")
 
 
 def test_stage_prints_one_error_line_and_exits_non_zero(plain_dataset, tmp_path, params):
@@ -98,5 +175,236 @@ def test_stage_prints_one_error_line_and_exits_non_zero(plain_dataset, tmp_path,
                              "--params", str(params)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith(f"error: {plain_dataset / '305_sat.jpg'}: cannot decode image")
+    assert "Traceback" not in result.stderr
+    assert_nothing_written(tmp_path / "tiles")
+
+
+# --- text encodings of metadata.csv and class_dict.csv -------------------------------------------
+
+def kaggle_metadata(raw: Path) -> str:
+    rows = [f"{image_id},train,{image_id}_sat.jpg,{image_id}_mask.png" for image_id in ("2", "11", "40", "305")]
+    return "image_id,split,sat_image_path,mask_path\n" + "\n".join(rows) + "\n"
+
+
+CLASS_DICT = "name,r,g,b\n" + "".join(f"{name},{r},{g},{b}\n" for name, (r, g, b) in
+                                      zip(ClassTable.deepglobe().names, ClassTable.deepglobe().colours))
+
+
+@pytest.mark.parametrize("file_name", ["metadata.csv", "class_dict.csv"])
+@pytest.mark.parametrize("encode_text, message", [
+    (lambda text: text.encode("utf-16"), r"is UTF-16 \(or binary\), not UTF-8; save it as UTF-8 CSV"),
+    (lambda text: text.encode("utf-16-le"), r"is UTF-16 \(or binary\), not UTF-8"),  # no BOM
+    (lambda text: text.replace("image_id", "imag\xe9_id").replace("urban", "urb\xe4n").encode("cp1252"),
+     r"is not UTF-8 \(byte 0x(e9|e4) at offset \d+\); save it as UTF-8 CSV"),
+])
+def test_a_csv_in_another_encoding_is_one_clear_error(plain_dataset, tmp_path, params, file_name, encode_text,
+                                                      message):
+    texts = {"metadata.csv": kaggle_metadata(plain_dataset), "class_dict.csv": CLASS_DICT}
+    for name, text in texts.items():
+        (plain_dataset / name).write_text(text)
+    (plain_dataset / file_name).write_bytes(encode_text(texts[file_name]))
+    what = "metadata" if file_name == "metadata.csv" else "class table"
+    with pytest.raises(PipelineError, match=rf"{file_name}: {what} {message}"):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert_nothing_written(tmp_path / "tiles")
+
+
+def test_csvs_saved_by_excel_with_a_utf8_bom_are_read(plain_dataset, tmp_path, params):
+    run_tile(plain_dataset, tmp_path / "plain", params)
+    (plain_dataset / "metadata.csv").write_bytes(codecs.BOM_UTF8 + kaggle_metadata(plain_dataset).encode())
+    (plain_dataset / "class_dict.csv").write_bytes(codecs.BOM_UTF8 + CLASS_DICT.replace("\n", "\r\n").encode())
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert snapshot(tmp_path / "tiles") == snapshot(tmp_path / "plain")
+
+
+# --- image modes, bit depth and size -------------------------------------------------------------
+
+def png_16bit_rgb(path: Path, array: np.ndarray) -> None:
+    """A 48-bit RGB PNG, written by hand: Pillow cannot write one (it opens them as 8-bit "RGB")."""
+    height, width, _ = array.shape
+    rows = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def rgb_mask(raw: Path, image_id: str) -> np.ndarray:
+    with Image.open(raw / f"{image_id}_mask.png") as image:
+        return np.array(image)
+
+
+@pytest.mark.parametrize("rewrite, message", [
+    (lambda mask, path: Image.fromarray(mask[..., 0]).save(path), r"single-channel mask \(mode L\)"),
+    (lambda mask, path: Image.fromarray(mask[..., 0]).convert("LA").save(path), r"single-channel mask \(mode LA\)"),
+    (lambda mask, path: Image.fromarray(mask[..., 0].astype(np.uint16) * 257).save(path),
+     r"16-bit mask \(mode I;16\) is not supported"),
+    (lambda mask, path: png_16bit_rgb(path, mask.astype(np.uint16) * 257), r"16-bit mask \(mode RGB\) is not supported"),
+])
+def test_single_channel_and_16_bit_masks_are_refused(plain_dataset, tmp_path, params, tiles_written, rewrite, message):
+    path = plain_dataset / "40_mask.png"
+    rewrite(rgb_mask(plain_dataset, "40"), path)
+    with pytest.raises(PipelineError, match=rf"40_mask.png: {message}"):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert tiles_written
+    assert_nothing_written(tmp_path / "tiles")
+
+
+def test_palette_masks_give_the_same_tiles_as_rgb_ones(plain_dataset, tmp_path, params, capsys):
+    run_tile(plain_dataset, tmp_path / "rgb", params)
+    for image_id in ("2", "40"):
+        mask = Image.fromarray(rgb_mask(plain_dataset, image_id)).quantize(colors=8, method=Image.Quantize.MAXCOVERAGE)
+        assert mask.mode == "P"
+        mask.save(plain_dataset / f"{image_id}_mask.png")
+    run_tile(plain_dataset, tmp_path / "palette", params)
+    assert snapshot(tmp_path / "palette") == snapshot(tmp_path / "rgb")
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_4_band_image_loses_its_4th_band_with_a_warning(plain_dataset, tmp_path, params, capsys):
+    run_tile(plain_dataset, tmp_path / "rgb", params)
+    with Image.open(plain_dataset / "305_sat.jpg") as image:
+        rgb = np.array(image)
+    near_infrared = np.random.default_rng(1).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    (plain_dataset / "305_sat.jpg").unlink()
+    Image.fromarray(np.dstack([rgb, near_infrared]), mode="RGBA").save(plain_dataset / "305_sat.tif")
+    (plain_dataset / "metadata.csv").write_text(kaggle_metadata(plain_dataset).replace("305_sat.jpg", "305_sat.tif"))
+    capsys.readouterr()
+    run_tile(plain_dataset, tmp_path / "rgba", params)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warnings == [f"warning: {plain_dataset / '305_sat.tif'}: image has 4 bands (mode RGBA); band 4 "
+                        "(alpha or near-infrared) is dropped and the rest read as RGB"]
+    assert snapshot(tmp_path / "rgba") == snapshot(tmp_path / "rgb")
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: Image.fromarray(np.full((20, 30), 1000, np.uint16)).save(path, format="PNG"),
+     r"16-bit image \(mode I;16\) is not supported; convert it to 8-bit RGB first"),
+    (lambda path: png_16bit_rgb(path, np.full((20, 30, 3), 1000, np.uint16)), r"16-bit image \(mode RGB\)"),
+    (lambda path: Image.fromarray(np.zeros((20, 30), np.float32)).save(path, format="TIFF"),
+     r"16-bit image \(mode F\)"),
+])
+def test_16_bit_imagery_is_refused(tmp_path, write, message):
+    write(tmp_path / "scene.img")
+    with pytest.raises(PipelineError, match=rf"scene.img: {message}"):
+        imageio.read_rgb(tmp_path / "scene.img")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGB", "RGBA", "CMYK"])
+@pytest.mark.parametrize("strip_pixels", [1 << 22, 7 * 30])  # one piece, and strips of 7 rows (last one shorter)
+def test_read_rgb_converts_like_pillow_strip_by_strip_or_whole(tmp_path, monkeypatch, mode, strip_pixels):
+    monkeypatch.setattr(imageio, "_STRIP_PIXELS", strip_pixels)
+    rgb = np.random.default_rng(0).integers(0, 256, (50, 30, 3), dtype=np.uint8)
+    source = Image.fromarray(rgb).convert(mode)
+    source.save(tmp_path / "x.tif")
+    array = imageio.read_rgb(tmp_path / "x.tif")
+    np.testing.assert_array_equal(array, np.array(source.convert("RGB")))
+    assert array.flags.writeable and array.dtype == np.uint8 and array.shape == (50, 30, 3)
+
+
+def test_images_over_pillows_limit_are_read(tmp_path, monkeypatch):
+    """Pillow refuses images over 2x its MAX_IMAGE_PIXELS (a 15000 px orthophoto); ours is larger."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 30x20 = 600 pixels: a "bomb" to Pillow
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "big.png")
+    assert imageio.read_rgb(tmp_path / "big.png").shape == (20, 30, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's limit is left as it was for everyone else
+
+
+def test_images_over_the_documented_size_are_refused_before_decoding(plain_dataset, tmp_path, params, monkeypatch,
+                                                                   tiles_written):
+    write_pair(plain_dataset, "500", 80, 100)  # tiled last, one pixel over the limit
+    monkeypatch.setattr(imageio, "MAX_IMAGE_PIXELS", 80 * 100 - 1)
+    with pytest.raises(PipelineError, match=r"500_sat.jpg: image is 100x80 = 8,000 pixels, over the limit of 7,999 "
+                                            r"pixels; cut it into smaller images"):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert tiles_written
+    assert_nothing_written(tmp_path / "tiles")
+    monkeypatch.setattr(imageio, "MAX_IMAGE_PIXELS", 80 * 100)
+    run_tile(plain_dataset, tmp_path / "tiles", params)  # at the limit: accepted
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+def no_space_after(calls: int, write):
+    """`write`, but the disk fills up after `calls` successful calls."""
+    count = [0]
+
+    def failing(*args, **kwargs):
+        count[0] += 1
+        if count[0] > calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(*args, **kwargs)
+
+    return failing
+
+
+def test_disk_full_while_writing_tiles(plain_dataset, tmp_path, params, monkeypatch):
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    before = snapshot(tmp_path / "tiles")
+    monkeypatch.setattr(tiling, "save_png", no_space_after(5, tiling.save_png))
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'tiles'}: cannot write output \(No space left on device\)"):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert snapshot(tmp_path / "tiles") == before
+    assert not staging_leftovers(tmp_path / "tiles")
+
+
+def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
+    from stages.core.checkpoint import save_checkpoint
+
+    path = tmp_path / "models" / "best.pt"
+    save_checkpoint(path, epoch=1)
+    before = path.read_bytes()
+    monkeypatch.setattr(pathlib.Path, "write_bytes", no_space_after(0, pathlib.Path.write_bytes))
+    with pytest.raises(PipelineError, match=rf"^{path}: cannot write output \(No space left on device\)"):
+        save_checkpoint(path, epoch=2)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
+
+
+def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, monkeypatch):
+    import torch
+
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    table = ClassTable.deepglobe()
+
+    def first_class_everywhere(batch: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.zeros(batch.shape[0], len(table), batch.shape[1], batch.shape[2])
+        probabilities[:, 0] = 1
+        return probabilities
+
+    monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
+    monkeypatch.setattr(predict, "trained_model_probabilities", lambda *args, **kwargs: first_class_everywhere)
+    out = tmp_path / "predictions"
+    argv = ["--checkpoint", "unused.pt", "--tiles", str(tmp_path / "tiles"), "--split",
+            str(tmp_path / "tiles" / "index.csv"), "--output", str(out), "--params", str(params)]
+    predict.main(argv)
+    before = snapshot(out)
+    assert len(before) == 8  # 4 images, class indices and colours
+    monkeypatch.setattr(predict, "write_png", no_space_after(3, predict.write_png))
+    with pytest.raises(PipelineError, match=rf"^{out}: cannot write output \(No space left on device\)"):
+        predict.main(argv)
+    assert snapshot(out) == before
+    assert not staging_leftovers(out)
+
+
+def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params):
+    """In a real process: the tile stage, made to hit ENOSPC on its 5th tile, prints one line and exits 1."""
+    script = ("import errno, os, sys\n"
+              "from stages import tile\nfrom stages.core import tiling\nfrom stages.core.errors import run_stage\n"
+              "calls = [0]\nreal = tiling.save_png\n"
+              "def save(path, image):\n"
+              "    calls[0] += 1\n"
+              "    if calls[0] > 4:\n"
+              "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+              "    real(path, image)\n"
+              "tiling.save_png = save\n"
+              "run_stage(lambda: tile.main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", script, str(plain_dataset), str(tmp_path / "tiles"),
+                             "--params", str(params)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path / 'tiles'}: cannot write output (No space left on "
+                                              "device); the previous output, if any, is unchanged")
     assert "Traceback" not in result.stderr
     assert_nothing_written(tmp_path / "tiles")

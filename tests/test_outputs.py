@@ -388,3 +388,13 @@ def test_run_stage_returns_quietly_on_success(capsys):
     calls = []
     run_stage(lambda: calls.append(1))
     assert calls == [1] and capsys.readouterr().err == ""
+
+
+def test_a_full_disk_inside_a_staging_folder_names_the_output_not_the_staging_path(tmp_path):
+    final = tmp_path / "predictions"
+    with pytest.raises(PipelineError) as raised:
+        with atomic_dir(final) as staging:
+            with atomic_file(staging / "1.png"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(raised.value).startswith(f"{final}: cannot write output (No space left on device)")
+    assert list(tmp_path.iterdir()) == []

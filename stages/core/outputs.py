@@ -82,14 +82,24 @@ def _staging_name(final: Path, token: str, suffix: str) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.{token}{suffix}")
 
 
+class OutputNotWritten(PipelineError):
+    """The disk (or quota) was full while an output was written; `reason` is the OS's words for it."""
+
+    def __init__(self, final: Path, reason: str) -> None:
+        super().__init__(f"{final}: cannot write output ({reason}); the previous output, if any, is unchanged")
+        self.reason = reason
+
+
 @contextmanager
 def _translate_no_space(final: Path) -> Iterator[None]:
     try:
         yield
+    except OutputNotWritten as error:
+        # Raised for a file inside this output's staging folder: name this output, not the staging path.
+        raise OutputNotWritten(final, error.reason) from None
     except OSError as error:
         if error.errno in NO_SPACE_ERRNOS:
-            raise PipelineError(f"{final}: cannot write output ({os.strerror(error.errno)}); the previous "
-                                "output, if any, is unchanged") from None
+            raise OutputNotWritten(final, os.strerror(error.errno)) from None
         raise
 
 
