@@ -28,8 +28,8 @@ PNG_COMPRESS_LEVEL = 1
 
 # The largest image accepted, in pixels: 250 MP, e.g. 15000 x 15000 or 25000 x 10000. Pillow's own
 # limit (~179 MP) refuses ordinary orthophotos; this one is set by memory instead: the tile stage
-# holds about 8 bytes per pixel (2 GB here), predict about 45 (11 GB). Read at call time, so tests
-# can lower it.
+# holds about 8 bytes per pixel (measured: 1.8 GB at 225 MP), predict about 47 with 7 classes (its
+# float32 class scores; about 12 GB at the limit). Read at call time, so tests can lower it.
 MAX_IMAGE_PIXELS = 250_000_000
 
 # Modes converted to RGB without comment: they hold 8-bit colour (or grey) and nothing is lost.
