@@ -2,12 +2,17 @@
 VENV := .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# pip-compile lives in a venv of its own: it is needed only to update the locks, never to run.
+LOCK_VENV := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
+PIP_COMPILE := $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
 # Stage commands in dvc.yaml say `python -m stages.X`: put the venv first on PATH so that is ours.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick install clean
+.PHONY: run test bench bench-quick install install-remote lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -24,12 +29,33 @@ bench-quick: $(BIN)/.installed
 
 install: $(BIN)/.installed
 
-# Reinstalls only when requirements.txt changes.
-$(BIN)/.installed: requirements.txt
+# Installs exactly the lock (reinstalling only when it changes): --require-hashes refuses any
+# file whose hash is not in it, --no-deps anything it does not list; pip check then proves the
+# pinned set is complete and consistent.
+$(BIN)/.installed: requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip check
 	touch $@
+
+# Optional cloud-storage DVC remotes (requirements-remote.txt): its lock is the core lock plus
+# what the remotes add, with every shared package at the core lock's version.
+install-remote: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-remote.lock
+	$(BIN)/python -m pip check
+
+# Re-resolves both locks from requirements.txt and requirements-remote.txt (network needed).
+# Versions already in a lock are kept where the requirements allow; to move everything to the
+# newest allowed versions, delete the .lock files first. The remote lock starts from the core
+# lock so that the packages they share keep the core lock's versions.
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+	cp requirements.lock requirements-remote.lock
+	$(PIP_COMPILE) --output-file requirements-remote.lock requirements.txt requirements-remote.txt
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(PIP_TOOLS)
 
 clean:
 	rm -rf $(VENV)

@@ -1,10 +1,13 @@
-"""The CI pieces agree: the GitHub workflow runs the same script as CI here, with what DVC needs."""
+"""The CI pieces agree: the GitHub workflow runs the same script as CI here, with what DVC needs;
+and the environment installed is the lock's, which agrees with the requirements people edit."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -54,3 +57,74 @@ def test_headline_check_refuses_missing_and_non_finite_metrics(tmp_path):
     result = subprocess.run([sys.executable, str(check), "gone", str(tmp_path / "none.json")],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "none.json is missing" in result.stderr
+
+
+def normalise(name: str) -> str:
+    """A package name as pip compares them (PEP 503): PyYAML and pyyaml, ruamel.yaml and ruamel-yaml."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_requirements(path) -> dict[str, str]:
+    """{name: version} of the `name==version` lines of a requirements file people edit."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[normalise(name)] = version.strip()
+    return pins
+
+
+def read_lock(path) -> dict[str, dict]:
+    """{name: {"version", "hashes", "via"}} of a pip-compile lock (`name==version \\`, hash lines, via comments)."""
+    entries: dict[str, dict] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        pin = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if pin:
+            current = entries.setdefault(normalise(pin[1]), {"version": pin[2], "hashes": [], "via": ""})
+        elif current is not None and line.strip().startswith("--hash=sha256:"):
+            current["hashes"].append(line.strip().removeprefix("--hash=sha256:").rstrip(" \\"))
+        elif current is not None and line.startswith("    #"):
+            current["via"] += line
+    return entries
+
+
+LOCK, REMOTE_LOCK = REPO / "requirements.lock", REPO / "requirements-remote.lock"
+
+
+@pytest.mark.parametrize("requirements, lock", [("requirements.txt", LOCK),
+                                                 ("requirements-remote.txt", REMOTE_LOCK)])
+def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
+    wanted, locked = read_requirements(REPO / requirements), read_lock(lock)
+    assert {name: locked.get(name, {}).get("version") for name in wanted} == wanted
+    # and the lock has no direct requirement that was since removed from the file (`make lock` not rerun)
+    assert {name for name, entry in locked.items() if f"-r {requirements}" in entry["via"]} == set(wanted)
+
+
+@pytest.mark.parametrize("lock", [LOCK, REMOTE_LOCK])
+def test_every_locked_package_has_hashes(lock):
+    locked = read_lock(lock)
+    assert len(locked) > 100  # dvc alone pulls in dozens: the lock is the full tree, not the direct list
+    unhashed = [name for name, entry in locked.items() if not entry["hashes"]]
+    assert unhashed == []
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for entry in locked.values() for digest in entry["hashes"])
+
+
+def test_remote_lock_adds_to_the_core_lock_without_changing_it():
+    core, remote = read_lock(LOCK), read_lock(REMOTE_LOCK)
+    assert {name: remote.get(name, {}).get("version") for name in core} == {
+        name: entry["version"] for name, entry in core.items()}
+
+
+def test_make_installs_exactly_the_lock():
+    makefile = (REPO / "Makefile").read_text()
+    target = re.search(r"^\$\(BIN\)/\.installed: (.*)\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert target, "the Makefile has no $(BIN)/.installed rule"
+    assert target[1].split() == ["requirements.lock"]  # reinstalls when the lock changes
+    install = [line for line in target[2].splitlines() if "pip install" in line]
+    assert len(install) == 1
+    assert all(flag in install[0].split() for flag in ("--require-hashes", "--no-deps", "requirements.lock"))
+    assert "pip check" in target[2]
+    remote = re.search(r"^install-remote:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert "--require-hashes" in remote[1] and "requirements-remote.lock" in remote[1]

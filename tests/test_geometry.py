@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stages.core.geometry import cut, stitch, tile_grid, tile_origins
+from stages.core.geometry import cut, overlap_stride, stitch, tile_grid, tile_origins, window_grid
 from stages.core.tilestore import tile_name
 
 
@@ -50,3 +50,19 @@ def test_grid_of_a_deepglobe_image():
 
 def test_tile_names_encode_image_and_position():
     assert tile_name("119", 256, 2192) == "119_y00256_x02192"
+
+
+@pytest.mark.parametrize("length, size, stride", [(10, 11, 1), (10, 5, 0), (10, 5, 6), (0, 0, 0)])
+def test_impossible_tilings_are_refused(length, size, stride):
+    with pytest.raises(ValueError, match=f"stride \\({stride}\\) <= size \\({size}\\) <= length \\({length}\\)"):
+        tile_origins(length, size, stride)
+
+
+def test_windows_step_by_the_unshared_part_of_their_side():
+    assert overlap_stride(256, 0.25) == 192
+    assert overlap_stride(64, 0.5) == 32
+    assert overlap_stride(10, 0.0) == 10
+    assert overlap_stride(10, 0.99) == 1  # never a zero step
+    assert overlap_stride(10, 0.26) == 7  # rounded, not truncated (7.4)
+    assert overlap_stride(10, 0.14) == 9  # 8.6
+    assert window_grid(64, 100, 32, 0.5) == [(y, x) for y in (0, 16, 32) for x in (0, 16, 32, 48, 64, 68)]

@@ -44,15 +44,36 @@ def test_overlapping_windows_are_blended_by_weight():
 
     image = np.zeros((32, 64, 3), dtype=np.uint8)
     probs = sliding_window_probabilities(position_dependent, image, 2, window=32, overlap=0.5, batch_size=1)
-    # three windows at x = 0, 16, 32 say 0, 1, 0: the centre column mixes them, the image edges do not
+    # three windows at x = 0, 16, 32 say 0, 1, 0: columns they share mix them, the image edges do not
     assert probs[1, 16, 0] == pytest.approx(0, abs=1e-6)
-    assert 0.2 < probs[1, 16, 32] < 0.9
+    assert probs[1, 16, 63] == pytest.approx(0, abs=1e-6)
+    # Column 32 is the centre of the class-1 window (x 16..47) and the first column of the class-0
+    # window (x 32..63): weighted by the bump, the centre's answer dominates (uniform weights: 0.5).
+    weights = window_weights(32)
+    centre, border = weights[16, 16], weights[16, 0]
+    assert probs[1, 16, 32] == pytest.approx(centre / (centre + border), rel=1e-5)
+    assert probs[1, 16, 32] > 0.8
+    # Column 31 is the last column of the class-0 window at x 0 and is 15 columns into the class-1
+    # window: mirror image of column 32, so class 1 dominates there too.
+    assert probs[1, 16, 31] == pytest.approx(probs[1, 16, 32], rel=1e-5)
+    # Column 20, near the edge of the class-1 window and near the centre of the first class-0 window
+    assert probs[1, 16, 20] < 0.5
 
 
-def test_window_weights_fall_off_toward_the_borders_but_stay_positive():
-    weights = window_weights(64)
-    assert weights[32, 32] > weights[32, 8] > weights[32, 0] > 0
+@pytest.mark.parametrize("window", [16, 64, 256])
+def test_window_weights_fall_off_toward_the_borders_but_stay_positive(window):
+    weights = window_weights(window)
+    middle = window // 2
+    assert weights.shape == (window, window) and weights.dtype == np.float32
+    assert weights[middle, middle] > weights[middle, window // 8] > weights[middle, 0] > 0
     np.testing.assert_allclose(weights, weights.T)
+    np.testing.assert_allclose(weights, weights[::-1, ::-1])  # symmetric about the window's centre
+    # A Gaussian of sigma = window / 4 sampled at pixel centres: about 1 in the middle, about e^-2
+    # at the border's middle (e^-4 in a corner), so no pixel's weight is negligible.
+    distance = np.abs(np.arange(window) + 0.5 - window / 2)
+    profile = np.exp(-0.5 * (distance / (window / 4)) ** 2)
+    np.testing.assert_allclose(weights, np.outer(profile, profile), rtol=1e-6)
+    assert weights.max() == pytest.approx(1, abs=0.02) and weights[middle, 0] == pytest.approx(np.exp(-2), rel=0.3)
 
 
 def test_window_shrinks_to_a_multiple_of_16_for_small_images():

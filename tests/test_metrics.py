@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.core.metrics import confusion_matrix, read_confusion_csv, scores, write_confusion_csv
+from stages.core.metrics import (confusion_matrix, read_confusion_csv, scores, split_headline,
+                                  write_confusion_csv)
 from stages.core.palette import IGNORE_INDEX
 
 NAMES = ("urban_land", "water", "forest_land", "unknown")
@@ -49,3 +50,32 @@ def test_confusion_csv_round_trip(tmp_path):
     restored, names = read_confusion_csv(tmp_path / "c.csv")
     np.testing.assert_array_equal(restored, confusion)
     assert names == NAMES
+
+
+def test_class_index_out_of_range_is_refused_but_ignored_pixels_are_not_checked():
+    with pytest.raises(ValueError, match="out of range for 4 classes"):
+        confusion_matrix(np.array([0, 4]), np.array([0, 0]), 4)
+    with pytest.raises(ValueError, match="out of range for 4 classes"):
+        confusion_matrix(np.array([0, 3]), np.array([4, 0]), 4)
+    # the prediction under an ignored pixel may be anything, and the highest class index is in range
+    assert confusion_matrix(np.array([IGNORE_INDEX, 3]), np.array([9, 3]), 4)[3, 3] == 1
+    assert confusion_matrix(np.array([IGNORE_INDEX]), np.array([9]), 4).sum() == 0
+
+
+def test_empty_confusion_has_no_scores_rather_than_zeros():
+    result = scores(np.zeros((2, 2), dtype=int), ("a", "b"))
+    assert result == {"miou_land": None, "miou": None, "mean_dice": None, "pixel_accuracy": None, "fw_iou": None,
+                      "iou": {"a": None, "b": None}, "dice": {"a": None, "b": None}, "pixels": 0}
+
+
+def test_headline_is_split_from_the_details():
+    report = scores(np.array([[3, 1], [0, 4]]), ("a", "unknown"))
+    headline, details = split_headline(report)
+    assert set(headline) == {"miou_land", "miou", "mean_dice", "pixel_accuracy"}
+    assert headline["miou_land"] == pytest.approx(3 / 4)  # `unknown` left out of the headline
+    assert set(details) == {"fw_iou", "iou", "dice", "pixels"} and details["pixels"] == 8
+
+
+def test_confusion_csv_is_labelled_by_class(tmp_path):
+    write_confusion_csv(tmp_path / "c.csv", np.array([[1, 2], [3, 4]]), ("a", "b"))
+    assert (tmp_path / "c.csv").read_text() == "truth\\prediction,a,b\na,1,2\nb,3,4\n"

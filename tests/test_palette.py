@@ -100,3 +100,80 @@ def test_malformed_class_table_names_file_and_line(tmp_path, content, message):
     with pytest.raises(PipelineError, match=re.escape(message)) as error:
         ClassTable.from_csv(path)
     assert str(path) in str(error.value)
+
+
+def test_class_table_refuses_mismatched_colours_and_too_many_or_no_classes():
+    with pytest.raises(ValueError, match="colours must have shape"):
+        ClassTable(("a", "b"), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="colours must have shape"):
+        ClassTable(("a",), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="colours must have shape"):
+        ClassTable(("a",), np.zeros(3))
+    with pytest.raises(PipelineError, match="0 classes; need 1 to 254"):
+        ClassTable((), np.zeros((0, 3)))
+    names = tuple(f"c{i}" for i in range(255))
+    with pytest.raises(PipelineError, match="255 classes; need 1 to 254"):
+        ClassTable(names, np.zeros((255, 3)))
+    assert len(ClassTable(names[:254], np.zeros((254, 3)))) == 254  # index 255 stays free for "ignored"
+
+
+def test_tables_are_equal_by_names_and_colours():
+    assert TABLE == ClassTable.deepglobe() and TABLE != "deepglobe"
+    assert TABLE != ClassTable(TABLE.names, TABLE.colours[::-1])
+    assert TABLE != ClassTable(TABLE.names[::-1], TABLE.colours)
+    assert TABLE.colours.dtype == np.uint8
+
+
+def test_ignore_colour_is_the_first_candidate_no_class_uses():
+    assert TABLE.ignore_colour == (255, 0, 0)
+    red = ClassTable(("red", "grey"), np.array([[255, 0, 0], [128, 128, 128]]))
+    assert red.ignore_colour == (255, 128, 0)
+    assert not red.is_binary and ClassTable(("red",), np.array([[255, 0, 0]])).is_binary
+
+
+def test_index_of_names_the_missing_class():
+    assert TABLE.index_of("water") == 4
+    with pytest.raises(PipelineError, match="no class named 'lava'"):
+        TABLE.index_of("lava")
+
+
+def test_class_table_csv_is_name_r_g_b(tmp_path):
+    ClassTable(("a", "b"), np.array([[1, 2, 3], [4, 5, 6]])).to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "name,r,g,b\na,1,2,3\nb,4,5,6\n"
+    # a header in other case and with spaces, blank rows and padded cells are accepted
+    (tmp_path / "loose.csv").write_text("Name, R ,g,B\n\n a ,1,2,3\n,,,\n")
+    assert ClassTable.from_csv(tmp_path / "loose.csv") == ClassTable(("a",), np.array([[1, 2, 3]]))
+
+
+def test_unreadable_class_tables_are_refused(tmp_path):
+    with pytest.raises(PipelineError, match="cannot read class table"):
+        ClassTable.from_csv(tmp_path / "missing.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(PipelineError, match="not a CSV class table"):
+        ClassTable.from_csv(tmp_path / "binary.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(PipelineError, match="got 'an empty file'"):
+        ClassTable.from_csv(tmp_path / "empty.csv")
+
+
+def test_colour_masks_must_be_rgb():
+    with pytest.raises(ValueError, match="expected an HxWx3 colour mask"):
+        colour_to_index(np.zeros((4, 4), dtype=np.uint8), TABLE)
+    with pytest.raises(ValueError, match="expected an HxWx3 colour mask"):
+        colour_to_index(np.zeros((4, 4, 4), dtype=np.uint8), TABLE)
+
+
+def test_exact_matching_tells_apart_colours_that_differ_in_one_channel():
+    colours = np.array([[10, 20, 30], [10, 20, 31], [10, 21, 30], [11, 20, 30], [250, 250, 250]])
+    table = ClassTable(tuple("abcde"), colours)
+    mask = np.concatenate([colours, [[0, 0, 0], [255, 255, 255], [10, 20, 29]]])[None].astype(np.uint8)
+    index, ignored = colour_to_index(mask, table)
+    np.testing.assert_array_equal(index, [[0, 1, 2, 3, 4, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]])
+    assert ignored == 3
+    np.testing.assert_array_equal(index_to_colour(index, table)[0, :5], colours)
+
+
+def test_reverse_one_hot_can_keep_empty_rows_as_class_0():
+    empty = np.zeros((1, 2, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(reverse_one_hot(empty, ignore_empty=False), [[0, 0]])
+    np.testing.assert_array_equal(reverse_one_hot(empty), [[IGNORE_INDEX, IGNORE_INDEX]])

@@ -4,16 +4,18 @@ from __future__ import annotations
 import pytest
 
 from stages.core.errors import PipelineError
-from stages.core.params import (AugmentParams, SampleParams, SplitParams, TileParams, load_params,
-                                read_section)
+from stages.core.params import (AugmentParams, ModelParams, PredictParams, SampleParams, SplitParams,
+                                TileParams, TrainParams, load_params, read_section)
 from tests.conftest import REPO
+
+SECTIONS = {"sample": SampleParams, "tile": TileParams, "split": SplitParams, "augment": AugmentParams,
+            "model": ModelParams, "train": TrainParams, "predict": PredictParams}
 
 
 def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    for name, cls in [("sample", SampleParams), ("tile", TileParams), ("split", SplitParams),
-                      ("augment", AugmentParams)]:
-        read_section(params, name, cls)
+    for name, cls in SECTIONS.items():
+        assert read_section(params, name, cls) == cls(**params[name])
 
 
 @pytest.mark.parametrize("section, cls, values, message", [
@@ -43,3 +45,72 @@ def test_missing_section_and_bad_yaml(tmp_path):
     path.write_text("tile: [unclosed\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
         load_params(path)
+
+
+def with_value(section: str, key: str, value) -> dict:
+    """The repository's params with one key of one section replaced."""
+    params = load_params(REPO / "params.yaml")
+    return {section: {**params[section], key: value}}
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("model", "encoder", "efficientnet-b0"),
+    ("model", "encoder_weights", None),
+    ("model", "encoder_weights", "imagenet"),
+    ("train", "epochs", 1),
+    ("train", "workers", 0),
+    ("train", "weight_decay", 0),  # an int where a float is expected
+    ("train", "loss", "ce"),
+    ("train", "loss", "dice"),
+    ("train", "scheduler", "none"),
+    ("train", "restart_epochs", 1),
+    ("train", "device", "cpu"),
+    ("predict", "window", 16),
+    ("predict", "overlap", 0),
+    ("predict", "overlap", 0.99),
+    ("predict", "batch_size", 1),
+    ("sample", "valid_images", 0),
+    ("sample", "image_size", 32),
+    ("sample", "jpeg_quality", 95),
+])
+def test_boundary_values_are_accepted(section, key, value):
+    cls = SECTIONS[section]
+    assert getattr(read_section(with_value(section, key, value), section, cls), key) == value
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("model", "encoder", " ", "model.encoder must name an encoder"),
+    ("model", "encoder", None, "model.encoder must be str"),
+    ("model", "encoder_weights", 1, "model.encoder_weights must be str"),
+    ("train", "epochs", 0, "train.epochs must be at least 1"),
+    ("train", "epochs", 2.5, "train.epochs must be int"),
+    ("train", "batch_size", 0, "train.batch_size must be at least 1"),
+    ("train", "workers", -1, "train.workers must be 0 or more"),
+    ("train", "lr", 0, "train.lr must be above 0"),
+    ("train", "lr", float("nan"), "train.lr must be a finite number"),
+    ("train", "lr", "fast", "train.lr must be float"),
+    ("train", "weight_decay", -0.1, "train.weight_decay must be 0 or more"),
+    ("train", "loss", "focal", "train.loss must be one of dice, ce, dice_ce"),
+    ("train", "scheduler", "step", "train.scheduler must be one of cosine, none"),
+    ("train", "restart_epochs", 0, "train.restart_epochs must be at least 1"),
+    ("train", "seed", "seven", "train.seed must be int"),
+    ("train", "bf16", "yes", "train.bf16 must be bool"),
+    ("train", "channels_last", 1, "train.channels_last must be bool"),
+    ("train", "device", "tpu", "train.device must be one of auto, cuda, mps, cpu"),
+    ("train", "resume", None, "train.resume must be bool"),
+    ("predict", "window", 0, "predict.window must be a positive multiple of 16"),
+    ("predict", "window", 200, "predict.window must be a positive multiple of 16"),
+    ("predict", "overlap", 1, "predict.overlap must be in \\[0, 1\\)"),
+    ("predict", "overlap", -0.1, "predict.overlap must be in \\[0, 1\\)"),
+    ("predict", "batch_size", 0, "predict.batch_size must be at least 1"),
+    ("predict", "tta", "no", "predict.tta must be bool"),
+    ("predict", "compile", 0, "predict.compile must be bool"),
+    ("sample", "train_images", 0, "sample.train_images must be at least 1"),
+    ("sample", "test_images", -1, "sample.test_images must be 0 or more"),
+    ("sample", "image_size", 31, "sample.image_size must be at least 32 pixels"),
+    ("sample", "jpeg_quality", 96, "sample.jpeg_quality must be between 1 and 95"),
+    ("sample", "jpeg_quality", 0, "sample.jpeg_quality must be between 1 and 95"),
+])
+def test_each_bad_value_is_refused_naming_its_key(section, key, value, message):
+    with pytest.raises(PipelineError, match=message):
+        read_section(with_value(section, key, value), section, SECTIONS[section])

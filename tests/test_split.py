@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from stages.core.encoding import ImagePixels
 from stages.core.errors import PipelineError
-from stages.core.splitting import read_id_list, split_by_lists, split_by_ratios, split_counts, write_splits
+from stages.core.palette import ClassTable
+from stages.core.splitting import (class_distribution, read_id_list, split_by_lists, split_by_ratios, split_counts,
+                                   write_splits)
 from stages.core.tilestore import TileRecord, read_index
 from tests.conftest import REPO
 
@@ -71,3 +75,39 @@ def test_lists_with_unknown_or_repeated_ids_are_refused(tmp_path):
         split_by_lists(["1", "2", "3"], repeated)
     with pytest.raises(PipelineError, match="not found"):
         split_by_lists(["1"], tmp_path / "nowhere")
+
+
+def test_split_counts_refuse_ratios_that_leave_no_training_image():
+    with pytest.raises(PipelineError, match="3 images leave none for train"):
+        split_counts(3, {"train": 0.1, "val": 0.5, "test": 0.4})
+    assert split_counts(3, {"train": 0.1, "val": 0.45, "test": 0.45}) == {"train": 1, "val": 1, "test": 1}
+    assert split_counts(10, {"train": 0.5, "val": 0.25, "test": 0.25}) == {"train": 6, "val": 2, "test": 2}
+    assert split_counts(10, {"train": 0.6, "val": 0.0, "test": 0.4}) == {"train": 6, "val": 0, "test": 4}
+
+
+def test_images_csv_lists_each_image_with_its_split(tmp_path):
+    write_splits(tmp_path, {"train": ["2", "10"], "val": ["1"], "test": []}, [])
+    assert (tmp_path / "images.csv").read_text() == "image_id,split\n2,train\n10,train\n1,val\n"
+    assert read_index(tmp_path / "test.csv") == []
+
+
+def test_empty_train_list_and_blank_lines(tmp_path):
+    lists = write_lists(tmp_path / "lists", "\n  \n", "1\n", "2_sat.jpg\n")
+    assert read_id_list(lists / "train.txt") == []
+    with pytest.raises(PipelineError, match="train.txt: no images"):
+        split_by_lists(["1", "2"], lists)
+
+
+def test_class_distribution_per_split():
+    table = ClassTable(("a", "b"), np.array([[0, 0, 0], [255, 255, 255]]))
+    counts = [ImagePixels("1", (30, 10), 5), ImagePixels("2", (0, 60), 0), ImagePixels("3", (0, 0), 9)]
+    records = [TileRecord(f"{i}_{k}", i, 0, 0, 8, 8, 8) for i, n in (("1", 2), ("2", 3), ("3", 1)) for k in range(n)]
+    report = class_distribution({"train": ["1", "2"], "val": ["3"], "test": []}, counts, records, table)
+    assert report["train"] == {"images": 2, "tiles": 5, "labelled_pixels": 100, "ignored_pixels": 5,
+                               "class_share": {"a": 0.3, "b": 0.7}}
+    assert report["val"] == {"images": 1, "tiles": 1, "labelled_pixels": 0, "ignored_pixels": 9,
+                             "class_share": {"a": None, "b": None}}
+    assert report["test"]["images"] == 0 and report["test"]["tiles"] == 0
+    thirds = class_distribution({"train": ["1"], "val": [], "test": []}, [ImagePixels("1", (1, 2), 0)],
+                                records, table)
+    assert thirds["train"]["class_share"] == {"a": 0.333333, "b": 0.666667}  # rounded to 6 places
