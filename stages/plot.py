@@ -1,6 +1,6 @@
 """plot: learning curves, per-class IoU, confusion matrix and test examples in plots/model, and
-metrics/summary.json with the last epoch's mIoU and Dice loss on train and validation (to set beside
-the test scores of metrics/test.json)."""
+metrics/summary.json with mIoU and mean Dice on train and validation at the epoch best.pt was saved
+at (to set beside the test scores of metrics/test.json, which come from best.pt)."""
 from __future__ import annotations
 
 import argparse
@@ -18,20 +18,26 @@ from stages.core.tilestore import TileStore, group_by_image, read_index, whole_i
 EXAMPLES = 3  # test images shown in plots/model/examples.png
 
 
-def summary(history: list[dict]) -> dict:
-    """The last epoch's mIoU (land classes) and soft Dice loss on train and validation, rounded as DVCLive logs them.
+def summary(best_history: list[dict]) -> dict:
+    """mIoU (land classes) and mean Dice on train and validation at the epoch best.pt was saved at.
 
-    The test split's scores are in metrics/test.json: `dvc metrics show` sets both files side by side.
+    `best_history` is best.pt's history, which ends at that epoch. The scores are defined as the
+    test scores of metrics/test.json are (pooled over the split's pixels, each pixel once), and
+    rounded as DVCLive logs them: `dvc metrics show` sets both files side by side.
     """
-    return {split: {name: round(history[-1][split][name], 6) for name in ("miou_land", "dice_loss")}
-            for split in ("train", "val")}
+    record = best_history[-1]
+    return {"best_epoch": len(best_history),
+            **{split: {name: None if record[split][name] is None else round(record[split][name], 6)
+                       for name in ("miou_land", "mean_dice")} for split in ("train", "val")}}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, help="directory for the pictures (replaced if present)")
     parser.add_argument("--checkpoint", type=Path, default=Path("models/last.pt"),
-                        help="the train stage's last checkpoint (its training history)")
+                        help="the train stage's last checkpoint (the whole training history)")
+    parser.add_argument("--best", type=Path, default=Path("models/best.pt"),
+                        help="the train stage's best checkpoint (the history up to its epoch)")
     parser.add_argument("--test", type=Path, default=Path("metrics/test.json"))
     parser.add_argument("--test-details", type=Path, default=Path("metrics/test_details.json"))
     parser.add_argument("--confusion", type=Path, default=Path("metrics/confusion.csv"))
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         plot_class_iou(test_scores, staging / "class_iou.png")
         plot_confusion(confusion, names, staging / "confusion.png")
         plot_examples(examples, table, staging / "examples.png")
-    write_json(args.summary, summary(history))
+    write_json(args.summary, summary(read_history(args.best)))
     print(f"plot: 4 pictures in {args.out}, summary in {args.summary}")
 
 

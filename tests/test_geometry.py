@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stages.core.geometry import cut, overlap_stride, stitch, tile_grid, tile_origins, window_grid
+from stages.core.geometry import (cut, first_cover_offsets, overlap_stride, stitch, tile_grid, tile_origins,
+                                  window_grid)
 from stages.core.tilestore import tile_name
 
 
@@ -66,3 +67,44 @@ def test_windows_step_by_the_unshared_part_of_their_side():
     assert overlap_stride(10, 0.26) == 7  # rounded, not truncated (7.4)
     assert overlap_stride(10, 0.14) == 9  # 8.6
     assert window_grid(64, 100, 32, 0.5) == [(y, x) for y in (0, 16, 32) for x in (0, 16, 32, 48, 64, 68)]
+
+
+@given(st.integers(1, 300), st.data())
+def test_first_cover_offsets_count_every_pixel_once(length, data):
+    size = data.draw(st.integers(1, length))
+    stride = data.draw(st.integers(1, size))
+    origins = tile_origins(length, size, stride)
+    offsets = first_cover_offsets(origins, size)
+    counted = np.zeros(length, dtype=int)
+    for origin in origins:
+        counted[origin + offsets[origin]:origin + size] += 1
+    np.testing.assert_array_equal(counted, 1)
+
+
+def test_first_cover_offsets_of_a_deepglobe_row():
+    # 2448 = 9 * 256 + 144: the last tile, at 2192, repeats 112 pixels of the one at 2048
+    offsets = first_cover_offsets(tile_origins(2448, 256, 256), 256)
+    assert offsets == {**{origin: 0 for origin in range(0, 2304, 256)}, 2192: 112}
+
+
+def test_stitch_refuses_tiles_that_leave_a_gap():
+    tiles = [(0, 0, np.ones((4, 4), dtype=np.uint8)), (0, 6, np.ones((4, 4), dtype=np.uint8))]
+    with pytest.raises(ValueError, match="leave 8 of 4x10 pixels uncovered, the first at y=0, x=4"):
+        stitch(tiles, 4, 10)
+
+
+def test_stitch_keeps_pixel_values_equal_to_the_fill_and_to_zero():
+    # 255 is also the fill and 0 an untouched array's value: neither may pass for a gap or hide one
+    tiles = [(0, 0, np.full((2, 2), 255, dtype=np.uint8)), (0, 2, np.zeros((2, 2), dtype=np.uint8))]
+    np.testing.assert_array_equal(stitch(tiles, 2, 4), [[255, 255, 0, 0]] * 2)
+
+
+def test_stitch_of_no_tiles_is_an_error():
+    with pytest.raises(ValueError, match="no tiles"):
+        stitch([], 2, 2)
+
+
+def test_stitch_places_tiles_that_are_not_square():
+    tiles = [(0, 0, np.full((2, 3), 1, dtype=np.uint8)), (0, 3, np.full((2, 3), 2, dtype=np.uint8)),
+             (2, 0, np.full((2, 3), 3, dtype=np.uint8)), (2, 3, np.full((2, 3), 4, dtype=np.uint8))]
+    np.testing.assert_array_equal(stitch(tiles, 4, 6), [[1, 1, 1, 2, 2, 2]] * 2 + [[3, 3, 3, 4, 4, 4]] * 2)

@@ -4,20 +4,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from stages import encode, sample, split, tile
+from stages.core.checkpoint import load_checkpoint
+from stages.core.datasets import TileDataset
 from stages.core.errors import PipelineError
+from stages.core.geometry import tile_grid
 from stages.core.palette import IGNORE_INDEX
 from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.tilestore import TileStore, read_index
+from stages.core.tilestore import TileRecord, TileStore, read_index, tile_name
+from stages.core.training import trainer
+from stages.core.training.checkpoints import training_params
 from stages.core.training.components import BatchSettings, configure_loss
 from stages.core.training.loop import run_epoch
 from stages.core.training.trainer import TrainingData, train
-from tests.conftest import write_params
+from tests.conftest import REPO, write_params
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +52,14 @@ def prepared(tmp_path_factory) -> tuple[Path, TrainingData]:
     return params, data
 
 
-def run_training(prepared, out: Path, **overrides) -> dict[str, str]:
-    """Train with the tiny params (plus overrides) into `out`; md5 of each output file."""
+def run_training(prepared, out: Path, model: dict | None = None, augment: dict | None = None,
+                 **train_overrides) -> dict[str, str]:
+    """Train with the tiny params (plus overrides per section) into `out`; md5 of each file there."""
     params_path, data = prepared
     params = load_params(params_path)
-    train_params = dataclasses.replace(read_section(params, "train", TrainParams), **overrides)
-    train(read_section(params, "model", ModelParams), train_params, read_section(params, "augment", AugmentParams),
+    train(dataclasses.replace(read_section(params, "model", ModelParams), **(model or {})),
+          dataclasses.replace(read_section(params, "train", TrainParams), **train_overrides),
+          dataclasses.replace(read_section(params, "augment", AugmentParams), **(augment or {})),
           data, out / "models", out / "live", progress=False)
     return {str(path.relative_to(out)): hashlib.md5(path.read_bytes()).hexdigest()
             for path in sorted(out.rglob("*")) if path.is_file()}
@@ -63,8 +76,23 @@ def uninterrupted(prepared, tmp_path_factory) -> dict[str, str]:
 
 def test_two_runs_give_identical_checkpoints_and_metrics(prepared, uninterrupted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert {"models/best.pt", "models/last.pt", "live/metrics.json"} <= set(uninterrupted)
+    assert {"models/best.pt", "models/last.pt", "models/resume/best.pt", "models/resume/last.pt",
+            "live/metrics.json"} <= set(uninterrupted)
+    assert not [name for name in uninterrupted if name.endswith(".tmp")]  # no staging file left behind
     assert run_training(prepared, tmp_path / "again", epochs=2) == uninterrupted
+
+
+def test_checkpoints_carry_the_params_they_were_trained_with(prepared, uninterrupted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_training(prepared, tmp_path / "run", epochs=1, lr=0.0025)
+    params = load_params(prepared[0])
+    expected = training_params(read_section(params, "model", ModelParams),
+                               dataclasses.replace(read_section(params, "train", TrainParams), lr=0.0025),
+                               read_section(params, "augment", AugmentParams))
+    for name in ("best.pt", "last.pt"):
+        stored = load_checkpoint(tmp_path / "run/models" / name)["params"]
+        assert stored == expected and stored["train.lr"] == 0.0025 and stored["model.encoder"] == "resnet18"
+        assert "train.epochs" not in stored and "train.resume" not in stored
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(prepared, uninterrupted, tmp_path, monkeypatch):
@@ -76,17 +104,118 @@ def test_resumed_run_ends_like_an_uninterrupted_one(prepared, uninterrupted, tmp
     assert metrics["step"] == 2 and "miou_land" in metrics["val"]
 
 
-def test_resume_refuses_a_checkpoint_of_another_model(prepared, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run_training(prepared, tmp_path / "run", epochs=1)
+@pytest.fixture(scope="module")
+def one_epoch(prepared, tmp_path_factory) -> Path:
+    """A finished 1-epoch run, to resume from (a refused resume writes nothing, so tests can share it)."""
+    root = tmp_path_factory.mktemp("one_epoch")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        run_training(prepared, root, epochs=1)
+    return root
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(prepared, one_epoch, monkeypatch):
+    monkeypatch.chdir(one_epoch)
     params_path, data = prepared
     other = dataclasses.replace(data, tile_size=64)
     params = load_params(params_path)
-    with pytest.raises(PipelineError, match="last.pt: was trained with tile_size=32, now 64"):
+    with pytest.raises(PipelineError, match="resume/last.pt: was trained with tile_size=32, now 64"):
         train(read_section(params, "model", ModelParams),
-              dataclasses.replace(read_section(params, "train", TrainParams), resume=True),
-              read_section(params, "augment", AugmentParams), other, tmp_path / "run/models", tmp_path / "run/live",
+              dataclasses.replace(read_section(params, "train", TrainParams), epochs=2, resume=True),
+              read_section(params, "augment", AugmentParams), other, one_epoch / "models", one_epoch / "live",
               progress=False)
+
+
+@pytest.mark.parametrize("changes, key, stored, now", [
+    ({"lr": 0.002}, "train.lr", "0.003", "0.002"),
+    ({"seed": 8}, "train.seed", "7", "8"),
+    ({"batch_size": 2}, "train.batch_size", "4", "2"),
+    ({"loss": "ce"}, "train.loss", "'dice_ce'", "'ce'"),
+    ({"restart_epochs": 2}, "train.restart_epochs", "1", "2"),
+    ({"augment": {"scale_min": 0.5}}, "augment.scale_min", "0.75", "0.5"),
+])
+def test_resume_refuses_changed_params_naming_the_first_that_differs(prepared, one_epoch, monkeypatch, changes,
+                                                                     key, stored, now):
+    monkeypatch.chdir(one_epoch)
+    before = {path: path.stat().st_mtime_ns for path in one_epoch.rglob("*") if path.is_file()}
+    with pytest.raises(PipelineError, match=rf"was trained with {key}={stored}, params now say {now}; "
+                                            "only train.epochs may change"):
+        run_training(prepared, one_epoch, epochs=2, resume=True, **changes)
+    assert {path: path.stat().st_mtime_ns for path in one_epoch.rglob("*") if path.is_file()} == before
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_bytes(prepared, tmp_path, monkeypatch):
+    """A real `kill -9` of the train stage's process, then a resumed run, against an uninterrupted run."""
+    monkeypatch.chdir(tmp_path)
+    params_path, data = prepared
+    epochs = 3  # the kill comes once the resume state exists: after epoch 1 or 2, never after the end
+    reference = run_training(prepared, tmp_path / "reference", epochs=epochs)
+    sections = load_params(params_path)
+    sections["train"]["epochs"] = epochs
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(sections, sort_keys=False))
+    out, root = tmp_path / "killed", params_path.parent
+    process = subprocess.Popen([sys.executable, "-m", "stages.train", str(root / "tiles"), str(root / "encoded"),
+                                str(root / "splits"), str(out / "models"), "--live", str(out / "live"),
+                                "--params", str(params)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "models/resume/last.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.01)
+    process.kill()  # SIGKILL: no handler, no cleanup
+    process.wait()
+    assert not (out / "models/last.pt").exists()  # killed before the end
+    assert run_training(prepared, out, epochs=epochs, resume=True) == reference
+
+
+def test_a_nan_loss_keeps_the_last_good_checkpoint_and_closes_the_log(prepared, tmp_path, monkeypatch):
+    import dvclive
+
+    monkeypatch.chdir(tmp_path)
+    ended_at = []
+
+    class SpyLive(dvclive.Live):
+        def end(self):
+            ended_at.append(self.step)
+            super().end()
+
+    monkeypatch.setattr(dvclive, "Live", SpyLive)
+    logged = []
+    log_epoch, configure_loss_ = trainer.log_epoch, trainer.configure_loss
+    monkeypatch.setattr(trainer, "log_epoch", lambda live, epoch, record: (logged.append(epoch),
+                                                                           log_epoch(live, epoch, record)))
+
+    def poisoned_after_epoch_1(name):
+        loss = configure_loss_(name)
+        return lambda logits, target: loss(logits, target) * (float("nan") if logged else 1.0)
+
+    monkeypatch.setattr(trainer, "configure_loss", poisoned_after_epoch_1)
+    with pytest.raises(PipelineError, match="loss became nan in epoch 2 train, batch 1"):
+        run_training(prepared, tmp_path / "run", epochs=2)
+    assert ended_at == [1]  # DVCLive was closed, at the last epoch it logged
+    assert load_checkpoint(tmp_path / "run/models/resume/last.pt")["epoch"] == 1
+    assert not (tmp_path / "run/models/last.pt").exists()  # an unfinished run publishes nothing
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file at `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker, crafted = tmp_path / "code-ran", tmp_path / "crafted.pt"
+    torch.save({"format": 1, "config": Payload(marker)}, crafted)
+    with pytest.raises(PipelineError, match="crafted.pt: cannot load checkpoint"):
+        load_checkpoint(crafted)
+    assert not marker.exists()
+    torch.load(crafted, weights_only=False)  # the payload is real: unpickled without weights_only, it runs
+    assert marker.exists()
 
 
 class NaNModel(torch.nn.Module):
@@ -103,18 +232,44 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error():
 
 
 @pytest.mark.parametrize("objective", ["dice", "ce", "dice_ce"])
-def test_each_objective_also_gives_the_dice_loss_and_ignores_ignored_pixels(objective):
+def test_each_objective_is_the_named_loss_and_ignores_ignored_pixels(objective):
     from segmentation_models_pytorch.losses import DiceLoss
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 8, 8, generator=generator, requires_grad=True)
     target = torch.randint(0, 3, (2, 8, 8), generator=generator)
     target[:, :2] = IGNORE_INDEX
-    loss, dice = configure_loss(objective)(logits, target)
+    loss = configure_loss(objective)(logits, target)
     expected_dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)(logits, target)
     expected_ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
     expected = {"dice": expected_dice, "ce": expected_ce, "dice_ce": expected_dice + expected_ce}[objective]
-    assert loss.item() == pytest.approx(expected.item()) and dice.item() == pytest.approx(expected_dice.item())
-    assert not dice.requires_grad and loss.requires_grad
+    assert loss.item() == pytest.approx(expected.item())
     loss.backward()
     assert logits.grad[:, :, :2].abs().max() == 0  # ignored pixels get no gradient
+
+
+class FlatStore:
+    """Stands in for a TileStore: every tile is zeros, its mask all class 1."""
+
+    def read_image(self, record: TileRecord) -> np.ndarray:
+        return np.zeros((record.size, record.size, 3), dtype=np.uint8)
+
+    def read_class_mask(self, record: TileRecord) -> np.ndarray:
+        return np.ones((record.size, record.size), dtype=np.uint8)
+
+
+def records_of(image_id: str, height: int, width: int, size: int) -> list[TileRecord]:
+    return [TileRecord(tile_name(image_id, y, x), image_id, y, x, size, height, width)
+            for y, x in tile_grid(height, width, size, size)]
+
+
+def test_validation_counts_each_pixel_of_overlapping_edge_tiles_once():
+    # 80 = 2 * 32 + 16: the last row and column of tiles repeat 16 pixels of their neighbours
+    records = records_of("a", 80, 80, 32) + records_of("b", 64, 96, 32)
+    counted = sum(int((mask != IGNORE_INDEX).sum()) for _, mask in TileDataset(records, FlatStore(), count_once=True))
+    assert counted == 80 * 80 + 64 * 96
+    plain = sum(int((mask != IGNORE_INDEX).sum()) for _, mask in TileDataset(records, FlatStore()))
+    assert plain == 9 * 32 * 32 + 6 * 32 * 32  # without it, the overlaps count twice
+    corner = TileDataset(records, FlatStore(), count_once=True)[8][1]  # tile at (48, 48) of image a
+    assert (corner[:16] == IGNORE_INDEX).all() and (corner[:, :16] == IGNORE_INDEX).all()
+    assert (corner[16:, 16:] == 1).all()

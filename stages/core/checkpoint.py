@@ -42,7 +42,9 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
     if not Path(path).is_file():
         raise PipelineError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        # weights_only: a checkpoint is data (tensors, numbers, strings), so unpickling anything
+        # else (code a crafted file would run) is refused.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:
         raise PipelineError(f"{path}: cannot load checkpoint ({error})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:

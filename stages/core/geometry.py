@@ -43,13 +43,34 @@ def cut(array: np.ndarray, size: int, stride: int) -> Iterator[tuple[int, int, n
         yield y, x, array[y:y + size, x:x + size]
 
 
+def first_cover_offsets(origins: Iterable[int], size: int) -> dict[int, int]:
+    """For tiles of side `size` at `origins` along one axis: where, relative to each tile, its pixels
+    that no earlier tile covers begin. Scoring only those counts every pixel of an image once,
+    although the edge tiles overlap their neighbours."""
+    offsets, covered_to = {}, 0
+    for origin in sorted(set(origins)):
+        offsets[origin] = max(0, covered_to - origin)
+        covered_to = max(covered_to, origin + size)
+    return offsets
+
+
 def stitch(tiles: Iterable[tuple[int, int, np.ndarray]], height: int, width: int) -> np.ndarray:
-    """Reassemble tiles at their (y, x) into an HxW[xC] array; overlaps hold the same pixels."""
+    """Reassemble tiles at their (y, x) into an HxW[xC] array; overlaps hold the same pixels.
+
+    Every pixel must be covered by a tile: a gap raises ValueError rather than passing for a class
+    (a zero-filled canvas would read as urban_land; this one starts as 255, the ignore value).
+    """
     canvas: np.ndarray | None = None
+    covered = np.zeros((height, width), dtype=bool)
     for y, x, tile in tiles:
         if canvas is None:
-            canvas = np.zeros((height, width, *tile.shape[2:]), dtype=tile.dtype)
+            canvas = np.full((height, width, *tile.shape[2:]), 255, dtype=tile.dtype)
         canvas[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
+        covered[y:y + tile.shape[0], x:x + tile.shape[1]] = True
     if canvas is None:
         raise ValueError("no tiles to stitch")
+    if not covered.all():
+        rows, columns = np.nonzero(~covered)
+        raise ValueError(f"the tiles leave {rows.size} of {height}x{width} pixels uncovered, "
+                         f"the first at y={rows[0]}, x={columns[0]}")
     return canvas

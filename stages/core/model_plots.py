@@ -21,9 +21,9 @@ def series(history: list[dict], split: str, name: str) -> tuple[list[int], list[
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
-    """Dice loss and mIoU (land classes) per epoch, train against validation."""
+    """Mean Dice and mIoU (land classes) per epoch, train against validation."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, (name, label) in zip(axes, [("dice_loss", "Dice loss"), ("miou_land", "mIoU, land classes")]):
+    for axis, (name, label) in zip(axes, [("mean_dice", "mean Dice"), ("miou_land", "mIoU, land classes")]):
         for split, style in (("train", "-o"), ("val", "-s")):
             epochs, values = series(history, split, name)
             axis.plot(epochs, values, style, label=split)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.core.errors import PipelineError
 from stages.core.geometry import stitch
 from stages.core.imageio import read_index_png, read_rgb
 from stages.core.palette import ClassTable
@@ -70,8 +71,12 @@ def whole_images(records: Iterable[TileRecord], read_tile: Callable[[TileRecord]
     `read_tile` says which layer: `store.read_image`, `store.read_colour_mask` or `store.read_class_mask`.
     """
     for image_id, tiles in group_by_image(records).items():
-        yield image_id, stitch(((record.y, record.x, read_tile(record)) for record in tiles),
-                               tiles[0].image_height, tiles[0].image_width)
+        try:
+            whole = stitch(((record.y, record.x, read_tile(record)) for record in tiles),
+                           tiles[0].image_height, tiles[0].image_width)
+        except ValueError as error:  # a tile index with rows missing, e.g. edited by hand
+            raise PipelineError(f"image {image_id}: {error}") from None
+        yield image_id, whole
 
 
 @dataclass(frozen=True)

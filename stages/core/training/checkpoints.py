@@ -1,11 +1,22 @@
-"""Which checkpoints training keeps, and resuming from them.
+"""Which checkpoints training keeps, where, and resuming from them.
 
+After every epoch training writes into `models/resume/`:
 - `best.pt`: the weights of the epoch with the best val mIoU (land classes) so far;
 - `last.pt`: the latest epoch's weights with the optimizer and scheduler state, to resume from.
-Both carry the config predict needs and the training history up to their epoch.
+When the last epoch is done, they are published as the stage's outputs `models/best.pt` and
+`models/last.pt`. The resume folder is not a DVC output: DVC deletes outputs before it reruns a
+stage, and a persisted output would turn off DVC's run-cache for it. So a killed or extended run
+continues from `models/resume/`, while going back to earlier params restores earlier outputs
+from the run-cache without training.
+
+Every checkpoint carries the config predict needs, the params it was trained with and the
+history up to its epoch.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +25,45 @@ from torch import nn
 
 from stages.core.checkpoint import decode_history, encode_history, load_checkpoint, save_checkpoint
 from stages.core.errors import PipelineError
+from stages.core.outputs import atomic_file
+from stages.core.params import AugmentParams, ModelParams, TrainParams
+
+# Params that say how long and whether to continue, not what is trained: a resumed run may raise
+# train.epochs (the cosine cycle length is train.restart_epochs, not train.epochs). Left out of the
+# stored params, so a resumed run ends with the same bytes as an uninterrupted one.
+NOT_STORED = ("train.epochs", "train.resume")
+
+
+def training_params(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams) -> dict:
+    """The params that shape a training run, flat ("train.lr": 0.003, ...), in params.yaml's order, but NOT_STORED."""
+    flat = {}
+    for section, values in (("model", model_params), ("train", train_params), ("augment", augment_params)):
+        flat.update({f"{section}.{key}": value for key, value in dataclasses.asdict(values).items()})
+    return {key: value for key, value in flat.items() if key not in NOT_STORED}
+
+
+def first_changed_param(stored: dict, current: dict) -> str | None:
+    """The first key, in `current`'s order, whose value differs from `stored`'s."""
+    for key in [*current, *(key for key in stored if key not in current)]:
+        if stored.get(key) != current.get(key):
+            return key
+    return None
+
+
+def publish(source: Path, destination: Path) -> None:
+    """Put `source`'s bytes at `destination` atomically: a hard link where the filesystem has them, else a copy.
+
+    Checkpoints are only ever replaced by renames, never written in place, so a link is safe and
+    saves the disk a second copy of the weights.
+    """
+    if destination.exists() and os.path.samefile(source, destination):
+        return  # already published (and renaming a link over itself would leave the link behind)
+    with atomic_file(destination) as staging:
+        staging.unlink()
+        try:
+            os.link(source, staging)
+        except OSError:
+            shutil.copyfile(source, staging)
 
 
 @dataclass
@@ -23,41 +73,60 @@ class ResumeState:
 
 
 class CheckpointPolicy:
-    def __init__(self, models_dir: Path, config: dict) -> None:
+    def __init__(self, models_dir: Path, config: dict, params: dict) -> None:
         self.models_dir = models_dir
-        self.config = config
+        self.config = config  # what predict needs: classes, colours, encoder, normalisation, tile size
+        self.params = params  # training_params() of this run
+        self.resume_dir = models_dir / "resume"
         self.best_path = models_dir / "best.pt"
         self.last_path = models_dir / "last.pt"
         self.best_miou = -1.0
 
+    @property
+    def resume_path(self) -> Path:
+        return self.resume_dir / "last.pt"
+
+    def start_afresh(self) -> None:
+        """Forget an earlier run's resume state, so a run killed before its first epoch cannot be mistaken for it."""
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> ResumeState:
-        """Load last.pt's weights, optimizer and scheduler state; refuse one of another model or without best.pt."""
-        checkpoint = load_checkpoint(self.last_path)
+        """Load the resume state's weights, optimizer and scheduler; refuse one of another model or other params."""
+        checkpoint = load_checkpoint(self.resume_path)
         for key, value in self.config.items():
             if checkpoint["config"].get(key) != value:
-                raise PipelineError(f"{self.last_path}: was trained with {key}={checkpoint['config'].get(key)!r}, "
+                raise PipelineError(f"{self.resume_path}: was trained with {key}={checkpoint['config'].get(key)!r}, "
                                     f"now {value!r}; set train.resume to false to start afresh")
-        if not self.best_path.exists():
-            raise PipelineError(f"{self.best_path}: missing, so training cannot resume from {self.last_path}; "
-                                "set train.resume to false to start afresh")
+        stored = checkpoint.get("params", {})
+        changed = first_changed_param(stored, self.params)
+        if changed is not None:
+            raise PipelineError(f"{self.resume_path}: was trained with {changed}={stored.get(changed)!r}, params now "
+                                f"say {self.params.get(changed)!r}; only train.epochs may change on resume: "
+                                "restore it, or set train.resume to false to start afresh")
+        if not (self.resume_dir / "best.pt").exists():
+            raise PipelineError(f"{self.resume_dir / 'best.pt'}: missing, so training cannot resume from "
+                                f"{self.resume_path}; set train.resume to false to start afresh")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler is not None:
-            if checkpoint["scheduler"] is None:
-                raise PipelineError(f"{self.last_path}: was trained without a scheduler; set train.resume to false")
             scheduler.load_state_dict(checkpoint["scheduler"])
         self.best_miou = checkpoint["best_miou"]
         return ResumeState(checkpoint["epoch"], decode_history(checkpoint["history"]))
 
     def after_epoch(self, epochs_done: int, history: list[dict], val_miou: float, model: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
-        """Save best.pt if `val_miou` beats the best so far, and last.pt always."""
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        state = {"config": self.config, "epoch": epochs_done, "history": encode_history(history),
-                 "model": model.state_dict()}
+        """Save the resume folder's best.pt if `val_miou` beats the best so far, and its last.pt always."""
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        state = {"config": self.config, "params": self.params, "epoch": epochs_done,
+                 "history": encode_history(history), "model": model.state_dict()}
         if val_miou > self.best_miou:
             self.best_miou = val_miou
-            save_checkpoint(self.best_path, **state, best_miou=self.best_miou)
-        save_checkpoint(self.last_path, **state, best_miou=self.best_miou, optimizer=optimizer.state_dict(),
+            save_checkpoint(self.resume_dir / "best.pt", **state, best_miou=self.best_miou)
+        save_checkpoint(self.resume_path, **state, best_miou=self.best_miou, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict() if scheduler else None)
+
+    def publish(self) -> None:
+        """The finished run's best.pt and last.pt become the stage's outputs."""
+        publish(self.resume_dir / "best.pt", self.best_path)
+        publish(self.resume_path, self.last_path)

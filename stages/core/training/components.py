@@ -13,8 +13,8 @@ from stages.core.model import build_model, normalise
 from stages.core.palette import IGNORE_INDEX
 from stages.core.params import ModelParams, TrainParams
 
-# (logits, target) -> (objective to minimise, Dice loss for the logs)
-LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (logits, target) -> the objective to minimise
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def configure_model(model_params: ModelParams, num_classes: int, device: torch.device, channels_last: bool,
@@ -26,27 +26,19 @@ def configure_model(model_params: ModelParams, num_classes: int, device: torch.d
 
 
 def configure_loss(name: str) -> LossFn:
-    """A batch's (objective, Dice loss); ignored pixels never count.
+    """A batch's objective, `dice` (the seed notebooks'), `ce` or `dice_ce` (their sum); ignored pixels never count.
 
-    The objective is `dice` (the seed notebooks'), `ce` or `dice_ce` (their sum). The Dice loss is
-    logged whatever the objective, for the Dice-loss curves; when the objective contains it, it is
-    computed once (a second pass cost 2% of a CPU training step, measured).
+    The Dice here is smp's soft Dice, averaged per batch: it is what is optimised, not what is
+    reported. Reports use one Dice, pooled hard Dice from the confusion matrix (metrics.scores),
+    for train, val and test alike.
     """
     from segmentation_models_pytorch.losses import DiceLoss
 
     dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
     cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if name == "ce":
-            with torch.no_grad():
-                dice_value = dice(logits, target)
-            return cross_entropy(logits, target), dice_value
-        dice_value = dice(logits, target)
-        objective = dice_value if name == "dice" else dice_value + cross_entropy(logits, target)
-        return objective, dice_value.detach()
-
-    return loss
+    objectives = {"dice": dice, "ce": cross_entropy,
+                  "dice_ce": lambda logits, target: dice(logits, target) + cross_entropy(logits, target)}
+    return objectives[name]
 
 
 def configure_optimizer(model: nn.Module, train_params: TrainParams, device: torch.device) -> torch.optim.Optimizer:

@@ -24,10 +24,9 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 @dataclass
 class EpochResult:
-    """Mean objective and Dice loss over an epoch's batches, and its confusion matrix over every pixel."""
+    """Mean objective over an epoch's batches, and its confusion matrix over every pixel scored."""
 
     loss: float
-    dice_loss: float
     confusion: np.ndarray
 
 
@@ -38,16 +37,14 @@ class EpochMeter:
     num_classes: int
     batches: int = 0
     loss_sum: float = 0.0
-    dice_loss_sum: float = 0.0
     confusion: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.confusion = np.zeros((self.num_classes,) * 2, dtype=np.int64)
 
-    def add(self, loss: float, dice_loss: float, targets: torch.Tensor, logits: torch.Tensor) -> None:
+    def add(self, loss: float, targets: torch.Tensor, logits: torch.Tensor) -> None:
         self.batches += 1
         self.loss_sum += loss
-        self.dice_loss_sum += dice_loss
         with torch.no_grad():
             self.confusion += confusion_matrix(targets.cpu().numpy(), logits.argmax(1).cpu().numpy(),
                                                self.num_classes)
@@ -57,7 +54,7 @@ class EpochMeter:
         return self.loss_sum / self.batches
 
     def result(self) -> EpochResult:
-        return EpochResult(self.mean_loss, self.dice_loss_sum / self.batches, self.confusion)
+        return EpochResult(self.mean_loss, self.confusion)
 
 
 def finite_loss(loss: torch.Tensor, description: str, step: int) -> float:
@@ -93,19 +90,22 @@ def run_epoch(model: nn.Module, loader: DataLoader, batch_settings: BatchSetting
         inputs, targets = batch_settings.inputs(images), batch_settings.targets(masks)
         with torch.set_grad_enabled(training):
             logits = batch_settings.logits(model, inputs)
-            objective, dice_loss = loss_fn(logits, targets)
+            objective = loss_fn(logits, targets)
         loss_value = finite_loss(objective, description, step)
         if training:
             optimise(objective, optimizer, scheduler, epoch + (step + 1) / batches)
-        meter.add(loss_value, dice_loss.item(), targets, logits)
+        meter.add(loss_value, targets, logits)
         bar.set_postfix(loss=f"{meter.mean_loss:.4f}")
     return meter.result()
 
 
 def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | None]:
-    """What is logged per split and epoch: losses, mIoU (land and all), mean Dice, accuracy, IoU per class."""
+    """What is logged per split and epoch: the objective, mIoU (land and all), mean Dice, accuracy, IoU per class.
+
+    All but the objective come from the epoch's confusion matrix, defined as the test scores are.
+    """
     summary = scores(result.confusion, table.names)
-    metrics = {"loss": result.loss, "dice_loss": result.dice_loss, "miou_land": summary["miou_land"],
+    metrics = {"loss": result.loss, "miou_land": summary["miou_land"],
                "miou": summary["miou"], "mean_dice": summary["mean_dice"],
                "pixel_accuracy": summary["pixel_accuracy"]}
     metrics.update({f"iou/{name}": value for name, value in summary["iou"].items()})

@@ -16,7 +16,7 @@ from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.palette import ClassTable
 from stages.core.params import AugmentParams, ModelParams, TrainParams
 from stages.core.tilestore import TileRecord, TileStore
-from stages.core.training.checkpoints import CheckpointPolicy
+from stages.core.training.checkpoints import CheckpointPolicy, training_params
 from stages.core.training.components import (BatchSettings, configure_loss, configure_model, configure_optimizer,
                                              configure_scheduler)
 from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
@@ -43,9 +43,11 @@ def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
 
 def train(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams, data: TrainingData,
           models_dir: Path, live_dir: Path, progress: bool = True) -> dict:
-    """Train, log every epoch to `live_dir` with DVCLive, keep models_dir/best.pt and last.pt.
+    """Train, log every epoch to `live_dir` with DVCLive, end with models_dir/best.pt and last.pt.
 
-    Returns the last epoch's record ({"train": {...}, "val": {...}}).
+    Checkpoints go to models_dir/resume after every epoch (see checkpoints). The log is closed
+    however training ends, a non-finite loss included. Returns the last epoch's record
+    ({"train": {...}, "val": {...}}).
     """
     from dvclive import Live
 
@@ -57,24 +59,27 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
     loss_fn = configure_loss(train_params.loss)
     batch_settings = BatchSettings(device, train_params.bf16 and bf16_supported(device), train_params.channels_last,
                                    IMAGENET_MEAN, IMAGENET_STD)
-    checkpoints = CheckpointPolicy(models_dir, checkpoint_config(model_params.encoder, data.table, data.tile_size))
+    checkpoints = CheckpointPolicy(models_dir, checkpoint_config(model_params.encoder, data.table, data.tile_size),
+                                   training_params(model_params, train_params, augment_params))
 
     start_epoch, history = 0, []
-    if train_params.resume and checkpoints.last_path.exists():
+    if train_params.resume and checkpoints.resume_path.exists():
         resumed = checkpoints.resume(model, optimizer, scheduler)
         start_epoch, history = resumed.epochs_done, resumed.history
         if start_epoch > train_params.epochs:
-            raise PipelineError(f"{checkpoints.last_path}: already has {start_epoch} epochs, more than train.epochs "
+            raise PipelineError(f"{checkpoints.resume_path}: already has {start_epoch} epochs, more than train.epochs "
                                 f"({train_params.epochs}); raise train.epochs or set train.resume to false")
-        print(f"train: resuming from {checkpoints.last_path} after epoch {start_epoch}")
-    elif train_params.resume:
-        print(f"train: train.resume is set but there is no {checkpoints.last_path}; starting afresh")
+        print(f"train: resuming from {checkpoints.resume_path} after epoch {start_epoch}")
+    else:
+        if train_params.resume:
+            print(f"train: train.resume is set but there is no {checkpoints.resume_path}; starting afresh")
+        checkpoints.start_afresh()
 
     augmentation = training_augmentation(data.tile_size, augment_params.scale_min, augment_params.colour_jitter)
     train_set = TileDataset(data.train, data.store, augmentation, seed=train_params.seed)
     loader_options = {"batch_size": train_params.batch_size, "num_workers": train_params.workers,
                       "pin_memory": device.type == "cuda"}
-    val_loader = DataLoader(TileDataset(data.val, data.store), shuffle=False, **loader_options)
+    val_loader = DataLoader(TileDataset(data.val, data.store, count_once=True), shuffle=False, **loader_options)
 
     with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
@@ -96,4 +101,5 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
             val_miou = record["val"]["miou_land"] or 0.0
             checkpoints.after_epoch(epoch + 1, history, val_miou, model, optimizer, scheduler)
             epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{checkpoints.best_miou:.3f}")
+    checkpoints.publish()
     return history[-1]
