@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,22 @@ def test_process_alive(dead_pid, monkeypatch):
 
     monkeypatch.setattr(os, "kill", forbidden)
     assert process_alive(dead_pid)  # another user's process: alive, its files are not ours to remove
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are told apart through Linux's /proc")
+def test_a_killed_process_not_yet_reaped_is_dead():
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert process_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not process_alive(child.pid)  # a zombie: it still has a pid, but writes nothing any more
+    finally:
+        child.kill()
+        child.wait()
 
 
 KILLED_WRITER = textwrap.dedent("""

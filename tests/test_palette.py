@@ -149,7 +149,7 @@ def test_unreadable_class_tables_are_refused(tmp_path):
     with pytest.raises(PipelineError, match="cannot read class table"):
         ClassTable.from_csv(tmp_path / "missing.csv")
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00name")
-    with pytest.raises(PipelineError, match="not a CSV class table"):
+    with pytest.raises(PipelineError, match="binary.csv: class table is UTF-16 \\(or binary\\), not UTF-8"):
         ClassTable.from_csv(tmp_path / "binary.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(PipelineError, match="got 'an empty file'"):

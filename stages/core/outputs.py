@@ -39,14 +39,23 @@ def _exists(path: Path) -> bool:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (one of another user counts as alive)."""
+    """Whether a process with this id runs on this machine (one of another user counts as alive).
+
+    A zombie is dead: a killed stage whose parent was killed too (`kill -9` of a whole `dvc repro`)
+    stays a zombie until init reaps it, and that can take longer than the next run takes to start.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # /proc/<pid>/stat: "pid (command) state ...", and the command may itself hold ") "
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux) or the process just ended: assume it runs
+    return state not in ("Z", "X")
 
 
 def _leftovers(final: Path) -> list[tuple[Path, int, str]]:
