@@ -96,7 +96,19 @@ def test_stitch_refuses_tiles_that_leave_a_gap():
 def test_stitch_keeps_pixel_values_equal_to_the_fill_and_to_zero():
     # 255 is also the fill and 0 an untouched array's value: neither may pass for a gap or hide one
     tiles = [(0, 0, np.full((2, 2), 255, dtype=np.uint8)), (0, 2, np.zeros((2, 2), dtype=np.uint8))]
-    np.testing.assert_array_equal(stitch(tiles, 2, 4), [[255, 255, 0, 0]] * 2)
+    stitched = stitch(tiles, 2, 4)
+    np.testing.assert_array_equal(stitched, [[255, 255, 0, 0]] * 2)
+    assert stitched.dtype == np.uint8  # the tiles' type: class masks stay uint8
+
+
+def test_stitch_reports_where_a_gap_begins():
+    one_column = [(0, 0, np.ones((2, 2), dtype=np.uint8)), (0, 3, np.ones((2, 2), dtype=np.uint8))]
+    with pytest.raises(ValueError, match="leave 2 of 2x5 pixels uncovered, the first at y=0, x=2"):
+        stitch(one_column, 2, 5)
+    # tiles wider than tall cover two rows, not three: the two rows below them are the gap
+    flat = [(0, 0, np.ones((2, 3), dtype=np.uint8)), (0, 3, np.ones((2, 3), dtype=np.uint8))]
+    with pytest.raises(ValueError, match="leave 12 of 4x6 pixels uncovered, the first at y=2, x=0"):
+        stitch(flat, 4, 6)
 
 
 def test_stitch_of_no_tiles_is_an_error():

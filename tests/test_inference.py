@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from stages.core.errors import PipelineError
-from stages.core.inference import DIHEDRAL, fit_window, sliding_window_probabilities, window_weights
+from stages.core.inference import (DIHEDRAL, dihedral_view, fit_window, sliding_window_probabilities,
+                                   undo_dihedral_view, window_weights)
 
 NUM_CLASSES = 5
 
@@ -85,10 +86,11 @@ def test_window_shrinks_to_a_multiple_of_16_for_small_images():
 
 def test_each_test_time_augmentation_is_undone_by_its_inverse():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    outputs = {tuple(forward(x).flatten().tolist()) for forward, _ in DIHEDRAL}
+    outputs = {tuple(dihedral_view(x, view).flatten().tolist()) for view in DIHEDRAL}
     assert len(outputs) == 8  # eight distinct views
-    for forward, inverse in DIHEDRAL:
-        torch.testing.assert_close(inverse(forward(x)), x)
+    torch.testing.assert_close(dihedral_view(x, DIHEDRAL[0]), x)  # identity first: TTA off uses only it
+    for view in DIHEDRAL:
+        torch.testing.assert_close(undo_dihedral_view(dihedral_view(x, view), view), x)
 
 
 def test_a_compiled_model_predicts_what_the_eager_model_predicts():
@@ -102,3 +104,38 @@ def test_a_compiled_model_predicts_what_the_eager_model_predicts():
         model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, bf16=False, tta=False),
         image, NUM_CLASSES, window=64, overlap=0.25, batch_size=2) for network in (model, compile_for_inference(model)))
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
+
+
+class CornerSensitive(torch.nn.Module):
+    """A tiny model that is not flip- or rotation-equivariant, so test-time augmentation changes its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = torch.nn.Conv2d(3, NUM_CLASSES, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.linspace(0, 4, x.shape[-1])
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(tta, monkeypatch):
+    from stages.core import inference
+    from stages.core.checkpoint import TrainedModel
+    from stages.core.palette import ClassTable
+
+    model, mean, std = CornerSensitive().eval(), (0.2, 0.4, 0.6), (0.1, 0.2, 0.3)
+    trained = TrainedModel(model, ClassTable.deepglobe(), mean, std, tile_size=16)
+    batch = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
+    cpu = torch.device("cpu")
+    expected = inference.model_probabilities(model, cpu, mean, std, bf16=False, tta=tta)(batch)
+    other_tta = inference.model_probabilities(model, cpu, mean, std, bf16=False, tta=not tta)(batch)
+    assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
+    # bf16 only when asked for and the device has it natively
+    for asked, supported in ((False, True), (True, False)):
+        monkeypatch.setattr(inference, "bf16_supported", lambda device, supported=supported: supported)
+        predicted = inference.trained_model_probabilities(trained, cpu, bf16=asked, tta=tta)(batch)
+        torch.testing.assert_close(predicted, expected, rtol=0, atol=0)
+    monkeypatch.setattr(inference, "bf16_supported", lambda device: True)
+    in_bf16 = inference.trained_model_probabilities(trained, cpu, bf16=True, tta=tta)(batch)
+    assert not torch.equal(in_bf16, expected) and torch.allclose(in_bf16, expected, atol=0.05)

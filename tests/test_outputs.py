@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,23 @@ def test_process_alive(dead_pid, monkeypatch):
 
     monkeypatch.setattr(os, "kill", forbidden)
     assert process_alive(dead_pid)  # another user's process: alive, its files are not ours to remove
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process states are read from Linux's /proc")
+def test_a_running_process_whose_name_holds_parentheses_is_alive(tmp_path):
+    # /proc/<pid>/stat is "pid (name) state ...": a name like "x) Z (y" must not be read as a zombie
+    odd_name = tmp_path / "x) Z (y"
+    odd_name.symlink_to(shutil.which("sleep"))
+    child = subprocess.Popen([str(odd_name), "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while "x) Z (y" not in Path(f"/proc/{child.pid}/stat").read_text():  # until it has exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert process_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are told apart through Linux's /proc")

@@ -70,10 +70,10 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
         images = normalise(batch.to(device), mean, std).contiguous(memory_format=torch.channels_last)
         views = DIHEDRAL if tta else DIHEDRAL[:1]
         summed = None
-        for forward, inverse in views:
+        for view in views:
             with autocast(device, bf16):
-                logits = model(forward(images))
-            probs = inverse(logits.float().softmax(dim=1))
+                logits = model(dihedral_view(images, view))
+            probs = undo_dihedral_view(logits.float().softmax(dim=1), view)
             summed = probs if summed is None else summed + probs
         return summed / len(views)
 
@@ -90,16 +90,18 @@ def trained_model_probabilities(trained: TrainedModel, device: torch.device, bf1
     return model_probabilities(model, device, trained.mean, trained.std, bf16 and bf16_supported(device), tta)
 
 
-def _rotation(k: int, flip: bool) -> tuple[Callable, Callable]:
-    """A (transform, inverse) pair on NCHW tensors: optional horizontal flip, then k quarter turns."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
-
-    def inverse(x: torch.Tensor) -> torch.Tensor:
-        x = torch.rot90(x, -k, dims=(-2, -1))
-        return x.flip(-1) if flip else x
-
-    return forward, inverse
+# The 8 flips/90-degree rotations of test-time augmentation, as (quarter turns, horizontal flip); identity first.
+DIHEDRAL = tuple((turns, flip) for flip in (False, True) for turns in range(4))
 
 
-DIHEDRAL = [_rotation(k, flip) for flip in (False, True) for k in range(4)]  # identity first
+def dihedral_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
+    """One DIHEDRAL view of NCHW tensors: the optional horizontal flip, then the quarter turns."""
+    turns, flip = view
+    return torch.rot90(x.flip(-1) if flip else x, turns, dims=(-2, -1))
+
+
+def undo_dihedral_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
+    """The inverse of dihedral_view: per-pixel outputs of a view put back where the pixels came from."""
+    turns, flip = view
+    x = torch.rot90(x, -turns, dims=(-2, -1))
+    return x.flip(-1) if flip else x
