@@ -58,6 +58,7 @@ def test_pixel_counts_csv_round_trip(tmp_path):
     path = tmp_path / "pixels.csv"
     write_pixel_counts(path, counts, TABLE)
     assert path.read_text().splitlines()[0] == "image_id," + ",".join(TABLE.names) + ",ignored"
+    assert b"\r" not in path.read_bytes()  # "\n" line ends on every platform: the bytes DVC hashes
     assert read_pixel_counts(path, TABLE) == counts
 
 

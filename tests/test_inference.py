@@ -59,6 +59,7 @@ def test_overlapping_windows_are_blended_by_weight():
     assert probs[1, 16, 31] == pytest.approx(probs[1, 16, 32], rel=1e-5)
     # Column 20, near the edge of the class-1 window and near the centre of the first class-0 window
     assert probs[1, 16, 20] < 0.5
+    assert probs.dtype == np.float32 and probs.shape == (2, 32, 64)  # 7 float32 maps of a 15000 px image: 6 GB
 
 
 @pytest.mark.parametrize("window", [16, 64, 256])
@@ -80,6 +81,7 @@ def test_window_weights_fall_off_toward_the_borders_but_stay_positive(window):
 def test_window_shrinks_to_a_multiple_of_16_for_small_images():
     assert fit_window(256, 2448, 2448) == 256
     assert fit_window(256, 200, 500) == 192
+    assert fit_window(256, 16, 500) == 16  # the smallest image side that can be predicted
     with pytest.raises(PipelineError, match="500x10 pixels is too small"):
         fit_window(256, 10, 500)
 
@@ -133,7 +135,8 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
     assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
     # bf16 only when asked for and the device has it natively
     for asked, supported in ((False, True), (True, False)):
-        monkeypatch.setattr(inference, "bf16_supported", lambda device, supported=supported: supported)
+        monkeypatch.setattr(inference, "bf16_supported",
+                            lambda device, supported=supported: device.type == "cpu" and supported)
         predicted = inference.trained_model_probabilities(trained, cpu, bf16=asked, tta=tta)(batch)
         torch.testing.assert_close(predicted, expected, rtol=0, atol=0)
     monkeypatch.setattr(inference, "bf16_supported", lambda device: True)

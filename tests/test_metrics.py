@@ -48,6 +48,7 @@ def test_confusion_csv_round_trip(tmp_path):
     confusion = np.arange(16).reshape(4, 4)
     write_confusion_csv(tmp_path / "c.csv", confusion, NAMES)
     restored, names = read_confusion_csv(tmp_path / "c.csv")
+    assert b"\r" not in (tmp_path / "c.csv").read_bytes()  # "\n" line ends: the bytes DVC hashes
     np.testing.assert_array_equal(restored, confusion)
     assert names == NAMES
 

@@ -42,6 +42,7 @@ def test_one_hot_round_trip(index):
 def test_reverse_one_hot_takes_the_argmax_of_scores():
     scores = np.array([[[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]])
     np.testing.assert_array_equal(reverse_one_hot(scores), [[1, 0]])
+    assert reverse_one_hot(scores).dtype == np.uint8  # written as a class-index PNG
 
 
 @given(arrays(np.uint8, (6, 6, 3)), st.sampled_from(range(len(TABLE))))
@@ -73,6 +74,7 @@ def test_non_binary_table_matches_colours_exactly():
 def test_class_table_csv_round_trip(tmp_path):
     TABLE.to_csv(tmp_path / "class_dict.csv")
     assert ClassTable.from_csv(tmp_path / "class_dict.csv") == TABLE
+    assert b"\r" not in (tmp_path / "class_dict.csv").read_bytes()  # "\n" line ends: the bytes DVC hashes
 
 
 def test_class_table_is_not_limited_to_seven_classes(tmp_path):

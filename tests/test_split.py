@@ -16,6 +16,8 @@ from tests.conftest import REPO
 
 RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
 IDS = [str(i) for i in range(100, 140)]
+# split_by_ratios of ids "1".."12" at 0.5/0.25/0.25 with seed 42, as it has always been
+PINNED_SPLIT = {"train": ["1", "4", "7", "8", "10", "12"], "val": ["3", "5", "6"], "test": ["2", "9", "11"]}
 
 
 def test_ratio_split_is_a_partition_and_repeats():
@@ -24,6 +26,14 @@ def test_ratio_split_is_a_partition_and_repeats():
     assert {name: len(ids) for name, ids in first.items()} == {"train": 28, "val": 6, "test": 6}
     assert split_by_ratios(list(reversed(IDS)), RATIOS, seed=7) == first  # input order does not matter
     assert split_by_ratios(IDS, RATIOS, seed=8) != first
+
+
+def test_ratio_split_is_pinned_and_lists_ids_in_natural_order():
+    """A seed's split must not move between versions: published scores name the images they used."""
+    ids = [str(i) for i in range(1, 13)]
+    split = split_by_ratios(ids, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=42)
+    assert split == PINNED_SPLIT
+    assert all(names == sorted(names, key=int) for names in split.values())  # 2 before 10
 
 
 def test_split_counts_give_each_nonempty_split_an_image():
@@ -87,7 +97,7 @@ def test_split_counts_refuse_ratios_that_leave_no_training_image():
 
 def test_images_csv_lists_each_image_with_its_split(tmp_path):
     write_splits(tmp_path, {"train": ["2", "10"], "val": ["1"], "test": []}, [])
-    assert (tmp_path / "images.csv").read_text() == "image_id,split\n2,train\n10,train\n1,val\n"
+    assert (tmp_path / "images.csv").read_bytes() == b"image_id,split\n2,train\n10,train\n1,val\n"
     assert read_index(tmp_path / "test.csv") == []
 
 
