@@ -119,6 +119,13 @@ def test_class_table_refuses_mismatched_colours_and_too_many_or_no_classes():
     assert len(ClassTable(names[:254], np.zeros((254, 3)))) == 254  # index 255 stays free for "ignored"
 
 
+def test_class_colours_are_stored_as_uint8_whatever_they_were_given_as():
+    table = ClassTable(("a", "b"), np.array([[0, 128, 255], [1, 2, 3]], dtype=np.int64))
+    assert table.colours.dtype == np.uint8  # what masks are compared with, and what checkpoints store
+    np.testing.assert_array_equal(table.colours, [[0, 128, 255], [1, 2, 3]])
+    assert ClassTable.deepglobe().colours.dtype == np.uint8
+
+
 def test_tables_are_equal_by_names_and_colours():
     assert TABLE == ClassTable.deepglobe() and TABLE != "deepglobe"
     assert TABLE != ClassTable(TABLE.names, TABLE.colours[::-1])
