@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -316,27 +315,6 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
     assert "mIoU (land classes) per epoch" in page and "Mean Dice per epoch" in page
 
 
-def test_a_queued_grid_runs_and_lists_both_experiments(tmp_path_factory):
-    """`dvc exp run --queue` over two learning rates, `dvc queue start -j 2`, then `dvc exp show`."""
-    project = copy_repository(tmp_path_factory.mktemp("queue"))
-    overrides = [argument for override in fast_profile() for argument in ("-S", override)]
-    dvc(project, "exp", "run", "--queue", *overrides, "-S", "train.lr=0.001,0.002")
-    dvc(project, "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 600
-    while re.search(r"\b(Queued|Running)\b", dvc(project, "queue", "status")):
-        assert time.monotonic() < deadline, "queued experiments did not finish in 10 minutes"
-        time.sleep(2)
-    assert "Failed" not in dvc(project, "queue", "status")
-    baseline = json.loads(dvc(project, "exp", "show", "--json"))[1]
-    results = {}
-    for experiment in baseline["experiments"]:
-        data = experiment["revs"][0]["data"]
-        results[data["params"]["params.yaml"]["data"]["train"]["lr"]] = \
-            data["metrics"]["metrics/test.json"]["data"]["miou_land"]
-    assert set(results) == {0.001, 0.002}
-    assert all(isinstance(value, float) and math.isfinite(value) for value in results.values())
-
-
 @pytest.fixture(scope="module")
 def browser() -> str:
     found = find_browser()
@@ -386,20 +364,3 @@ def test_a_second_clone_gets_the_model_with_dvc_pull(project, tmp_path):
     assert (second / "models" / "best.pt").read_bytes() == (project / "models" / "best.pt").read_bytes()
     assert "Data and pipelines are up to date" in dvc(second, "status")
     assert "didn't change" in dvc(second, "repro", "train") and "Running stage" not in dvc(second, "repro")
-
-
-def test_readme_exp_show_fits_a_160_column_terminal(project):
-    """README's `dvc exp show` filter, on an experiment that changes one param from the committed baseline.
-
-    Runs last: it commits the fast profile as the baseline and leaves the experiment in the workspace.
-    """
-    readme = (REPO / "README.md").read_text()
-    command = re.search(r"^(dvc exp show [^#\n]*?)\s+#", readme, flags=re.MULTILINE).group(1).split()
-    dvc(project, "repro")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "--allow-empty", "-m", "fast profile as the baseline")
-    dvc(project, "exp", "run", "--quiet", "-n", "lr-low", "-S", "train.lr=0.001")
-    # the quotes of README's regex are the shell's, not part of the argument
-    shown = dvc(project, *[argument.strip("'") for argument in command[1:]])
-    assert max(len(line) for line in shown.splitlines()) <= 160, shown
-    assert "lr-low" in shown and "train.lr" in shown and "val.miou_land" in shown and "pixel_accuracy" in shown
