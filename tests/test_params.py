@@ -53,10 +53,16 @@ def with_value(section: str, key: str, value) -> dict:
     return {section: {**params[section], key: value}}
 
 
+def test_a_null_encoder_weights_reads_as_none():
+    """Params files written before "none" keep working, and give the same checkpoint bytes."""
+    assert read_section(with_value("model", "encoder_weights", None), "model", ModelParams).encoder_weights == "none"
+
+
 @pytest.mark.parametrize("section, key, value", [
     ("model", "encoder", "efficientnet-b0"),
-    ("model", "encoder_weights", None),
+    ("model", "encoder_weights", "none"),
     ("model", "encoder_weights", "imagenet"),
+    ("model", "encoder_weights", "weights/resnet50.pth"),
     ("train", "epochs", 1),
     ("train", "workers", 0),
     ("train", "weight_decay", 0),  # an int where a float is expected
@@ -82,6 +88,7 @@ def test_boundary_values_are_accepted(section, key, value):
     ("model", "encoder", " ", "model.encoder must name an encoder"),
     ("model", "encoder", None, "model.encoder must be str"),
     ("model", "encoder_weights", 1, "model.encoder_weights must be str"),
+    ("model", "encoder_weights", " ", "model.encoder_weights must be none, imagenet or a weights file"),
     ("train", "epochs", 0, "train.epochs must be at least 1"),
     ("train", "epochs", 2.5, "train.epochs must be int"),
     ("train", "batch_size", 0, "train.batch_size must be at least 1"),

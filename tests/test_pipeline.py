@@ -312,7 +312,13 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
     dvc(project, "repro")
     dvc(project, "plots", "show", "-o", "plots_html")
     page = (project / "plots_html" / "index.html").read_text()
-    assert "mIoU (land classes) per epoch" in page and "Mean Dice per epoch" in page
+    titles = [next(iter(entry)) for entry in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+              if isinstance(entry, dict)]
+    assert titles == ["Loss per epoch", "mIoU (land classes) per epoch", "Mean Dice per epoch",
+                      "Validation IoU per class per epoch"]
+    assert all(title in page for title in titles)
+    # those charts and no other, such as one per DVCLive series
+    assert len(re.findall(r"vegaEmbed\('#", page)) == len(titles)
 
 
 @pytest.fixture(scope="module")
@@ -328,13 +334,14 @@ def test_plots_show_and_diff_render_in_a_browser(project, browser):
     dvc(project, "repro")
     dvc(project, "plots", "show", "-o", "shown")
     charts, images, problems = undrawn_plots(project / "shown" / "index.html", browser)
-    # the two top-level curves, DVCLive's per-metric series, and the six pictures in plots/
-    assert charts >= 2 and images == 6 and problems == []
+    # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the six pictures in
+    # plots/: nothing else, such as a chart per DVCLive series
+    assert charts == 4 and images == 6 and problems == []
     for name, lr in (("lr-a", "0.001"), ("lr-b", "0.002")):
         dvc(project, "exp", "run", "--quiet", "-n", name, "-S", f"train.lr={lr}")
     dvc(project, "plots", "diff", "lr-a", "lr-b", "-o", "diffed")
     charts, images, problems = undrawn_plots(project / "diffed" / "index.html", browser)
-    assert charts >= 2 and images == 12 and problems == []  # each picture once per experiment
+    assert charts == 4 and images == 12 and problems == []  # a chart draws both; each picture once per experiment
 
 
 def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(project, browser):

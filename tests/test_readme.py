@@ -107,6 +107,11 @@ def test_readme_experiment_commands_do_what_their_comments_say(tmp_path_factory)
     grid = [changes for changes in others if "predict.overlap" not in changes]
     assert sorted(changes["train.lr"][1] for changes in grid) == [0.0003, 0.001] and all(
         set(changes) == {"train.lr"} for changes in grid), others
-    # `dvc exp apply lr-low` ran last: the workspace holds its params
+    # `dvc exp apply lr-low` ran last: the workspace holds its params, and params.yaml differs from
+    # the baseline's in that line alone (`-S` rewrites the file: every value must round-trip)
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["lr"] == 0.001
+    diff = subprocess.run(["git", "diff", "-U0", baseline, "--", "params.yaml"], cwd=project, capture_output=True,
+                          text=True, check=True).stdout
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert len(changed) == 2 and all(re.match(r"[+-]\s+lr: ", line) for line in changed), diff
     assert (project / "compare" / "index.html").exists()

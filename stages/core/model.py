@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from stages.core.errors import PipelineError
+from stages.core.params import NO_ENCODER_WEIGHTS
 
 # ImageNet statistics, written out here because smp's get_preprocessing_fn fetches them from the hub.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -15,7 +16,7 @@ OUTPUT_STRIDE_MULTIPLE = 16  # DeepLabV3+ needs input sides divisible by 16 (244
 
 
 def build_model(encoder: str, num_classes: int, encoder_weights: str | None = None) -> nn.Module:
-    """DeepLabV3+ with `num_classes` softmax logits; encoder_weights: None, "imagenet" or a local file.
+    """DeepLabV3+ with `num_classes` softmax logits; encoder_weights: "none" (or None), "imagenet" or a local file.
 
     One logit per class fed to softmax, not the seed notebooks' per-class sigmoid thresholded at
     0.5, which can leave a pixel with no class or several.
@@ -34,7 +35,7 @@ def build_model(encoder: str, num_classes: int, encoder_weights: str | None = No
         raise PipelineError(f"params: model.encoder_weights 'imagenet' could not be fetched for {encoder} "
                             f"({type(error).__name__}); without internet, download the encoder weights "
                             "elsewhere and set model.encoder_weights to the local file") from None
-    if encoder_weights not in (None, "imagenet"):
+    if encoder_weights not in (None, NO_ENCODER_WEIGHTS, "imagenet"):
         load_encoder_weights(model, Path(encoder_weights))
     return model
 
@@ -42,7 +43,7 @@ def build_model(encoder: str, num_classes: int, encoder_weights: str | None = No
 def load_encoder_weights(model: nn.Module, path: Path) -> None:
     """Load a local encoder state dict (smp's, or a torchvision/timm classifier's: its head is dropped)."""
     if not path.is_file():
-        raise PipelineError(f"params: model.encoder_weights: {path} not found (use null, imagenet or a weights file)")
+        raise PipelineError(f"params: model.encoder_weights: {path} not found (use none, imagenet or a weights file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -18,6 +18,7 @@ import yaml
 from stages.core.errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
+NO_ENCODER_WEIGHTS = "none"  # model.encoder_weights for a randomly initialised encoder
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -143,10 +144,18 @@ class AugmentParams:
 @dataclass(frozen=True)
 class ModelParams:
     encoder: str  # any smp encoder name; resnet50 for the real run
-    encoder_weights: str | None  # null, "imagenet" (fetched by smp) or a local weights file
+    # "none" (random init), "imagenet" (fetched by smp) or a local weights file. Not YAML's null:
+    # `dvc exp run -S` rewrites a null as an empty value, which then shows up in every diff.
+    encoder_weights: str | None
 
     def __post_init__(self) -> None:
         _require(bool(self.encoder.strip()), "model.encoder", "must name an encoder", self.encoder)
+        if self.encoder_weights is None:
+            # YAML's null, from params files written before "none": one spelling from here on, so
+            # checkpoints and dvc.lock do not depend on which was used
+            object.__setattr__(self, "encoder_weights", NO_ENCODER_WEIGHTS)
+        _require(bool(self.encoder_weights.strip()), "model.encoder_weights",
+                 f"must be {NO_ENCODER_WEIGHTS}, imagenet or a weights file", self.encoder_weights)
 
 
 LOSSES = ("dice", "ce", "dice_ce")
