@@ -3,9 +3,11 @@ and the environment installed is the lock's, which agrees with the requirements 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,6 +43,43 @@ def test_workflow_runs_ci_on_pull_requests_with_full_history():
 def test_ci_runs_the_tests_then_the_experiment_comparison():
     lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert lines.index("make test") < next(i for i, line in enumerate(lines) if line.startswith("bash .ci/experiments"))
+
+
+def sh(cwd: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_ci_pushes_experiments_only_where_there_is_a_dvc_remote(tmp_path):
+    """A one-stage pipeline and one experiment: without a DVC remote a line says nothing was pushed;
+    with one (and a git origin) the experiment's ref reaches origin and its output the remote."""
+    origin, repo, storage = tmp_path / "origin.git", tmp_path / "repo", tmp_path / "storage"
+    sh(tmp_path, "git", "init", "-q", "--bare", str(origin))
+    repo.mkdir()
+    (repo / "params.yaml").write_text("x: 1\n")
+    (repo / "dvc.yaml").write_text("stages:\n  write:\n    cmd: python -c \"open('out.txt', 'w').write(open("
+                                   "'params.yaml').read())\"\n    params: [x]\n    outs: [out.txt]\n")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
+                    ["git", "commit", "-q", "-m", "a pipeline"], ["git", "remote", "add", "origin", str(origin)],
+                    ["dvc", "exp", "run", "-q", "-n", "x-two", "-S", "x=2"]):
+        assert sh(repo, *command).returncode == 0, command
+    push = REPO / ".ci" / "push-experiments"
+
+    skipped = sh(repo, "bash", str(push), "x-two")
+    assert skipped.returncode == 0 and "experiments not pushed" in skipped.stderr
+    assert "x-two" not in sh(repo, "git", "ls-remote", str(origin)).stdout
+
+    # a remote is committed config, as CI's clone sees it (dvc exp push reads it from the experiment)
+    for command in (["dvc", "remote", "add", "-d", "shared", str(storage)], ["git", "add", "-A"],
+                    ["git", "commit", "-q", "-m", "a DVC remote"], ["dvc", "exp", "run", "-q", "-n", "x-three",
+                                                                    "-S", "x=3"]):
+        assert sh(repo, *command).returncode == 0, command
+    pushed = sh(repo, "bash", str(push), "x-three")
+    assert pushed.returncode == 0 and "pushed x-three" in pushed.stderr, pushed.stderr
+    assert "x-three" in sh(repo, "git", "ls-remote", str(origin)).stdout
+    assert any(path.is_file() for path in storage.rglob("*"))  # out.txt of x=3, in the DVC remote
 
 
 def test_headline_check_refuses_missing_and_non_finite_metrics(tmp_path):
