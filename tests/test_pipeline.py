@@ -149,9 +149,8 @@ def test_evaluate_scores_the_predictions_against_the_test_masks(project):
     test_records = read_index(project / "data/splits/test.csv")
     for image_id, truth in whole_images(test_records, store.read_class_mask):
         predicted = read_index_png(project / "data/predictions" / f"{image_id}.png")
-        for true_class, predicted_class in zip(truth.ravel(), predicted.ravel()):
-            if true_class != IGNORE_INDEX:
-                confusion[true_class, predicted_class] += 1
+        scored = truth != IGNORE_INDEX
+        np.add.at(confusion, (truth[scored], predicted[scored]), 1)
     written, written_names = read_confusion_csv(project / "metrics/confusion.csv")
     assert written_names == names
     np.testing.assert_array_equal(written, confusion)

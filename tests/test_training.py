@@ -82,7 +82,7 @@ def test_two_runs_give_identical_checkpoints_and_metrics(prepared, uninterrupted
     assert run_training(prepared, tmp_path / "again", epochs=2) == uninterrupted
 
 
-def test_checkpoints_carry_the_params_they_were_trained_with(prepared, uninterrupted, tmp_path, monkeypatch):
+def test_checkpoints_carry_the_params_they_were_trained_with(prepared, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_training(prepared, tmp_path / "run", epochs=1, lr=0.0025)
     params = load_params(prepared[0])
