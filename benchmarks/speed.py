@@ -97,11 +97,11 @@ def tile_store(tiles: Path):
 
 def read_tile_batch(tiles: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` 256 px tiles (uint8 NHWC) and their class-index masks."""
-    store = tile_store(tiles)
-    records = store.index()[:count]
-    images = np.stack([store.read_image(record) for record in records])
-    masks = np.stack([store.read_class_mask(record) for record in records])
-    return images, masks
+    from stages.core.datasets import TileDataset
+
+    dataset = TileDataset(tile_store(tiles).index()[:count], tile_store(tiles))  # decodes each image once
+    samples = [dataset[index] for index in range(len(dataset))]
+    return np.stack([image.numpy() for image, _ in samples]), np.stack([mask.numpy() for _, mask in samples])
 
 
 # --- Measurements: each runs in its own process and returns a dict --------------------------------
@@ -294,11 +294,8 @@ def measure_inference(config: dict) -> dict:
 
 
 def measure_tiling(config: dict) -> dict:
-    """The tile stage on `count` images, or the bare work it cannot avoid: decode, cut, write the same PNGs."""
+    """The tile stage on `count` images, or the bare work it cannot avoid: decode each file (to find damage), copy it."""
     from PIL import Image
-
-    from stages.core.imageio import write_png
-    from stages.core.geometry import cut
 
     raw, out = Path(config["raw"]), Path(config["out"])
     tile = params()["tile"]
@@ -311,11 +308,10 @@ def measure_tiling(config: dict) -> dict:
         out.mkdir(parents=True)
         for image_path in sorted(raw.glob("*_sat.jpg")):
             mask_path = image_path.with_name(image_path.name.replace("_sat.jpg", "_mask.png"))
-            for kind, path in (("sat", image_path), ("mask", mask_path)):
+            for path in (image_path, mask_path):
                 with Image.open(path) as image:
-                    array = np.asarray(image)
-                for y, x, part in cut(array, tile["size"], tile["stride"]):
-                    write_png(out / f"{image_path.stem}_{kind}_{y}_{x}.png", part)
+                    image.load()
+                shutil.copyfile(path, out / path.name)
     seconds = time.perf_counter() - start
     count = len(list(raw.glob("*_sat.jpg")))
     return {"seconds": seconds, "mp_per_second": count * IMAGE_SIZE ** 2 / 1e6 / seconds, "images": count,
@@ -328,9 +324,8 @@ def measure_formats(config: dict) -> dict:
 
     from stages.core.imageio import read_rgb
 
-    tiles = Path(config["tiles"])
-    paths = sorted((tiles / "images").glob("*.png"))[:64]
-    arrays = [read_rgb(path) for path in paths]
+    images, _ = read_tile_batch(Path(config["tiles"]), 64)
+    arrays = list(images)
     result = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, suffix, save, load in (
@@ -376,14 +371,14 @@ def run_measurement(name: str, label: str, **config) -> dict:
 
 def prepare_inputs(cache: Path, count: int) -> tuple[Path, Path]:
     """`count` synthetic 2448 px pairs (a plain folder) and their 256 px tiles with encoded masks; made once."""
-    from stages.core.encoding import encode_tiles
+    from stages.core.encoding import encode_images
     from stages.core.palette import ClassTable
     from stages.core.tiling import tile_dataset
     from stages.synthetic.dataset import write_sample
 
     root = cache / f"{IMAGE_SIZE}px-{count}"
     raw, tiles = root / "raw", root / f"tiles-{SAMPLE_SIZE}"
-    done = tiles / "done-tilestore"  # made with the TileStore layout (encoded masks in tiles/encoded/masks)
+    done = tiles / "done-whole-images"  # made with today's layout (whole images; encoded masks in tiles/encoded)
     if not done.exists():
         shutil.rmtree(root, ignore_errors=True)
         generated = root / "generated"
@@ -397,7 +392,7 @@ def prepare_inputs(cache: Path, count: int) -> tuple[Path, Path]:
         from stages.core.rawdata import find_pairs
 
         tile_dataset(find_pairs(raw), tiles, SAMPLE_SIZE, SAMPLE_SIZE)
-        encode_tiles(tile_store(tiles).index(), tile_store(tiles), ClassTable.deepglobe())
+        encode_images(tile_store(tiles).index(), tile_store(tiles), ClassTable.deepglobe())
         done.touch()
     return raw, tiles
 

@@ -1,10 +1,10 @@
-"""encode: colour mask tiles -> single-channel class-index tiles, reporting off-palette pixels."""
+"""encode: colour masks -> single-channel class-index masks, reporting off-palette pixels."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.encoding import encode_report, encode_tiles, write_pixel_counts
+from stages.core.encoding import encode_images, encode_report, write_pixel_counts
 from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir, write_json
 from stages.core.palette import IGNORE_INDEX
@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     records = tiles.index()
     with atomic_dir(args.out) as staging:
         store = TileStore(args.tiles, encoded=staging)
-        counts = encode_tiles(records, store, table)
+        counts = encode_images(records, store, table)
         write_pixel_counts(store.pixel_counts_path, counts, table)
     report = encode_report(counts)
     write_json(args.report, report)
-    print(f"encode: {len(records)} mask tiles; {report['ignored_pixels']} pixels "
+    print(f"encode: {len(counts)} masks; {report['ignored_pixels']} pixels "
           f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a colour "
           f"in no class and were set to {IGNORE_INDEX}")
 

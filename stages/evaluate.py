@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if not image_count:
         raise PipelineError(f"{args.split}: no test images to evaluate; set split.ratios.test above 0")
     confusion = np.zeros((len(table), len(table)), dtype=np.int64)
-    for image_id, truth in whole_images(records, store.read_class_mask):
+    for image_id, truth in whole_images(records, store.whole_class_mask):
         prediction = read_index_png(args.predictions / f"{image_id}.png")
         if prediction.shape != truth.shape:
             raise PipelineError(f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"

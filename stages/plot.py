@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     shown_ids = list(group_by_image(records))[:EXAMPLES]
     shown = [record for record in records if record.image_id in shown_ids]
     examples = [(image_id, image, truth, read_index_png(args.predictions / f"{image_id}.png"))
-                for (image_id, image), (_, truth) in zip(whole_images(shown, store.read_image),
-                                                         whole_images(shown, store.read_class_mask))]
+                for (image_id, image), (_, truth) in zip(whole_images(shown, store.whole_image),
+                                                         whole_images(shown, store.whole_class_mask))]
     with atomic_dir(args.out) as staging:
         plot_curves(history, staging / "curves.png")
         plot_class_iou(test_scores, staging / "class_iou.png")

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         records = read_index(args.split)
         count = len(group_by_image(records))
         with atomic_dir(args.output) as staging:  # the pipeline's output appears whole or not at all
-            predict_into(staging, whole_images(records, TileStore(args.tiles).read_image), count, probability_fn,
+            predict_into(staging, whole_images(records, TileStore(args.tiles).whole_image), count, probability_fn,
                          trained.table, predict_params)
     print(f"predict: {count} images -> {args.output} (window {predict_params.window}, overlap "
           f"{predict_params.overlap}, tta {'on' if predict_params.tta else 'off'}, "

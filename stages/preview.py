@@ -9,7 +9,7 @@ from stages.core.data_plots import plot_augmentations, plot_sample
 from stages.core.errors import run_stage
 from stages.core.outputs import atomic_dir
 from stages.core.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
-from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.tilestore import TileStore, group_by_image, read_index
 
 AUGMENTED_TILES = 3  # rows in the augmentation grid
 AUGMENTED_VARIANTS = 4  # augmented draws shown beside each original
@@ -30,9 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     table = store.class_table()
     train_tiles = read_index(args.splits / "train.csv")
     image_id, tiles = next(iter(group_by_image(train_tiles).items()))
-    (_, image), = whole_images(tiles, store.read_image)
-    (_, colour_mask), = whole_images(tiles, store.read_colour_mask)
-    (_, class_mask), = whole_images(tiles, store.read_class_mask)
+    image, colour_mask, class_mask = (read(tiles[0]) for read in (store.whole_image, store.whole_colour_mask,
+                                                                   store.whole_class_mask))
     picks = [train_tiles[i * len(train_tiles) // AUGMENTED_TILES]
              for i in range(min(AUGMENTED_TILES, len(train_tiles)))]
     examples = [(tile.tile, store.read_image(tile), store.read_class_mask(tile)) for tile in picks]

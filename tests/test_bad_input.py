@@ -24,6 +24,7 @@ from stages import encode, predict, split, tile
 from stages.core import imageio, tiling
 from stages.core.errors import PipelineError
 from stages.core.palette import ClassTable
+from stages.core.tilestore import TileStore
 from tests.conftest import REPO, write_pair, write_params
 
 
@@ -46,6 +47,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
+def tile_pixels(folder: Path) -> dict[str, tuple[bytes, bytes]]:
+    """Every tile of a tile stage output (name -> image and colour mask pixels), as training reads them."""
+    store = TileStore(folder)
+    return {record.tile: (store.read_image(record).tobytes(), store.read_colour_mask(record).tobytes())
+            for record in store.index()}
+
+
 @pytest.fixture
 def params(tmp_path: Path) -> Path:
     return write_params(tmp_path / "params.yaml", tile={"size": 32, "stride": 32})
@@ -53,15 +61,20 @@ def params(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiles_written(monkeypatch) -> list[Path]:
-    """The tile files the tile stage has written so far in this test: proof that a failure came after writes."""
+    """The files the tile stage has written so far in this test: proof that a failure came after writes."""
     written: list[Path] = []
-    real_save = tiling.save_png
+    real_save, real_copy = tiling.save_png, tiling.copyfile
 
     def save(path, image):
         real_save(path, image)
         written.append(Path(path))
 
+    def copy(source, destination):
+        real_copy(source, destination)
+        written.append(Path(destination))
+
     monkeypatch.setattr(tiling, "save_png", save)
+    monkeypatch.setattr(tiling, "copyfile", copy)
     return written
 
 
@@ -259,7 +272,7 @@ def test_palette_masks_give_the_same_tiles_as_rgb_ones(plain_dataset, tmp_path, 
         assert mask.mode == "P"
         mask.save(plain_dataset / f"{image_id}_mask.png")
     run_tile(plain_dataset, tmp_path / "palette", params)
-    assert snapshot(tmp_path / "palette") == snapshot(tmp_path / "rgb")
+    assert tile_pixels(tmp_path / "palette") == tile_pixels(tmp_path / "rgb")
     assert "warning" not in capsys.readouterr().err
 
 
@@ -276,7 +289,13 @@ def test_a_4_band_image_loses_its_4th_band_with_a_warning(plain_dataset, tmp_pat
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
     assert warnings == [f"warning: {plain_dataset / '305_sat.tif'}: image has 4 bands (mode RGBA); band 4 "
                         "(alpha or near-infrared) is dropped and the rest read as RGB"]
-    assert snapshot(tmp_path / "rgba") == snapshot(tmp_path / "rgb")
+    assert tile_pixels(tmp_path / "rgba") == tile_pixels(tmp_path / "rgb")
+    # kept as the RGB it reads as, so training reads it without a warning per decode
+    stored = {path.name for path in (tmp_path / "rgba/images").iterdir()}
+    assert "305.png" in stored and "305.jpg" not in stored and len(stored) == 4
+    capsys.readouterr()
+    tile_pixels(tmp_path / "rgba")
+    assert "warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("write, message", [
@@ -343,7 +362,7 @@ def no_space_after(calls: int, write):
 def test_disk_full_while_writing_tiles(plain_dataset, tmp_path, params, monkeypatch):
     run_tile(plain_dataset, tmp_path / "tiles", params)
     before = snapshot(tmp_path / "tiles")
-    monkeypatch.setattr(tiling, "save_png", no_space_after(5, tiling.save_png))
+    monkeypatch.setattr(tiling, "copyfile", no_space_after(5, tiling.copyfile))
     with pytest.raises(PipelineError, match=rf"^{tmp_path / 'tiles'}: cannot write output \(No space left on device\)"):
         run_tile(plain_dataset, tmp_path / "tiles", params)
     assert snapshot(tmp_path / "tiles") == before
@@ -390,16 +409,16 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
 
 
 def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params):
-    """In a real process: the tile stage, made to hit ENOSPC on its 5th tile, prints one line and exits 1."""
+    """In a real process: the tile stage, made to hit ENOSPC on its 5th file, prints one line and exits 1."""
     script = ("import errno, os, sys\n"
               "from stages import tile\nfrom stages.core import tiling\nfrom stages.core.errors import run_stage\n"
-              "calls = [0]\nreal = tiling.save_png\n"
-              "def save(path, image):\n"
+              "calls = [0]\nreal = tiling.copyfile\n"
+              "def copy(source, destination):\n"
               "    calls[0] += 1\n"
               "    if calls[0] > 4:\n"
               "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-              "    real(path, image)\n"
-              "tiling.save_png = save\n"
+              "    real(source, destination)\n"
+              "tiling.copyfile = copy\n"
               "run_stage(lambda: tile.main(sys.argv[1:]))\n")
     result = subprocess.run([sys.executable, "-c", script, str(plain_dataset), str(tmp_path / "tiles"),
                              "--params", str(params)], cwd=REPO, capture_output=True, text=True)

@@ -1,12 +1,14 @@
 """Training samples: uint8 tensors, augmented the same way for the same (seed, epoch, index)."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 from stages.core.augment import training_augmentation
-from stages.core.datasets import TileDataset, sample_seed
+from stages.core.datasets import ImageBlockSampler, TileDataset, sample_seed
 from stages.core.palette import IGNORE_INDEX
 from stages.core.tilestore import TileRecord
 
@@ -15,22 +17,29 @@ NUM_TILES = 3
 
 
 class ArrayStore:
-    """Stands in for a TileStore: each tile's image and class mask from memory, no files."""
+    """Stands in for a TileStore: one whole image and class mask from memory, no files; counts decodes."""
 
     def __init__(self) -> None:
         rng = np.random.default_rng(0)
-        self.images = {f"t{i}": rng.integers(0, 256, (TILE, TILE, 3), dtype=np.uint8) for i in range(NUM_TILES)}
+        self.image = rng.integers(0, 256, (TILE, NUM_TILES * TILE, 3), dtype=np.uint8)
         # classes 0-4 with ignored pixels in a checkerboard of 4-pixel blocks, so every crop has some
-        masks = rng.integers(0, 5, (NUM_TILES, TILE, TILE)).astype(np.uint8)
-        blocks = (np.add.outer(np.arange(TILE) // 4, np.arange(TILE) // 4) % 2).astype(bool)
-        masks[:, blocks] = IGNORE_INDEX
-        self.masks = {f"t{i}": masks[i] for i in range(NUM_TILES)}
+        self.mask = rng.integers(0, 5, (TILE, NUM_TILES * TILE)).astype(np.uint8)
+        blocks = (np.add.outer(np.arange(TILE) // 4, np.arange(NUM_TILES * TILE) // 4) % 2).astype(bool)
+        self.mask[blocks] = IGNORE_INDEX
+        self.decoded: list[str] = []
 
-    def read_image(self, record: TileRecord) -> np.ndarray:
-        return self.images[record.tile].copy()
+    def whole_image(self, record: TileRecord) -> np.ndarray:
+        self.decoded.append(record.image_id)
+        return self.image  # not a copy: the dataset must not write into what it keeps
 
-    def read_class_mask(self, record: TileRecord) -> np.ndarray:
-        return self.masks[record.tile].copy()
+    def whole_class_mask(self, record: TileRecord) -> np.ndarray:
+        return self.mask
+
+    def tile_image(self, index: int) -> np.ndarray:
+        return self.image[:, index * TILE:(index + 1) * TILE]
+
+    def tile_mask(self, index: int) -> np.ndarray:
+        return self.mask[:, index * TILE:(index + 1) * TILE]
 
 
 RECORDS = [TileRecord(f"t{i}", "img", 0, i * TILE, TILE, TILE, NUM_TILES * TILE) for i in range(NUM_TILES)]
@@ -60,8 +69,8 @@ def test_without_augmentation_samples_are_the_stored_tiles_as_uint8_tensors():
     assert isinstance(image, torch.Tensor) and isinstance(mask, torch.Tensor)
     assert image.dtype == torch.uint8 and image.shape == (TILE, TILE, 3)  # HWC: normalised on the device
     assert mask.dtype == torch.uint8 and mask.shape == (TILE, TILE)
-    np.testing.assert_array_equal(image.numpy(), store.images["t1"])
-    np.testing.assert_array_equal(mask.numpy(), store.masks["t1"])
+    np.testing.assert_array_equal(image.numpy(), store.tile_image(1))
+    np.testing.assert_array_equal(mask.numpy(), store.tile_mask(1))
 
 
 def test_augmented_samples_keep_shape_dtype_and_class_values_including_ignored():
@@ -83,7 +92,7 @@ def test_augmentation_depends_on_seed_epoch_and_index_only():
             np.testing.assert_array_equal(a, b)
     # the samples are really augmented, and differently per index, epoch and seed
     stored = ArrayStore()
-    assert not np.array_equal(first[0][0], stored.images["t0"])
+    assert not np.array_equal(first[0][0], stored.tile_image(0))
     next_epoch = augmented_dataset()
     next_epoch.epoch = 1
     other_seed = augmented_dataset(seed=1)
@@ -92,3 +101,62 @@ def test_augmentation_depends_on_seed_epoch_and_index_only():
     for index in range(NUM_TILES):
         assert not np.array_equal(samples(next_epoch, [index])[index][0], first[index][0])
         assert not np.array_equal(samples(other_seed, [index])[index][0], first[index][0])
+
+
+def test_tiles_are_windows_of_the_whole_image_decoded_once_while_kept():
+    store = ArrayStore()
+    dataset = TileDataset(RECORDS, store, cached_images=1)
+    for index in (2, 0, 1, 2):
+        image, mask = dataset[index]
+        np.testing.assert_array_equal(image.numpy(), store.tile_image(index))
+        np.testing.assert_array_equal(mask.numpy(), store.tile_mask(index))
+    assert store.decoded == ["img"]  # four tiles, one decode
+    image[:] = 0  # a sample is a copy: writing into it leaves the kept image alone
+    np.testing.assert_array_equal(dataset[2][0].numpy(), store.tile_image(2))
+
+
+def test_the_cache_keeps_the_most_recently_used_images_and_workers_start_empty():
+    store = ArrayStore()
+    records = [TileRecord(f"{name}0", name, 0, 0, TILE, TILE, NUM_TILES * TILE) for name in "abc"]
+    dataset = TileDataset(records, store, cached_images=2)
+    for index in (0, 1, 0, 2, 0, 1):  # a is used again before c comes in, so b is the one dropped
+        dataset[index]
+    assert store.decoded == ["a", "b", "c", "b"]
+    copy = pickle.loads(pickle.dumps(dataset))  # what a DataLoader worker gets
+    assert not copy._cache and len(dataset._cache) == 2
+
+
+def block_records(images: int, tiles_per_image: int) -> list[TileRecord]:
+    return [TileRecord(f"i{i}t{t}", f"i{i}", 0, t * TILE, TILE, TILE, tiles_per_image * TILE)
+            for i in range(images) for t in range(tiles_per_image)]
+
+
+def test_block_sampler_shuffles_tiles_within_blocks_of_images():
+    records = block_records(images=7, tiles_per_image=4)
+    order = list(ImageBlockSampler(records, block_images=3, generator=torch.Generator().manual_seed(1)))
+    assert sorted(order) == list(range(len(records)))  # every tile once
+    blocks = [order[0:12], order[12:24], order[24:28]]  # 3 + 3 + 1 images of 4 tiles
+    images_per_block = [{records[index].image_id for index in block} for block in blocks]
+    assert [len(images) for images in images_per_block] == [3, 3, 1]
+    assert set().union(*images_per_block) == {f"i{i}" for i in range(7)}
+    # tiles of a block are mixed, not image after image
+    first_block_images = [records[index].image_id for index in blocks[0]]
+    assert first_block_images != sorted(first_block_images, key=first_block_images.index)
+    again = list(ImageBlockSampler(records, block_images=3, generator=torch.Generator().manual_seed(1)))
+    other = list(ImageBlockSampler(records, block_images=3, generator=torch.Generator().manual_seed(2)))
+    assert again == order and other != order
+
+
+def test_a_block_of_all_images_is_a_plain_shuffle_and_each_image_is_decoded_once_per_block():
+    records = block_records(images=5, tiles_per_image=3)
+    order = list(ImageBlockSampler(records, block_images=5, generator=torch.Generator().manual_seed(0)))
+    images = [records[index].image_id for index in order]
+    assert len({image for image in images[:5]}) > 2  # the first tiles already come from several images
+    store = ArrayStore()
+    dataset = TileDataset(records, store, cached_images=2)
+    sampler = ImageBlockSampler(records, block_images=2, generator=torch.Generator().manual_seed(0))
+    for index in sampler:
+        dataset[index]
+    assert sorted(store.decoded) == [f"i{i}" for i in range(5)]  # 5 images, 5 decodes
+    with pytest.raises(ValueError, match="block_images must be at least 1"):
+        ImageBlockSampler(records, block_images=0, generator=torch.Generator())

@@ -1,12 +1,12 @@
-"""The encode stage's core: class-index tiles written, and each image's pixels counted once."""
+"""The encode stage's core: class-index masks written, and each image's pixels counted once."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.core.encoding import (ImagePixels, encode_report, encode_tiles, read_pixel_counts,
+from stages.core.encoding import (ImagePixels, encode_images, encode_report, read_pixel_counts,
                                   write_pixel_counts)
-from stages.core.geometry import cut
+from stages.core.geometry import tile_grid
 from stages.core.imageio import read_index_png, write_png
 from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
 from stages.core.tilestore import TileRecord, TileStore, tile_name
@@ -15,16 +15,13 @@ TABLE = ClassTable.deepglobe()
 SIZE, STRIDE = 16, 14  # overlapping tiles: a 20x30 image has origins y 0, 4 and x 0, 14
 
 
-def write_colour_tiles(store: TileStore, image_id: str, index: np.ndarray) -> list[TileRecord]:
-    """Cut the colour picture of `index` into overlapping tiles in `store`, as the tile stage does."""
+def write_colour_mask(store: TileStore, image_id: str, index: np.ndarray) -> list[TileRecord]:
+    """Store the colour picture of `index` and index its overlapping tiles, as the tile stage does."""
     store.colour_masks_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    write_png(store.colour_mask_path(image_id), index_to_colour(index, TABLE))
     height, width = index.shape
-    for y, x, tile in cut(index_to_colour(index, TABLE), SIZE, STRIDE):
-        record = TileRecord(tile_name(image_id, y, x), image_id, y, x, SIZE, height, width)
-        write_png(store.colour_masks_dir / f"{record.tile}.png", np.ascontiguousarray(tile))
-        records.append(record)
-    return records
+    return [TileRecord(tile_name(image_id, y, x), image_id, y, x, SIZE, height, width)
+            for y, x in tile_grid(height, width, SIZE, STRIDE)]
 
 
 @pytest.fixture
@@ -36,14 +33,17 @@ def images() -> dict[str, np.ndarray]:
     return {"a": first, "b": second}
 
 
-def test_encoded_tiles_hold_class_indices_and_counts_cover_each_pixel_once(tmp_path, images):
+def test_encoded_masks_hold_class_indices_and_counts_cover_each_pixel_once(tmp_path, images):
     store = TileStore(tmp_path / "tiles", tmp_path / "encoded")
-    records = [record for image_id, index in images.items() for record in write_colour_tiles(store, image_id, index)]
+    records = [record for image_id, index in images.items() for record in write_colour_mask(store, image_id, index)]
     assert len(records) == 8
-    counts = encode_tiles(records, store, TABLE, progress=False)
-    for record in records:
+    counts = encode_images(records, store, TABLE, progress=False)
+    assert sorted(path.name for path in store.class_masks_dir.iterdir()) == ["a.png", "b.png"]  # one per image
+    for image_id, index in images.items():
+        np.testing.assert_array_equal(read_index_png(store.class_mask_path(image_id)), index)
+    for record in records:  # each tile reads back as its window of the class mask
         expected = images[record.image_id][record.y:record.y + SIZE, record.x:record.x + SIZE]
-        np.testing.assert_array_equal(read_index_png(store.class_masks_dir / f"{record.tile}.png"), expected)
+        np.testing.assert_array_equal(store.read_class_mask(record), expected)
     assert [image.image_id for image in counts] == ["a", "b"]
     for image in counts:
         index = images[image.image_id]

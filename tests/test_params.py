@@ -65,6 +65,7 @@ def test_a_null_encoder_weights_reads_as_none():
     ("model", "encoder_weights", "weights/resnet50.pth"),
     ("train", "epochs", 1),
     ("train", "workers", 0),
+    ("train", "shuffle_block", 1),
     ("train", "weight_decay", 0),  # an int where a float is expected
     ("train", "loss", "ce"),
     ("train", "loss", "dice"),
@@ -93,6 +94,7 @@ def test_boundary_values_are_accepted(section, key, value):
     ("train", "epochs", 2.5, "train.epochs must be int"),
     ("train", "batch_size", 0, "train.batch_size must be at least 1"),
     ("train", "workers", -1, "train.workers must be 0 or more"),
+    ("train", "shuffle_block", 0, "train.shuffle_block must be at least 1"),
     ("train", "lr", 0, "train.lr must be above 0"),
     ("train", "lr", float("nan"), "train.lr must be a finite number"),
     ("train", "lr", "fast", "train.lr must be float"),

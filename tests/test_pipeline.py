@@ -121,7 +121,7 @@ def test_repro_split_builds_the_data_half(project):
     dvc(project, "repro", "split")
     tiles = (project / "data/tiles/index.csv").read_text().splitlines()
     assert tiles[0].startswith("tile,image_id,y,x") and len(tiles) == 1 + 8 * 4  # 8 images of 2x2 tiles
-    assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8 * 4
+    assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8  # one class mask per image
     distribution = json.loads((project / "metrics/class_distribution.json").read_text())
     assert {name: distribution[name]["images"] for name in ("train", "val", "test")} == {"train": 4, "val": 2,
                                                                                           "test": 2}
@@ -147,7 +147,7 @@ def test_evaluate_scores_the_predictions_against_the_test_masks(project):
     names = store.class_table().names
     confusion = np.zeros((len(names), len(names)), dtype=np.int64)
     test_records = read_index(project / "data/splits/test.csv")
-    for image_id, truth in whole_images(test_records, store.read_class_mask):
+    for image_id, truth in whole_images(test_records, store.whole_class_mask):
         predicted = read_index_png(project / "data/predictions" / f"{image_id}.png")
         scored = truth != IGNORE_INDEX
         np.add.at(confusion, (truth[scored], predicted[scored]), 1)

@@ -249,13 +249,13 @@ def test_each_objective_is_the_named_loss_and_ignores_ignored_pixels(objective):
 
 
 class FlatStore:
-    """Stands in for a TileStore: every tile is zeros, its mask all class 1."""
+    """Stands in for a TileStore: every image is zeros, its mask all class 1."""
 
-    def read_image(self, record: TileRecord) -> np.ndarray:
-        return np.zeros((record.size, record.size, 3), dtype=np.uint8)
+    def whole_image(self, record: TileRecord) -> np.ndarray:
+        return np.zeros((record.image_height, record.image_width, 3), dtype=np.uint8)
 
-    def read_class_mask(self, record: TileRecord) -> np.ndarray:
-        return np.ones((record.size, record.size), dtype=np.uint8)
+    def whole_class_mask(self, record: TileRecord) -> np.ndarray:
+        return np.ones((record.image_height, record.image_width), dtype=np.uint8)
 
 
 def records_of(image_id: str, height: int, width: int, size: int) -> list[TileRecord]:
@@ -270,6 +270,8 @@ def test_validation_counts_each_pixel_of_overlapping_edge_tiles_once():
     assert counted == 80 * 80 + 64 * 96
     plain = sum(int((mask != IGNORE_INDEX).sum()) for _, mask in TileDataset(records, FlatStore()))
     assert plain == 9 * 32 * 32 + 6 * 32 * 32  # without it, the overlaps count twice
-    corner = TileDataset(records, FlatStore(), count_once=True)[8][1]  # tile at (48, 48) of image a
+    validation = TileDataset(records, FlatStore(), count_once=True, cached_images=2)
+    corner = validation[8][1]  # tile at (48, 48) of image a
     assert (corner[:16] == IGNORE_INDEX).all() and (corner[:, :16] == IGNORE_INDEX).all()
     assert (corner[16:, 16:] == 1).all()
+    assert (validation[0][1] == 1).all()  # the first tile, cut from the same kept mask, lost no pixel to it

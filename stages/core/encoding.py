@@ -1,4 +1,4 @@
-"""The encode stage's work: colour mask tiles -> class-index tiles, and per-image class pixel counts."""
+"""The encode stage's work: colour masks -> class-index masks, and per-image class pixel counts."""
 from __future__ import annotations
 
 import csv
@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.core.geometry import stitch
 from stages.core.imageio import write_png
 from stages.core.palette import IGNORE_INDEX, ClassTable, colour_to_index
-from stages.core.tilestore import TileRecord, TileStore, group_by_image
+from stages.core.tilestore import TileRecord, TileStore, group_by_image, whole_images
 
 IGNORED_COLUMN = "ignored"
 
@@ -25,24 +24,21 @@ class ImagePixels:
     ignored: int
 
 
-def encode_tiles(records: list[TileRecord], store: TileStore, table: ClassTable,
-                 progress: bool = True) -> list[ImagePixels]:
-    """Write each tile's class-index mask (uint8, IGNORE_INDEX for unknown colours) into `store`'s encoded folder.
+def encode_images(records: list[TileRecord], store: TileStore, table: ClassTable,
+                  progress: bool = True) -> list[ImagePixels]:
+    """Write each image's class-index mask (uint8, IGNORE_INDEX for unknown colours) into `store`'s encoded folder.
 
-    Counts are taken over each whole image, stitched back from its tiles, so pixels shared by
-    overlapping tiles are counted once.
+    Whole images, like the tile stage's colour masks: the tiles are windows of them, and every
+    pixel is counted once however the tiles overlap.
     """
     out_dir = store.class_masks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = []
-    for image_id, tiles in tqdm(group_by_image(records).items(), desc="encode", unit="image", disable=not progress):
-        encoded = []
-        for record in tiles:
-            index, _ = colour_to_index(store.read_colour_mask(record), table)
-            write_png(out_dir / f"{record.tile}.png", index)
-            encoded.append((record.y, record.x, index))
-        whole = stitch(encoded, tiles[0].image_height, tiles[0].image_width)
-        histogram = np.bincount(whole.ravel(), minlength=256)
+    for image_id, colour_mask in tqdm(whole_images(records, store.whole_colour_mask), total=len(group_by_image(records)),
+                                      desc="encode", unit="image", disable=not progress):
+        index, _ = colour_to_index(colour_mask, table)
+        write_png(store.class_mask_path(image_id), index)
+        histogram = np.bincount(index.ravel(), minlength=256)
         counts.append(ImagePixels(image_id, tuple(int(n) for n in histogram[: len(table)]),
                                   int(histogram[IGNORE_INDEX])))
     return counts

@@ -36,7 +36,7 @@ MAX_IMAGE_PIXELS = 250_000_000
 _IMAGERY_MODES = frozenset({"RGB", "L", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"})
 _MASK_MODES = frozenset({"RGB", "P"})
 # Modes whose last band is dropped by the conversion to RGB: worth a warning.
-_EXTRA_BAND_MODES = frozenset({"RGBA", "RGBX", "RGBa", "LA", "La", "PA"})
+EXTRA_BAND_MODES = frozenset({"RGBA", "RGBX", "RGBa", "LA", "La", "PA"})
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 # Converting images to arrays a strip of rows at a time keeps one decoded copy plus a strip.
 _STRIP_PIXELS = 1 << 22
@@ -60,7 +60,7 @@ def _check_mode(path: Path, image: Image.Image, role: str) -> None:
     if role == "mask" and single_channel:
         raise PipelineError(f"{path}: single-channel mask (mode {mode}); masks must be RGB colour or palette (P) "
                             "PNGs: read as colours, every pixel would become a black or white class")
-    if mode in _EXTRA_BAND_MODES:
+    if mode in EXTRA_BAND_MODES:
         _warn(f"{path}: {role} has {len(image.getbands())} bands (mode {mode}); band {len(image.getbands())} "
               "(alpha or near-infrared) is dropped and the rest read as RGB")
         return

@@ -168,6 +168,7 @@ class TrainParams:
     epochs: int
     batch_size: int
     workers: int
+    shuffle_block: int  # images whose tiles are shuffled together (each decoded once per block)
     lr: float
     weight_decay: float
     loss: str
@@ -183,6 +184,7 @@ class TrainParams:
         _require(self.epochs >= 1, "train.epochs", "must be at least 1", self.epochs)
         _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
         _require(self.workers >= 0, "train.workers", "must be 0 or more", self.workers)
+        _require(self.shuffle_block >= 1, "train.shuffle_block", "must be at least 1", self.shuffle_block)
         _require(self.lr > 0, "train.lr", "must be above 0", self.lr)
         _require(self.weight_decay >= 0, "train.weight_decay", "must be 0 or more", self.weight_decay)
         _require(self.loss in LOSSES, "train.loss", f"must be one of {', '.join(LOSSES)}", self.loss)

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from stages.core.augment import training_augmentation
 from stages.core.checkpoint import checkpoint_config
-from stages.core.datasets import TileDataset
+from stages.core.datasets import ImageBlockSampler, TileDataset
 from stages.core.devices import bf16_supported, choose_device
 from stages.core.errors import PipelineError
 from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
@@ -39,6 +40,20 @@ def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
             if value is not None:  # a class absent from the split has no score this epoch
                 live.log_metric(f"{split}/{name}", round(value, 6))
     live.make_summary()
+
+
+def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, epoch: int,
+                           loader_options: dict) -> DataLoader:
+    """The epoch's training batches: tiles shuffled within blocks of images, in an order seeded by the epoch."""
+    sampler = ImageBlockSampler(train_set.records, train_params.shuffle_block, seed_epoch(train_params.seed, epoch))
+    return DataLoader(train_set, sampler=sampler, drop_last=len(train_set) > train_params.batch_size,
+                      **loader_options)
+
+
+def loader_options(train_params: TrainParams, device: torch.device) -> dict:
+    """DataLoader settings shared by the training and validation loaders."""
+    return {"batch_size": train_params.batch_size, "num_workers": train_params.workers,
+            "pin_memory": device.type == "cuda"}
 
 
 def train(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams, data: TrainingData,
@@ -76,10 +91,10 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
         checkpoints.start_afresh()
 
     augmentation = training_augmentation(data.tile_size, augment_params.scale_min, augment_params.colour_jitter)
-    train_set = TileDataset(data.train, data.store, augmentation, seed=train_params.seed)
-    loader_options = {"batch_size": train_params.batch_size, "num_workers": train_params.workers,
-                      "pin_memory": device.type == "cuda"}
-    val_loader = DataLoader(TileDataset(data.val, data.store, count_once=True), shuffle=False, **loader_options)
+    train_set = TileDataset(data.train, data.store, augmentation, seed=train_params.seed,
+                            cached_images=train_params.shuffle_block)
+    options = loader_options(train_params, device)
+    val_loader = DataLoader(TileDataset(data.val, data.store, count_once=True), shuffle=False, **options)
 
     with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
@@ -88,9 +103,7 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
                       initial=start_epoch, total=train_params.epochs)
         for epoch in epochs:
             train_set.epoch = epoch
-            shuffle = seed_epoch(train_params.seed, epoch)
-            train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > train_params.batch_size,
-                                      generator=shuffle, **loader_options)
+            train_loader = train_loader_for_epoch(train_set, train_params, epoch, options)
             trained = run_epoch(model, train_loader, batch_settings, loss_fn, num_classes,
                                 f"epoch {epoch + 1} train", optimizer, scheduler, epoch, progress)
             validated = run_epoch(model, val_loader, batch_settings, loss_fn, num_classes, f"epoch {epoch + 1} val",
