@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
 
-from stages.core.figures import class_legend, save_figure
+from stages.core.figures import class_legend, save_figure, shown
 from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
 
 
@@ -16,18 +16,18 @@ def plot_sample(image: np.ndarray, mask: np.ndarray, index: np.ndarray, table: C
                 path: str | Path) -> None:
     """Satellite image | colour mask as stored | encoded class indices (ignored pixels marked)."""
     figure, axes = plt.subplots(1, 3, figsize=(15, 5.6))
-    axes[0].imshow(image)
+    axes[0].imshow(shown(image))
     axes[0].set_title("satellite image")
-    axes[1].imshow(mask)
+    axes[1].imshow(shown(mask))
     axes[1].set_title("mask (colours as stored)")
     # Indices on a neutral ramp, so this panel shows the numbers the model sees, not the palette again.
     ramp = plt.get_cmap("viridis", len(table))
     colours = [ramp(i) for i in range(len(table))] + [np.array(table.ignore_colour) / 255]
     values = np.where(index == IGNORE_INDEX, len(table), index)
-    shown = axes[2].imshow(values, cmap=ListedColormap(colours),
+    drawn = axes[2].imshow(shown(values), cmap=ListedColormap(colours),
                            norm=BoundaryNorm(np.arange(len(table) + 2) - 0.5, len(table) + 1), interpolation="nearest")
     axes[2].set_title(f"class indices ({int((index == IGNORE_INDEX).sum())} ignored pixels)")
-    colourbar = figure.colorbar(shown, ax=axes[2], ticks=np.arange(len(table) + 1), fraction=0.046)
+    colourbar = figure.colorbar(drawn, ax=axes[2], ticks=np.arange(len(table) + 1), fraction=0.046)
     colourbar.ax.set_yticklabels([f"{i} {name}" for i, name in enumerate(table.names)] + [f"{IGNORE_INDEX} ignored"])
     for axis in axes:
         axis.axis("off")

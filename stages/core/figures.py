@@ -14,6 +14,18 @@ from stages.core.outputs import atomic_file
 from stages.core.palette import ClassTable
 
 
+# The most pixels per side an image panel is drawn from. A panel is about 500 px wide in the saved
+# file, so more only costs memory: matplotlib keeps float RGBA copies of what it draws (a 2448 px
+# image would take 190 MB per copy, and the preview stage went over 1 GB at DeepGlobe's size).
+MAX_SHOWN_SIDE = 1024
+
+
+def shown(array: np.ndarray) -> np.ndarray:
+    """`array` subsampled by a whole step (nearest: class values stay exact) to at most MAX_SHOWN_SIDE a side."""
+    step = -(-max(array.shape[:2]) // MAX_SHOWN_SIDE)
+    return array[::step, ::step]
+
+
 def save_figure(figure: plt.Figure, path: str | Path) -> None:
     """Save without the matplotlib version stamp, so identical plots give identical files."""
     with atomic_file(path) as staging:

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
-from stages.core.figures import class_legend, save_figure
+from stages.core.figures import class_legend, save_figure, shown
 
 
 def series(history: list[dict], split: str, name: str) -> tuple[list[int], list[float]]:
@@ -84,7 +84,7 @@ def plot_examples(examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
                   (index_to_colour(prediction, table), "prediction"),
                   (errors, f"errors in red ({1 - accuracy:.1%} of pixels)")]
         for axis, (picture, title) in zip(axes[row], panels):
-            axis.imshow(picture, interpolation="nearest")
+            axis.imshow(shown(picture), interpolation="nearest")
             axis.set_title(title, fontsize=9)
             axis.axis("off")
     class_legend(figure, table, with_ignored=False)
