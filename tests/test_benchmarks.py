@@ -1,10 +1,14 @@
-"""The speed benchmark's reference side does what the seed notebooks did, and its report judges targets.
+"""The speed benchmark's reference side does what the seed notebooks did, and its report judges targets;
+the scale benchmark runs end to end at a tiny size and reports every figure.
 
-Speeds themselves are measured by `make bench`, never asserted here.
+Speeds themselves are measured by `make bench` and `make bench-scale`, never asserted here.
 """
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -12,10 +16,14 @@ import torch
 from PIL import Image
 
 from tests.conftest import REPO
+from stages.core.geometry import tile_grid
+from stages.core.imageio import read_rgb, write_jpeg
 from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.palette import ClassTable, colour_to_index, one_hot
+from stages.synthetic.scene import generate_scene
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import scale  # noqa: E402
 import seed_style  # noqa: E402
 import speed  # noqa: E402
 
@@ -103,3 +111,111 @@ def test_report_marks_each_target_met_or_missed(seed_seconds, expected):
     table = speed.report(results, speed.summarise(results))
     inference_row = next(line for line in table.splitlines() if line.startswith("| inference"))
     assert expected in inference_row
+
+
+# --- The scale benchmark ------------------------------------------------------------------------------
+
+def test_scale_dataset_has_deepglobes_counts_and_distinct_ids_of_3_to_6_digits():
+    assert scale.split_counts(803) == {"train": 803, "valid": 171, "test": 172}
+    assert scale.split_counts(4) == {"train": 4, "valid": 1, "test": 1}
+    ids = scale.image_ids(scale.SEED, 1146)
+    assert len(set(ids)) == 1146 and all(100 <= i <= 999_999 for i in ids)
+
+
+def test_every_image_of_a_base_scene_gets_its_own_colour_offset_and_odd_shifts():
+    plans = scale.plan_derivations(scale.SEED, 803 + 171 + 172, 2448)
+    offsets = defaultdict(list)
+    for plan in plans:
+        offsets[plan.base].append(plan.colour_offset)
+        assert all(shift % 2 and shift % 3 for shift in plan.shift)  # primes: a multiple of no tile size
+    assert len(offsets) == scale.BASE_SCENES
+    assert all(len(set(values)) == len(values) for values in offsets.values())
+
+
+def test_two_images_derived_from_one_base_scene_share_no_tile(tmp_path):
+    """Not one image tile (as JPEG-decoded, at the tile sizes a run may use) is byte-equal between the two,
+    so DVC's cache stores every tile of every image, as with real data. (Mask tiles of a single class
+    are alike between images, as they are in DeepGlobe.)"""
+    size = 256
+    plans = scale.plan_derivations(scale.SEED, 2 * scale.BASE_SCENES, size)
+    first, second = plans[0], plans[scale.BASE_SCENES]
+    assert first.base == second.base
+    image, labels = generate_scene(np.random.default_rng(0), size)
+    tiles = []
+    for k, plan in enumerate((first, second)):
+        derived, derived_labels = scale.derive(image, labels, plan)
+        assert derived.shape == image.shape and derived_labels.shape == labels.shape
+        write_jpeg(tmp_path / f"{k}.jpg", derived, scale.JPEG_QUALITY)
+        decoded = read_rgb(tmp_path / f"{k}.jpg")
+        tiles.append({decoded[y:y + t, x:x + t].tobytes()
+                      for t in (32, 64, 128) for y, x in tile_grid(size, size, t, t)})
+    assert len(tiles[0]) == len(tiles[1]) == 64 + 16 + 4
+    assert not tiles[0] & tiles[1]
+
+
+def test_scale_refuses_a_run_the_disk_cannot_hold_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10 ** 9})())
+    with pytest.raises(SystemExit) as refused:
+        scale.check_disk(tmp_path / "cache", tmp_path / "cache", 803, 2448, dataset_exists=False)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("error: not enough disk space")
+    assert "needs about 55.0 GB" in message and "1.0 GB free" in message
+    scale.check_disk(tmp_path / "cache", tmp_path / "cache", 4, 256, dataset_exists=False)  # 0.1 MB fits
+
+
+def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
+    """The whole run (dataset, dvc repro of the data stages, sizes, no-op checks, push/pull, loader, a training
+    step) on 4 images of 256 px; scale.json gets every figure, merged beside an earlier run's."""
+    output = tmp_path / "scale.json"
+    earlier = {"dataset": {"image_size": 2448},
+               "stages": {name: {"seconds_per_image": 1.5, "peak_rss_mb": 123.0} for name in scale.DATA_STAGES}}
+    output.write_text(json.dumps({"runs": {"80": earlier}}))
+    command = [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--images", "4", "--image-size", "256",
+               "--tile-size", "128", "--train-steps", "1", "--loader-batches", "2", "--cache", str(tmp_path / "cache"),
+               "--output", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads(output.read_text())["runs"]
+    assert runs["80"] == earlier and list(runs) == ["4", "80"]
+    run = runs["4"]
+    assert not list((tmp_path / "cache").glob("run-*"))  # the clone, remote and pulled clone are gone
+    assert (tmp_path / "cache" / "deepglobe-4-256px" / "metadata.csv").is_file()
+    assert run["dataset"]["images"] == {"train": 4, "valid": 1, "test": 1}
+    assert run["dataset"]["generation"]["method"].startswith("derived: 6 base scenes")
+    assert run["date"] and run["machine"]["cpu"] and run["params"]["tile.size"] == 128
+    assert run["params"]["split.method"] == "ratios" and run["params"]["train.batch_size"] == 16
+
+    for name in scale.DATA_STAGES:
+        stage = run["stages"][name]
+        assert stage["seconds"] > stage["stage_seconds"] > 0 and stage["seconds_per_image"] > 0
+        assert 10 < stage["peak_rss_mb"] < 4000 and stage["dvc_peak_rss_mb"] > 10
+    storage = run["storage"]
+    for path in ("data/tiles", "data/encoded", "data/splits"):
+        output_usage = storage["outputs"][path]
+        assert output_usage["workspace"]["files"] > 0 and output_usage["workspace"]["bytes"] > 0
+        # one object per distinct file (equal files, e.g. masks of one class, are stored once) and the .dir listing
+        assert 1 < output_usage["cache"]["files"] <= output_usage["workspace"]["files"] + 1
+    plots = storage["outputs"]["plots/data"]
+    assert plots["workspace"]["files"] == 2 and plots["cache"]["files"] == 0  # cache: false
+    assert storage["raw"]["files"] == 4 * 2 + 2 + 3  # pairs, valid and test images, metadata, class_dict, description
+    assert storage["derived_over_raw"] > 1 and storage["cache_type"].startswith("unset")
+    assert run["noop"]["status_clean"] and run["noop"]["repro_ran_nothing"]
+    assert 0 < run["noop"]["status_seconds"] < 60 and 0 < run["noop"]["repro_seconds"] < 60
+    remote = run["remote"]
+    assert remote["fresh_clone_restored"] and remote["fresh_clone_status_clean"]
+    assert remote["push_pull_seconds"] == pytest.approx(remote["push_seconds"] + remote["pull_seconds"])
+    assert remote["remote"]["files"] > 0
+    for workers in ("0", "2"):
+        loader = run["loader"][workers]
+        assert loader["samples"] == 2 * 8 and loader["samples_per_second"] > 0 and loader["tile_size"] == 128
+        assert run["loader_over_consumption"][workers] > 0
+    step = run["train_step"]
+    assert step["batch_size"] == 16 and step["tile_size"] == 128 and step["samples_per_second"] > 0
+    assert run["disk"]["used_over_raw"] > 1
+    targets = {row["measure"]: row for row in run["targets"]}
+    assert len(targets) == 8 and targets["tile+encode+split, min (803 images)"]["met"] is None  # 256 px: not judged
+    assert all(row["met"] in (True, False) for name, row in targets.items() if "803" not in name)
+    assert "loader (2 workers) / training consumption" in result.stdout and "derived (workspace + cache)" in result.stdout
+    side_by_side = result.stdout[result.stdout.index("per image, by labelled image count"):]
+    assert "4 img: s/img" in side_by_side and "80 img: s/img" in side_by_side
+    assert next(line for line in side_by_side.splitlines() if line.startswith("tile ")).split()[-2:] == ["1.500", "123"]
