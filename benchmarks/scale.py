@@ -100,10 +100,10 @@ PEAK_POLL_SECONDS = 0.01  # how often the peak RSS of dvc and of the stage proce
 # Disk a run needs, as a multiple of the raw dataset: the raw data, then five copies of the derived
 # data: the workspace outputs, the DVC cache (a copy: DVC's default link type falls back to copying
 # where there are no reflinks, as on ext4), the remote, and the pulled clone's workspace and cache.
-# Measured: 22.4x raw (20 images of 2448 px, 512 px PNG tiles, 4.2x raw per copy); 24 leaves a margin.
-# Checked against free space before anything big is written; every run records what it really used
-# (`disk.used_over_raw`), so update this when the tile format changes.
-DISK_FACTOR = 24
+# The tile stage keeps the source files' bytes, so each copy is a little under the raw data's size
+# (valid/ and test/ are not copied); 8 leaves a margin. Checked against free space before anything
+# big is written; every run records what it really used (`disk.used_over_raw`).
+DISK_FACTOR = 8
 RAW_BYTES_PER_IMAGE = 2e6  # a 2448 px JPEG and its mask, about; scales with the pixel count
 
 # A training step on the CPU (DeepLabV3+ ResNet50, bf16, channels_last): peak RSS measured here as
@@ -527,23 +527,14 @@ def push_and_pull(repo: Path, run_dir: Path, env: dict) -> dict:
 # --- The training side (each runs in a child process, in the clone) -----------------------------------
 
 def train_loader(records, store, tile_size: int, augment, train, workers: int, epoch: int):
-    """The train stage's loader for `epoch`, built as stages/core/training/trainer.py builds it.
-
-    The one place to change when the trainer gets a helper that builds its train loader.
-    """
-    from torch.utils.data import DataLoader
-
-    from stages.core.augment import training_augmentation
-    from stages.core.datasets import TileDataset
+    """The train stage's loader for `epoch`, built by the trainer's own functions, with `workers` workers."""
     from stages.core.devices import choose_device
-    from stages.core.training.loop import seed_epoch
+    from stages.core.training.trainer import loader_options, train_loader_for_epoch, training_set
 
-    augmentation = training_augmentation(tile_size, augment.scale_min, augment.colour_jitter)
-    dataset = TileDataset(records, store, augmentation, seed=train.seed)
+    dataset = training_set(records, store, tile_size, augment, train)
     dataset.epoch = epoch
-    return DataLoader(dataset, shuffle=True, drop_last=len(dataset) > train.batch_size,
-                      generator=seed_epoch(train.seed, epoch), batch_size=train.batch_size, num_workers=workers,
-                      pin_memory=choose_device(train.device).type == "cuda")
+    options = {**loader_options(train, choose_device(train.device)), "num_workers": workers}
+    return train_loader_for_epoch(dataset, train, epoch, options)
 
 
 def training_setup():

@@ -42,6 +42,13 @@ def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
     live.make_summary()
 
 
+def training_set(records: list[TileRecord], store: TileStore, tile_size: int, augment_params: AugmentParams,
+                 train_params: TrainParams) -> TileDataset:
+    """The training tiles, augmented, keeping a shuffle block's images decoded."""
+    augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter)
+    return TileDataset(records, store, augmentation, seed=train_params.seed, cached_images=train_params.shuffle_block)
+
+
 def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, epoch: int,
                            loader_options: dict) -> DataLoader:
     """The epoch's training batches: tiles shuffled within blocks of images, in an order seeded by the epoch."""
@@ -90,9 +97,7 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
             print(f"train: train.resume is set but there is no {checkpoints.resume_path}; starting afresh")
         checkpoints.start_afresh()
 
-    augmentation = training_augmentation(data.tile_size, augment_params.scale_min, augment_params.colour_jitter)
-    train_set = TileDataset(data.train, data.store, augmentation, seed=train_params.seed,
-                            cached_images=train_params.shuffle_block)
+    train_set = training_set(data.train, data.store, data.tile_size, augment_params, train_params)
     options = loader_options(train_params, device)
     val_loader = DataLoader(TileDataset(data.val, data.store, count_once=True), shuffle=False, **options)
 
