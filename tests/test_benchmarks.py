@@ -159,7 +159,7 @@ def test_scale_refuses_a_run_the_disk_cannot_hold_in_one_line(tmp_path, monkeypa
         scale.check_disk(tmp_path / "cache", tmp_path / "cache", 803, 2448, dataset_exists=False)
     message = str(refused.value)
     assert "\n" not in message and message.startswith("error: not enough disk space")
-    assert "needs about 55.0 GB" in message and "1.0 GB free" in message
+    assert "needs about 18.3 GB" in message and "1.0 GB free" in message  # 8x a ~2.3 GB raw dataset
     scale.check_disk(tmp_path / "cache", tmp_path / "cache", 4, 256, dataset_exists=False)  # 0.1 MB fits
 
 
