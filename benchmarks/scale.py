@@ -227,16 +227,6 @@ def write_dataset(root: Path, labelled: int, size: int, seed: int = SEED) -> dic
     return description
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def dataset_folder(cache: Path, labelled: int, size: int) -> Path:
     """Where the dataset of `labelled` images of `size` px lies; its description file is written last."""
     return cache / f"deepglobe-{labelled}-{size}px"
@@ -244,6 +234,8 @@ def dataset_folder(cache: Path, labelled: int, size: int) -> Path:
 
 def ensure_dataset(cache: Path, labelled: int, size: int) -> Path:
     """The dataset for (labelled, size) in `cache`, built once; a build that did not finish is never reused."""
+    from stages.core.outputs import process_alive
+
     root = dataset_folder(cache, labelled, size)
     if (root / "scale-dataset.json").is_file():
         return root
