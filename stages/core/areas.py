@@ -35,7 +35,8 @@ Ring = Sequence[Sequence[float]]  # [(x, y), ...], closed or not
 def shoelace(ring: Ring) -> float:
     """The signed area enclosed by a ring of (x, y) points."""
     points = np.asarray(ring, dtype=np.float64)
-    x, y = points[:, 0], points[:, 1]
+    # relative to the first point: products of large map coordinates would cancel away the digits
+    x, y = points[:, 0] - points[0, 0], points[:, 1] - points[0, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 

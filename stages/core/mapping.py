@@ -193,6 +193,10 @@ class _WholeImage:
         self.array[self.top:self.top + len(rows)] = rows
         self.top += len(rows)
 
+    @property
+    def complete(self) -> bool:
+        return self.top == len(self.array)
+
 
 def map_file(path: Path, out_dir: Path, probability_fn: ProbabilityFn, table: ClassTable,
              predict_params: PredictParams, options: MapOptions) -> dict:
@@ -221,6 +225,8 @@ def map_file(path: Path, out_dir: Path, probability_fn: ProbabilityFn, table: Cl
             for writer in writers.values():
                 if isinstance(writer, BlockRowWriter):
                     writer.close()
+        if not all(writer.complete for writer in writers.values()):
+            raise RuntimeError(f"{path}: the class map is missing rows")
         if scene.is_raster:
             write_cloud_optimized(sinks["classes"], staged["classes"], "MODE", options.blocksize)
             if options.confidence:
