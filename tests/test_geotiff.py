@@ -471,3 +471,22 @@ def test_polygons_without_pyogrio_fail_in_one_line_before_predicting(tmp_path, r
                                             r"which is not installed; install it with `make install-vector`$"):
         run_predict([path], tmp_path / "out", "--polygons", model=None)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("block_rows", [1, 16, 48, 5000])
+def test_rows_are_read_in_chunks_aligned_to_the_files_blocks_and_each_read_once(tmp_path, block_rows):
+    """However the file stores its rows, each is read once, and the prediction is the in-memory path's."""
+    path = write_raster(tmp_path / "scene.tif", random_rgb(150, 97))
+    model = ConvModel()
+    expected, _, _ = in_memory(path, model)
+    reads = []
+    with gdal_env(), open_scene(path, ReadOptions()) as scene:
+        scene.block_rows = block_rows
+        real = scene.read_rows
+        scene.read_rows = lambda top, bottom: reads.append((top, bottom)) or real(top, bottom)
+        strips = list(blended_strips(model, scene, len(TABLE), 64, 0.25, 3))
+    np.testing.assert_array_equal(np.concatenate([probs for _, probs, _ in strips], axis=1), expected)
+    assert [top for top, _ in reads] == sorted({top for top, _ in reads})  # forward, no row twice
+    assert reads[0][0] == 0 and reads[-1][1] == 150 and all(a[1] == b[0] for a, b in zip(reads, reads[1:]))
+    if 1 < block_rows <= 1024:
+        assert all(top % block_rows == 0 for top, _ in reads)

@@ -97,6 +97,7 @@ class Scene:
     crs: object | None = None  # rasterio CRS
     transform: Affine = Affine.identity()
     is_raster = False  # read through GDAL (written back as GeoTIFF), not a JPEG/PNG
+    block_rows = 1  # rows of the storage blocks: reads aligned to them decode each block once
 
     def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows top..bottom-1: (h x W x 3 uint8 RGB, h x W bool: pixel has data)."""
@@ -135,6 +136,7 @@ class RasterScene(Scene):
         self.path, self.dataset, self.bands, self.value_ranges = path, dataset, bands, tuple(value_ranges)
         self.height, self.width = dataset.height, dataset.width
         self.crs, self.transform = dataset.crs, dataset.transform
+        self.block_rows = dataset.block_shapes[bands[0] - 1][0]
         self.all_valid = all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands)
         self.floating = any(np.issubdtype(np.dtype(dataset.dtypes[band - 1]), np.floating) for band in bands)
 

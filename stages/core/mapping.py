@@ -7,8 +7,8 @@ of the rows that windows still to come can touch. Windows come row by row (geome
 so after each batch the rows above the next batch's first window are final: they are divided by
 their summed weights, turned into classes, handed on and dropped. The accumulator holds
 (classes + 1) float32 values per pixel for (window side + the rows a batch spans) rows of the
-scene's width, the input one strip of window-side rows per window row in use: peak memory is set
-by the width, not the height (README, "Mapping new imagery", measured there).
+scene's width, the input the rows of the batch's windows (read in chunks aligned to the file's
+blocks, each decoded once): peak memory is set by the width, not the height (README, "Mapping new imagery", measured there).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import PredictParams
 from stages.core.polygons import class_polygons, write_geopackage
 
+MAX_BLOCK_ROWS = 1024  # taller storage blocks are not read whole
 # One strip of final rows: (first row, (classes, h, W) float32 blended probabilities, (h, W) bool has data)
 Strip = tuple[int, np.ndarray, np.ndarray]
 
@@ -60,6 +61,36 @@ def _shift_up(array: np.ndarray, rows: int) -> None:
     array[..., max(keep, 0):, :] = 0
 
 
+class _RowReader:
+    """A scene's rows read forward in chunks aligned to its storage blocks, handed out as any strip at or
+    below the last one asked for; rows above it are dropped. Each block row is then decoded once,
+    although window strips overlap and straddle blocks."""
+
+    def __init__(self, scene: Scene, rows_at_least: int) -> None:
+        # A file stored in very tall blocks (one strip for the whole image) is read window by window instead.
+        block = scene.block_rows if 1 <= scene.block_rows <= MAX_BLOCK_ROWS else 1
+        self.scene, self.chunk = scene, -(-rows_at_least // block) * block
+        self.top = self.bottom = 0
+        self.rgb = np.empty((0, scene.width, 3), dtype=np.uint8)
+        self.has_data = np.empty((0, scene.width), dtype=bool)
+
+    def rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        drop = top - self.top
+        parts_rgb, parts_data = [self.rgb[drop:]], [self.has_data[drop:]]
+        while self.bottom < bottom:
+            end = min(self.scene.height, self.bottom + self.chunk)
+            rgb, has_data = self.scene.read_rows(self.bottom, end)
+            parts_rgb.append(rgb)
+            parts_data.append(has_data)
+            self.bottom = end
+        if len(parts_rgb) > 1:
+            self.rgb, self.has_data = np.concatenate(parts_rgb), np.concatenate(parts_data)
+        else:
+            self.rgb, self.has_data = parts_rgb[0], parts_data[0]
+        self.top = top
+        return self.rgb[:bottom - top], self.has_data[:bottom - top]
+
+
 def blended_strips(probability_fn: ProbabilityFn, scene: Scene, num_classes: int, window: int, overlap: float,
                    batch_size: int, progress: Callable[[int], object] | None = None) -> Iterator[Strip]:
     """The scene's blended class probabilities, top to bottom, in strips of rows no later window touches.
@@ -75,12 +106,11 @@ def blended_strips(probability_fn: ProbabilityFn, scene: Scene, num_classes: int
     weight_sum = np.zeros((span, width), dtype=np.float32)
     has_data = np.zeros((span, width), dtype=bool)
     top = 0  # the scene row that row 0 of the accumulator holds
-    strips: dict[int, np.ndarray] = {}  # input rows y..y+window for each window row y in use
+    reader = _RowReader(scene, window)
     for index, batch in enumerate(batches):
-        for y in dict.fromkeys(y for y, _ in batch):
-            if y not in strips:
-                strips[y], has_data[y - top:y - top + window] = scene.read_rows(y, y + window)
-        crops = torch.from_numpy(np.stack([strips[y][:, x:x + window] for y, x in batch]))
+        image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
+        has_data[:len(image_has_data)] = image_has_data
+        crops = torch.from_numpy(np.stack([image[y - top:y - top + window, x:x + window] for y, x in batch]))
         probs = probability_fn(crops).cpu().numpy()
         for (y, x), prob in zip(batch, probs):
             total[:, y - top:y - top + window, x:x + window] += prob * weights
@@ -88,8 +118,6 @@ def blended_strips(probability_fn: ProbabilityFn, scene: Scene, num_classes: int
         if progress is not None:
             progress(len(batch))
         final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window reaches above
-        for y in [y for y in strips if y < final]:
-            del strips[y]
         if final > top:
             rows = final - top
             yield top, total[:, :rows] / weight_sum[:rows], has_data[:rows].copy()
