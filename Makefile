@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-scale install install-remote lock clean
+.PHONY: run test bench bench-quick bench-scale bench-geotiff install install-remote install-vector lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -33,6 +33,11 @@ SCALE_ARGS ?=
 bench-scale: $(BIN)/.installed
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
+# Streaming GeoTIFF prediction: peak RSS and MP/s on a large scene, streaming against in memory.
+# SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); README, "Mapping new imagery".
+bench-geotiff: $(BIN)/.installed
+	$(BIN)/python benchmarks/geotiff_streaming.py $(if $(SIZE),--size $(SIZE))
+
 install: $(BIN)/.installed
 
 # Installs exactly the lock (reinstalling only when it changes): --require-hashes refuses any
@@ -50,14 +55,22 @@ install-remote: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-remote.lock
 	$(BIN)/python -m pip check
 
-# Re-resolves both locks from requirements.txt and requirements-remote.txt (network needed).
+# Optional vector output (requirements-vector.txt: pyogrio, for predict --polygons), locked the
+# same way: the core lock plus what it adds.
+install-vector: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-vector.lock
+	$(BIN)/python -m pip check
+
+# Re-resolves the locks from requirements.txt and the optional groups' files (network needed).
 # Versions already in a lock are kept where the requirements allow; to move everything to the
-# newest allowed versions, delete the .lock files first. The remote lock starts from the core
+# newest allowed versions, delete the .lock files first. The optional locks start from the core
 # lock so that the packages they share keep the core lock's versions.
 lock: $(LOCK_VENV)/bin/pip-compile
 	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
 	cp requirements.lock requirements-remote.lock
 	$(PIP_COMPILE) --output-file requirements-remote.lock requirements.txt requirements-remote.txt
+	cp requirements.lock requirements-vector.lock
+	$(PIP_COMPILE) --output-file requirements-vector.lock requirements.txt requirements-vector.txt
 
 $(LOCK_VENV)/bin/pip-compile:
 	$(PYTHON) -m venv $(LOCK_VENV)

@@ -2,13 +2,19 @@
 
 In the pipeline:  python -m stages.predict --checkpoint models/best.pt --tiles data/tiles \\
                       --split data/splits/test.csv --output data/predictions
-On new imagery:   python -m stages.predict --checkpoint models/best.pt --input a.jpg b.jpg --output out/
-Each image gets <id>.png (class indices) and <id>_colour.png (the class colours).
+  Each test image gets <id>.png (class indices) and <id>_colour.png (the class colours).
+On new imagery:   python -m stages.predict --checkpoint models/best.pt --input scene.tif a.jpg --output out/
+  A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud-Optimized GeoTIFF
+  of class indices with the input's CRS and transform, the class colour table and nodata 255, and
+  <id>.qml (its QGIS legend); a JPEG or PNG gets <id>.png and <id>_colour.png as in the pipeline.
+  Each gets <id>_areas.json and <id>_areas.csv (pixels and hectares per class); optionally
+  <id>_confidence.tif/.png (--confidence) and <id>_polygons.gpkg (--polygons).
+  README, "Mapping new imagery", says how bands are chosen and scaled and how areas are computed.
 """
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +23,15 @@ from tqdm import tqdm
 from stages.core.checkpoint import load_trained_model
 from stages.core.devices import choose_device
 from stages.core.errors import run_stage
-from stages.core.imageio import read_rgb, write_png
+from stages.core.georaster import ReadOptions, check_scene
+from stages.core.imageio import write_png
 from stages.core.inference import ProbabilityFn, sliding_window_probabilities, trained_model_probabilities
-from stages.core.naming import image_id_of
+from stages.core.mapping import MapOptions, map_file
 from stages.core.outputs import atomic_dir, atomic_file
 from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from stages.core.polygons import require_vector_writer
 from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
-
-
-def file_images(paths: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    for path in paths:
-        yield image_id_of(path), read_rgb(path)
 
 
 def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total: int, probability_fn: ProbabilityFn,
@@ -44,18 +47,76 @@ def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total:
                 write_png(staging, array)
 
 
+def numbers(kind: Callable[[str], float], count: int, what: str) -> Callable[[str], tuple]:
+    """An argparse type: `count` comma-separated numbers, e.g. 3,2,1."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return values
+
+    return parse
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> MapOptions:
+    low, high = args.percentiles
+    if not 0 <= low < high <= 100:
+        parser.error(f"--percentiles: need 0 <= LOW < HIGH <= 100, got {low:g},{high:g}")
+    if args.value_range is not None and not args.value_range[0] < args.value_range[1]:
+        parser.error("--value-range: MIN must be below MAX")
+    if args.min_area < 0:
+        parser.error("--min-area: must be 0 or more")
+    return MapOptions(ReadOptions(args.bands, args.percentiles, args.value_range), args.pixel_size, args.confidence,
+                      args.polygons, args.min_area)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--input", type=Path, nargs="+", help="image files to predict")
+    parser.add_argument("--input", type=Path, nargs="+", help="image files to map: rasters GDAL reads, JPEG, PNG")
     parser.add_argument("--tiles", type=Path, help="tile stage output (with --split)")
     parser.add_argument("--split", type=Path, help="a split's tile list, e.g. data/splits/test.csv")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    mapping = parser.add_argument_group("with --input")
+    mapping.add_argument("--bands", type=numbers(int, 3, "three band numbers R,G,B, e.g. 3,2,1"),
+                         help="raster bands read as red, green, blue, numbered from 1 (default: by colour "
+                              "interpretation, else 1,2,3)")
+    mapping.add_argument("--percentiles", type=numbers(float, 2, "LOW,HIGH, e.g. 2,98"), default=(2.0, 98.0),
+                         metavar="LOW,HIGH", help="stretch of bands that are not uint8: these percentiles of each "
+                                              "band become 0 and 255 (default 2,98)")
+    mapping.add_argument("--value-range", type=numbers(float, 2, "MIN,MAX, e.g. 0,3000"), metavar="MIN,MAX",
+                         help="a fixed stretch instead: MIN becomes 0 and MAX 255 in every band that is not uint8")
+    mapping.add_argument("--pixel-size", type=positive, metavar="METRES",
+                         help="pixel side on the ground for images without a CRS, for areas (DeepGlobe: 0.5)")
+    mapping.add_argument("--confidence", action="store_true",
+                         help="also write <id>_confidence.tif/.png: max class probability x 255 (0: no data)")
+    mapping.add_argument("--polygons", action="store_true",
+                         help="also write <id>_polygons.gpkg: a polygon per region of a class (needs pyogrio: "
+                              "make install-vector)")
+    mapping.add_argument("--min-area", type=float, default=0.0, metavar="HECTARES",
+                         help="leave out polygons smaller than this (default 0: keep all)")
     args = parser.parse_args(argv)
     if (args.input is None) == (args.split is None or args.tiles is None):
         parser.error("give either --input FILES or both --tiles and --split")
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    options = map_options(args, parser) if args.input else None
+    if args.input:  # bad input is refused before the model is loaded
+        for path in args.input:
+            check_scene(path, options.read)
+        if options.polygons:
+            require_vector_writer()
 
     trained = load_trained_model(args.checkpoint)
     device = choose_device("auto")
@@ -63,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
                                                  compile=predict_params.compile)
     if args.input:
         count = len(args.input)
-        predict_into(args.output, file_images(args.input), count, probability_fn, trained.table, predict_params)
+        for path in tqdm(args.input, desc="map", unit="image", disable=count == 1):
+            map_file(path, args.output, probability_fn, trained.table, predict_params, options)
     else:
         records = read_index(args.split)
         count = len(group_by_image(records))

@@ -427,3 +427,99 @@ def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params
                                               "device); the previous output, if any, is unchanged")
     assert "Traceback" not in result.stderr
     assert_nothing_written(tmp_path / "tiles")
+
+
+# --- rasters for predict --input (tests/test_geotiff.py has the good ones) ----------------------------------
+
+def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> Path:
+    """A random uint8 GeoTIFF in EPSG:32633; with `cog`, laid out as a COG (its header first, then its tiles)."""
+    import rasterio
+    import rasterio.shutil
+    from affine import Affine
+
+    pixels = np.random.default_rng(0).integers(0, 256, (bands, side, side), dtype=np.uint8)
+    plain = path.with_name(f"plain_{path.name}") if cog else path
+    with rasterio.open(plain, "w", driver="GTiff", width=side, height=side, count=bands, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dataset:
+        dataset.write(pixels)
+    if cog:
+        rasterio.shutil.copy(plain, path, driver="COG", blocksize=128, overviews="NONE")
+        plain.unlink()
+    return path
+
+
+@pytest.fixture
+def predict_input(tmp_path, monkeypatch):
+    """predict.main on --input files, the model a stand-in that calls every pixel class 0."""
+    import torch
+
+    params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "bf16": False})
+    table = ClassTable.deepglobe()
+
+    def first_class_everywhere(batch: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.zeros(batch.shape[0], len(table), batch.shape[1], batch.shape[2])
+        probabilities[:, 0] = 1
+        return probabilities
+
+    monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
+    monkeypatch.setattr(predict, "trained_model_probabilities", lambda *args, **kwargs: first_class_everywhere)
+
+    def run(inputs: list[Path], out: Path, *flags: str) -> None:
+        predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),
+                      "--params", str(params), *flags])
+
+    return run
+
+
+def test_raster_with_too_few_bands(tmp_path, predict_input):
+    path = geotiff(tmp_path / "two.tif", bands=2)
+    with pytest.raises(PipelineError, match=rf"^{path}: raster has 2 bands; RGB needs 3 \(to read a grey band as RGB, "
+                                            r"give --bands 1,1,1\)$"):
+        predict_input([path], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PipelineError, match=rf"^{path}: --bands 1,2,3: the raster has 2 bands, so no band 3$"):
+        predict_input([path], tmp_path / "out", "--bands", "1,2,3")
+    predict_input([path], tmp_path / "out", "--bands", "2,2,2")  # a grey band read as RGB
+    assert (tmp_path / "out" / "two.tif").is_file()
+
+
+def test_malformed_band_list_is_a_usage_error(tmp_path, predict_input, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict_input([geotiff(tmp_path / "a.tif")], tmp_path / "out", "--bands", "3,2")
+    assert exit_info.value.code == 2
+    assert "argument --bands: expected three band numbers R,G,B, e.g. 3,2,1, got '3,2'" in capsys.readouterr().err
+
+
+def test_a_bad_raster_among_inputs_is_refused_before_any_prediction(tmp_path, predict_input):
+    good, corrupt = geotiff(tmp_path / "good.tif"), tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"not a tiff" * 20)  # a TIFF signature, then garbage
+    with pytest.raises(PipelineError, match=rf"^{corrupt}: cannot read raster \(.+\)$"):
+        predict_input([good, corrupt], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the good one, first, was not mapped either
+
+
+def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\xff" * 500)
+    result = subprocess.run([sys.executable, "-m", "stages.predict", "--checkpoint", str(tmp_path / "none.pt"),
+                             "--input", str(corrupt), "--output", str(tmp_path / "out")],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {corrupt}: cannot read raster (")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiff_truncated_after_its_header_fails_midway_and_leaves_the_previous_output(tmp_path, predict_input):
+    path = geotiff(tmp_path / "scene.tif", cog=True)
+    out = tmp_path / "out"
+    predict_input([path], out, "--confidence")
+    before = snapshot(out)
+    assert sorted(before) == ["scene.qml", "scene.tif", "scene_areas.csv", "scene_areas.json", "scene_confidence.tif"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # the header and the first tiles survive
+    with pytest.raises(PipelineError, match=rf"^{path}: cannot read raster \(.*Read error.*\)$"):
+        predict_input([path], out, "--confidence")
+    assert snapshot(out) == before  # nothing half-written: staging and scratch files are gone too
+    assert not (tmp_path / "fresh").exists()
+    with pytest.raises(PipelineError, match=rf"^{path}: cannot read raster"):
+        predict_input([path], tmp_path / "fresh", "--confidence")
+    assert list((tmp_path / "fresh").iterdir()) == []

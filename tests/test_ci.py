@@ -130,10 +130,12 @@ def read_lock(path) -> dict[str, dict]:
 
 
 LOCK, REMOTE_LOCK = REPO / "requirements.lock", REPO / "requirements-remote.lock"
+VECTOR_LOCK = REPO / "requirements-vector.lock"  # optional vector output (pyogrio, predict --polygons)
 
 
 @pytest.mark.parametrize("requirements, lock", [("requirements.txt", LOCK),
-                                                 ("requirements-remote.txt", REMOTE_LOCK)])
+                                                 ("requirements-remote.txt", REMOTE_LOCK),
+                                                 ("requirements-vector.txt", VECTOR_LOCK)])
 def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
     wanted, locked = read_requirements(REPO / requirements), read_lock(lock)
     assert {name: locked.get(name, {}).get("version") for name in wanted} == wanted
@@ -141,7 +143,7 @@ def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
     assert {name for name, entry in locked.items() if f"-r {requirements}" in entry["via"]} == set(wanted)
 
 
-@pytest.mark.parametrize("lock", [LOCK, REMOTE_LOCK])
+@pytest.mark.parametrize("lock", [LOCK, REMOTE_LOCK, VECTOR_LOCK])
 def test_every_locked_package_has_hashes(lock):
     locked = read_lock(lock)
     assert len(locked) > 100  # dvc alone pulls in dozens: the lock is the full tree, not the direct list
@@ -150,9 +152,10 @@ def test_every_locked_package_has_hashes(lock):
     assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for entry in locked.values() for digest in entry["hashes"])
 
 
-def test_remote_lock_adds_to_the_core_lock_without_changing_it():
-    core, remote = read_lock(LOCK), read_lock(REMOTE_LOCK)
-    assert {name: remote.get(name, {}).get("version") for name in core} == {
+@pytest.mark.parametrize("optional", [REMOTE_LOCK, VECTOR_LOCK])
+def test_an_optional_lock_adds_to_the_core_lock_without_changing_it(optional):
+    core, extra = read_lock(LOCK), read_lock(optional)
+    assert {name: extra.get(name, {}).get("version") for name in core} == {
         name: entry["version"] for name, entry in core.items()}
 
 
@@ -165,5 +168,7 @@ def test_make_installs_exactly_the_lock():
     assert len(install) == 1
     assert all(flag in install[0].split() for flag in ("--require-hashes", "--no-deps", "requirements.lock"))
     assert "pip check" in target[2]
-    remote = re.search(r"^install-remote:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
-    assert "--require-hashes" in remote[1] and "requirements-remote.lock" in remote[1]
+    for target, lock in (("install-remote", "requirements-remote.lock"), ("install-vector", "requirements-vector.lock")):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+        assert "--require-hashes" in recipe[1] and "--no-deps" in recipe[1] and lock in recipe[1]
+        assert "pip check" in recipe[1]
