@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,6 +132,19 @@ def test_two_runs_of_two_processes_give_identical_bytes(prepared, two_processes,
     out, _ = two_processes
     run_stage(prepared, tmp_path / "again", processes=2)
     assert hashes(tmp_path / "again") == hashes(out)
+
+
+def test_two_processes_resume_a_two_process_run(prepared, two_processes, tmp_path):
+    """Every rank loads the resume state; the run goes on from epoch 1 to 2 (ending bit-identical to an
+    uninterrupted run is the single process's test: the same code, loading the same state on every rank)."""
+    out, _ = two_processes
+    shutil.copytree(out, tmp_path / "run")
+    result = run_stage(prepared, tmp_path / "run", processes=2, epochs=2, resume=True)
+    assert result.stdout.count("train: resuming from") == 1
+    checkpoint = load_checkpoint(tmp_path / "run/models/last.pt")
+    assert checkpoint["epoch"] == 2 and checkpoint["world_size"] == 2 and len(json.loads(checkpoint["history"])) == 2
+    assert json.loads(checkpoint["history"])[0] == json.loads(load_checkpoint(out / "models/last.pt")["history"])[0]
+    assert json.loads((tmp_path / "run/live/metrics.json").read_text())["step"] == 2
 
 
 def free_port() -> int:
@@ -287,11 +301,15 @@ def test_sync_batchnorm_on_cpu_processes_is_refused():
     assert data_parallel(model, Processes(), sync_batchnorm=True) is model  # one process: nothing to synchronise
 
 
-def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags():
-    code = ("import os, torch; from stages.core.devices import make_deterministic; make_deterministic(); "
-            "print(os.environ['CUBLAS_WORKSPACE_CONFIG'], torch.are_deterministic_algorithms_enabled(), "
-            "torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, "
-            "torch.backends.cudnn.benchmark)")
-    env = {key: value for key, value in environment().items() if key != "CUBLAS_WORKSPACE_CONFIG"}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert result.stdout.split() == [":4096:8", "True", "True", "True", "False"]
+def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        devices.make_deterministic()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:  # global switches: leave the other tests as they found them
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
