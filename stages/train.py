@@ -13,10 +13,12 @@ from stages.core.errors import PipelineError, run_stage
 from stages.core.params import (DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params,
                                 read_section)
 from stages.core.tilestore import TileStore, read_index
+from stages.core.training.distributed import die_with_launcher
 from stages.core.training.trainer import TrainingData, train
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_launcher()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("tiles", type=Path, help="output of the tile stage")
     parser.add_argument("encoded", type=Path, help="output of the encode stage")

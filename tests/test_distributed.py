@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from stages.core.checkpoint import load_checkpoint
 from stages.core.datasets import ShardedSampler, shard
 from stages.core.devices import resolve_precision
 from stages.core.errors import PipelineError
+from stages.core.outputs import process_alive
 from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
 from stages.core.tilestore import TileStore, read_index
 from stages.core.training.distributed import Processes, data_parallel
@@ -313,3 +315,23 @@ def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatc
     finally:  # global switches: leave the other tests as they found them
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
+def test_a_process_torchrun_started_ends_when_torchrun_is_killed(tmp_path):
+    """torchrun starts its processes in their own sessions: a `kill -9` of dvc repro and torchrun must not leave
+    them training as orphans. A stand-in launcher starts a child the way torchrun does, then is SIGKILLed."""
+    child = ("import sys, time; from stages.core.training.distributed import die_with_launcher; "
+             "die_with_launcher(); print('ready', flush=True); time.sleep(120)")
+    launcher = ("import subprocess, sys, time; "
+                f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True, "
+                "stdout=sys.stdout); print(child.pid, flush=True); time.sleep(120)")
+    env = environment(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    process = subprocess.Popen([sys.executable, "-c", launcher], env=env, stdout=subprocess.PIPE, text=True)
+    child_pid = int(process.stdout.readline())
+    assert process.stdout.readline().strip() == "ready"  # the child made its request
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child_pid}").exists() and process_alive(child_pid):
+        assert time.monotonic() < deadline, "the child outlived its launcher"
+        time.sleep(0.05)

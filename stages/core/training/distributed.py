@@ -12,7 +12,10 @@ numbers logged are sums over all ranks (see loop.EpochMeter).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +61,29 @@ class Processes:
 
 def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+# prctl(2) option: the signal this process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Under torchrun on Linux, have this process killed when torchrun ends, however it ends.
+
+    torchrun starts its processes in sessions of their own, so a `kill -9` of `dvc repro` (or of
+    torchrun) would leave them training and writing checkpoints as orphans; with this they end at
+    once, as a single train process killed with its `dvc repro` does. (torchrun stops them itself
+    on SIGTERM or SIGINT.)
+    """
+    if not launched_by_torchrun() or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # no prctl: torchrun still stops its processes whenever it is not killed outright
+    if os.getppid() == 1:  # torchrun ended before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def start_processes(train_params: TrainParams, device: torch.device) -> Processes:
