@@ -21,7 +21,7 @@ import yaml
 from stages import encode, sample, split, tile
 from stages.core import devices
 from stages.core.checkpoint import load_checkpoint
-from stages.core.datasets import ShardedSampler, shard
+from stages.core.datasets import ShardedSampler, contiguous_share, shard
 from stages.core.devices import resolve_precision
 from stages.core.errors import PipelineError
 from stages.core.outputs import process_alive
@@ -115,6 +115,14 @@ def test_shards_are_every_world_size_th_index_of_the_order_as_distributed_sample
         assert [len(ShardedSampler(order, rank, world_size, pad)) for rank in range(world_size)
                 for pad in (True, False)] == [len(share) for pair in zip(padded, exact) for share in pair]
     assert shard(order, 0, 1, pad=True) == order  # one process: the order unchanged
+
+
+@pytest.mark.parametrize("length", [0, 1, 5, 12, 27])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_validation_shares_are_contiguous_runs_covering_each_tile_once(length, world_size):
+    shares = [contiguous_share(length, rank, world_size) for rank in range(world_size)]
+    assert [index for share in shares for index in share] == list(range(length))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
 
 def test_two_processes_write_one_set_of_outputs_from_rank_0(two_processes):

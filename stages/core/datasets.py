@@ -90,6 +90,16 @@ def shard(order: list[int], rank: int, world_size: int, pad: bool) -> list[int]:
     return order[rank::world_size]
 
 
+def contiguous_share(length: int, rank: int, world_size: int) -> range:
+    """Rank `rank`'s run of `range(length)` when it is cut into `world_size` contiguous runs as equal as can be.
+
+    For validation: the runs together are every index once (no padding, nothing counted twice),
+    and as tiles are stored image by image, each image's tiles fall to one or two ranks, so an
+    image is decoded about once in all, not once per rank.
+    """
+    return range(length * rank // world_size, length * (rank + 1) // world_size)
+
+
 class ShardedSampler(Sampler[int]):
     """One rank's share (see `shard`) of another sampler's order, drawn anew each time it is iterated.
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from stages.core.augment import training_augmentation
 from stages.core.checkpoint import checkpoint_config
-from stages.core.datasets import ImageBlockSampler, ShardedSampler, TileDataset
+from stages.core.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
 from stages.core.devices import choose_device, make_deterministic, resolve_precision
 from stages.core.errors import PipelineError
 from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
@@ -63,12 +63,12 @@ def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, ep
 
 
 def validation_loader(val_set: TileDataset, options: dict, processes: Processes) -> DataLoader:
-    """This rank's validation batches: every world_size-th tile, not padded, so the ranks' shares together
-    are the val set with each tile once (their confusion matrices are summed)."""
+    """This rank's validation batches: its contiguous run of the val tiles, not padded, so the ranks' runs
+    together are the val set with each tile once (their confusion matrices are summed)."""
     if not processes.several:
         return DataLoader(val_set, shuffle=False, **options)
-    sampler = ShardedSampler(range(len(val_set)), processes.rank, processes.world_size, pad=False)
-    return DataLoader(val_set, sampler=sampler, **options)
+    share = contiguous_share(len(val_set), processes.rank, processes.world_size)
+    return DataLoader(val_set, sampler=share, **options)
 
 
 def loader_options(train_params: TrainParams, device: torch.device) -> dict:
