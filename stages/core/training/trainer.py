@@ -52,7 +52,7 @@ def training_set(records: list[TileRecord], store: TileStore, tile_size: int, au
 
 
 def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, epoch: int,
-                           loader_options: dict, processes: Processes) -> DataLoader:
+                           loader_options: dict, processes: Processes = Processes()) -> DataLoader:
     """This rank's training batches of the epoch: tiles shuffled within blocks of images in an order seeded by the
     epoch, the same on every rank, and each rank taking its share of it (padded so all ranks have as many)."""
     order = ImageBlockSampler(train_set.records, train_params.shuffle_block,
