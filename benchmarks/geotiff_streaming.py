@@ -111,7 +111,7 @@ def probability_fn(checkpoint: str | None):
         torch.manual_seed(0)
         table = ClassTable.deepglobe()
         trained = TrainedModel(build_model("resnet50", len(table)).eval(), table, IMAGENET_MEAN, IMAGENET_STD, 256)
-    fn = trained_model_probabilities(trained, torch.device("cpu"), params.bf16, params.tta, compile=params.compile)
+    fn = trained_model_probabilities(trained, torch.device("cpu"), params.precision, params.tta, compile=params.compile)
     return fn, trained.table, params
 
 

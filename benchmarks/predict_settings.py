@@ -45,7 +45,7 @@ def main() -> None:
     raw, _ = prepare_inputs(args.cache, args.images)
     trained = load_trained_model(args.checkpoint)
     table = trained.table
-    probability_fn = trained_model_probabilities(trained, choose_device("auto"), bf16=True, tta=False)
+    probability_fn = trained_model_probabilities(trained, choose_device("auto"), precision="auto", tta=False)
     pairs = [(read_rgb(path), colour_to_index(read_rgb(path.with_name(path.name.replace("_sat.jpg", "_mask.png"))),
                                                table)[0]) for path in sorted(raw.glob("*_sat.jpg"))]
     sliding_window_probabilities(probability_fn, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up

@@ -478,7 +478,7 @@ def prepare_clone(clone: Path, dataset: Path, tile_size: int, batch_size: int, e
     return {"data.raw": str(dataset), "split.method": "ratios", "split.ratios": params["split"]["ratios"],
             "split.seed": params["split"]["seed"], "tile.size": tile_size, "tile.stride": tile_size,
             "train.batch_size": batch_size, "train.workers": params["train"]["workers"],
-            "train.bf16": params["train"]["bf16"], "train.channels_last": params["train"]["channels_last"],
+            "train.precision": params["train"]["precision"], "train.channels_last": params["train"]["channels_last"],
             "model.encoder": params["model"]["encoder"], "augment": params["augment"]}
 
 
@@ -570,7 +570,7 @@ def training_consumption(steps: int) -> dict:
     """Samples per second a training step consumes: the trainer's components and loop, random uint8 batches."""
     import torch
 
-    from stages.core.devices import bf16_supported, choose_device
+    from stages.core.devices import choose_device, resolve_precision
     from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
     from stages.core.training.components import (BatchSettings, configure_loss, configure_model,
                                                  configure_optimizer, configure_scheduler)
@@ -579,7 +579,8 @@ def training_consumption(steps: int) -> dict:
     train, _, model_params, records, store = training_setup()
     size, batch = records[0].size, train.batch_size
     device = choose_device(train.device)
-    bf16 = train.bf16 and bf16_supported(device)
+    precision = resolve_precision(train.precision, device, "train.precision")
+    bf16 = precision == "bf16"
     settings = {"device": device.type, "bf16": bf16, "channels_last": train.channels_last, "batch_size": batch,
                 "tile_size": size, "encoder": model_params.encoder}
     if device.type == "cpu":
@@ -592,7 +593,7 @@ def training_consumption(steps: int) -> dict:
     optimizer = configure_optimizer(model, train, device)
     scheduler = configure_scheduler(optimizer, train)
     loss_fn = configure_loss(train.loss)
-    batch_settings = BatchSettings(device, bf16, train.channels_last, IMAGENET_MEAN, IMAGENET_STD)
+    batch_settings = BatchSettings(device, precision, train.channels_last, IMAGENET_MEAN, IMAGENET_STD)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
     masks = torch.randint(0, num_classes, (batch, size, size), dtype=torch.uint8, generator=generator)

@@ -146,7 +146,7 @@ def measure_training(config: dict) -> dict:
     import torch
 
     from seed_style import seed_model, seed_train_step
-    from stages.core.devices import bf16_supported
+    from stages.core.devices import resolve_precision
     from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
     from stages.core.palette import one_hot
     from stages.core.params import TrainParams, read_section
@@ -167,7 +167,7 @@ def measure_training(config: dict) -> dict:
     if "project" in config["variants"]:
         model = build_model(params()["model"]["encoder"], NUM_CLASSES).to(device, memory_format=torch.channels_last)
         optimizer = configure_optimizer(model, train, device)
-        settings = BatchSettings(device, train.bf16 and bf16_supported(device), train.channels_last,
+        settings = BatchSettings(device, resolve_precision(train.precision, device, "train.precision"), train.channels_last,
                                  IMAGENET_MEAN, IMAGENET_STD)
         loss_fn = configure_loss(train.loss)
 
@@ -246,7 +246,7 @@ def measure_inference(config: dict) -> dict:
 
     from seed_style import seed_model, seed_predict
     from stages.core.imageio import read_rgb
-    from stages.core.devices import bf16_supported
+    from stages.core.devices import resolve_precision
     from stages.core.geometry import window_grid
     from stages.core.inference import fit_window, model_probabilities, sliding_window_probabilities
     from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
@@ -261,7 +261,8 @@ def measure_inference(config: dict) -> dict:
         model = build_model(encoder, NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
         network = compile_for_inference(model) if predict["compile"] else model
         probability_fn = model_probabilities(network, device, IMAGENET_MEAN, IMAGENET_STD,
-                                             predict["bf16"] and bf16_supported(device), predict["tta"])
+                                             resolve_precision(predict["precision"], device, "predict.precision"),
+                                             predict["tta"])
 
         def run(image):
             sliding_window_probabilities(probability_fn, image, NUM_CLASSES, window, predict["overlap"],
@@ -464,7 +465,7 @@ def explore(plan: dict, tiles: Path, images: list[str]) -> dict:
     predict = params()["predict"]
     for label, settings in (("batch 1", {"batch_size": 1}), ("batch 16", {"batch_size": 16}),
                             ("window 512", {"window": 512}), ("overlap 0.5", {"overlap": 0.5}),
-                            ("overlap 0", {"overlap": 0.0}), ("fp32 (bf16 off)", {"bf16": False}),
+                            ("overlap 0", {"overlap": 0.0}), ("fp32 (bf16 off)", {"precision": "fp32"}),
                             ("torch.compile", {"compile": True})):
         explored["inference"][label] = run_measurement("inference", f"inference, project, {label}",
                                                        variant="project", images=images[:1],

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
     trained = load_trained_model(args.checkpoint)
     device = choose_device("auto")
-    probability_fn = trained_model_probabilities(trained, device, predict_params.bf16, predict_params.tta,
+    probability_fn = trained_model_probabilities(trained, device, predict_params.precision, predict_params.tta,
                                                  compile=predict_params.compile)
     if args.input:
         count = len(args.input)

@@ -1,17 +1,24 @@
-"""train: DeepLabV3+ on the training tiles, validated on the val tiles each epoch, logged with DVCLive."""
+"""train: DeepLabV3+ on the training tiles, validated on the val tiles each epoch, logged with DVCLive.
+
+Run as it is, it is one process; started by torchrun (as dvc.yaml's command does), it is one of
+train.processes x train.nodes processes that train together (see stages/core/training/distributed).
+"""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from stages.core.errors import PipelineError, run_stage
 from stages.core.params import (DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params,
                                 read_section)
 from stages.core.tilestore import TileStore, read_index
+from stages.core.training.distributed import die_with_launcher
 from stages.core.training.trainer import TrainingData, train
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_launcher()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("tiles", type=Path, help="output of the tile stage")
     parser.add_argument("encoded", type=Path, help="output of the encode stage")
@@ -32,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     store = TileStore(args.tiles, args.encoded)
     data = TrainingData(train_tiles, val_tiles, store, store.class_table(), tile_size=train_tiles[0].size)
     last = train(model_params, train_params, augment_params, data, args.models, args.live)
-    print(f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
-          f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}")
+    if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0
+        print(f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
+              f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}")
 
 
 if __name__ == "__main__":

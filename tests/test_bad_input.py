@@ -453,7 +453,7 @@ def predict_input(tmp_path, monkeypatch):
     """predict.main on --input files, the model a stand-in that calls every pixel class 0."""
     import torch
 
-    params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "bf16": False})
+    params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "precision": "fp32"})
     table = ClassTable.deepglobe()
 
     def first_class_everywhere(batch: torch.Tensor) -> torch.Tensor:

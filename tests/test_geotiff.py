@@ -46,7 +46,7 @@ WGS84 = CRS.from_epsg(4326)
 UTM_TRANSFORM = from_origin(500_000, 5_000_000, 10, 10)  # 10 m pixels: 0.01 ha each
 
 
-PARAMS = PredictParams(window=64, overlap=0.25, batch_size=3, tta=False, bf16=False, compile=False)
+PARAMS = PredictParams(window=64, overlap=0.25, batch_size=3, tta=False, precision="fp32", compile=False)
 
 
 def write_raster(path: Path, bands: np.ndarray, crs=UTM33, transform: Affine = UTM_TRANSFORM, nodata=None,
@@ -110,7 +110,7 @@ def read_band(path: Path) -> np.ndarray:
 def run_predict(tmp_path, monkeypatch):
     """predict.main on --input files with a stand-in model (64 px windows, overlap 0.25, batches of 3)."""
     params = write_params(tmp_path / "params.yaml", predict={"window": 64, "overlap": 0.25, "batch_size": 3,
-                                                             "bf16": False, "compile": False})
+                                                             "precision": "fp32", "compile": False})
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
         monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
@@ -135,7 +135,7 @@ def test_streamed_strips_are_bit_identical_to_the_in_memory_probabilities(tmp_pa
                                                                           batch_size):
     path = write_raster(tmp_path / "scene.tif", random_rgb(height, width))
     model = ConvModel()
-    params = PredictParams(window, overlap, batch_size, tta=False, bf16=False, compile=False)
+    params = PredictParams(window, overlap, batch_size, tta=False, precision="fp32", compile=False)
     expected, _, _ = in_memory(path, model, params=params)
     in_memory_batches = list(model.batches)
     model.batches.clear()

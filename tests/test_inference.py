@@ -103,7 +103,7 @@ def test_a_compiled_model_predicts_what_the_eager_model_predicts():
     model = build_model("resnet18", NUM_CLASSES).eval().to(memory_format=torch.channels_last)
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     eager, compiled = (sliding_window_probabilities(
-        model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, bf16=False, tta=False),
+        model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, precision="fp32", tta=False),
         image, NUM_CLASSES, window=64, overlap=0.25, batch_size=2) for network in (model, compile_for_inference(model)))
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
 
@@ -130,15 +130,19 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
     trained = TrainedModel(model, ClassTable.deepglobe(), mean, std, tile_size=16)
     batch = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
     cpu = torch.device("cpu")
-    expected = inference.model_probabilities(model, cpu, mean, std, bf16=False, tta=tta)(batch)
-    other_tta = inference.model_probabilities(model, cpu, mean, std, bf16=False, tta=not tta)(batch)
+    expected = inference.model_probabilities(model, cpu, mean, std, precision="fp32", tta=tta)(batch)
+    other_tta = inference.model_probabilities(model, cpu, mean, std, precision="fp32", tta=not tta)(batch)
     assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
-    # bf16 only when asked for and the device has it natively
-    for asked, supported in ((False, True), (True, False)):
-        monkeypatch.setattr(inference, "bf16_supported",
+    # auto is bf16 only where the device has it natively; fp32 is fp32 whatever the hardware
+    from stages.core import devices
+    for asked, supported in (("fp32", True), ("auto", False)):
+        monkeypatch.setattr(devices, "bf16_supported",
                             lambda device, supported=supported: device.type == "cpu" and supported)
-        predicted = inference.trained_model_probabilities(trained, cpu, bf16=asked, tta=tta)(batch)
+        predicted = inference.trained_model_probabilities(trained, cpu, precision=asked, tta=tta)(batch)
         torch.testing.assert_close(predicted, expected, rtol=0, atol=0)
-    monkeypatch.setattr(inference, "bf16_supported", lambda device: True)
-    in_bf16 = inference.trained_model_probabilities(trained, cpu, bf16=True, tta=tta)(batch)
-    assert not torch.equal(in_bf16, expected) and torch.allclose(in_bf16, expected, atol=0.05)
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
+    for asked in ("auto", "bf16"):
+        in_bf16 = inference.trained_model_probabilities(trained, cpu, precision=asked, tta=tta)(batch)
+        assert not torch.equal(in_bf16, expected) and torch.allclose(in_bf16, expected, atol=0.05)
+    with pytest.raises(PipelineError, match="predict.precision fp16 needs a CUDA device, this run is on cpu"):
+        inference.trained_model_probabilities(trained, cpu, precision="fp16", tta=tta)

@@ -53,6 +53,16 @@ def with_value(section: str, key: str, value) -> dict:
     return {section: {**params[section], key: value}}
 
 
+@pytest.mark.parametrize("section", ["train", "predict"])
+def test_a_params_file_with_the_old_bf16_key_is_refused_naming_its_replacement(section):
+    """bf16 became precision: an old file is not mapped (one spelling in dvc.lock and checkpoints), it is refused."""
+    params = load_params(REPO / "params.yaml")
+    old = {key: value for key, value in params[section].items() if key != "precision"} | {"bf16": True}
+    with pytest.raises(PipelineError, match=rf"^params: unknown key {section}\.bf16: replaced by {section}\.precision "
+                                            r"\(auto, bf16, fp16 or fp32; true was auto, false fp32\)$"):
+        read_section({section: old}, section, SECTIONS[section])
+
+
 def test_a_null_encoder_weights_reads_as_none():
     """Params files written before "none" keep working, and give the same checkpoint bytes."""
     assert read_section(with_value("model", "encoder_weights", None), "model", ModelParams).encoder_weights == "none"
@@ -72,6 +82,11 @@ def test_a_null_encoder_weights_reads_as_none():
     ("train", "scheduler", "none"),
     ("train", "restart_epochs", 1),
     ("train", "device", "cpu"),
+    ("train", "precision", "fp16"),  # valid as a param; refused on a device without CUDA when training starts
+    ("train", "precision", "fp32"),
+    ("train", "processes", 1),
+    ("train", "nodes", 1),
+    ("predict", "precision", "bf16"),
     ("predict", "window", 16),
     ("predict", "overlap", 0),
     ("predict", "overlap", 0.99),
@@ -103,7 +118,13 @@ def test_boundary_values_are_accepted(section, key, value):
     ("train", "scheduler", "step", "train.scheduler must be one of cosine, none"),
     ("train", "restart_epochs", 0, "train.restart_epochs must be at least 1"),
     ("train", "seed", "seven", "train.seed must be int"),
-    ("train", "bf16", "yes", "train.bf16 must be bool"),
+    ("train", "precision", True, "train.precision must be str"),
+    ("train", "precision", "fp8", "train.precision must be one of auto, bf16, fp16, fp32"),
+    ("predict", "precision", "half", "predict.precision must be one of auto, bf16, fp16, fp32"),
+    ("train", "processes", 0, "train.processes must be at least 1"),
+    ("train", "nodes", 0, "train.nodes must be at least 1"),
+    ("train", "sync_batchnorm", "no", "train.sync_batchnorm must be bool"),
+    ("train", "deterministic", 1, "train.deterministic must be bool"),
     ("train", "channels_last", 1, "train.channels_last must be bool"),
     ("train", "device", "tpu", "train.device must be one of auto, cuda, mps, cpu"),
     ("train", "resume", None, "train.resume must be bool"),

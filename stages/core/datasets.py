@@ -77,6 +77,48 @@ class ImageBlockSampler(Sampler[int]):
             yield from (block[position] for position in torch.randperm(len(block), generator=self.generator).tolist())
 
 
+def shard(order: list[int], rank: int, world_size: int, pad: bool) -> list[int]:
+    """Rank `rank`'s share of `order`: every `world_size`-th index, from position `rank`, as DistributedSampler takes it.
+
+    With `pad`, `order` is first extended by its own beginning to a multiple of `world_size`, so
+    every rank gets the same number of indices (a few tiles then count twice in an epoch, as with
+    DistributedSampler). Without it the shares together are `order` exactly, each index once.
+    """
+    if pad and order:
+        padding = -len(order) % world_size
+        order = order + (order * (padding // len(order) + 1))[:padding]
+    return order[rank::world_size]
+
+
+def contiguous_share(length: int, rank: int, world_size: int) -> range:
+    """Rank `rank`'s run of `range(length)` when it is cut into `world_size` contiguous runs as equal as can be.
+
+    For validation: the runs together are every index once (no padding, nothing counted twice),
+    and as tiles are stored image by image, each image's tiles fall to one or two ranks, so an
+    image is decoded about once in all, not once per rank.
+    """
+    return range(length * rank // world_size, length * (rank + 1) // world_size)
+
+
+class ShardedSampler(Sampler[int]):
+    """One rank's share (see `shard`) of another sampler's order, drawn anew each time it is iterated.
+
+    Rank r of world size W trains on positions r, r + W, r + 2W, ... of the global order, so batch k
+    of every rank together are the tiles a single process with W times the batch size would take
+    as its batch k. With one process it is the other sampler's order, unchanged.
+    """
+
+    def __init__(self, sampler: Sampler[int] | range, rank: int, world_size: int, pad: bool) -> None:
+        self.sampler, self.rank, self.world_size, self.pad = sampler, rank, world_size, pad
+
+    def __len__(self) -> int:
+        total = len(self.sampler)
+        return -(-total // self.world_size) if self.pad else len(range(self.rank, total, self.world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(shard(list(self.sampler), self.rank, self.world_size, self.pad))
+
+
 class TileDataset(Dataset):
     """Tiles of `records`, read from `store`; keeps up to `cached_images` decoded images (with their masks).
 

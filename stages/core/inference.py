@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from stages.core.checkpoint import TrainedModel
-from stages.core.devices import autocast, bf16_supported
+from stages.core.devices import autocast, resolve_precision
 from stages.core.errors import PipelineError
 from stages.core.geometry import window_grid
 from stages.core.model import OUTPUT_STRIDE_MULTIPLE, compile_for_inference, normalise
@@ -62,8 +62,9 @@ def sliding_window_probabilities(probability_fn: ProbabilityFn, image: np.ndarra
 
 
 def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
-                        bf16: bool, tta: bool) -> ProbabilityFn:
-    """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`."""
+                        precision: str, tta: bool) -> ProbabilityFn:
+    """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`, autocast to `precision`
+    (bf16, fp16 or fp32: resolved already)."""
 
     @torch.inference_mode()
     def window_probabilities(batch: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,7 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
         views = DIHEDRAL if tta else DIHEDRAL[:1]
         summed = None
         for view in views:
-            with autocast(device, bf16):
+            with autocast(device, precision):
                 logits = model(dihedral_view(images, view))
             probs = undo_dihedral_view(logits.float().softmax(dim=1), view)
             summed = probs if summed is None else summed + probs
@@ -80,14 +81,15 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
     return window_probabilities
 
 
-def trained_model_probabilities(trained: TrainedModel, device: torch.device, bf16: bool, tta: bool,
+def trained_model_probabilities(trained: TrainedModel, device: torch.device, precision: str, tta: bool,
                                 compile: bool = False) -> ProbabilityFn:
     """A checkpoint's model as a ProbabilityFn: moved to `device` in channels_last, optionally compiled,
-    normalising as in training; bf16 only where the device has it natively."""
+    normalising as in training; `precision` is predict.precision (auto: bf16 where native, see devices)."""
     model = trained.model.to(device, memory_format=torch.channels_last)
     if compile:
         model = compile_for_inference(model)
-    return model_probabilities(model, device, trained.mean, trained.std, bf16 and bf16_supported(device), tta)
+    return model_probabilities(model, device, trained.mean, trained.std,
+                               resolve_precision(precision, device, "predict.precision"), tta)
 
 
 # The 8 flips/90-degree rotations of test-time augmentation, as (quarter turns, horizontal flip); identity first.

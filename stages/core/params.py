@@ -36,6 +36,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 Section = TypeVar("Section")
 
+# Keys that were renamed: a params file that still has one is refused (not mapped, so dvc.lock and
+# checkpoints have one spelling), with the error naming its replacement.
+REPLACED_KEYS = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; true was auto, false fp32)",
+                 "predict.bf16": "predict.precision (auto, bf16, fp16 or fp32; true was auto, false fp32)"}
+
 
 def _check_type(key: str, value: Any, expected: Any) -> Any:
     """Return `value` as `expected` (int accepted for float), or raise naming `key`."""
@@ -66,7 +71,10 @@ def read_section(params: dict[str, Any], name: str, cls: type[Section]) -> Secti
     fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise PipelineError(f"params: unknown key {name}.{unknown[0]} (known: {', '.join(fields)})")
+        key = f"{name}.{unknown[0]}"
+        if key in REPLACED_KEYS:
+            raise PipelineError(f"params: unknown key {key}: replaced by {REPLACED_KEYS[key]}")
+        raise PipelineError(f"params: unknown key {key} (known: {', '.join(fields)})")
     missing = [key for key in fields if key not in raw]
     if missing:
         raise PipelineError(f"params: missing key {name}.{missing[0]}")
@@ -161,6 +169,8 @@ class ModelParams:
 LOSSES = ("dice", "ce", "dice_ce")
 SCHEDULERS = ("cosine", "none")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+# train.precision and predict.precision (resolved per device in devices.resolve_precision)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -175,9 +185,13 @@ class TrainParams:
     scheduler: str
     restart_epochs: int  # cosine warm restarts: epochs in the first cycle (T_0)
     seed: int
-    bf16: bool
+    precision: str  # auto | bf16 | fp16 | fp32 (see devices.resolve_precision)
     channels_last: bool
     device: str
+    processes: int  # processes per node that torchrun starts (one per GPU)
+    nodes: int  # machines taking part; processes * nodes is the world size
+    sync_batchnorm: bool  # batch-norm statistics over the whole global batch (CUDA, more than one process)
+    deterministic: bool  # deterministic algorithms (and cuDNN/cuBLAS settings) on CUDA
     resume: bool
 
     def __post_init__(self) -> None:
@@ -192,6 +206,10 @@ class TrainParams:
                  self.scheduler)
         _require(self.restart_epochs >= 1, "train.restart_epochs", "must be at least 1", self.restart_epochs)
         _require(self.device in DEVICES, "train.device", f"must be one of {', '.join(DEVICES)}", self.device)
+        _require(self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}",
+                 self.precision)
+        _require(self.processes >= 1, "train.processes", "must be at least 1", self.processes)
+        _require(self.nodes >= 1, "train.nodes", "must be at least 1", self.nodes)
 
 
 @dataclass(frozen=True)
@@ -200,7 +218,7 @@ class PredictParams:
     overlap: float  # fraction of the window shared with the next one
     batch_size: int
     tta: bool  # average over the 8 flips/90-degree rotations
-    bf16: bool  # bf16 autocast where the hardware has native bf16 (device is chosen as train.device auto)
+    precision: str  # auto | bf16 | fp16 | fp32, as train.precision (device is chosen as train.device auto)
     compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
 
     def __post_init__(self) -> None:
@@ -208,3 +226,5 @@ class PredictParams:
                  self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
         _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)
+        _require(self.precision in PRECISIONS, "predict.precision", f"must be one of {', '.join(PRECISIONS)}",
+                 self.precision)

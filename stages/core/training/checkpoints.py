@@ -9,8 +9,8 @@ stage, and a persisted output would turn off DVC's run-cache for it. So a killed
 continues from `models/resume/`, while going back to earlier params restores earlier outputs
 from the run-cache without training.
 
-Every checkpoint carries the config predict needs, the params it was trained with and the
-history up to its epoch.
+Every checkpoint carries the config predict needs, the params it was trained with, the history up
+to its epoch and the number of processes that trained it (`world_size`). Only rank 0 writes them.
 """
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ from stages.core.params import AugmentParams, ModelParams, TrainParams
 
 # Params that say how long and whether to continue, not what is trained: a resumed run may raise
 # train.epochs (the cosine cycle length is train.restart_epochs, not train.epochs). Left out of the
-# stored params, so a resumed run ends with the same bytes as an uninterrupted one.
-NOT_STORED = ("train.epochs", "train.resume")
+# stored params, so a resumed run ends with the same bytes as an uninterrupted one. How the
+# processes are laid out over machines (train.processes per node, train.nodes) is left out too:
+# what shapes training is their product, stored as the checkpoint's `world_size`, so 2 processes on
+# one node and 1 on each of 2 nodes give the same bytes.
+NOT_STORED = ("train.epochs", "train.resume", "train.processes", "train.nodes")
 
 
 def training_params(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams) -> dict:
@@ -73,10 +76,11 @@ class ResumeState:
 
 
 class CheckpointPolicy:
-    def __init__(self, models_dir: Path, config: dict, params: dict) -> None:
+    def __init__(self, models_dir: Path, config: dict, params: dict, world_size: int = 1) -> None:
         self.models_dir = models_dir
         self.config = config  # what predict needs: classes, colours, encoder, normalisation, tile size
         self.params = params  # training_params() of this run
+        self.world_size = world_size  # processes training together (train.processes x train.nodes)
         self.resume_dir = models_dir / "resume"
         self.best_path = models_dir / "best.pt"
         self.last_path = models_dir / "last.pt"
@@ -91,8 +95,10 @@ class CheckpointPolicy:
         shutil.rmtree(self.resume_dir, ignore_errors=True)
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> ResumeState:
-        """Load the resume state's weights, optimizer and scheduler; refuse one of another model or other params."""
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+               scaler: torch.amp.GradScaler | None = None) -> ResumeState:
+        """Load the resume state's weights, optimizer, scheduler (and fp16 loss scaler); refuse one of another
+        model, other params or another number of processes."""
         checkpoint = load_checkpoint(self.resume_path)
         for key, value in self.config.items():
             if checkpoint["config"].get(key) != value:
@@ -104,6 +110,11 @@ class CheckpointPolicy:
             raise PipelineError(f"{self.resume_path}: was trained with {changed}={stored.get(changed)!r}, params now "
                                 f"say {self.params.get(changed)!r}; only train.epochs may change on resume: "
                                 "restore it, or set train.resume to false to start afresh")
+        stored_world = checkpoint.get("world_size", 1)
+        if stored_world != self.world_size:
+            raise PipelineError(f"{self.resume_path}: was trained by {stored_world} process(es), now "
+                                f"{self.world_size} (train.processes x train.nodes); resume with the same number, "
+                                "or set train.resume to false to start afresh")
         if not (self.resume_dir / "best.pt").exists():
             raise PipelineError(f"{self.resume_dir / 'best.pt'}: missing, so training cannot resume from "
                                 f"{self.resume_path}; set train.resume to false to start afresh")
@@ -111,20 +122,24 @@ class CheckpointPolicy:
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint.get("scaler") is not None:
+            scaler.load_state_dict(checkpoint["scaler"])
         self.best_miou = checkpoint["best_miou"]
         return ResumeState(checkpoint["epoch"], decode_history(checkpoint["history"]))
 
     def after_epoch(self, epochs_done: int, history: list[dict], val_miou: float, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
+                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+                    scaler: torch.amp.GradScaler | None = None) -> None:
         """Save the resume folder's best.pt if `val_miou` beats the best so far, and its last.pt always."""
         self.resume_dir.mkdir(parents=True, exist_ok=True)
-        state = {"config": self.config, "params": self.params, "epoch": epochs_done,
+        state = {"config": self.config, "params": self.params, "world_size": self.world_size, "epoch": epochs_done,
                  "history": encode_history(history), "model": model.state_dict()}
         if val_miou > self.best_miou:
             self.best_miou = val_miou
             save_checkpoint(self.resume_dir / "best.pt", **state, best_miou=self.best_miou)
         save_checkpoint(self.resume_path, **state, best_miou=self.best_miou, optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict() if scheduler else None)
+                        scheduler=scheduler.state_dict() if scheduler else None,
+                        **({"scaler": scaler.state_dict()} if scaler is not None else {}))
 
     def publish(self) -> None:
         """The finished run's best.pt and last.pt become the stage's outputs."""

@@ -60,7 +60,7 @@ class BatchSettings:
     """How a loader's batch reaches the model: on which device, in which precision and memory layout."""
 
     device: torch.device
-    bf16: bool
+    precision: str  # bf16, fp16 or fp32, resolved for the device (devices.resolve_precision)
     channels_last: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -74,7 +74,8 @@ class BatchSettings:
         return masks.to(self.device, non_blocking=True).long()
 
     def logits(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        """The model's fp32 logits, run under bf16 autocast if asked (losses in fp32: bf16 sums lose precision)."""
-        with autocast(self.device, self.bf16):
+        """The model's fp32 logits, run under bf16/fp16 autocast if asked (losses in fp32: half-precision sums
+        lose precision)."""
+        with autocast(self.device, self.precision):
             logits = model(inputs)
         return logits.float()

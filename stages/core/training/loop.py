@@ -14,11 +14,20 @@ from stages.core.errors import PipelineError
 from stages.core.metrics import confusion_matrix, scores
 from stages.core.palette import ClassTable
 from stages.core.training.components import BatchSettings, LossFn
+from stages.core.training.distributed import Processes
+
+# Apart from another rank's dropout seeds (rank 0 keeps those of a single process).
+RANK_SEED_STRIDE = 1_000_000_007
 
 
-def seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Seed the global torch RNG (dropout) for this epoch and return the loader's shuffle generator."""
-    torch.manual_seed(seed * 100_003 + epoch)
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """Seed the global torch RNG (dropout) for this epoch and rank and return the loader's shuffle generator.
+
+    The shuffle generator is the same on every rank: all ranks draw the same global order and each
+    takes its share (datasets.ShardedSampler). Dropout masks differ between ranks, as they differ
+    between the samples of one batch.
+    """
+    torch.manual_seed(seed * 100_003 + epoch + rank * RANK_SEED_STRIDE)
     return torch.Generator().manual_seed(seed * 100_019 + epoch)
 
 
@@ -53,25 +62,44 @@ class EpochMeter:
     def mean_loss(self) -> float:
         return self.loss_sum / self.batches
 
-    def result(self) -> EpochResult:
-        return EpochResult(self.mean_loss, self.confusion)
+    def result(self, processes: Processes | None = None) -> EpochResult:
+        """The epoch's mean loss and confusion matrix, summed over all processes (each scored its own share)."""
+        if processes is None or not processes.several:
+            return EpochResult(self.mean_loss, self.confusion)
+        loss_sum, batches = processes.sum(np.array([self.loss_sum, self.batches], dtype=np.float64))
+        return EpochResult(float(loss_sum / batches) if batches else math.nan, processes.sum(self.confusion))
 
 
-def finite_loss(loss: torch.Tensor, description: str, step: int) -> float:
-    """The loss as a number (one device sync per batch); a NaN or infinite loss stops training."""
+def finite_loss(loss: torch.Tensor, description: str, step: int, processes: Processes | None = None) -> float:
+    """The loss as a number (one device sync per batch); a NaN or infinite loss stops training.
+
+    With several processes the check is on the sum of every rank's loss, so all ranks stop together
+    at the same batch with the same message (one rank stopping alone would leave the others waiting).
+    """
     value = loss.item()
-    if not math.isfinite(value):
-        raise PipelineError(f"train: loss became {value} in {description}, batch {step + 1}; "
-                            "lower train.lr or turn off train.bf16")
+    checked = processes.sum(np.array([value]))[0] if processes is not None and processes.several else value
+    if not math.isfinite(checked):
+        raise PipelineError(f"train: loss became {checked} in {description}, batch {step + 1}; "
+                            "lower train.lr or set train.precision to fp32")
     return value
 
 
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler | None, epoch_position: float) -> None:
-    """One optimizer step; the scheduler moves to `epoch_position` (warm restarts move smoothly within an epoch)."""
+             scheduler: torch.optim.lr_scheduler.LRScheduler | None, epoch_position: float,
+             scaler: torch.amp.GradScaler | None = None) -> None:
+    """One optimizer step; the scheduler moves to `epoch_position` (warm restarts move smoothly within an epoch).
+
+    With a GradScaler (fp16) the loss is scaled before backward and the step skipped where the
+    gradients overflowed, as torch.amp prescribes.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     if scheduler is not None:
         scheduler.step(epoch_position)
 
@@ -79,8 +107,12 @@ def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
 def run_epoch(model: nn.Module, loader: DataLoader, batch_settings: BatchSettings, loss_fn: LossFn,
               num_classes: int, description: str, optimizer: torch.optim.Optimizer | None = None,
               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, epoch: int = 0,
-              progress: bool = True) -> EpochResult:
-    """One pass over `loader`: trains when an optimizer is given, else evaluates without gradients."""
+              progress: bool = True, scaler: torch.amp.GradScaler | None = None,
+              processes: Processes | None = None) -> EpochResult:
+    """One pass over `loader`: trains when an optimizer is given, else evaluates without gradients.
+
+    With several `processes`, `loader` holds this rank's share and the result is summed over all ranks.
+    """
     training = optimizer is not None
     model.train(training)
     meter = EpochMeter(num_classes)
@@ -91,12 +123,12 @@ def run_epoch(model: nn.Module, loader: DataLoader, batch_settings: BatchSetting
         with torch.set_grad_enabled(training):
             logits = batch_settings.logits(model, inputs)
             objective = loss_fn(logits, targets)
-        loss_value = finite_loss(objective, description, step)
+        loss_value = finite_loss(objective, description, step, processes if training else None)
         if training:
-            optimise(objective, optimizer, scheduler, epoch + (step + 1) / batches)
+            optimise(objective, optimizer, scheduler, epoch + (step + 1) / batches, scaler)
         meter.add(loss_value, targets, logits)
         bar.set_postfix(loss=f"{meter.mean_loss:.4f}")
-    return meter.result()
+    return meter.result(processes)
 
 
 def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | None]:

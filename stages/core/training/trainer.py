@@ -1,6 +1,7 @@
 """train(): the components, the loop and the checkpoint policy put together epoch by epoch, logged with DVCLive."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from tqdm import tqdm
 
 from stages.core.augment import training_augmentation
 from stages.core.checkpoint import checkpoint_config
-from stages.core.datasets import ImageBlockSampler, TileDataset
-from stages.core.devices import bf16_supported, choose_device
+from stages.core.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
+from stages.core.devices import choose_device, make_deterministic, resolve_precision
 from stages.core.errors import PipelineError
 from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.palette import ClassTable
@@ -20,6 +21,7 @@ from stages.core.tilestore import TileRecord, TileStore
 from stages.core.training.checkpoints import CheckpointPolicy, training_params
 from stages.core.training.components import (BatchSettings, configure_loss, configure_model, configure_optimizer,
                                              configure_scheduler)
+from stages.core.training.distributed import Processes, data_parallel, start_processes, unwrapped
 from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
 
 
@@ -50,11 +52,23 @@ def training_set(records: list[TileRecord], store: TileStore, tile_size: int, au
 
 
 def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, epoch: int,
-                           loader_options: dict) -> DataLoader:
-    """The epoch's training batches: tiles shuffled within blocks of images, in an order seeded by the epoch."""
-    sampler = ImageBlockSampler(train_set.records, train_params.shuffle_block, seed_epoch(train_params.seed, epoch))
-    return DataLoader(train_set, sampler=sampler, drop_last=len(train_set) > train_params.batch_size,
+                           loader_options: dict, processes: Processes = Processes()) -> DataLoader:
+    """This rank's training batches of the epoch: tiles shuffled within blocks of images in an order seeded by the
+    epoch, the same on every rank, and each rank taking its share of it (padded so all ranks have as many)."""
+    order = ImageBlockSampler(train_set.records, train_params.shuffle_block,
+                              seed_epoch(train_params.seed, epoch, processes.rank))
+    sampler = ShardedSampler(order, processes.rank, processes.world_size, pad=True)
+    return DataLoader(train_set, sampler=sampler, drop_last=len(sampler) > train_params.batch_size,
                       **loader_options)
+
+
+def validation_loader(val_set: TileDataset, options: dict, processes: Processes) -> DataLoader:
+    """This rank's validation batches: its contiguous run of the val tiles, not padded, so the ranks' runs
+    together are the val set with each tile once (their confusion matrices are summed)."""
+    if not processes.several:
+        return DataLoader(val_set, shuffle=False, **options)
+    share = contiguous_share(len(val_set), processes.rank, processes.world_size)
+    return DataLoader(val_set, sampler=share, **options)
 
 
 def loader_options(train_params: TrainParams, device: torch.device) -> dict:
@@ -63,61 +77,95 @@ def loader_options(train_params: TrainParams, device: torch.device) -> dict:
             "pin_memory": device.type == "cuda"}
 
 
+def configure_cuda(device: torch.device, deterministic: bool) -> None:
+    """train.deterministic on CUDA: deterministic algorithms (see devices); off, cuDNN picks the fastest
+    convolution for the fixed tile size. The CPU's kernels here are deterministic as they are."""
+    if device.type != "cuda":
+        return
+    if deterministic:
+        make_deterministic()
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
 def train(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams, data: TrainingData,
           models_dir: Path, live_dir: Path, progress: bool = True) -> dict:
     """Train, log every epoch to `live_dir` with DVCLive, end with models_dir/best.pt and last.pt.
 
     Checkpoints go to models_dir/resume after every epoch (see checkpoints). The log is closed
     however training ends, a non-finite loss included. Returns the last epoch's record
-    ({"train": {...}, "val": {...}}).
+    ({"train": {...}, "val": {...}}). Started by torchrun with several processes, every rank
+    trains on its share of each batch and rank 0 alone writes checkpoints, the log and progress.
     """
+    device = choose_device(train_params.device)
+    configure_cuda(device, train_params.deterministic)
+    processes = start_processes(train_params, device)
+    try:
+        return train_processes(model_params, train_params, augment_params, data, models_dir, live_dir,
+                               progress and processes.main, processes)
+    finally:
+        processes.stop()
+
+
+def train_processes(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams,
+                    data: TrainingData, models_dir: Path, live_dir: Path, progress: bool,
+                    processes: Processes) -> dict:
+    """train() in this process, one of `processes`."""
     from dvclive import Live
 
-    device = choose_device(train_params.device)
+    device = processes.device
+    precision = resolve_precision(train_params.precision, device, "train.precision")
     num_classes = len(data.table)
     model = configure_model(model_params, num_classes, device, train_params.channels_last, train_params.seed)
     optimizer = configure_optimizer(model, train_params, device)
     scheduler = configure_scheduler(optimizer, train_params)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     loss_fn = configure_loss(train_params.loss)
-    batch_settings = BatchSettings(device, train_params.bf16 and bf16_supported(device), train_params.channels_last,
-                                   IMAGENET_MEAN, IMAGENET_STD)
+    batch_settings = BatchSettings(device, precision, train_params.channels_last, IMAGENET_MEAN, IMAGENET_STD)
     checkpoints = CheckpointPolicy(models_dir, checkpoint_config(model_params.encoder, data.table, data.tile_size),
-                                   training_params(model_params, train_params, augment_params))
+                                   training_params(model_params, train_params, augment_params), processes.world_size)
 
     start_epoch, history = 0, []
     if train_params.resume and checkpoints.resume_path.exists():
-        resumed = checkpoints.resume(model, optimizer, scheduler)
+        resumed = checkpoints.resume(model, optimizer, scheduler, scaler)
         start_epoch, history = resumed.epochs_done, resumed.history
         if start_epoch > train_params.epochs:
             raise PipelineError(f"{checkpoints.resume_path}: already has {start_epoch} epochs, more than train.epochs "
                                 f"({train_params.epochs}); raise train.epochs or set train.resume to false")
-        print(f"train: resuming from {checkpoints.resume_path} after epoch {start_epoch}")
-    else:
+        if processes.main:
+            print(f"train: resuming from {checkpoints.resume_path} after epoch {start_epoch}")
+    elif processes.main:
         if train_params.resume:
             print(f"train: train.resume is set but there is no {checkpoints.resume_path}; starting afresh")
         checkpoints.start_afresh()
+    trained_model = data_parallel(model, processes, train_params.sync_batchnorm)
+    model = unwrapped(trained_model)  # what validation runs and checkpoints hold (batch norms converted if asked)
 
     train_set = training_set(data.train, data.store, data.tile_size, augment_params, train_params)
     options = loader_options(train_params, device)
-    val_loader = DataLoader(TileDataset(data.val, data.store, count_once=True), shuffle=False, **options)
+    val_loader = validation_loader(TileDataset(data.val, data.store, count_once=True), options, processes)
 
-    with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    log = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) if processes.main else None
+    with log if log is not None else contextlib.nullcontext():
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
-            log_epoch(live, epoch, record)
+            if log is not None:
+                log_epoch(log, epoch, record)
         epochs = tqdm(range(start_epoch, train_params.epochs), desc="train", unit="epoch", disable=not progress,
                       initial=start_epoch, total=train_params.epochs)
         for epoch in epochs:
             train_set.epoch = epoch
-            train_loader = train_loader_for_epoch(train_set, train_params, epoch, options)
-            trained = run_epoch(model, train_loader, batch_settings, loss_fn, num_classes,
-                                f"epoch {epoch + 1} train", optimizer, scheduler, epoch, progress)
+            train_loader = train_loader_for_epoch(train_set, train_params, epoch, options, processes)
+            trained = run_epoch(trained_model, train_loader, batch_settings, loss_fn, num_classes,
+                                f"epoch {epoch + 1} train", optimizer, scheduler, epoch, progress, scaler, processes)
             validated = run_epoch(model, val_loader, batch_settings, loss_fn, num_classes, f"epoch {epoch + 1} val",
-                                  progress=progress)
+                                  progress=progress, processes=processes)
             record = {"train": epoch_metrics(trained, data.table), "val": epoch_metrics(validated, data.table)}
             history.append(record)
-            log_epoch(live, epoch + 1, record)
             val_miou = record["val"]["miou_land"] or 0.0
-            checkpoints.after_epoch(epoch + 1, history, val_miou, model, optimizer, scheduler)
+            if log is not None:
+                log_epoch(log, epoch + 1, record)
+                checkpoints.after_epoch(epoch + 1, history, val_miou, model, optimizer, scheduler, scaler)
             epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{checkpoints.best_miou:.3f}")
-    checkpoints.publish()
+    if processes.main:
+        checkpoints.publish()
     return history[-1]

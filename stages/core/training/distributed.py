@@ -1,0 +1,140 @@
+"""Training in several processes, as torchrun starts them: which process this is, its device, sums over all
+processes, and the model wrapped for data-parallel training.
+
+torchrun (`python -m torch.distributed.run`) starts the processes and tells each its place through
+the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); the process group is started
+from there (NCCL between GPUs, gloo on the CPU). A train stage started without torchrun, or by
+torchrun with one process, is one process and starts no group: it runs exactly as before
+multi-process training existed.
+
+Rank 0 alone writes (checkpoints, DVCLive's log, the progress bars); every rank computes, and the
+numbers logged are sums over all ranks (see loop.EpochMeter).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.core.errors import PipelineError
+from stages.core.params import TrainParams
+
+# Set by torchrun in every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among the training processes; rank 0 of world size 1 when there is one process."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")  # this process's device, where its collectives run
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, logs and progress."""
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.world_size > 1
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """`values` summed over all processes (the same array on every rank); as is with one process."""
+        if not self.several:
+            return values
+        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
+        torch.distributed.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def stop(self) -> None:
+        if self.several and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launched_by_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+# prctl(2) option: the signal this process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Under torchrun on Linux, have this process killed when torchrun ends, however it ends.
+
+    torchrun starts its processes in sessions of their own, so a `kill -9` of `dvc repro` (or of
+    torchrun) would leave them training and writing checkpoints as orphans; with this they end at
+    once, as a single train process killed with its `dvc repro` does. (torchrun stops them itself
+    on SIGTERM or SIGINT.)
+    """
+    if not launched_by_torchrun() or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # no prctl: torchrun still stops its processes whenever it is not killed outright
+    if os.getppid() == 1:  # torchrun ended before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def start_processes(train_params: TrainParams, device: torch.device) -> Processes:
+    """Join the processes torchrun started (the process group, this rank's device), or run as one process.
+
+    The number of processes must be what the params say, train.processes x train.nodes: the
+    params are what dvc.lock and the checkpoints record.
+    """
+    expected = train_params.processes * train_params.nodes
+    layout = (f"train.processes x train.nodes is {train_params.processes} x {train_params.nodes} = "
+              f"{expected} process{'es' if expected > 1 else ''}")
+    if not launched_by_torchrun():
+        if expected != 1:
+            raise PipelineError(f"params: {layout}, but this is one process, not started by torchrun; run the "
+                                f"stage with dvc repro (its command starts torchrun) or with torchrun "
+                                f"--nproc_per_node={train_params.processes} -m stages.train ...")
+        return Processes(device=device)
+    world_size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if world_size != expected:
+        raise PipelineError(f"params: {layout}, but torchrun started {world_size} (WORLD_SIZE); make them agree "
+                            "(more than one node is launched by hand: README, Multi-GPU)")
+    if world_size == 1:
+        return Processes(device=device)
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise PipelineError(f"params: train.processes is {train_params.processes}, but this node has "
+                                f"{torch.cuda.device_count()} visible GPU(s); use one process per GPU")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise PipelineError(f"params: train.processes x train.nodes above 1 needs train.device cuda or cpu, "
+                            f"not {device.type}")
+    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Processes(rank, world_size, device)
+
+
+def data_parallel(model: nn.Module, processes: Processes, sync_batchnorm: bool) -> nn.Module:
+    """The model to train: as is with one process, else wrapped in DistributedDataParallel (gradients averaged
+    over processes after every backward pass), its batch norms synchronised if asked."""
+    if not processes.several:
+        return model
+    if sync_batchnorm:
+        if processes.device.type != "cuda":
+            raise PipelineError("params: train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on "
+                                f"GPUs only), this run is on {processes.device.type}; set it to false")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [processes.device.index] if processes.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model itself, without a DistributedDataParallel wrapper: what checkpoints hold and validation runs."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

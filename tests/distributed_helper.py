@@ -1,0 +1,54 @@
+"""The train stage as torchrun runs it, with test-only changes chosen by environment variables.
+
+Run as `torchrun ... tests/distributed_helper.py <the train stage's arguments>`; it is no test
+itself (pytest collects `test_*.py` only), and the stage's code has no test hooks: the changes
+are made here, from outside, before the stage's main() runs.
+
+- DDP_TEST_BATCH_INDEPENDENT=1: dropout off and batch norm normalising with its running
+  statistics, as in eval mode. Then a sample's forward pass does not depend on the other samples
+  of its batch or on the batch's shape (dropout masks are drawn per tensor shape and rank), so
+  one process with batch 2B and two with batch B each can be compared number for number.
+- DDP_TEST_DIE_RANK=<r>: the process of that rank kills itself with SIGKILL (no handler, no
+  cleanup) at its first optimizer step: a rank lost mid-epoch.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+import torch
+from torch import nn
+
+
+def batch_independent() -> None:
+    def batch_norm_with_running_statistics(self, input):
+        return nn.functional.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                                        False, 0.0, self.eps)
+
+    nn.modules.batchnorm._BatchNorm.forward = batch_norm_with_running_statistics
+    nn.Dropout.forward = lambda self, input: input
+
+
+def die_at_first_step(rank: int) -> None:
+    from stages.core.training import loop
+
+    optimise = loop.optimise
+
+    def dying_optimise(*args, **kwargs):
+        if int(os.environ["RANK"]) == rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return optimise(*args, **kwargs)
+
+    loop.optimise = dying_optimise
+
+
+if __name__ == "__main__":
+    if os.environ.get("DDP_TEST_BATCH_INDEPENDENT") == "1":
+        batch_independent()
+    if "DDP_TEST_DIE_RANK" in os.environ:
+        die_at_first_step(int(os.environ["DDP_TEST_DIE_RANK"]))
+
+    from stages import train
+    from stages.core.errors import run_stage
+
+    run_stage(train.main)
