@@ -304,6 +304,19 @@ def test_fp16_off_cuda_is_refused(device):
         resolve_precision("fp16", torch.device(device), "train.precision")
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_autocast_runs_the_resolved_precision(precision, dtype):
+    with devices.autocast(torch.device("cpu"), precision):
+        assert torch.nn.functional.linear(torch.ones(1, 2), torch.ones(3, 2)).dtype == dtype
+
+
+@pytest.mark.parametrize("unresolved", [True, False, "auto"])
+def test_autocast_refuses_what_is_not_a_resolved_precision(unresolved):
+    # The old bf16 flag passed as a bool must not quietly run in fp32.
+    with pytest.raises(ValueError, match="precision must be bf16, fp16 or fp32"):
+        devices.autocast(torch.device("cpu"), unresolved)
+
+
 def test_sync_batchnorm_on_cpu_processes_is_refused():
     with pytest.raises(PipelineError, match="train.sync_batchnorm needs CUDA devices"):
         data_parallel(torch.nn.BatchNorm2d(3), Processes(0, 2, torch.device("cpu")), sync_batchnorm=True)
