@@ -25,7 +25,7 @@ from stages.core.devices import choose_device
 from stages.core.errors import run_stage
 from stages.core.georaster import ReadOptions, check_scene
 from stages.core.imageio import write_png
-from stages.core.inference import ProbabilityFn, sliding_window_probabilities, trained_model_probabilities
+from stages.core.inference import ProbabilityFn, sliding_window_classes, trained_model_probabilities
 from stages.core.mapping import MapOptions, map_file
 from stages.core.outputs import atomic_dir, atomic_file
 from stages.core.palette import ClassTable, index_to_colour
@@ -39,9 +39,8 @@ def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total:
     """Write <id>.png and <id>_colour.png for each (id, image), each file atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for image_id, image in tqdm(images, total=total, desc="predict", unit="image"):
-        probs = sliding_window_probabilities(probability_fn, image, len(table), predict_params.window,
-                                             predict_params.overlap, predict_params.batch_size)
-        index = probs.argmax(axis=0).astype(np.uint8)
+        index = sliding_window_classes(probability_fn, image, len(table), predict_params.window,
+                                       predict_params.overlap, predict_params.batch_size)
         for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", index_to_colour(index, table))):
             with atomic_file(out_dir / name) as staging:
                 write_png(staging, array)
