@@ -123,6 +123,21 @@ def main() -> None:
     whole = time_alternating({"host": lambda image: host_classes(probability_fn, image, *settings),
                               "device": lambda image: sliding_window_classes(probability_fn, image, *settings)},
                              images, args.rounds, sync)
+    # Batching windows across images: the default run's 384 px test images have 4 windows each, so a
+    # batch of 8 is half used; two images per batch would fill it. What would that gain per window?
+    small = [torch.from_numpy(np.stack([images[0][y:y + window, x:x + window] for y, x in
+                                        window_grid(384, 384, window, predict["overlap"])]))]
+    small.append(torch.cat([small[0], small[0]]))  # two images' windows in one batch
+    per_window = {}
+    for crops in small * 2:  # warm-up, then timed
+        start = time.perf_counter()
+        for _ in range(args.rounds * 3):
+            probability_fn(crops)
+        sync()
+        per_window[len(crops)] = (time.perf_counter() - start) / (args.rounds * 3 * len(crops))
+    print(f"windows of 384 px images ({len(small[0])} each), s per window: {per_window[len(small[0])]:.4f} in "
+          f"batches of one image's {len(small[0])}, {per_window[len(small[1])]:.4f} in batches of two images' "
+          f"{len(small[1])} ({per_window[len(small[0])] / per_window[len(small[1])]:.2f}x)")
     print("| s per 2448 px image | host blending (before) | device blending (now) | before / now |")
     print("|---|---:|---:|---:|")
     for label, result in ((f"blending only (stand-in model)", blending),

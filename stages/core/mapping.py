@@ -2,10 +2,12 @@
 the files they become (class map, confidence, area report, polygons).
 
 Streaming keeps inference.sliding_window_probabilities' windows, weights, batches and order of
-additions, so its probabilities are bit-identical to that in-memory path; it only keeps the sums
-of the rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
+additions, and its accumulator (inference.BlendAccumulator, on the device the probabilities come
+from), so its probabilities are bit-identical to that in-memory path; it only keeps the sums of the
+rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
 so after each batch the rows above the next batch's first window are final: they are divided by
-their summed weights, turned into classes, handed on and dropped. The accumulator holds
+their summed weights, turned into classes on the device (only the uint8 maps are copied to the
+host), handed on and dropped. The accumulator holds
 (classes + 1) float32 values per pixel for (window side + the rows a batch spans) rows of the
 scene's width, the input the rows of the batch's windows (read in chunks aligned to the file's
 blocks, each decoded once): peak memory is set by the width, not the height (README, "Mapping new imagery", measured there).
