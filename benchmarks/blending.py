@@ -9,8 +9,12 @@ tests/test_inference.py checks the device blending against, bit for bit). Now th
 the probability function's device and only the uint8 class map comes back. This script times both
 per 2448 px image, alternating, with predict's model settings (params.yaml: encoder, window,
 overlap, batch, bf16), and the blending alone with a stand-in model that returns fixed probabilities.
-On the CPU the two do the same float32 arithmetic; on a GPU the device path saves a host copy of
-(classes x window^2) floats per window and the host-side adds.
+On the CPU the device is the host: both sum in numpy (the same float32 arithmetic; this measures
+that nothing got slower), and a third variant sums and argmaxes in torch on the CPU instead, which
+is why numpy stays the CPU's. On a GPU the device path saves a host copy of (classes x window^2)
+floats per window and the host-side adds (benchmarks/gpu.py measures it there). Last, it times a
+model on the windows of 384 px images (the default run's test images: 4 windows) in batches of one
+image's windows against two images' (batching windows across images).
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from stages.core.geometry import window_grid  # noqa: E402
-from stages.core.inference import ProbabilityFn, fit_window, sliding_window_classes, window_weights  # noqa: E402
+from stages.core.inference import (BlendAccumulator, ProbabilityFn, fit_window, sliding_window_classes,  # noqa: E402
+                                   window_weights)
 
 IMAGE_SIZE = 2448
 NUM_CLASSES = 7
@@ -66,6 +71,15 @@ def fixed_probabilities(window: int, device: torch.device) -> ProbabilityFn:
     probs = torch.randn(64, NUM_CLASSES, window, window, generator=torch.Generator().manual_seed(0)).softmax(dim=1)
     probs = probs.to(device)
     return lambda batch: probs[:batch.shape[0]]
+
+
+def in_torch(function, *args):
+    """`function` with the blending in torch even on the CPU (where numpy is used: see BlendAccumulator)."""
+    BlendAccumulator.numpy_on_cpu = False
+    try:
+        return function(*args)
+    finally:
+        BlendAccumulator.numpy_on_cpu = True
 
 
 def time_alternating(runs: dict, images: list[np.ndarray], rounds: int, sync) -> dict:
@@ -110,12 +124,16 @@ def main() -> None:
     windows = len(window_grid(IMAGE_SIZE, IMAGE_SIZE, window, predict["overlap"]))
     print(f"device {device}, {torch.get_num_threads()} threads; window {window}, overlap {predict['overlap']}, "
           f"batch {predict['batch_size']}: {windows} windows per {IMAGE_SIZE} px image; {args.images} images x "
-          f"{args.rounds} rounds, alternating")
+          f"{args.rounds} rounds, alternating", flush=True)
 
     stand_in = fixed_probabilities(window, device)
     blending = time_alternating({"host": lambda image: host_classes(stand_in, image, *settings),
-                                 "device": lambda image: sliding_window_classes(stand_in, image, *settings)},
+                                 "device": lambda image: sliding_window_classes(stand_in, image, *settings),
+                                 "torch": lambda image: in_torch(sliding_window_classes, stand_in, image, *settings)},
                                 images, args.rounds, sync)
+    print(f"blending only: {blending['host']:.3f} s per image on the host (before), {blending['device']:.3f} s "
+          f"where the probabilities are (now), {blending['torch']:.3f} s with torch's sums and argmax on {device}",
+          flush=True)
     torch.manual_seed(0)
     model = build_model(params["model"]["encoder"], NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
     probability_fn = model_probabilities(model, device, IMAGENET_MEAN, IMAGENET_STD,
@@ -138,7 +156,7 @@ def main() -> None:
     print(f"windows of 384 px images ({len(small[0])} each), s per window: {per_window[len(small[0])]:.4f} in "
           f"batches of one image's {len(small[0])}, {per_window[len(small[1])]:.4f} in batches of two images' "
           f"{len(small[1])} ({per_window[len(small[0])] / per_window[len(small[1])]:.2f}x)")
-    print("| s per 2448 px image | host blending (before) | device blending (now) | before / now |")
+    print("\n| s per 2448 px image | host blending (before) | device blending (now) | before / now |")
     print("|---|---:|---:|---:|")
     for label, result in ((f"blending only (stand-in model)", blending),
                           (f"predict ({params['model']['encoder']}, the predict params)", whole)):

@@ -153,17 +153,21 @@ def random_softmax(batch: torch.Tensor) -> torch.Tensor:
     return logits.softmax(dim=1).contiguous(memory_format=torch.channels_last)  # as a channels_last model gives
 
 
+@pytest.mark.parametrize("in_torch", [False, True], ids=["numpy on the cpu", "torch as on a device"])
 @pytest.mark.parametrize("height, width, window, overlap, batch_size", [
     (150, 97, 64, 0.25, 3), (128, 128, 64, 0.5, 8), (70, 200, 96, 0.0, 2), (300, 40, 32, 0.25, 7)])
-def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height, width, window, overlap, batch_size):
-    """On the CPU the torch sums do numpy's float32 multiply and add per element in the same order: equal bits."""
+def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height, width, window, overlap, batch_size,
+                                                                         in_torch, monkeypatch):
+    """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
+    on the CPU they give the very bits of the numpy host blending this replaced, as the CPU's numpy sums do."""
     import sys
 
     from tests.conftest import REPO
     sys.path.insert(0, str(REPO / "benchmarks"))
     from blending import host_blended_probabilities, host_classes
 
-    from stages.core.inference import classes_of, sliding_window_classes
+    from stages.core.inference import BlendAccumulator, classes_of, sliding_window_classes
+    monkeypatch.setattr(BlendAccumulator, "numpy_on_cpu", not in_torch)
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
     old = host_blended_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
     new = sliding_window_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)

@@ -43,37 +43,47 @@ def fit_window(window: int, height: int, width: int) -> int:
 
 
 class BlendAccumulator:
-    """Weighted window probabilities summed where the probability function returns them (on the GPU
-    for a model there, on the host for a CPU runtime), float32 as numpy summed them before.
+    """Weighted window probabilities summed where the probability function returns them: on the GPU
+    for a model there (torch tensors), on the host for the CPU (numpy arrays, as before), float32.
 
     Each window adds `prob * weights` to its area of the sum and `weights` to the summed weights,
-    one float32 multiply and one float32 add per element, in the order the windows come: on the CPU
-    the result is bit-identical to the numpy blending this replaced (tests/test_inference.py). The
-    sums are made on the first batch's device; `rows` rows of `width` columns, `top` being the
-    image row that row 0 holds (the streaming path keeps only the rows later windows can touch).
+    one float32 multiply and one float32 add per element, in the order the windows come; torch on
+    a device does the same arithmetic as numpy, and on the CPU it gives the same bits (tested).
+    numpy stays the CPU's: for these elementwise adds and the argmax it is several times faster than
+    torch on the 2-core CPU (benchmarks/blending.py). The sums are made on the first batch's device;
+    `rows` rows of `width` columns, `top` being the image row that row 0 holds (the streaming path
+    keeps only the rows later windows can touch).
     """
 
+    numpy_on_cpu = True  # tests set it False to check torch's arithmetic on the CPU
+
     def __init__(self, num_classes: int, rows: int, width: int, weights: np.ndarray) -> None:
-        self.shape, self.weights_host = (num_classes, rows, width), weights
-        self.total = self.weight_sum = self.weights = None
+        self.shape, self.weights = (num_classes, rows, width), weights
+        self.total = self.weight_sum = None  # numpy arrays on the host, else torch tensors on the device
 
     def add(self, probs: torch.Tensor, origins: list[tuple[int, int]], top: int = 0) -> None:
         """Blend a batch of windows' (N, classes, window, window) probabilities at their (y, x) origins."""
         probs = torch.as_tensor(probs)
         if self.total is None:
-            num_classes, rows, width = self.shape
-            self.total = torch.zeros(self.shape, dtype=torch.float32, device=probs.device)
-            self.weight_sum = torch.zeros((rows, width), dtype=torch.float32, device=probs.device)
-            self.weights = torch.from_numpy(self.weights_host).to(probs.device)
+            if probs.device.type == "cpu" and self.numpy_on_cpu:
+                self.total = np.zeros(self.shape, dtype=np.float32)
+                self.weight_sum = np.zeros(self.shape[1:], dtype=np.float32)
+            else:
+                self.total = torch.zeros(self.shape, dtype=torch.float32, device=probs.device)
+                self.weight_sum = torch.zeros(self.shape[1:], dtype=torch.float32, device=probs.device)
+                self.weights = torch.from_numpy(self.weights).to(probs.device)
+        if isinstance(self.total, np.ndarray):
+            probs = probs.numpy()
         window = self.weights.shape[0]
         for (y, x), prob in zip(origins, probs):
             self.total[:, y - top:y - top + window, x:x + window] += prob * self.weights
             self.weight_sum[y - top:y - top + window, x:x + window] += self.weights
 
     def blended(self, rows: int | None = None) -> torch.Tensor:
-        """(classes, rows, width) float32 probabilities of the first `rows` rows (all by default), on the device."""
+        """(classes, rows, width) float32 probabilities of the first `rows` rows (all by default), on the device
+        (a CPU tensor sharing a numpy array's memory on the host)."""
         rows = self.shape[1] if rows is None else rows
-        return self.total[:, :rows] / self.weight_sum[:rows]
+        return torch.as_tensor(self.total[:, :rows] / self.weight_sum[:rows])
 
 
 def blend_windows(probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float,
@@ -101,6 +111,10 @@ def classes_of(probs: torch.Tensor, confidence: bool = False) -> tuple[np.ndarra
     """uint8 class indices (the first of tied classes, as numpy's argmax) of (classes, H, W) probabilities
     and, if asked, round(max probability x 255) as uint8: computed on the probabilities' device, and
     only these uint8 maps copied to the host."""
+    if probs.device.type == "cpu" and BlendAccumulator.numpy_on_cpu:  # numpy: faster there (see BlendAccumulator)
+        host = probs.numpy()
+        classes = host.argmax(axis=0).astype(np.uint8)
+        return classes, np.rint(host.max(axis=0) * 255).astype(np.uint8) if confidence else None
     if not confidence:
         return probs.argmax(dim=0).to(torch.uint8).cpu().numpy(), None
     best, classes = probs.max(dim=0)
