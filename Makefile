@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-scale bench-geotiff install install-remote install-vector lock clean
+.PHONY: run test bench bench-quick bench-blending bench-scale bench-geotiff install install-remote install-vector lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -26,6 +26,10 @@ bench: $(BIN)/.installed
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/speed.py --quick
+
+# Blending on the device (today's predict) against on the host (before issue 12), s per 2448 px image.
+bench-blending: $(BIN)/.installed
+	$(BIN)/python benchmarks/blending.py
 
 # The data stages, DVC and the training loader at DeepGlobe's real size (803 images of 2448 px):
 # table + benchmarks/scale.json. Options go in SCALE_ARGS, e.g. make bench-scale SCALE_ARGS="--images 80".

@@ -17,6 +17,8 @@ What is compared (see seed_style.py for the reference side):
   inference   predict's sliding window with blending (params.yaml's predict section) vs an fp32
               per-tile loop without overlap, on a whole 2448x2448 image
   tile        the tile stage vs decoding the JPEG and mask and writing the same PNG tiles, nothing else
+  gpu         where CUDA is present (else printed as skipped): training img/s at 512 px, batch 16, on 1 and
+              on all GPUs (DDP), fraction of the bf16 matmul peak, inference s per image (benchmarks/gpu.py)
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
+import gpu  # noqa: E402  (the GPU section, benchmarks/gpu.py)
 # torch is imported where used: the tile measurements' peak memory should not include it.
 import yaml  # noqa: E402
 
@@ -450,6 +453,7 @@ def run_all(mode: str, cache: Path) -> dict:
         results["tiling"] = {variant: run_measurement("tiling", f"tiling, {variant}", variant=variant, raw=str(raw),
                                                       out=f"{scratch}/{variant}") for variant in ("stage", "bare")}
     results["explored"] = explore(plan, tiles, images) if plan["explore"] else {}
+    results["gpu"] = gpu.run_section(mode, results["peaks"])  # GPU section: benchmarks/gpu.py
     return results
 
 
@@ -597,7 +601,7 @@ def main() -> None:
     started = time.perf_counter()
     results = run_all(mode, args.cache)
     summary = summarise(results)
-    table = report(results, summary) + report_explored(results["explored"])
+    table = report(results, summary) + report_explored(results["explored"]) + gpu.report(results.get("gpu"))
     print(f"\n{table}\n\n{mode} run, {time.perf_counter() - started:.0f} s in all")
     payload = {"mode": mode, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "commit": git_commit(), "machine": machine(), "summary": summary, "results": results, "table": table}

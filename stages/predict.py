@@ -25,26 +25,29 @@ from stages.core.devices import choose_device
 from stages.core.errors import run_stage
 from stages.core.georaster import ReadOptions, check_scene
 from stages.core.imageio import write_png
-from stages.core.inference import ProbabilityFn, sliding_window_probabilities, trained_model_probabilities
+from stages.core.inference import ProbabilityFn, sliding_window_classes, trained_model_probabilities
 from stages.core.mapping import MapOptions, map_file
-from stages.core.outputs import atomic_dir, atomic_file
+from stages.core.outputs import atomic_file
 from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from stages.core.polygons import require_vector_writer
+from stages.core.ranks import Ranks, process_group, rank_device, ranks_from_environment, shared_atomic_dir
 from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
 
 
 def predict_into(out_dir: Path, images: Iterator[tuple[str, np.ndarray]], total: int, probability_fn: ProbabilityFn,
-                 table: ClassTable, predict_params: PredictParams) -> None:
-    """Write <id>.png and <id>_colour.png for each (id, image), each file atomically."""
+                 table: ClassTable, predict_params: PredictParams, progress: bool = True) -> list[str]:
+    """Write <id>.png and <id>_colour.png for each (id, image), each file atomically; returns the ids."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for image_id, image in tqdm(images, total=total, desc="predict", unit="image"):
-        probs = sliding_window_probabilities(probability_fn, image, len(table), predict_params.window,
-                                             predict_params.overlap, predict_params.batch_size)
-        index = probs.argmax(axis=0).astype(np.uint8)
+    done = []
+    for image_id, image in tqdm(images, total=total, desc="predict", unit="image", disable=not progress):
+        index = sliding_window_classes(probability_fn, image, len(table), predict_params.window,
+                                       predict_params.overlap, predict_params.batch_size)
         for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", index_to_colour(index, table))):
             with atomic_file(out_dir / name) as staging:
                 write_png(staging, array)
+        done.append(image_id)
+    return done
 
 
 def numbers(kind: Callable[[str], float], count: int, what: str) -> Callable[[str], tuple]:
@@ -108,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     mapping.add_argument("--min-area", type=float, default=0.0, metavar="HECTARES",
                          help="leave out polygons smaller than this (default 0: keep all)")
     args = parser.parse_args(argv)
+    ranks = ranks_from_environment()  # set by torchrun: README, "Prediction on several processes or GPUs"
+    with process_group(ranks):
+        predict(args, parser, ranks)
+
+
+def predict(args: argparse.Namespace, parser: argparse.ArgumentParser, ranks: Ranks) -> None:
     if (args.input is None) == (args.split is None or args.tiles is None):
         parser.error("give either --input FILES or both --tiles and --split")
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
@@ -119,20 +128,26 @@ def main(argv: list[str] | None = None) -> None:
             require_vector_writer()
 
     trained = load_trained_model(args.checkpoint)
-    device = choose_device("auto")
+    device = rank_device(choose_device("auto"), ranks)
     probability_fn = trained_model_probabilities(trained, device, predict_params.precision, predict_params.tta,
                                                  compile=predict_params.compile)
     if args.input:
-        count = len(args.input)
-        for path in tqdm(args.input, desc="map", unit="image", disable=count == 1):
+        paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
+        count = len(paths)
+        for path in tqdm(paths, desc="map", unit="image", disable=count == 1 or ranks.rank > 0):
             map_file(path, args.output, probability_fn, trained.table, predict_params, options)
     else:
         records = read_index(args.split)
-        count = len(group_by_image(records))
-        with atomic_dir(args.output) as staging:  # the pipeline's output appears whole or not at all
-            predict_into(staging, whole_images(records, TileStore(args.tiles).whole_image), count, probability_fn,
-                         trained.table, predict_params)
-    print(f"predict: {count} images -> {args.output} (window {predict_params.window}, overlap "
+        mine = set(ranks.share(list(group_by_image(records))))  # image ids r, r + W, ... of the split
+        records = [record for record in records if record.image_id in mine]
+        count = len(mine)
+        # the pipeline's output appears whole or not at all, written by every rank
+        with shared_atomic_dir(args.output, ranks) as staging:
+            done = predict_into(staging, whole_images(records, TileStore(args.tiles).whole_image), count,
+                                probability_fn, trained.table, predict_params, progress=ranks.rank == 0)
+        if ranks.world > 1:
+            print(f"predict{ranks.label}: predicted {' '.join(done)}")
+    print(f"predict{ranks.label}: {count} images -> {args.output} (window {predict_params.window}, overlap "
           f"{predict_params.overlap}, tta {'on' if predict_params.tta else 'off'}, "
           f"{'compiled, ' if predict_params.compile else ''}{device})")
 

@@ -219,3 +219,40 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     side_by_side = result.stdout[result.stdout.index("per image, by labelled image count"):]
     assert "4 img: s/img" in side_by_side and "80 img: s/img" in side_by_side
     assert next(line for line in side_by_side.splitlines() if line.startswith("tile ")).split()[-2:] == ["1.500", "123"]
+
+
+# --- The GPU section (benchmarks/gpu.py) ------------------------------------------------------------
+
+import gpu  # noqa: E402
+
+
+def test_gpu_section_says_it_was_skipped_without_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    section = gpu.run_section("quick", {"bf16_matmul_gflops": 1000.0})
+    assert section == {"skipped": "no CUDA device"}
+    assert "GPU section: skipped (no CUDA device)" in capsys.readouterr().out
+    assert gpu.report(section).strip() == "GPU section: skipped (no CUDA device)"
+
+
+def test_gpu_report_gives_fractions_of_peak_and_scaling_efficiency():
+    one = {"step_seconds": 0.5, "images_per_second": 32.0, "step_flops_per_gpu": 2e14}
+    four = {"step_seconds": 0.625, "images_per_second": 102.4, "step_flops_per_gpu": 2e14}
+    section = {"gpu": "Some GPU", "gpus": 4, "bf16_matmul_gflops": 800_000.0, "training": {1: one, 4: four},
+               "inference": {"device_blending_seconds_per_image": 0.4, "host_blending_seconds_per_image": 0.6,
+                             "image_size": 2448}}
+    summary = gpu.summarise(section)
+    assert summary["training"][1]["fraction_of_bf16_matmul_peak"] == pytest.approx(0.5)  # 4e14 FLOP/s of 8e14
+    assert summary["training"][4]["fraction_of_bf16_matmul_peak"] == pytest.approx(0.4)
+    assert summary["training"][4]["scaling_efficiency"] == pytest.approx(0.8)  # 102.4 / (4 x 32)
+    assert summary["host_over_device_blending"] == pytest.approx(1.5)
+    table = gpu.report(section)
+    assert "| 4 | 102.4 | 40% | 80% |" in table and "0.400 blending on the GPU" in table
+
+
+def test_gpu_measurements_run_end_to_end_on_the_cpu_with_two_ranks():
+    """The plumbing only (gloo instead of NCCL, tiny tiles): torchrun, DDP, rank 0's report."""
+    training = gpu.launch("training", {"cpu": True, "encoder": "resnet18", "tile": 64, "batch": 2, "warmup": 1,
+                                       "steps": 1}, processes=2)
+    assert training["gpus"] == 2 and training["images_per_second"] > 0 and training["step_flops_per_gpu"] > 0
+    inference = gpu.measure_inference({"cpu": True, "encoder": "resnet18", "size": 256, "images": 1})
+    assert inference["device_blending_seconds_per_image"] > 0 and inference["host_blending_seconds_per_image"] > 0

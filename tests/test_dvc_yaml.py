@@ -68,8 +68,9 @@ def sections_read(script: Path) -> set[str]:
 
 
 def stage_script(stage: dict) -> str:
-    """`stages/<name>.py` for a stage whose command is `python -m stages.<name> ...` or `torchrun ... -m stages.<name> ...`."""
-    return "stages/{}.py".format(re.match(r"(?:python|torchrun [^\n]*?) -m stages\.(\w+)", stage["cmd"]).group(1))
+    """`stages/<name>.py` for a stage whose command is `python -m stages.<name> ...` or
+    `torchrun ... -m stages.<name> ...`."""
+    return "stages/{}.py".format(re.match(r"(?:python|torchrun [^|;&]*?) -m stages\.(\w+)", stage["cmd"]).group(1))
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

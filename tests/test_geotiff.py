@@ -143,7 +143,7 @@ def test_streamed_strips_are_bit_identical_to_the_in_memory_probabilities(tmp_pa
         strips = list(blended_strips(model, scene, len(TABLE), window, overlap, batch_size))
     tops = [top for top, _, _ in strips]
     assert tops[0] == 0 and tops == sorted(tops)
-    streamed = np.concatenate([probs for _, probs, _ in strips], axis=1)
+    streamed = np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1)
     assert streamed.dtype == np.float32
     np.testing.assert_array_equal(streamed, expected)  # bit for bit, not approximately
     assert model.batches == in_memory_batches  # the same windows in the same batches
@@ -485,7 +485,8 @@ def test_rows_are_read_in_chunks_aligned_to_the_files_blocks_and_each_read_once(
         real = scene.read_rows
         scene.read_rows = lambda top, bottom: reads.append((top, bottom)) or real(top, bottom)
         strips = list(blended_strips(model, scene, len(TABLE), 64, 0.25, 3))
-    np.testing.assert_array_equal(np.concatenate([probs for _, probs, _ in strips], axis=1), expected)
+    np.testing.assert_array_equal(np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1),
+                                  expected)
     assert [top for top, _ in reads] == sorted({top for top, _ in reads})  # forward, no row twice
     assert reads[0][0] == 0 and reads[-1][1] == 150 and all(a[1] == b[0] for a, b in zip(reads, reads[1:]))
     if 1 < block_rows <= 1024:

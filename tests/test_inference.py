@@ -146,3 +146,63 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
         assert not torch.equal(in_bf16, expected) and torch.allclose(in_bf16, expected, atol=0.05)
     with pytest.raises(PipelineError, match="predict.precision fp16 needs a CUDA device, this run is on cpu"):
         inference.trained_model_probabilities(trained, cpu, precision="fp16", tta=tta)
+
+
+# --- blending where the probabilities are, against the numpy host blending it replaced ------------------
+
+def random_softmax(batch: torch.Tensor) -> torch.Tensor:
+    """Probabilities that depend on the pixels, with no ties: a fixed random 1x1 convolution, softmaxed."""
+    weights = torch.linspace(-1, 1, 3 * NUM_CLASSES).reshape(NUM_CLASSES, 3, 1, 1)
+    logits = torch.nn.functional.conv2d(batch.permute(0, 3, 1, 2).float() / 64, weights)
+    return logits.softmax(dim=1).contiguous(memory_format=torch.channels_last)  # as a channels_last model gives
+
+
+@pytest.mark.parametrize("in_torch", [False, True], ids=["numpy on the cpu", "torch as on a device"])
+@pytest.mark.parametrize("height, width, window, overlap, batch_size", [
+    (150, 97, 64, 0.25, 3), (128, 128, 64, 0.5, 8), (70, 200, 96, 0.0, 2), (300, 40, 32, 0.25, 7)])
+def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height, width, window, overlap, batch_size,
+                                                                         in_torch, monkeypatch):
+    """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
+    on the CPU they give the very bits of the numpy host blending this replaced, as the CPU's numpy sums do."""
+    import sys
+
+    from tests.conftest import REPO
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from blending import host_blended_probabilities, host_classes
+
+    from stages.core.inference import BlendAccumulator, classes_of, sliding_window_classes
+    monkeypatch.setattr(BlendAccumulator, "numpy_on_cpu", not in_torch)
+    image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    old = host_blended_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    new = sliding_window_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    assert new.dtype == np.float32
+    np.testing.assert_array_equal(new, old)  # bit for bit, not approximately
+    classes = sliding_window_classes(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, host_classes(random_softmax, image, NUM_CLASSES, window, overlap,
+                                                        batch_size))
+    on_device_classes, confidence = classes_of(torch.from_numpy(new), confidence=True)
+    np.testing.assert_array_equal(on_device_classes, old.argmax(axis=0))
+    np.testing.assert_array_equal(confidence, np.rint(old.max(axis=0) * 255).astype(np.uint8))
+
+
+def test_tied_classes_resolve_to_the_first_as_numpy_does():
+    probs = torch.tensor([[[0.5, 0.2]], [[0.5, 0.4]], [[0.0, 0.4]]])  # pixel 0: classes 0 and 1 tie; pixel 1: 1, 2
+    from stages.core.inference import classes_of
+
+    classes, confidence = classes_of(probs, True)
+    np.testing.assert_array_equal(classes, probs.numpy().argmax(axis=0))
+    np.testing.assert_array_equal(classes, [[0, 1]])
+    np.testing.assert_array_equal(confidence, [[128, 102]])  # rint(127.5) = 128 (half to even), rint(102.0)
+
+
+def test_sums_stay_on_the_device_the_probability_function_returns():
+    """A probability function on the 'meta' device (shapes only): the blend is made there, never copied to the host."""
+    from stages.core.inference import blend_windows
+
+    def on_meta(batch: torch.Tensor) -> torch.Tensor:
+        return torch.empty(batch.shape[0], NUM_CLASSES, batch.shape[1], batch.shape[2], device="meta")
+
+    blended = blend_windows(on_meta, np.zeros((100, 90, 3), np.uint8), NUM_CLASSES, 64, 0.25, 3)
+    assert blended.device.type == "meta" and blended.shape == (NUM_CLASSES, 100, 90)
+    assert blended.dtype == torch.float32

@@ -2,10 +2,12 @@
 the files they become (class map, confidence, area report, polygons).
 
 Streaming keeps inference.sliding_window_probabilities' windows, weights, batches and order of
-additions, so its probabilities are bit-identical to that in-memory path; it only keeps the sums
-of the rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
+additions, and its accumulator (inference.BlendAccumulator, on the device the probabilities come
+from), so its probabilities are bit-identical to that in-memory path; it only keeps the sums of the
+rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
 so after each batch the rows above the next batch's first window are final: they are divided by
-their summed weights, turned into classes, handed on and dropped. The accumulator holds
+their summed weights, turned into classes on the device (only the uint8 maps are copied to the
+host), handed on and dropped. The accumulator holds
 (classes + 1) float32 values per pixel for (window side + the rows a batch spans) rows of the
 scene's width, the input the rows of the batch's windows (read in chunks aligned to the file's
 blocks, each decoded once): peak memory is set by the width, not the height (README, "Mapping new imagery", measured there).
@@ -30,7 +32,7 @@ from stages.core.georaster import (BLOCKSIZE, NODATA_CLASS, NODATA_CONFIDENCE, B
                                    class_colormap, gdal_env, open_scene, qgis_style, scratch_file, warn,
                                    write_cloud_optimized)
 from stages.core.imageio import write_png
-from stages.core.inference import ProbabilityFn, fit_window, window_weights
+from stages.core.inference import BlendAccumulator, ProbabilityFn, classes_of, fit_window, window_weights
 from stages.core.naming import image_id_of
 from stages.core.outputs import atomic_file
 from stages.core.palette import ClassTable, index_to_colour
@@ -38,8 +40,9 @@ from stages.core.params import PredictParams
 from stages.core.polygons import class_polygons, write_geopackage
 
 MAX_BLOCK_ROWS = 1024  # taller storage blocks are not read whole
-# One strip of final rows: (first row, (classes, h, W) float32 blended probabilities, (h, W) bool has data)
-Strip = tuple[int, np.ndarray, np.ndarray]
+# One strip of final rows: (first row, (classes, h, W) float32 blended probabilities on the probability
+# function's device, (h, W) bool has data on the host)
+Strip = tuple[int, torch.Tensor, np.ndarray]
 
 
 def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[int, list[tuple[int, int]]]:
@@ -48,11 +51,11 @@ def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[
     return window, window_grid(height, width, window, overlap)
 
 
-def _shift_up(array: np.ndarray, rows: int) -> None:
+def _shift_up(array: np.ndarray | torch.Tensor, rows: int) -> None:
     """Move the rows of `array` (along its second-last axis) `rows` up, zeroing the rows freed at the bottom.
 
     Copied in chunks of `rows` so that no chunk overlaps its destination (numpy would copy an
-    overlapping source whole first: another accumulator's worth of memory).
+    overlapping source whole first: another accumulator's worth of memory; torch refuses overlaps).
     """
     keep = array.shape[-2] - rows
     for start in range(0, keep, rows):
@@ -95,15 +98,14 @@ def blended_strips(probability_fn: ProbabilityFn, scene: Scene, num_classes: int
                    batch_size: int, progress: Callable[[int], object] | None = None) -> Iterator[Strip]:
     """The scene's blended class probabilities, top to bottom, in strips of rows no later window touches.
 
-    Concatenated, the strips equal sliding_window_probabilities on the whole image, bit for bit.
+    Concatenated, the strips equal sliding_window_probabilities on the whole image, bit for bit: the
+    same BlendAccumulator, on the probability function's device, over fewer rows.
     """
     height, width = scene.height, scene.width
     window, origins = plan_windows(height, width, window, overlap)
-    weights = window_weights(window)
     batches = [origins[start:start + batch_size] for start in range(0, len(origins), batch_size)]
     span = max(batch[-1][0] - batch[0][0] for batch in batches) + window  # rows one batch touches
-    total = np.zeros((num_classes, span, width), dtype=np.float32)
-    weight_sum = np.zeros((span, width), dtype=np.float32)
+    sums = BlendAccumulator(num_classes, span, width, window_weights(window))
     has_data = np.zeros((span, width), dtype=bool)
     top = 0  # the scene row that row 0 of the accumulator holds
     reader = _RowReader(scene, window)
@@ -111,30 +113,26 @@ def blended_strips(probability_fn: ProbabilityFn, scene: Scene, num_classes: int
         image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
         has_data[:len(image_has_data)] = image_has_data
         crops = torch.from_numpy(np.stack([image[y - top:y - top + window, x:x + window] for y, x in batch]))
-        probs = probability_fn(crops).cpu().numpy()
-        for (y, x), prob in zip(batch, probs):
-            total[:, y - top:y - top + window, x:x + window] += prob * weights
-            weight_sum[y - top:y - top + window, x:x + window] += weights
+        sums.add(probability_fn(crops), batch, top)
         if progress is not None:
             progress(len(batch))
         final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window reaches above
         if final > top:
             rows = final - top
-            yield top, total[:, :rows] / weight_sum[:rows], has_data[:rows].copy()
-            for array in (total, weight_sum, has_data):
+            yield top, sums.blended(rows), has_data[:rows].copy()
+            for array in (sums.total, sums.weight_sum, has_data):
                 _shift_up(array, rows)
             top = final
 
 
-def classes_and_confidence(probs: np.ndarray, has_data: np.ndarray,
+def classes_and_confidence(probs: torch.Tensor, has_data: np.ndarray,
                            confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 class indices (255 without data) and, if asked, round(max probability x 255) (0 without data)."""
-    classes = probs.argmax(axis=0).astype(np.uint8)
+    """uint8 class indices (255 without data) and, if asked, round(max probability x 255) (0 without data):
+    computed on the probabilities' device, only the uint8 maps copied to the host."""
+    classes, certainty = classes_of(torch.as_tensor(probs), confidence)
     classes[~has_data] = NODATA_CLASS
-    if not confidence:
-        return classes, None
-    certainty = np.rint(probs.max(axis=0) * 255).astype(np.uint8)
-    certainty[~has_data] = NODATA_CONFIDENCE
+    if certainty is not None:
+        certainty[~has_data] = NODATA_CONFIDENCE
     return classes, certainty
 
 

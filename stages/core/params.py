@@ -220,8 +220,10 @@ class PredictParams:
     tta: bool  # average over the 8 flips/90-degree rotations
     precision: str  # auto | bf16 | fp16 | fp32, as train.precision (device is chosen as train.device auto)
     compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
+    processes: int = 1  # processes (GPUs) the test split is divided among: torchrun's --nproc_per_node in dvc.yaml
 
     def __post_init__(self) -> None:
+        _require(self.processes >= 1, "predict.processes", "must be at least 1", self.processes)
         _require(self.window >= 16 and self.window % 16 == 0, "predict.window", "must be a positive multiple of 16",
                  self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
