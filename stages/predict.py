@@ -31,7 +31,8 @@ from stages.core.outputs import atomic_file
 from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from stages.core.polygons import require_vector_writer
-from stages.core.ranks import Ranks, process_group, rank_device, ranks_from_environment, shared_atomic_dir
+from stages.core.ranks import (Ranks, die_with_launcher, process_group, rank_device, ranks_from_environment,
+                               shared_atomic_dir)
 from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
 
 
@@ -85,6 +86,7 @@ def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ma
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_launcher()  # started by torchrun: end with it, however it ends
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
@@ -128,7 +130,7 @@ def predict(args: argparse.Namespace, parser: argparse.ArgumentParser, ranks: Ra
             require_vector_writer()
 
     trained = load_trained_model(args.checkpoint)
-    device = rank_device(choose_device("auto"), ranks)
+    device = rank_device(choose_device("auto"), ranks, "predict.processes")
     probability_fn = trained_model_probabilities(trained, device, predict_params.precision, predict_params.tta,
                                                  compile=predict_params.compile)
     if args.input:

@@ -13,7 +13,7 @@ from stages.core.errors import PipelineError, run_stage
 from stages.core.params import (DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params,
                                 read_section)
 from stages.core.tilestore import TileStore, read_index
-from stages.core.training.distributed import die_with_launcher
+from stages.core.ranks import die_with_launcher
 from stages.core.training.trainer import TrainingData, train
 
 

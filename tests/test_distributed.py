@@ -341,7 +341,7 @@ def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatc
 def test_a_process_torchrun_started_ends_when_torchrun_is_killed(tmp_path):
     """torchrun starts its processes in their own sessions: a `kill -9` of dvc repro and torchrun must not leave
     them training as orphans. A stand-in launcher starts a child the way torchrun does, then is SIGKILLed."""
-    child = ("import sys, time; from stages.core.training.distributed import die_with_launcher; "
+    child = ("import sys, time; from stages.core.ranks import die_with_launcher; "
              "die_with_launcher(); print('ready', flush=True); time.sleep(120)")
     launcher = ("import subprocess, sys, time; "
                 f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True, "

@@ -1,15 +1,19 @@
-"""Prediction split across processes or GPUs (launched by torchrun): which images a rank takes, its
-device, and the one output directory that all ranks write into and that appears whole or not at all.
+"""The processes torchrun starts (train and predict): which one this is, its GPU, dying with the launcher, and
+the one output directory that all ranks of a split prediction write into and that appears whole or not at all.
 
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK in each process it starts. Without them (a plain
 `python -m stages.predict`) there is one rank, no process group, and everything is as before. With
-several, rank r takes images r, r + W, r + 2W, ... of the split, on cuda:LOCAL_RANK where CUDA is
-present, and writes its own files; a gloo process group serves only to agree on the output
-directory (its path, and whether every rank succeeded before it is published).
+several, each rank runs on cuda:LOCAL_RANK where CUDA is present. In prediction, rank r takes images
+r, r + W, r + 2W, ... of the split and writes its own files; a gloo process group serves only to
+agree on the output directory (its path, and whether every rank succeeded before it is published).
+Training's process group and data sharding are in training/distributed.py.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -40,12 +44,56 @@ class Ranks:
         return "" if self.world == 1 else f" (rank {self.rank} of {self.world})"
 
 
+# Set by torchrun in every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def launched_by_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
 def ranks_from_environment() -> Ranks:
     """The ranks torchrun set; one rank when it did not."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if not launched_by_torchrun():
         return Ranks()
-    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+    return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+
+
+# prctl(2) option: the signal this process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Under torchrun on Linux, have this process killed when torchrun ends, however it ends.
+
+    torchrun starts its processes in sessions of their own, so a `kill -9` of `dvc repro` (or of
+    torchrun) would leave them running and writing outputs as orphans; with this they end at
+    once, as a single process killed with its `dvc repro` does. (torchrun stops them itself
+    on SIGTERM or SIGINT.)
+    """
+    if not launched_by_torchrun() or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # no prctl: torchrun still stops its processes whenever it is not killed outright
+    if os.getppid() == 1:  # torchrun ended before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def rank_device(device: torch.device, ranks: Ranks, processes_key: str) -> torch.device:
+    """cuda:LOCAL_RANK for a CUDA device (one GPU per rank); any other device as it is.
+
+    `processes_key` is the param that set the number of processes, for the error when a rank has no GPU.
+    """
+    if device.type != "cuda" or ranks.world == 1:
+        return device
+    if ranks.local_rank >= torch.cuda.device_count():
+        raise PipelineError(f"params: {processes_key}: process {ranks.local_rank} on this machine has no GPU of its "
+                            f"own ({torch.cuda.device_count()} visible); use at most one process per GPU")
+    torch.cuda.set_device(ranks.local_rank)
+    return torch.device("cuda", ranks.local_rank)
 
 
 @contextmanager
@@ -59,17 +107,6 @@ def process_group(ranks: Ranks) -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
-
-
-def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
-    """cuda:LOCAL_RANK for a CUDA device (one GPU per rank); any other device as it is."""
-    if device.type != "cuda" or ranks.world == 1:
-        return device
-    if ranks.local_rank >= torch.cuda.device_count():
-        raise PipelineError(f"predict.processes: process {ranks.local_rank} on this machine has no GPU of its own "
-                            f"({torch.cuda.device_count()} GPUs); use at most one process per GPU")
-    torch.cuda.set_device(ranks.local_rank)
-    return torch.device("cuda", ranks.local_rank)
 
 
 def _all_succeeded(succeeded: bool) -> bool:

@@ -12,10 +12,6 @@ numbers logged are sums over all ranks (see loop.EpochMeter).
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +20,7 @@ from torch import nn
 
 from stages.core.errors import PipelineError
 from stages.core.params import TrainParams
-
-# Set by torchrun in every process it starts.
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+from stages.core.ranks import launched_by_torchrun, rank_device, ranks_from_environment
 
 
 @dataclass(frozen=True)
@@ -59,33 +53,6 @@ class Processes:
             torch.distributed.destroy_process_group()
 
 
-def launched_by_torchrun() -> bool:
-    return all(name in os.environ for name in TORCHRUN_VARIABLES)
-
-
-# prctl(2) option: the signal this process gets when its parent ends.
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_launcher() -> None:
-    """Under torchrun on Linux, have this process killed when torchrun ends, however it ends.
-
-    torchrun starts its processes in sessions of their own, so a `kill -9` of `dvc repro` (or of
-    torchrun) would leave them training and writing checkpoints as orphans; with this they end at
-    once, as a single train process killed with its `dvc repro` does. (torchrun stops them itself
-    on SIGTERM or SIGINT.)
-    """
-    if not launched_by_torchrun() or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return  # no prctl: torchrun still stops its processes whenever it is not killed outright
-    if os.getppid() == 1:  # torchrun ended before the request was made
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def start_processes(train_params: TrainParams, device: torch.device) -> Processes:
     """Join the processes torchrun started (the process group, this rank's device), or run as one process.
 
@@ -101,24 +68,18 @@ def start_processes(train_params: TrainParams, device: torch.device) -> Processe
                                 f"stage with dvc repro (its command starts torchrun) or with torchrun "
                                 f"--nproc_per_node={train_params.processes} -m stages.train ...")
         return Processes(device=device)
-    world_size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if world_size != expected:
-        raise PipelineError(f"params: {layout}, but torchrun started {world_size} (WORLD_SIZE); make them agree "
+    ranks = ranks_from_environment()
+    if ranks.world != expected:
+        raise PipelineError(f"params: {layout}, but torchrun started {ranks.world} (WORLD_SIZE); make them agree "
                             "(more than one node is launched by hand: README, Multi-GPU)")
-    if world_size == 1:
+    if ranks.world == 1:
         return Processes(device=device)
-    if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise PipelineError(f"params: train.processes is {train_params.processes}, but this node has "
-                                f"{torch.cuda.device_count()} visible GPU(s); use one process per GPU")
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    elif device.type != "cpu":
+    if device.type not in ("cuda", "cpu"):
         raise PipelineError(f"params: train.processes x train.nodes above 1 needs train.device cuda or cpu, "
                             f"not {device.type}")
+    device = rank_device(device, ranks, "train.processes")
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Processes(rank, world_size, device)
+    return Processes(ranks.rank, ranks.world, device)
 
 
 def data_parallel(model: nn.Module, processes: Processes, sync_batchnorm: bool) -> nn.Module:
