@@ -25,12 +25,13 @@ from stages.core.devices import choose_device
 from stages.core.errors import run_stage
 from stages.core.georaster import ReadOptions, check_scene
 from stages.core.imageio import write_png
-from stages.core.inference import ProbabilityFn, sliding_window_probabilities, trained_model_probabilities
+from stages.core.inference import ProbabilityFn, sliding_window_probabilities
 from stages.core.mapping import MapOptions, map_file
 from stages.core.outputs import atomic_dir, atomic_file
 from stages.core.palette import ClassTable, index_to_colour
 from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from stages.core.polygons import require_vector_writer
+from stages.core.runtimes import runtime_label, runtime_probabilities
 from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
 
 
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=Path, help="tile stage output (with --split)")
     parser.add_argument("--split", type=Path, help="a split's tile list, e.g. data/splits/test.csv")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    parser.add_argument("--export", type=Path, default=Path("models/export"),
+                        help="the export stage's folder: its ONNX models, for predict.runtime onnxruntime or openvino")
     mapping = parser.add_argument_group("with --input")
     mapping.add_argument("--bands", type=numbers(int, 3, "three band numbers R,G,B, e.g. 3,2,1"),
                          help="raster bands read as red, green, blue, numbered from 1 (default: by colour "
@@ -120,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     trained = load_trained_model(args.checkpoint)
     device = choose_device("auto")
-    probability_fn = trained_model_probabilities(trained, device, predict_params.bf16, predict_params.tta,
-                                                 compile=predict_params.compile)
+    probability_fn = runtime_probabilities(predict_params, trained, device, args.export)
     if args.input:
         count = len(args.input)
         for path in tqdm(args.input, desc="map", unit="image", disable=count == 1):
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                          trained.table, predict_params)
     print(f"predict: {count} images -> {args.output} (window {predict_params.window}, overlap "
           f"{predict_params.overlap}, tta {'on' if predict_params.tta else 'off'}, "
-          f"{'compiled, ' if predict_params.compile else ''}{device})")
+          f"{runtime_label(predict_params)}, {device if predict_params.runtime == 'torch' else 'cpu'})")
 
 
 if __name__ == "__main__":
