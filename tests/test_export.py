@@ -225,3 +225,38 @@ def test_a_checkpoint_round_trip_exports_the_same_bytes(exported, trained):
     """The export stage loads best.pt: the loaded model exports exactly as the one saved."""
     loaded = load_trained_model(exported["root"] / "best.pt")
     assert onnx_bytes(loaded) == (exported["root"] / "export" / "model.onnx").read_bytes()
+
+
+def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp_path):
+    """README's registry commands on a one-stage pipeline with an `artifacts:` entry and a local DVC remote:
+    `dvc artifacts get` fetches the version a GTO tag names, `dvc get --rev` the output of any commit."""
+    from tests.test_ci import sh
+
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    repo.mkdir(), out.mkdir()
+    (repo / "params.yaml").write_text("version: 1\n")
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -c \"open('model.bin', 'w').write(open('params.yaml').read())\"\n"
+        "    params: [version]\n    outs: [model.bin]\nartifacts:\n  tiny-model:\n    path: model.bin\n"
+        "    type: model\n    desc: a model\n    labels: [test]\n")
+    commits = {}
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "remote", "add", "-d", "store",
+                                                                   str(tmp_path / "store")]):
+        assert sh(repo, *command).returncode == 0, command
+    for version in (1, 2):
+        (repo / "params.yaml").write_text(f"version: {version}\n")
+        for command in (["dvc", "repro", "-q"], ["dvc", "push", "-q"], ["git", "add", "-A"],
+                        ["git", "commit", "-q", "-m", f"model {version}"],
+                        ["git", "tag", "-a", f"tiny-model@v{version}.0.0", "-m", f"tiny-model v{version}.0.0"]):
+            assert sh(repo, *command).returncode == 0, command
+        commits[version] = sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
+    (repo / ".dvc" / "cache").rename(tmp_path / "moved-cache")  # only the remote has the files now
+
+    got = sh(out, "dvc", "artifacts", "get", str(repo), "tiny-model", "--rev", "v1.0.0", "-o", "v1.bin")
+    assert got.returncode == 0, got.stderr
+    assert (out / "v1.bin").read_text() == "version: 1\n"
+    latest = sh(out, "dvc", "artifacts", "get", str(repo), "tiny-model", "-o", "latest.bin")
+    assert latest.returncode == 0 and (out / "latest.bin").read_text() == "version: 2\n"
+    by_commit = sh(out, "dvc", "get", str(repo), "model.bin", "--rev", commits[1], "-o", "c1.bin")
+    assert by_commit.returncode == 0, by_commit.stderr
+    assert (out / "c1.bin").read_text() == "version: 1\n"
