@@ -260,3 +260,13 @@ def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp
     by_commit = sh(out, "dvc", "get", str(repo), "model.bin", "--rev", commits[1], "-o", "c1.bin")
     assert by_commit.returncode == 0, by_commit.stderr
     assert (out / "c1.bin").read_text() == "version: 1\n"
+
+
+def test_openvino_probabilities_agree_with_pytorch(trained, onnx_file):
+    """OpenVINO runs the fp32 file in bf16 where the CPU has it: close, not equal (make install-runtime)."""
+    pytest.importorskip("openvino")
+    from stages.core.runtimes import openvino_probabilities
+
+    reference = trained_model_probabilities(trained, torch.device("cpu"), bf16=False, tta=False)
+    agreement = compare(reference, openvino_probabilities(onnx_file), iter([random_batch(2, 32).numpy()]))
+    assert agreement.argmax_agreement >= 0.99 and agreement.max_abs_diff < 0.1
