@@ -25,7 +25,7 @@ from torch import nn
 
 from stages.core.checkpoint import TrainedModel
 from stages.core.errors import PipelineError
-from stages.core.model import normalise
+from stages.core.model import OUTPUT_STRIDE_MULTIPLE, normalise
 from stages.core.tilestore import TileRecord, TileStore, crop, group_by_image
 
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
@@ -68,12 +68,14 @@ def evenly_spaced(records: list[TileRecord], count: int) -> list[TileRecord]:
 
 
 def tile_batches(store: TileStore, records: list[TileRecord], batch_size: int) -> Iterator[np.ndarray]:
-    """uint8 (N, size, size, 3) batches of the tiles `records`, each image decoded once; tiles of one size."""
+    """uint8 (N, side, side, 3) batches of the tiles `records`, each image decoded once; tiles of one size,
+    cut to the largest multiple of 16 (the model's input rule) where the tile size is none."""
     batch: list[np.ndarray] = []
     for tiles in group_by_image(records).values():
         whole = store.whole_image(tiles[0])
         for record in tiles:
-            batch.append(crop(whole, record))
+            side = record.size // OUTPUT_STRIDE_MULTIPLE * OUTPUT_STRIDE_MULTIPLE
+            batch.append(crop(whole, record)[:side, :side])
             if len(batch) == batch_size:
                 yield np.stack(batch)
                 batch = []
