@@ -58,6 +58,7 @@ MODES = {
              "infer_images": 3, "explore": True},
 }
 TARGETS = {"training": 2.2, "loading": 30.0, "inference": 3.0, "tile": 0.5}
+RUNTIME_TARGET = 2.0  # issue 14: some runtime at 2x the seed loop's speed, blending kept
 
 
 # --- Helpers run in the measuring process ---------------------------------------------------------
@@ -350,8 +351,16 @@ def measure_formats(config: dict) -> dict:
     return result
 
 
+def measure_runtime(config: dict) -> dict:
+    """Seconds per whole image through one predict.runtime and precision (benchmarks/runtimes.py)."""
+    import runtimes
+
+    return runtimes.measure_runtime(config, params()["predict"], params()["model"]["encoder"], NUM_CLASSES)
+
+
 MEASUREMENTS = {"peaks": measure_peaks, "training": measure_training, "loading": measure_loading,
-                "inference": measure_inference, "tiling": measure_tiling, "formats": measure_formats}
+                "inference": measure_inference, "tiling": measure_tiling, "formats": measure_formats,
+                "runtime": measure_runtime}
 
 
 def child(name: str, config: dict) -> None:
@@ -449,6 +458,9 @@ def run_all(mode: str, cache: Path) -> dict:
     images = [image for image, _ in pairs[:plan["infer_images"]]]
     results["inference"] = {variant: run_measurement("inference", f"inference, {variant}", variant=variant,
                                                      images=images) for variant in ("project", "seed")}
+    import runtimes  # the same images through every predict.runtime and precision
+
+    results["runtimes"] = runtimes.run_all(run_measurement, images, tiles, cache)
     with tempfile.TemporaryDirectory() as scratch:
         results["tiling"] = {variant: run_measurement("tiling", f"tiling, {variant}", variant=variant, raw=str(raw),
                                                       out=f"{scratch}/{variant}") for variant in ("stage", "bare")}
@@ -601,7 +613,11 @@ def main() -> None:
     started = time.perf_counter()
     results = run_all(mode, args.cache)
     summary = summarise(results)
-    table = report(results, summary) + report_explored(results["explored"]) + gpu.report(results.get("gpu"))
+    import runtimes
+
+    table = (report(results, summary) + runtimes.report(results["runtimes"], summary["inference_seconds_per_image"]["seed"],
+                                                       RUNTIME_TARGET) + report_explored(results["explored"])
+             + gpu.report(results.get("gpu")))
     print(f"\n{table}\n\n{mode} run, {time.perf_counter() - started:.0f} s in all")
     payload = {"mode": mode, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "commit": git_commit(), "machine": machine(), "summary": summary, "results": results, "table": table}

@@ -25,7 +25,7 @@ from stages.core.devices import choose_device
 from stages.core.errors import run_stage
 from stages.core.georaster import ReadOptions, check_scene
 from stages.core.imageio import write_png
-from stages.core.inference import ProbabilityFn, sliding_window_classes, trained_model_probabilities
+from stages.core.inference import ProbabilityFn, sliding_window_classes
 from stages.core.mapping import MapOptions, map_file
 from stages.core.outputs import atomic_file
 from stages.core.palette import ClassTable, index_to_colour
@@ -33,6 +33,7 @@ from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_
 from stages.core.polygons import require_vector_writer
 from stages.core.ranks import (Ranks, die_with_launcher, process_group, rank_device, ranks_from_environment,
                                shared_atomic_dir)
+from stages.core.runtimes import runtime_label, runtime_probabilities
 from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
 
 
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=Path, help="tile stage output (with --split)")
     parser.add_argument("--split", type=Path, help="a split's tile list, e.g. data/splits/test.csv")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    parser.add_argument("--export", type=Path, default=Path("models/export"),
+                        help="the export stage's folder: its ONNX models, for predict.runtime onnxruntime or openvino")
     mapping = parser.add_argument_group("with --input")
     mapping.add_argument("--bands", type=numbers(int, 3, "three band numbers R,G,B, e.g. 3,2,1"),
                          help="raster bands read as red, green, blue, numbered from 1 (default: by colour "
@@ -131,8 +134,7 @@ def predict(args: argparse.Namespace, parser: argparse.ArgumentParser, ranks: Ra
 
     trained = load_trained_model(args.checkpoint)
     device = rank_device(choose_device("auto"), ranks, "predict.processes")
-    probability_fn = trained_model_probabilities(trained, device, predict_params.precision, predict_params.tta,
-                                                 compile=predict_params.compile)
+    probability_fn = runtime_probabilities(predict_params, trained, device, args.export)
     if args.input:
         paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
         count = len(paths)
@@ -151,7 +153,7 @@ def predict(args: argparse.Namespace, parser: argparse.ArgumentParser, ranks: Ra
             print(f"predict{ranks.label}: predicted {' '.join(done)}")
     print(f"predict{ranks.label}: {count} images -> {args.output} (window {predict_params.window}, overlap "
           f"{predict_params.overlap}, tta {'on' if predict_params.tta else 'off'}, "
-          f"{'compiled, ' if predict_params.compile else ''}{device})")
+          f"{runtime_label(predict_params)}, {device if predict_params.runtime == 'torch' else 'cpu'})")
 
 
 if __name__ == "__main__":

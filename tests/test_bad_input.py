@@ -394,7 +394,7 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
         return probabilities
 
     monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
-    monkeypatch.setattr(predict, "trained_model_probabilities", lambda *args, **kwargs: first_class_everywhere)
+    monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
     out = tmp_path / "predictions"
     argv = ["--checkpoint", "unused.pt", "--tiles", str(tmp_path / "tiles"), "--split",
             str(tmp_path / "tiles" / "index.csv"), "--output", str(out), "--params", str(params)]
@@ -462,7 +462,7 @@ def predict_input(tmp_path, monkeypatch):
         return probabilities
 
     monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
-    monkeypatch.setattr(predict, "trained_model_probabilities", lambda *args, **kwargs: first_class_everywhere)
+    monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
 
     def run(inputs: list[Path], out: Path, *flags: str) -> None:
         predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),

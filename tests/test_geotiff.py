@@ -114,7 +114,7 @@ def run_predict(tmp_path, monkeypatch):
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
         monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
-        monkeypatch.setattr(predict, "trained_model_probabilities", lambda *args, **kwargs: model)
+        monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: model)
         predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),
                       "--params", str(params), *flags])
         return out

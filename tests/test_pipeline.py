@@ -54,7 +54,7 @@ def as_sections(overrides: list[str]) -> dict:
 
 
 DATA_STAGES = ("sample", "tile", "encode", "split")
-MODEL_STAGES = ("train", "predict", "evaluate", "plot")
+MODEL_STAGES = ("train", "export", "predict", "evaluate", "plot", "card")
 
 
 def set_params(project: Path, sections: dict) -> None:
@@ -220,7 +220,10 @@ def test_editing_a_param_reruns_only_the_stages_that_read_it(project):
     assert stages_to_run(project) == {"preview", "train"}
     assert stages_run_by_repro(project) == {"preview", *MODEL_STAGES}
     set_params(project, {"predict": {"overlap": 0.125}})
-    assert stages_run_by_repro(project) == {"predict", "evaluate", "plot"}
+    assert stages_run_by_repro(project) == {"predict", "evaluate", "plot", "card"}
+    set_params(project, {"export": {"calibration_tiles": 8}})  # a new int8 model: what uses it reruns
+    ran = stages_run_by_repro(project)
+    assert {"export", "predict", "card"} <= ran and "train" not in ran
 
 
 def lock_outputs(project: Path) -> dict[str, str]:
@@ -250,7 +253,8 @@ def test_going_back_to_earlier_params_restores_train_from_the_run_cache(project)
 # the checkpoints it writes after every epoch: seeing one means the stage is mid-way through writing.
 MID_STAGE_SIGNS = {"sample": "data/.sample.*", "tile": "data/.tiles.*", "encode": "data/.encoded.*",
                    "split": "data/.splits.*", "preview": "plots/.data.*", "train": "models/resume/*",
-                   "predict": "data/.predictions.*", "evaluate": "metrics/.*.tmp", "plot": "plots/.model.*"}
+                   "export": "models/export/.model*.tmp", "predict": "data/.predictions.*",
+                   "evaluate": "metrics/.*.tmp", "plot": "plots/.model.*", "card": "models/export/.model_card*.tmp"}
 
 
 def kill_repro_during(project: Path, stage: str) -> str:

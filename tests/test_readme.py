@@ -78,7 +78,7 @@ def test_readme_experiment_commands_do_what_their_comments_say(tmp_path_factory)
         output = run(project, command)
         if command == "dvc repro":  # "reruns only what depends on the edit"
             ran = set(re.findall(r"Running stage '(\w+)'", output))
-            assert ran == {"predict", "evaluate", "plot"}, output
+            assert ran == {"predict", "evaluate", "plot", "card"}, output  # the card holds the test scores
         if command.startswith("dvc exp show"):  # the edit of predict.overlap and the experiment's train.lr
             assert fits_a_terminal(output, params_changed=2), output
         if command == "dvc plots show":

@@ -85,3 +85,11 @@ def load_trained_model(path: Path) -> TrainedModel:
     model = build_model(config["encoder"], len(table))
     model.load_state_dict(checkpoint["model"])
     return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+
+
+def read_training_record(path: Path) -> dict:
+    """What a model card says about training: the encoder, the params, the epoch kept and its validation mIoU."""
+    checkpoint = load_checkpoint(path, mmap=True)
+    return {"encoder": checkpoint["config"]["encoder"], "tile_size": checkpoint["config"]["tile_size"],
+            "best_epoch": checkpoint.get("epoch"), "best_val_miou_land": checkpoint.get("best_miou"),
+            "params": checkpoint.get("params", {})}

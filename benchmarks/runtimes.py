@@ -1,0 +1,123 @@
+"""`make bench`'s runtime rows: seconds per 2448 px image for each predict.runtime and precision.
+
+Every row is predict's blended sliding window (the `predict` params: window, overlap, batch) on
+the same synthetic 2448 px images, through one runtime's probability function; benchmarks/speed.py
+runs each in a fresh process and prints them beside the seed notebooks' fp32 loop. The model is
+the benchmark's randomly initialised DeepLabV3+ (speed does not depend on the weights), exported
+once to ONNX into the benchmark cache; its int8 version is calibrated on 32 of the cached 256 px
+training tiles, the way the export stage does it.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (label, runtime, precision) in the order printed; torch bf16 is today's default path
+VARIANTS = (("torch fp32", "torch", "fp32"), ("torch bf16", "torch", "bf16"),
+            ("onnxruntime fp32", "onnxruntime", "fp32"), ("onnxruntime int8", "onnxruntime", "int8"),
+            ("openvino fp32", "openvino", "fp32"), ("openvino int8", "openvino", "int8"))
+CALIBRATION_TILES = 32
+
+
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def exported_models(cache: Path, tiles: Path, encoder: str, num_classes: int) -> dict[str, Path]:
+    """The benchmark model as model.onnx and model.int8.onnx in the cache, made once per encoder."""
+    import torch
+
+    from stages.core.checkpoint import TrainedModel
+    from stages.core.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
+    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.palette import ClassTable
+    from stages.core.tilestore import TileStore
+
+    folder = cache / f"onnx-{encoder}"
+    models = {"fp32": folder / "model.onnx", "int8": folder / "model.int8.onnx"}
+    if not all(path.exists() for path in models.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = build_model(encoder, num_classes).eval()
+        trained = TrainedModel(model, ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256)
+        models["fp32"].write_bytes(onnx_bytes(trained))
+        store = TileStore(tiles)
+        records = evenly_spaced(store.index(), CALIBRATION_TILES)
+        quantize_int8(models["fp32"], models["int8"], tile_batches(store, records, 8))
+    return models
+
+
+def measure_runtime(config: dict, predict: dict, encoder: str, num_classes: int) -> dict:
+    """Seconds per image through one runtime (run in a fresh process by speed.py)."""
+    import torch
+
+    from stages.core.checkpoint import TrainedModel
+    from stages.core.geometry import window_grid
+    from stages.core.imageio import read_rgb
+    from stages.core.inference import fit_window, sliding_window_probabilities, trained_model_probabilities
+    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.palette import ClassTable
+    from stages.core.runtimes import onnxruntime_probabilities, openvino_probabilities
+
+    runtime, precision = config["runtime"], config["precision"]
+    images = [read_rgb(path) for path in config["images"]]
+    window = fit_window(predict["window"], *images[0].shape[:2])
+    if runtime == "torch":
+        torch.manual_seed(0)
+        trained = TrainedModel(build_model(encoder, num_classes).eval(), ClassTable.deepglobe(), IMAGENET_MEAN,
+                               IMAGENET_STD, 256)
+        device = torch.device("cpu")
+        probability_fn = trained_model_probabilities(trained, device, precision, predict["tta"])
+    else:
+        models = exported_models(Path(config["cache"]), Path(config["tiles"]), encoder, num_classes)
+        make = onnxruntime_probabilities if runtime == "onnxruntime" else openvino_probabilities
+        probability_fn = make(models[precision], predict["tta"])
+
+    def run(image):
+        sliding_window_probabilities(probability_fn, image, num_classes, window, predict["overlap"],
+                                     predict["batch_size"]).argmax(axis=0).astype(np.uint8)
+
+    start = time.perf_counter()
+    run(images[0][: 2 * window, : 2 * window])  # warm-up: sessions allocate and pick kernels on first use
+    warmup = time.perf_counter() - start
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        run(image)
+        times.append(time.perf_counter() - start)
+    return {"seconds_per_image": statistics.median(times), "warmup_seconds": warmup,
+            "windows": len(window_grid(*images[0].shape[:2], window, predict["overlap"]))}
+
+
+def run_all(run_measurement, images: list[str], tiles: Path, cache: Path) -> dict:
+    """Every runtime variant that can run here, each measured in a fresh process."""
+    results = {}
+    for label, runtime, precision in VARIANTS:
+        if runtime == "openvino" and not openvino_installed():
+            results[label] = {"skipped": "openvino not installed (make install-runtime)"}
+            continue
+        results[label] = run_measurement("runtime", f"inference, {label}", runtime=runtime, precision=precision,
+                                         images=images, tiles=str(tiles), cache=str(cache))
+    return results
+
+
+def report(results: dict, seed_seconds: float, target: float) -> str:
+    """The table: seconds per image for each runtime and precision, against the seed's plain fp32 loop."""
+    lines = ["", "inference by runtime (predict's blended sliding window; seed: fp32 loop, no overlap):",
+             f"| runtime | s per 2448 px image | vs seed ({seed_seconds:.2f} s) | target {target:g}x | peak RSS MB |",
+             "|---|---:|---:|---|---:|"]
+    for label, result in results.items():
+        if "skipped" in result:
+            lines.append(f"| {label} | {result['skipped']} | | | |")
+            continue
+        ratio = seed_seconds / result["seconds_per_image"]
+        lines.append(f"| {label} | {result['seconds_per_image']:.2f} | {ratio:.2f}x | "
+                     f"{'met' if ratio >= target else 'MISSED'} | {result['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
