@@ -34,6 +34,25 @@ def plain_dataset(tmp_path: Path) -> Path:
     return root
 
 
+def prepare_tiny_sample(root: Path, train: dict) -> Path:
+    """root/params.yaml (resnet18, the `train` values given) and a tiny sample through the data stages:
+    3 train and 3 val images of 64 px, 4 tiles of 32 px each, in root/tiles, encoded and splits."""
+    from stages import encode, sample, split, tile
+
+    params = write_params(root / "params.yaml",
+                          sample={"train_images": 6, "valid_images": 0, "test_images": 0, "image_size": 64},
+                          tile={"size": 32, "stride": 32},
+                          split={"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}},
+                          model={"encoder": "resnet18"},
+                          train={"workers": 0, "restart_epochs": 1, **train})
+    sample.main([str(root / "raw"), "--params", str(params)])
+    tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
+    encode.main([str(root / "tiles"), str(root / "encoded"), "--report", str(root / "encode.json")])
+    split.main([str(root / "tiles"), str(root / "encoded"), str(root / "splits"), "--params", str(params),
+                "--distribution", str(root / "distribution.json")])
+    return params
+
+
 def write_params(path: Path, **sections: dict) -> Path:
     """params.yaml with the repo's values, sections replaced by the ones given."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())

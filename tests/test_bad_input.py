@@ -382,10 +382,10 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
 
 
-def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, monkeypatch):
+def predict_with_a_stand_in_model(monkeypatch) -> None:
+    """predict's model replaced by one that calls every pixel class 0 (no checkpoint needed)."""
     import torch
 
-    run_tile(plain_dataset, tmp_path / "tiles", params)
     table = ClassTable.deepglobe()
 
     def first_class_everywhere(batch: torch.Tensor) -> torch.Tensor:
@@ -395,6 +395,11 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
 
     monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
     monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
+
+
+def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, monkeypatch):
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    predict_with_a_stand_in_model(monkeypatch)
     out = tmp_path / "predictions"
     argv = ["--checkpoint", "unused.pt", "--tiles", str(tmp_path / "tiles"), "--split",
             str(tmp_path / "tiles" / "index.csv"), "--output", str(out), "--params", str(params)]
@@ -451,18 +456,8 @@ def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> P
 @pytest.fixture
 def predict_input(tmp_path, monkeypatch):
     """predict.main on --input files, the model a stand-in that calls every pixel class 0."""
-    import torch
-
     params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "precision": "fp32"})
-    table = ClassTable.deepglobe()
-
-    def first_class_everywhere(batch: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.zeros(batch.shape[0], len(table), batch.shape[1], batch.shape[2])
-        probabilities[:, 0] = 1
-        return probabilities
-
-    monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
-    monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
+    predict_with_a_stand_in_model(monkeypatch)
 
     def run(inputs: list[Path], out: Path, *flags: str) -> None:
         predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),

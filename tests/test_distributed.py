@@ -18,7 +18,6 @@ import pytest
 import torch
 import yaml
 
-from stages import encode, sample, split, tile
 from stages.core import devices
 from stages.core.checkpoint import load_checkpoint
 from stages.core.datasets import ShardedSampler, contiguous_share, shard
@@ -29,7 +28,7 @@ from stages.core.params import AugmentParams, ModelParams, TrainParams, load_par
 from stages.core.tilestore import TileStore, read_index
 from stages.core.training.distributed import Processes, data_parallel
 from stages.core.training.trainer import TrainingData, train
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, prepare_tiny_sample
 
 HELPER = REPO / "tests" / "distributed_helper.py"
 
@@ -38,17 +37,7 @@ HELPER = REPO / "tests" / "distributed_helper.py"
 def prepared(tmp_path_factory) -> Path:
     """A tiny sample through the data stages: 3 train and 3 val images of 64 px, 4 tiles of 32 px each."""
     root = tmp_path_factory.mktemp("prepared")
-    params = write_params(root / "params.yaml",
-                          sample={"train_images": 6, "valid_images": 0, "test_images": 0, "image_size": 64},
-                          tile={"size": 32, "stride": 32},
-                          split={"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}},
-                          model={"encoder": "resnet18"},
-                          train={"epochs": 1, "batch_size": 2, "workers": 0, "restart_epochs": 1})
-    sample.main([str(root / "raw"), "--params", str(params)])
-    tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
-    encode.main([str(root / "tiles"), str(root / "encoded"), "--report", str(root / "encode.json")])
-    split.main([str(root / "tiles"), str(root / "encoded"), str(root / "splits"), "--params", str(params),
-                "--distribution", str(root / "distribution.json")])
+    params = prepare_tiny_sample(root, train={"epochs": 1, "batch_size": 2})
     assert len(read_index(root / "splits/train.csv")) == 12 and len(read_index(root / "splits/val.csv")) == 12
     return root
 

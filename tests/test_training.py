@@ -15,7 +15,6 @@ import pytest
 import torch
 import yaml
 
-from stages import encode, sample, split, tile
 from stages.core.checkpoint import load_checkpoint
 from stages.core.datasets import TileDataset
 from stages.core.errors import PipelineError
@@ -28,24 +27,14 @@ from stages.core.training.checkpoints import training_params
 from stages.core.training.components import BatchSettings, configure_loss
 from stages.core.training.loop import run_epoch
 from stages.core.training.trainer import TrainingData, train
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, prepare_tiny_sample
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> tuple[Path, TrainingData]:
     """A tiny sample run through the data stages, and tiny training params."""
     root = tmp_path_factory.mktemp("prepared")
-    params = write_params(root / "params.yaml",
-                          sample={"train_images": 6, "valid_images": 0, "test_images": 0, "image_size": 64},
-                          tile={"size": 32, "stride": 32},
-                          split={"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}},
-                          model={"encoder": "resnet18"},
-                          train={"epochs": 2, "batch_size": 4, "workers": 0, "restart_epochs": 1})
-    sample.main([str(root / "raw"), "--params", str(params)])
-    tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
-    encode.main([str(root / "tiles"), str(root / "encoded"), "--report", str(root / "encode.json")])
-    split.main([str(root / "tiles"), str(root / "encoded"), str(root / "splits"), "--params", str(params),
-                "--distribution", str(root / "distribution.json")])
+    params = prepare_tiny_sample(root, train={"epochs": 2, "batch_size": 4})
     store = TileStore(root / "tiles", root / "encoded")
     data = TrainingData(read_index(root / "splits/train.csv"), read_index(root / "splits/val.csv"), store,
                         store.class_table(), tile_size=32)
@@ -225,7 +214,7 @@ class NaNModel(torch.nn.Module):
 
 def test_a_non_finite_loss_stops_training_with_a_clear_error():
     loader = [(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), torch.zeros(2, 16, 16, dtype=torch.uint8))]
-    settings = BatchSettings(torch.device("cpu"), False, False, (0.5,) * 3, (0.5,) * 3)
+    settings = BatchSettings(torch.device("cpu"), "fp32", False, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(PipelineError, match="loss became nan in epoch 1 train, batch 1"):
         run_epoch(NaNModel(), loader, settings, configure_loss("ce"), 3, "epoch 1 train",
                   optimizer=torch.optim.SGD([torch.zeros(1)], lr=1), progress=False)
