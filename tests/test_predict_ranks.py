@@ -45,7 +45,9 @@ def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ranks")
     for k, image_id in enumerate(IDS):
         write_pair(root / "raw", image_id, 70, 90, seed=k)
-    params = write_params(root / "params.yaml", tile={"size": 32, "stride": 32})
+    # the checkpoint's own PyTorch model (the ONNX runtimes would need the export stage's files)
+    params = write_params(root / "params.yaml", tile={"size": 32, "stride": 32},
+                          predict={"runtime": "torch", "int8": False})
     tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
     torch.manual_seed(0)
     table = ClassTable.deepglobe()
