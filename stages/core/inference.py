@@ -135,16 +135,26 @@ def model_probabilities(model: nn.Module, device: torch.device, mean: tuple[floa
     @torch.inference_mode()
     def window_probabilities(batch: torch.Tensor) -> torch.Tensor:
         images = normalise(batch.to(device), mean, std).contiguous(memory_format=torch.channels_last)
-        views = DIHEDRAL if tta else DIHEDRAL[:1]
-        summed = None
-        for view in views:
+
+        def view_probabilities(view: tuple[int, bool]) -> torch.Tensor:
             with autocast(device, precision):
                 logits = model(dihedral_view(images, view))
-            probs = undo_dihedral_view(logits.float().softmax(dim=1), view)
-            summed = probs if summed is None else summed + probs
-        return summed / len(views)
+            return logits.float().softmax(dim=1)
+
+        return averaged_over_views(view_probabilities, tta)
 
     return window_probabilities
+
+
+def averaged_over_views(view_probabilities: Callable[[tuple[int, bool]], torch.Tensor], tta: bool) -> torch.Tensor:
+    """The probabilities of the identity view, or with `tta` their mean over the 8 DIHEDRAL views, each put
+    back in place first. `view_probabilities(view)` gives NCHW probabilities of the batch seen in `view`."""
+    views = DIHEDRAL if tta else DIHEDRAL[:1]
+    summed = None
+    for view in views:
+        probs = undo_dihedral_view(view_probabilities(view), view)
+        summed = probs if summed is None else summed + probs
+    return summed / len(views)
 
 
 def trained_model_probabilities(trained: TrainedModel, device: torch.device, precision: str, tta: bool,

@@ -16,7 +16,7 @@ import torch
 from stages.core.checkpoint import TrainedModel
 from stages.core.errors import PipelineError
 from stages.core.export import INPUT_NAME
-from stages.core.inference import DIHEDRAL, ProbabilityFn, dihedral_view, trained_model_probabilities, undo_dihedral_view
+from stages.core.inference import ProbabilityFn, averaged_over_views, dihedral_view, trained_model_probabilities
 from stages.core.params import PredictParams
 
 FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
@@ -36,14 +36,13 @@ def with_tta(run: ArrayFn, tta: bool) -> ProbabilityFn:
     """An array function as a ProbabilityFn; with `tta`, averaged over the 8 flips/90-degree rotations."""
 
     def probabilities(batch: torch.Tensor) -> torch.Tensor:
-        views = DIHEDRAL if tta else DIHEDRAL[:1]
         nchw = batch.permute(0, 3, 1, 2)
-        summed = None
-        for view in views:
+
+        def view_probabilities(view: tuple[int, bool]) -> torch.Tensor:
             viewed = np.ascontiguousarray(dihedral_view(nchw, view).permute(0, 2, 3, 1).numpy())
-            probs = undo_dihedral_view(torch.from_numpy(run(viewed)), view)
-            summed = probs if summed is None else summed + probs
-        return summed / len(views)
+            return torch.from_numpy(run(viewed))
+
+        return averaged_over_views(view_probabilities, tta)
 
     return probabilities
 
