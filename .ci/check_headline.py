@@ -1,7 +1,8 @@
 """Exit non-zero, with one line, when an experiment's headline test metrics are missing or not finite.
 
-    python .ci/check_headline.py EXPERIMENT [metrics/test.json]
+python .ci/check_headline.py EXPERIMENT [metrics/test.json]
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,11 @@ def problems(test_metrics: Path) -> list[str]:
         return [f"{test_metrics} is missing"]
     # json reads NaN and Infinity, which json.dumps writes for non-finite floats
     metrics = json.loads(test_metrics.read_text())
-    return [f"{test_metrics} {key} is {metrics.get(key)!r}" for key in HEADLINE
-            if not isinstance(metrics.get(key), (int, float)) or not math.isfinite(metrics[key])]
+    return [
+        f"{test_metrics} {key} is {metrics.get(key)!r}"
+        for key in HEADLINE
+        if not isinstance(metrics.get(key), (int, float)) or not math.isfinite(metrics[key])
+    ]
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ floats per window and the host-side adds (benchmarks/gpu.py measures it there). 
 model on the windows of 384 px images (the default run's test images: 4 windows) in batches of one
 image's windows against two images' (batching windows across images).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from stages.core.geometry import window_grid  # noqa: E402
-from stages.core.inference import (BlendAccumulator, ProbabilityFn, fit_window, sliding_window_classes,  # noqa: E402
-                                   window_weights)
+from stages.core.data.geometry import window_grid  # noqa: E402
+from stages.core.inference.blending import (
+    BlendAccumulator,
+    ProbabilityFn,
+    fit_window,
+    sliding_window_classes,  # noqa: E402
+    window_weights,
+)
 
 IMAGE_SIZE = 2448
 NUM_CLASSES = 7
 
 
-def host_blended_probabilities(probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int,
-                               overlap: float, batch_size: int) -> np.ndarray:
+def host_blended_probabilities(
+    probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float, batch_size: int
+) -> np.ndarray:
     """inference.sliding_window_probabilities as it was before issue 12: each batch copied to the host, numpy sums."""
     height, width = image.shape[:2]
     window = fit_window(window, height, width)
@@ -50,27 +57,31 @@ def host_blended_probabilities(probability_fn: ProbabilityFn, image: np.ndarray,
     total = np.zeros((num_classes, height, width), dtype=np.float32)
     weight_sum = np.zeros((height, width), dtype=np.float32)
     for start in range(0, len(origins), batch_size):
-        batch_origins = origins[start:start + batch_size]
-        crops = torch.from_numpy(np.stack([image[y:y + window, x:x + window] for y, x in batch_origins]))
+        batch_origins = origins[start : start + batch_size]
+        crops = torch.from_numpy(np.stack([image[y : y + window, x : x + window] for y, x in batch_origins]))
         probs = probability_fn(crops).cpu().numpy()
         for (y, x), prob in zip(batch_origins, probs):
-            total[:, y:y + window, x:x + window] += prob * weights
-            weight_sum[y:y + window, x:x + window] += weights
+            total[:, y : y + window, x : x + window] += prob * weights
+            weight_sum[y : y + window, x : x + window] += weights
     return total / weight_sum
 
 
-def host_classes(probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float,
-                 batch_size: int) -> np.ndarray:
+def host_classes(
+    probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float, batch_size: int
+) -> np.ndarray:
     """The old predict: host blending, then numpy's argmax."""
-    return host_blended_probabilities(probability_fn, image, num_classes, window, overlap,
-                                      batch_size).argmax(axis=0).astype(np.uint8)
+    return (
+        host_blended_probabilities(probability_fn, image, num_classes, window, overlap, batch_size)
+        .argmax(axis=0)
+        .astype(np.uint8)
+    )
 
 
 def fixed_probabilities(window: int, device: torch.device) -> ProbabilityFn:
     """A stand-in model: the same softmaxed random probabilities for every window, made on `device`."""
     probs = torch.randn(64, NUM_CLASSES, window, window, generator=torch.Generator().manual_seed(0)).softmax(dim=1)
     probs = probs.to(device)
-    return lambda batch: probs[:batch.shape[0]]
+    return lambda batch: probs[: batch.shape[0]]
 
 
 def in_torch(function, *args):
@@ -108,13 +119,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from speed import prepare_inputs
-    from stages.core.devices import choose_device, resolve_precision
-    from stages.core.imageio import read_rgb
-    from stages.core.inference import model_probabilities
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+
+    from stages.core.inference.blending import model_probabilities
+    from stages.core.io.imageio import read_rgb
+    from stages.core.model.devices import choose_device, resolve_precision
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     raw, _ = prepare_inputs(args.cache, max(args.images, 2))
-    images = [read_rgb(path) for path in sorted(raw.glob("*_sat.jpg"))[:args.images]]
+    images = [read_rgb(path) for path in sorted(raw.glob("*_sat.jpg"))[: args.images]]
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     predict = params["predict"]
     device = choose_device("auto")
@@ -122,30 +134,60 @@ def main() -> None:
     window = fit_window(predict["window"], IMAGE_SIZE, IMAGE_SIZE)
     settings = (NUM_CLASSES, window, predict["overlap"], predict["batch_size"])
     windows = len(window_grid(IMAGE_SIZE, IMAGE_SIZE, window, predict["overlap"]))
-    print(f"device {device}, {torch.get_num_threads()} threads; window {window}, overlap {predict['overlap']}, "
-          f"batch {predict['batch_size']}: {windows} windows per {IMAGE_SIZE} px image; {args.images} images x "
-          f"{args.rounds} rounds, alternating", flush=True)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads; window {window}, overlap {predict['overlap']}, "
+        f"batch {predict['batch_size']}: {windows} windows per {IMAGE_SIZE} px image; {args.images} images x "
+        f"{args.rounds} rounds, alternating",
+        flush=True,
+    )
 
     stand_in = fixed_probabilities(window, device)
-    blending = time_alternating({"host": lambda image: host_classes(stand_in, image, *settings),
-                                 "device": lambda image: sliding_window_classes(stand_in, image, *settings),
-                                 "torch": lambda image: in_torch(sliding_window_classes, stand_in, image, *settings)},
-                                images, args.rounds, sync)
-    print(f"blending only: {blending['host']:.3f} s per image on the host (before), {blending['device']:.3f} s "
-          f"where the probabilities are (now), {blending['torch']:.3f} s with torch's sums and argmax on {device}",
-          flush=True)
+    blending = time_alternating(
+        {
+            "host": lambda image: host_classes(stand_in, image, *settings),
+            "device": lambda image: sliding_window_classes(stand_in, image, *settings),
+            "torch": lambda image: in_torch(sliding_window_classes, stand_in, image, *settings),
+        },
+        images,
+        args.rounds,
+        sync,
+    )
+    print(
+        f"blending only: {blending['host']:.3f} s per image on the host (before), {blending['device']:.3f} s "
+        f"where the probabilities are (now), {blending['torch']:.3f} s with torch's sums and argmax on {device}",
+        flush=True,
+    )
     torch.manual_seed(0)
     model = build_model(params["model"]["encoder"], NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
-    probability_fn = model_probabilities(model, device, IMAGENET_MEAN, IMAGENET_STD,
-                                         resolve_precision(predict["precision"], device, "predict.precision"),
-                                         predict["tta"])
-    whole = time_alternating({"host": lambda image: host_classes(probability_fn, image, *settings),
-                              "device": lambda image: sliding_window_classes(probability_fn, image, *settings)},
-                             images, args.rounds, sync)
+    probability_fn = model_probabilities(
+        model,
+        device,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        resolve_precision(predict["precision"], device, "predict.precision"),
+        predict["tta"],
+    )
+    whole = time_alternating(
+        {
+            "host": lambda image: host_classes(probability_fn, image, *settings),
+            "device": lambda image: sliding_window_classes(probability_fn, image, *settings),
+        },
+        images,
+        args.rounds,
+        sync,
+    )
     # Batching windows across images: the default run's 384 px test images have 4 windows each, so a
     # batch of 8 is half used; two images per batch would fill it. What would that gain per window?
-    small = [torch.from_numpy(np.stack([images[0][y:y + window, x:x + window] for y, x in
-                                        window_grid(384, 384, window, predict["overlap"])]))]
+    small = [
+        torch.from_numpy(
+            np.stack(
+                [
+                    images[0][y : y + window, x : x + window]
+                    for y, x in window_grid(384, 384, window, predict["overlap"])
+                ]
+            )
+        )
+    ]
     small.append(torch.cat([small[0], small[0]]))  # two images' windows in one batch
     per_window = {}
     for crops in small * 2:  # warm-up, then timed
@@ -154,13 +196,17 @@ def main() -> None:
             probability_fn(crops)
         sync()
         per_window[len(crops)] = (time.perf_counter() - start) / (args.rounds * 3 * len(crops))
-    print(f"windows of 384 px images ({len(small[0])} each), s per window: {per_window[len(small[0])]:.4f} in "
-          f"batches of one image's {len(small[0])}, {per_window[len(small[1])]:.4f} in batches of two images' "
-          f"{len(small[1])} ({per_window[len(small[0])] / per_window[len(small[1])]:.2f}x)")
+    print(
+        f"windows of 384 px images ({len(small[0])} each), s per window: {per_window[len(small[0])]:.4f} in "
+        f"batches of one image's {len(small[0])}, {per_window[len(small[1])]:.4f} in batches of two images' "
+        f"{len(small[1])} ({per_window[len(small[0])] / per_window[len(small[1])]:.2f}x)"
+    )
     print("\n| s per 2448 px image | host blending (before) | device blending (now) | before / now |")
     print("|---|---:|---:|---:|")
-    for label, result in ((f"blending only (stand-in model)", blending),
-                          (f"predict ({params['model']['encoder']}, the predict params)", whole)):
+    for label, result in (
+        ("blending only (stand-in model)", blending),
+        (f"predict ({params['model']['encoder']}, the predict params)", whole),
+    ):
         print(f"| {label} | {result['host']:.3f} | {result['device']:.3f} | {result['host'] / result['device']:.3f}x |")
     print("(class maps of the two paths compared on every image: equal)")
 

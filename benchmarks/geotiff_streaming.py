@@ -21,6 +21,7 @@ trained one. Speed does not depend on the weights; the classes it draws do. `--c
 replaces the network by a per-pixel 1x1 convolution: a full-size run then takes minutes, not an
 hour, and measures what streaming itself holds and costs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,10 +60,23 @@ def write_scene(path: Path, width: int, height: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     tiles = [generate_scene(rng, TILE)[0] for _ in range(3)]
     partial = path.with_name(path.name + ".partial")
-    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine(PIXEL_SIZE, 0, 500_000, 0, -PIXEL_SIZE, 5_000_000), tiled=True, blockxsize=512,
-                   blockysize=512, compress="deflate", zlevel=1, predictor=2, bigtiff="if_safer",
-                   photometric="rgb")
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(PIXEL_SIZE, 0, 500_000, 0, -PIXEL_SIZE, 5_000_000),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        zlevel=1,
+        predictor=2,
+        bigtiff="if_safer",
+        photometric="rgb",
+    )
     with rasterio.Env(GDAL_CACHEMAX=256), rasterio.open(partial, "w", **profile) as dataset:
         for row, top in enumerate(tqdm(range(0, height, TILE), desc=f"writing {path.name}", unit="strip")):
             rows = min(TILE, height - top)
@@ -71,7 +85,7 @@ def write_scene(path: Path, width: int, height: int, seed: int = 0) -> None:
                 tile = tiles[(row * 7 + column) % len(tiles)]
                 tile = tile[::-1] if row % 2 else tile
                 tile = tile[:, ::-1] if column % 2 else tile
-                strip[:, left:left + TILE] = tile[:rows, :min(TILE, width - left)]
+                strip[:, left : left + TILE] = tile[:rows, : min(TILE, width - left)]
             dataset.write(strip.transpose(2, 0, 1), window=((top, top + rows), (0, width)))
     partial.rename(path)
 
@@ -95,11 +109,11 @@ def probability_fn(checkpoint: str | None):
     """The model as predict builds it (or the stub, for checkpoint "stub"), and its class table."""
     import torch
 
-    from stages.core.checkpoint import TrainedModel, load_trained_model
-    from stages.core.inference import trained_model_probabilities
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-    from stages.core.palette import ClassTable
-    from stages.core.params import PredictParams, load_params, read_section
+    from stages.core.data.palette import ClassTable
+    from stages.core.inference.blending import trained_model_probabilities
+    from stages.core.io.params import PredictParams, load_params, read_section
+    from stages.core.model.checkpoint import TrainedModel, load_trained_model
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     params = read_section(load_params(REPO / "params.yaml"), "predict", PredictParams)
     if checkpoint == "stub":
@@ -116,7 +130,7 @@ def probability_fn(checkpoint: str | None):
 
 
 def child_large(scene: str, out: str, checkpoint: str | None) -> dict:
-    from stages.core.mapping import MapOptions, map_file, plan_windows
+    from stages.core.geo.mapping import MapOptions, map_file, plan_windows
 
     fn, table, params = probability_fn(checkpoint)
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -125,21 +139,36 @@ def child_large(scene: str, out: str, checkpoint: str | None) -> dict:
     megapixels = report["width"] * report["height"] / 1e6
     window, origins = plan_windows(report["height"], report["width"], params.window, params.overlap)
     sizes = {path.name: path.stat().st_size for path in Path(out).iterdir()}
-    return {"scene": f"{report['width']}x{report['height']}", "megapixels": megapixels, "windows": len(origins),
-            "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
-            "mp_per_second": round(megapixels / seconds, 3),
-            "peak_rss_mb": peak_rss_mb(), "output_bytes": sizes,
-            "area_report": {key: report[key] for key in ("crs", "area_method", "pixel_area_m2", "predicted_pixels",
-                                                         "no_prediction_pixels", "predicted_hectares")},
-            "classes": {row["class"]: [row["pixels"], row["hectares"]] for row in report["classes"]}}
+    return {
+        "scene": f"{report['width']}x{report['height']}",
+        "megapixels": megapixels,
+        "windows": len(origins),
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "mp_per_second": round(megapixels / seconds, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "output_bytes": sizes,
+        "area_report": {
+            key: report[key]
+            for key in (
+                "crs",
+                "area_method",
+                "pixel_area_m2",
+                "predicted_pixels",
+                "no_prediction_pixels",
+                "predicted_hectares",
+            )
+        },
+        "classes": {row["class"]: [row["pixels"], row["hectares"]] for row in report["classes"]},
+    }
 
 
 def child_ratio(scene: str, out: str, checkpoint: str | None, rounds: int) -> dict:
     import rasterio
 
-    from stages.core.georaster import ReadOptions, gdal_env, open_scene
-    from stages.core.inference import sliding_window_probabilities
-    from stages.core.mapping import MapOptions, map_file
+    from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene
+    from stages.core.geo.mapping import MapOptions, map_file
+    from stages.core.inference.blending import sliding_window_probabilities
 
     fn, table, params = probability_fn(checkpoint)
     path, out = Path(scene), Path(out)
@@ -147,13 +176,25 @@ def child_ratio(scene: str, out: str, checkpoint: str | None, rounds: int) -> di
     def in_memory() -> np.ndarray:
         with gdal_env(), open_scene(path, ReadOptions()) as opened:
             image, has_data = opened.read_rows(0, opened.height)
-            probs = sliding_window_probabilities(fn, image, len(table), params.window, params.overlap,
-                                                 params.batch_size)
+            probs = sliding_window_probabilities(
+                fn, image, len(table), params.window, params.overlap, params.batch_size
+            )
             classes = probs.argmax(axis=0).astype(np.uint8)
             classes[~has_data] = 255
-            with rasterio.open(out / "in_memory.tif", "w", driver="GTiff", width=opened.width, height=opened.height,
-                               count=1, dtype="uint8", crs=opened.crs, transform=opened.transform, nodata=255,
-                               tiled=True, compress="deflate") as dataset:
+            with rasterio.open(
+                out / "in_memory.tif",
+                "w",
+                driver="GTiff",
+                width=opened.width,
+                height=opened.height,
+                count=1,
+                dtype="uint8",
+                crs=opened.crs,
+                transform=opened.transform,
+                nodata=255,
+                tiled=True,
+                compress="deflate",
+            ) as dataset:
                 dataset.write(classes, 1)
         return classes
 
@@ -177,13 +218,15 @@ def child_ratio(scene: str, out: str, checkpoint: str | None, rounds: int) -> di
     megapixels = outputs["in_memory"].size / 1e6
     best = {name: min(values) for name, values in times.items()}
     best_cpu = {name: min(values) for name, values in cpu.items()}
-    return {"image": "{1}x{0}".format(*outputs["in_memory"].shape),
-            "seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
-            "cpu_seconds": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()},
-            "mp_per_second": {name: round(megapixels / seconds, 3) for name, seconds in best.items()},
-            "streaming_over_in_memory_speed": round(best["in_memory"] / best["streaming"], 3),
-            "streaming_over_in_memory_speed_by_cpu_time": round(best_cpu["in_memory"] / best_cpu["streaming"], 3),
-            "identical_class_maps": bool(np.array_equal(outputs["in_memory"], outputs["streaming"]))}
+    return {
+        "image": "{1}x{0}".format(*outputs["in_memory"].shape),
+        "seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
+        "cpu_seconds": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()},
+        "mp_per_second": {name: round(megapixels / seconds, 3) for name, seconds in best.items()},
+        "streaming_over_in_memory_speed": round(best["in_memory"] / best["streaming"], 3),
+        "streaming_over_in_memory_speed_by_cpu_time": round(best_cpu["in_memory"] / best_cpu["streaming"], 3),
+        "identical_class_maps": bool(np.array_equal(outputs["in_memory"], outputs["streaming"])),
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -201,8 +244,11 @@ def ensure_scene(cache: Path, width: int, height: int) -> Path:
     # uncompressed size, a bound on what DEFLATE writes; the outputs need far less (class maps compress well)
     needed = width * height * 3 * 1.1 + (64 << 20)
     free = shutil.disk_usage(cache).free
-    print(f"writing a {width}x{height} scene into {path} (once): needs up to {needed / 2**30:.1f} GiB, "
-          f"{free / 2**30:.1f} GiB free", file=sys.stderr)
+    print(
+        f"writing a {width}x{height} scene into {path} (once): needs up to {needed / 2**30:.1f} GiB, "
+        f"{free / 2**30:.1f} GiB free",
+        file=sys.stderr,
+    )
     if free < needed * 1.2:
         raise SystemExit(f"not enough free space in {cache}: need {needed * 1.2 / 2**30:.1f} GiB")
     write_scene(path, width, height)
@@ -214,8 +260,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20000, help="scene width (and height unless --height)")
     parser.add_argument("--height", type=int, help="scene height (default: --size)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--checkpoint", help="a trained checkpoint instead of the random-init ResNet50; 'stub': "
-                                             "a per-pixel 1x1 convolution, to measure the streaming machinery alone")
+    parser.add_argument(
+        "--checkpoint",
+        help="a trained checkpoint instead of the random-init ResNet50; 'stub': "
+        "a per-pixel 1x1 convolution, to measure the streaming machinery alone",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each path in the ratio")
     parser.add_argument("--ratio-side", type=int, default=RATIO_SIDE, help="side of the image of the ratio")
     parser.add_argument("--skip-large", action="store_true")
@@ -225,12 +274,18 @@ def main() -> None:
     if args.child:
         kind, scene, out, checkpoint, *rest = args.child
         checkpoint = None if checkpoint == "-" else checkpoint
-        result = (child_large(scene, out, checkpoint) if kind == "large"
-                  else child_ratio(scene, out, checkpoint, int(rest[0])))
+        result = (
+            child_large(scene, out, checkpoint)
+            if kind == "large"
+            else child_ratio(scene, out, checkpoint, int(rest[0]))
+        )
         print(json.dumps(result))
         return
 
-    cpu = (os.cpu_count(), Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].split(":", 1)[1].strip())
+    cpu = (
+        os.cpu_count(),
+        Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].split(":", 1)[1].strip(),
+    )
     model = {None: "DeepLabV3+ ResNet50, random init", "stub": "stub: per-pixel 1x1 convolution, no network"}
     results = {"cpu": f"{cpu[0]} cores, {cpu[1]}", "model": model.get(args.checkpoint, args.checkpoint)}
     checkpoint = args.checkpoint or "-"
@@ -251,14 +306,18 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if "large" in results:
         large = results["large"]
-        print(f"\nlarge scene {large['scene']} ({large['megapixels']:.0f} MP): {large['seconds']} s, "
-              f"{large['mp_per_second']} MP/s, peak RSS {large['peak_rss_mb']} MB")
+        print(
+            f"\nlarge scene {large['scene']} ({large['megapixels']:.0f} MP): {large['seconds']} s, "
+            f"{large['mp_per_second']} MP/s, peak RSS {large['peak_rss_mb']} MB"
+        )
     if "ratio" in results:
         ratio = results["ratio"]
-        print(f"{ratio['image']}: streaming {ratio['mp_per_second']['streaming']} MP/s, in memory "
-              f"{ratio['mp_per_second']['in_memory']} MP/s: {ratio['streaming_over_in_memory_speed']}x "
-              f"({ratio['streaming_over_in_memory_speed_by_cpu_time']}x by CPU time); "
-              f"identical class maps: {ratio['identical_class_maps']}")
+        print(
+            f"{ratio['image']}: streaming {ratio['mp_per_second']['streaming']} MP/s, in memory "
+            f"{ratio['mp_per_second']['in_memory']} MP/s: {ratio['streaming_over_in_memory_speed']}x "
+            f"({ratio['streaming_over_in_memory_speed_by_cpu_time']}x by CPU time); "
+            f"identical class maps: {ratio['identical_class_maps']}"
+        )
 
 
 if __name__ == "__main__":

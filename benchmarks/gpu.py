@@ -15,6 +15,7 @@ CUDA is present and says that it was skipped elsewhere.
 Each measurement runs in a fresh process (`gpu.py --measure NAME CONFIG`; the N-GPU one under
 torchrun, rank 0 reporting). torch is imported only inside the measurements, as in speed.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,15 +45,16 @@ def params() -> dict:
 
 # --- Measurements, each in its own process ---------------------------------------------------------------
 
+
 def measure_training(config: dict) -> dict:
     """Seconds per training step on one GPU, or, under torchrun, on every GPU at once (DDP; rank 0 reports)."""
     import torch
     import torch.distributed as dist
     from torch.utils.flop_counter import FlopCounterMode
 
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-    from stages.core.params import TrainParams, read_section
-    from stages.core.devices import resolve_precision
+    from stages.core.io.params import TrainParams, read_section
+    from stages.core.model.devices import resolve_precision
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
     from stages.core.training.components import BatchSettings, configure_loss, configure_optimizer
     from stages.core.training.loop import optimise
 
@@ -70,17 +72,28 @@ def measure_training(config: dict) -> dict:
     torch.manual_seed(local_rank)
     encoder = config.get("encoder", params()["model"]["encoder"])
     model = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)
-    network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if on_cuda else None) \
-        if world > 1 else model
+    network = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if on_cuda else None)
+        if world > 1
+        else model
+    )
     optimizer = configure_optimizer(model, train, device)
     loss_fn = configure_loss(train.loss)
-    images = torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8).pin_memory() if on_cuda else \
-        torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8)
+    images = (
+        torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8).pin_memory()
+        if on_cuda
+        else torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8)
+    )
     masks = torch.randint(0, NUM_CLASSES, (batch, tile, tile), dtype=torch.long)
 
     # The trainer's own batch handling and optimizer step, in the precision train.precision resolves to
-    settings = BatchSettings(device, resolve_precision(train.precision, device, "train.precision"),
-                             train.channels_last, IMAGENET_MEAN, IMAGENET_STD)
+    settings = BatchSettings(
+        device,
+        resolve_precision(train.precision, device, "train.precision"),
+        train.channels_last,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
 
     def step() -> None:
@@ -100,8 +113,13 @@ def measure_training(config: dict) -> dict:
     if world > 1:
         dist.barrier()
     seconds = (time.perf_counter() - start) / config["steps"]
-    result = {"step_seconds": seconds, "gpus": world, "batch_per_gpu": batch, "tile": tile,
-              "images_per_second": world * batch / seconds}
+    result = {
+        "step_seconds": seconds,
+        "gpus": world,
+        "batch_per_gpu": batch,
+        "tile": tile,
+        "images_per_second": world * batch / seconds,
+    }
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:  # forward x 3: forward + backward
         model(torch.zeros(batch, 3, tile, tile, device=device))
@@ -114,11 +132,11 @@ def measure_training(config: dict) -> dict:
 def measure_inference(config: dict) -> dict:
     """Seconds per 2448 px image with predict's settings: blending on the GPU against on the host."""
     import torch
-
     from blending import host_classes
-    from stages.core.devices import resolve_precision
-    from stages.core.inference import fit_window, model_probabilities, sliding_window_classes
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+
+    from stages.core.inference.blending import fit_window, model_probabilities, sliding_window_classes
+    from stages.core.model.devices import resolve_precision
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     device = torch.device("cuda") if torch.cuda.is_available() and not config.get("cpu") else torch.device("cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -127,9 +145,14 @@ def measure_inference(config: dict) -> dict:
     torch.manual_seed(0)
     encoder = config.get("encoder", params()["model"]["encoder"])
     model = build_model(encoder, NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
-    probability_fn = model_probabilities(model, device, IMAGENET_MEAN, IMAGENET_STD,
-                                         resolve_precision(predict["precision"], device, "predict.precision"),
-                                         predict["tta"])
+    probability_fn = model_probabilities(
+        model,
+        device,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        resolve_precision(predict["precision"], device, "predict.precision"),
+        predict["tta"],
+    )
     settings = (NUM_CLASSES, fit_window(predict["window"], size, size), predict["overlap"], predict["batch_size"])
     runs = {"device_blending": sliding_window_classes, "host_blending": host_classes}
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -144,7 +167,8 @@ def measure_inference(config: dict) -> dict:
             sync()
             seconds[name].append(time.perf_counter() - start)
     return {f"{name}_seconds_per_image": statistics.median(times) for name, times in seconds.items()} | {
-        "image_size": size}
+        "image_size": size
+    }
 
 
 MEASUREMENTS = {"training": measure_training, "inference": measure_inference}
@@ -152,12 +176,18 @@ MEASUREMENTS = {"training": measure_training, "inference": measure_inference}
 
 # --- The orchestrating side (speed.py's process) ---------------------------------------------------------
 
+
 def launch(name: str, config: dict, processes: int = 1) -> dict:
     """Run one measurement in fresh processes (torchrun for several) and return rank 0's result."""
-    launcher = ([] if processes == 1 else
-                ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"])
-    process = subprocess.run([sys.executable, *launcher, str(Path(__file__)), "--measure", name, json.dumps(config)],
-                             capture_output=True, text=True, cwd=REPO)
+    launcher = (
+        [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    )
+    process = subprocess.run(
+        [sys.executable, *launcher, str(Path(__file__)), "--measure", name, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     if process.returncode != 0:
         raise RuntimeError(f"GPU benchmark '{name}' on {processes} process(es) failed:\n{process.stderr[-3000:]}")
     return json.loads(process.stdout.strip().splitlines()[-1])
@@ -193,14 +223,21 @@ def summarise(section: dict) -> dict:
     single = section["training"][1]["images_per_second"] if 1 in section["training"] else None
     for gpus, result in sorted(section["training"].items()):
         flops_rate = result["step_flops_per_gpu"] / result["step_seconds"]  # per GPU
-        rows[gpus] = {"images_per_second": result["images_per_second"], "fraction_of_bf16_matmul_peak": flops_rate / peak,
-                      "scaling_efficiency": None if single is None else result["images_per_second"] / (gpus * single)}
+        rows[gpus] = {
+            "images_per_second": result["images_per_second"],
+            "fraction_of_bf16_matmul_peak": flops_rate / peak,
+            "scaling_efficiency": None if single is None else result["images_per_second"] / (gpus * single),
+        }
     inference = section["inference"]
-    return {"training": rows, "inference_seconds_per_image": {
-        "device_blending": inference["device_blending_seconds_per_image"],
-        "host_blending": inference["host_blending_seconds_per_image"]},
+    return {
+        "training": rows,
+        "inference_seconds_per_image": {
+            "device_blending": inference["device_blending_seconds_per_image"],
+            "host_blending": inference["host_blending_seconds_per_image"],
+        },
         "host_over_device_blending": inference["host_blending_seconds_per_image"]
-        / inference["device_blending_seconds_per_image"]}
+        / inference["device_blending_seconds_per_image"],
+    }
 
 
 def report(section: dict | None) -> str:
@@ -210,17 +247,25 @@ def report(section: dict | None) -> str:
     if "skipped" in section:
         return f"\n\nGPU section: skipped ({section['skipped']})"
     summary = summarise(section)
-    lines = ["", "", f"GPU section: {section['gpus']} x {section['gpu']}, bf16 matmul peak "
-             f"{section['bf16_matmul_gflops']:.0f} GFLOP/s",
-             f"| GPUs | training img/s ({TILE} px, batch {BATCH} per GPU) | of bf16 matmul peak (per GPU) | scaling |",
-             "|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "",
+        f"GPU section: {section['gpus']} x {section['gpu']}, bf16 matmul peak "
+        f"{section['bf16_matmul_gflops']:.0f} GFLOP/s",
+        f"| GPUs | training img/s ({TILE} px, batch {BATCH} per GPU) | of bf16 matmul peak (per GPU) | scaling |",
+        "|---:|---:|---:|---:|",
+    ]
     for gpus, row in summary["training"].items():
         scaling = "" if gpus == 1 else f"{row['scaling_efficiency']:.0%}"
-        lines.append(f"| {gpus} | {row['images_per_second']:.1f} | {row['fraction_of_bf16_matmul_peak']:.0%} | {scaling} |")
+        lines.append(
+            f"| {gpus} | {row['images_per_second']:.1f} | {row['fraction_of_bf16_matmul_peak']:.0%} | {scaling} |"
+        )
     seconds = summary["inference_seconds_per_image"]
-    lines.append(f"- inference, s per {section['inference']['image_size']} px image (predict params): "
-                 f"{seconds['device_blending']:.3f} blending on the GPU, {seconds['host_blending']:.3f} blending on "
-                 f"the host ({summary['host_over_device_blending']:.2f}x)")
+    lines.append(
+        f"- inference, s per {section['inference']['image_size']} px image (predict params): "
+        f"{seconds['device_blending']:.3f} blending on the GPU, {seconds['host_blending']:.3f} blending on "
+        f"the host ({summary['host_over_device_blending']:.2f}x)"
+    )
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ older commit), with Pillow's decompression-bomb limit lifted there so it can rea
 
     .venv/bin/python benchmarks/large_image_memory.py [--side 15000] [--tile 512] [--repo PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ if what == "tile":
     from stages import tile
     tile.main(args)
 else:
-    from stages.core.imageio import read_rgb
+    from stages.core.io.imageio import read_rgb
     array = read_rgb(args[0])
 seconds = time.perf_counter() - start
 peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
@@ -53,9 +54,9 @@ def write_pair(folder: Path, side: int) -> None:
     columns = np.arange(side, dtype=np.uint32)[None, :]
     image = np.empty((side, side, 3), dtype=np.uint8)
     for top in range(0, side, 1000):  # in blocks of rows: full-size uint32 temporaries would be 0.9 GB each
-        block = rows[top:top + 1000]
+        block = rows[top : top + 1000]
         for channel, step in enumerate((3, 5, 7)):
-            image[top:top + 1000, :, channel] = ((block * step + columns * (channel + 1)) // 64) % 256
+            image[top : top + 1000, :, channel] = ((block * step + columns * (channel + 1)) // 64) % 256
     Image.fromarray(image).save(folder / "1_sat.jpg", quality=90)
     del image
     colours = np.array([(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0)], dtype=np.uint8)
@@ -88,11 +89,12 @@ def main() -> None:
         params["tile"] = {"size": args.tile, "stride": args.tile}
         (work / "params.yaml").write_text(yaml.safe_dump(params))
         results = {
-            "image": f"{args.side}x{args.side} ({args.side ** 2 / 1e6:.0f} MP), JPEG {(work / 'raw' / '1_sat.jpg').stat().st_size >> 20} MB",
+            "image": f"{args.side}x{args.side} ({args.side**2 / 1e6:.0f} MP), JPEG {(work / 'raw' / '1_sat.jpg').stat().st_size >> 20} MB",
             "repo": str(args.repo),
             "read_rgb": measure(args.repo, "read", str(work / "raw" / "1_sat.jpg")),
-            "tile_stage": measure(args.repo, "tile", str(work / "raw"), str(work / "tiles"), "--params",
-                                  str(work / "params.yaml")),
+            "tile_stage": measure(
+                args.repo, "tile", str(work / "raw"), str(work / "tiles"), "--params", str(work / "params.yaml")
+            ),
         }
     print(json.dumps(results, indent=2))
 

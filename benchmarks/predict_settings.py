@@ -7,6 +7,7 @@ image and mIoU over the land classes, so the defaults in params.yaml can be chos
 
     .venv/bin/python benchmarks/predict_settings.py [--images 3] [--settings 256:0.5:8 256:0.25:8 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from stages.core.checkpoint import load_trained_model  # noqa: E402
-from stages.core.devices import choose_device  # noqa: E402
-from stages.core.imageio import read_rgb  # noqa: E402
-from stages.core.inference import sliding_window_probabilities, trained_model_probabilities  # noqa: E402
-from stages.core.metrics import confusion_matrix, scores  # noqa: E402
-from stages.core.palette import colour_to_index  # noqa: E402
+from stages.core.data.palette import colour_to_index  # noqa: E402
+from stages.core.evaluation.metrics import confusion_matrix, scores  # noqa: E402
+from stages.core.inference.blending import sliding_window_probabilities, trained_model_probabilities  # noqa: E402
+from stages.core.io.imageio import read_rgb  # noqa: E402
+from stages.core.model.checkpoint import load_trained_model  # noqa: E402
+from stages.core.model.devices import choose_device  # noqa: E402
 
 DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.25:2", "512:0.125:2", "512:0:2"]
 
@@ -46,8 +47,13 @@ def main() -> None:
     trained = load_trained_model(args.checkpoint)
     table = trained.table
     probability_fn = trained_model_probabilities(trained, choose_device("auto"), precision="auto", tta=False)
-    pairs = [(read_rgb(path), colour_to_index(read_rgb(path.with_name(path.name.replace("_sat.jpg", "_mask.png"))),
-                                               table)[0]) for path in sorted(raw.glob("*_sat.jpg"))]
+    pairs = [
+        (
+            read_rgb(path),
+            colour_to_index(read_rgb(path.with_name(path.name.replace("_sat.jpg", "_mask.png"))), table)[0],
+        )
+        for path in sorted(raw.glob("*_sat.jpg"))
+    ]
     sliding_window_probabilities(probability_fn, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up
 
     print(f"{len(pairs)} synthetic {pairs[0][0].shape[1]}x{pairs[0][0].shape[0]} images, {args.checkpoint}")
@@ -57,8 +63,9 @@ def main() -> None:
         confusion, seconds = np.zeros((len(table),) * 2, dtype=np.int64), 0.0
         for image, truth in pairs:
             start = time.perf_counter()
-            probs = sliding_window_probabilities(probability_fn, image, len(table), int(window), float(overlap),
-                                                 int(batch_size))
+            probs = sliding_window_probabilities(
+                probability_fn, image, len(table), int(window), float(overlap), int(batch_size)
+            )
             predicted = probs.argmax(axis=0)
             seconds += time.perf_counter() - start
             confusion += confusion_matrix(truth, predicted, len(table))

@@ -7,6 +7,7 @@ the benchmark's randomly initialised DeepLabV3+ (speed does not depend on the we
 once to ONNX into the benchmark cache; its int8 version is calibrated on 32 of the cached 256 px
 training tiles, the way the export stage does it.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -16,9 +17,14 @@ from pathlib import Path
 import numpy as np
 
 # (label, runtime, precision) in the order printed; torch bf16 is today's default path
-VARIANTS = (("torch fp32", "torch", "fp32"), ("torch bf16", "torch", "bf16"),
-            ("onnxruntime fp32", "onnxruntime", "fp32"), ("onnxruntime int8", "onnxruntime", "int8"),
-            ("openvino fp32", "openvino", "fp32"), ("openvino int8", "openvino", "int8"))
+VARIANTS = (
+    ("torch fp32", "torch", "fp32"),
+    ("torch bf16", "torch", "bf16"),
+    ("onnxruntime fp32", "onnxruntime", "fp32"),
+    ("onnxruntime int8", "onnxruntime", "int8"),
+    ("openvino fp32", "openvino", "fp32"),
+    ("openvino int8", "openvino", "int8"),
+)
 CALIBRATION_TILES = 32
 
 
@@ -34,11 +40,11 @@ def exported_models(cache: Path, tiles: Path, encoder: str, num_classes: int) ->
     """The benchmark model as model.onnx and model.int8.onnx in the cache, made once per encoder."""
     import torch
 
-    from stages.core.checkpoint import TrainedModel
-    from stages.core.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-    from stages.core.palette import ClassTable
-    from stages.core.tilestore import TileStore
+    from stages.core.data.palette import ClassTable
+    from stages.core.data.tilestore import TileStore
+    from stages.core.inference.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
+    from stages.core.model.checkpoint import TrainedModel
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     folder = cache / f"onnx-{encoder}"
     models = {"fp32": folder / "model.onnx", "int8": folder / "model.int8.onnx"}
@@ -58,21 +64,22 @@ def measure_runtime(config: dict, predict: dict, encoder: str, num_classes: int)
     """Seconds per image through one runtime (run in a fresh process by speed.py)."""
     import torch
 
-    from stages.core.checkpoint import TrainedModel
-    from stages.core.geometry import window_grid
-    from stages.core.imageio import read_rgb
-    from stages.core.inference import fit_window, sliding_window_probabilities, trained_model_probabilities
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-    from stages.core.palette import ClassTable
-    from stages.core.runtimes import onnxruntime_probabilities, openvino_probabilities
+    from stages.core.data.geometry import window_grid
+    from stages.core.data.palette import ClassTable
+    from stages.core.inference.blending import fit_window, sliding_window_probabilities, trained_model_probabilities
+    from stages.core.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
+    from stages.core.io.imageio import read_rgb
+    from stages.core.model.checkpoint import TrainedModel
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     runtime, precision = config["runtime"], config["precision"]
     images = [read_rgb(path) for path in config["images"]]
     window = fit_window(predict["window"], *images[0].shape[:2])
     if runtime == "torch":
         torch.manual_seed(0)
-        trained = TrainedModel(build_model(encoder, num_classes).eval(), ClassTable.deepglobe(), IMAGENET_MEAN,
-                               IMAGENET_STD, 256)
+        trained = TrainedModel(
+            build_model(encoder, num_classes).eval(), ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256
+        )
         device = torch.device("cpu")
         probability_fn = trained_model_probabilities(trained, device, precision, predict["tta"])
     else:
@@ -81,8 +88,9 @@ def measure_runtime(config: dict, predict: dict, encoder: str, num_classes: int)
         probability_fn = make(models[precision], predict["tta"])
 
     def run(image):
-        sliding_window_probabilities(probability_fn, image, num_classes, window, predict["overlap"],
-                                     predict["batch_size"]).argmax(axis=0).astype(np.uint8)
+        sliding_window_probabilities(
+            probability_fn, image, num_classes, window, predict["overlap"], predict["batch_size"]
+        ).argmax(axis=0).astype(np.uint8)
 
     start = time.perf_counter()
     run(images[0][: 2 * window, : 2 * window])  # warm-up: sessions allocate and pick kernels on first use
@@ -92,8 +100,11 @@ def measure_runtime(config: dict, predict: dict, encoder: str, num_classes: int)
         start = time.perf_counter()
         run(image)
         times.append(time.perf_counter() - start)
-    return {"seconds_per_image": statistics.median(times), "warmup_seconds": warmup,
-            "windows": len(window_grid(*images[0].shape[:2], window, predict["overlap"]))}
+    return {
+        "seconds_per_image": statistics.median(times),
+        "warmup_seconds": warmup,
+        "windows": len(window_grid(*images[0].shape[:2], window, predict["overlap"])),
+    }
 
 
 def run_all(run_measurement, images: list[str], tiles: Path, cache: Path) -> dict:
@@ -103,21 +114,33 @@ def run_all(run_measurement, images: list[str], tiles: Path, cache: Path) -> dic
         if runtime == "openvino" and not openvino_installed():
             results[label] = {"skipped": "openvino not installed (make install-runtime)"}
             continue
-        results[label] = run_measurement("runtime", f"inference, {label}", runtime=runtime, precision=precision,
-                                         images=images, tiles=str(tiles), cache=str(cache))
+        results[label] = run_measurement(
+            "runtime",
+            f"inference, {label}",
+            runtime=runtime,
+            precision=precision,
+            images=images,
+            tiles=str(tiles),
+            cache=str(cache),
+        )
     return results
 
 
 def report(results: dict, seed_seconds: float, target: float) -> str:
     """The table: seconds per image for each runtime and precision, against the seed's plain fp32 loop."""
-    lines = ["", "inference by runtime (predict's blended sliding window; seed: fp32 loop, no overlap):",
-             f"| runtime | s per 2448 px image | vs seed ({seed_seconds:.2f} s) | target {target:g}x | peak RSS MB |",
-             "|---|---:|---:|---|---:|"]
+    lines = [
+        "",
+        "inference by runtime (predict's blended sliding window; seed: fp32 loop, no overlap):",
+        f"| runtime | s per 2448 px image | vs seed ({seed_seconds:.2f} s) | target {target:g}x | peak RSS MB |",
+        "|---|---:|---:|---|---:|",
+    ]
     for label, result in results.items():
         if "skipped" in result:
             lines.append(f"| {label} | {result['skipped']} | | | |")
             continue
         ratio = seed_seconds / result["seconds_per_image"]
-        lines.append(f"| {label} | {result['seconds_per_image']:.2f} | {ratio:.2f}x | "
-                     f"{'met' if ratio >= target else 'MISSED'} | {result['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {label} | {result['seconds_per_image']:.2f} | {ratio:.2f}x | "
+            f"{'met' if ratio >= target else 'MISSED'} | {result['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)

@@ -48,6 +48,7 @@ its per-image cost (and says so). The training step runs where training would (c
 else the CPU); the loader-to-consumption ratio of a CPU-only machine says nothing about a GPU one.
 Timings on a shared machine are noisy (the load average is recorded); compare runs from one idle machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,8 @@ GENERATION_METHOD = (
     "derived: {bases} base scenes from stages.synthetic generate_scene; each image is a base scene circularly "
     "shifted by random prime offsets (np.roll of image and labels), turned by one of the 8 flips/rotations, "
     "plus a per-image colour offset (-6..+6 per channel, distinct within a base); JPEG quality 90, colour "
-    "masks with off-palette borders (colour_mask)")
+    "masks with off-palette borders (colour_mask)"
+)
 
 DATA_STAGES = ("tile", "encode", "split", "preview")
 OUTPUTS = ("data/tiles", "data/encoded", "data/splits", "plots/data")  # the data stages' (plots/data: cache: false)
@@ -126,11 +128,14 @@ TARGETS = {
 
 # --- The dataset ------------------------------------------------------------------------------------
 
+
 def split_counts(labelled: int) -> dict[str, int]:
     """Images per folder: `labelled` in train/, valid/ and test/ in DeepGlobe's proportions (at least 1)."""
     full = DEEPGLOBE_IMAGES["train"]
-    return {"train": labelled, **{split: max(1, round(labelled * DEEPGLOBE_IMAGES[split] / full))
-                                  for split in ("valid", "test")}}
+    return {
+        "train": labelled,
+        **{split: max(1, round(labelled * DEEPGLOBE_IMAGES[split] / full)) for split in ("valid", "test")},
+    }
 
 
 def image_ids(seed: int, count: int) -> list[int]:
@@ -143,7 +148,7 @@ def primes_below(limit: int) -> np.ndarray:
     sieve[:2] = False
     for n in range(2, math.isqrt(limit - 1) + 1):
         if sieve[n]:
-            sieve[n * n::n] = False
+            sieve[n * n :: n] = False
     return np.flatnonzero(sieve)
 
 
@@ -173,8 +178,15 @@ def plan_derivations(seed: int, images: int, size: int) -> list[Derivation]:
     for k in range(images):
         rng = np.random.default_rng([seed, 2, k])
         base = k % bases
-        plans.append(Derivation(base, (int(rng.choice(primes)), int(rng.choice(primes))), int(rng.integers(4)),
-                                bool(rng.integers(2)), tuple(int(v) for v in COLOUR_OFFSETS[offsets[base][k // bases]])))
+        plans.append(
+            Derivation(
+                base,
+                (int(rng.choice(primes)), int(rng.choice(primes))),
+                int(rng.integers(4)),
+                bool(rng.integers(2)),
+                tuple(int(v) for v in COLOUR_OFFSETS[offsets[base][k // bases]]),
+            )
+        )
     return plans
 
 
@@ -190,7 +202,7 @@ def derive(image: np.ndarray, labels: np.ndarray, plan: Derivation) -> tuple[np.
 
 def write_dataset(root: Path, labelled: int, size: int, seed: int = SEED) -> dict:
     """The Kaggle layout in `root` (an empty folder), every image derived from a base scene; returns its description."""
-    from stages.core.imageio import write_jpeg, write_png
+    from stages.core.io.imageio import write_jpeg, write_png
     from stages.synthetic.dataset import colour_mask
     from stages.synthetic.scene import DEEPGLOBE, generate_scene
 
@@ -221,8 +233,14 @@ def write_dataset(root: Path, labelled: int, size: int, seed: int = SEED) -> dic
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["image_id", "split", "sat_image_path", "mask_path"])
         writer.writerows(rows)
-    description = {"method": GENERATION_METHOD.format(bases=bases), "base_scenes": bases, "seed": seed,
-                   "images": counts, "image_size": size, "build_seconds": round(time.perf_counter() - start, 1)}
+    description = {
+        "method": GENERATION_METHOD.format(bases=bases),
+        "base_scenes": bases,
+        "seed": seed,
+        "images": counts,
+        "image_size": size,
+        "build_seconds": round(time.perf_counter() - start, 1),
+    }
     (root / "scale-dataset.json").write_text(json.dumps(description, indent=2) + "\n")
     return description
 
@@ -234,7 +252,7 @@ def dataset_folder(cache: Path, labelled: int, size: int) -> Path:
 
 def ensure_dataset(cache: Path, labelled: int, size: int) -> Path:
     """The dataset for (labelled, size) in `cache`, built once; a build that did not finish is never reused."""
-    from stages.core.outputs import process_alive
+    from stages.core.io.outputs import process_alive
 
     root = dataset_folder(cache, labelled, size)
     if (root / "scale-dataset.json").is_file():
@@ -245,8 +263,11 @@ def ensure_dataset(cache: Path, labelled: int, size: int) -> Path:
     staging = cache / f".{root.name}.tmp-{os.getpid()}"
     staging.mkdir(parents=True)
     total = sum(split_counts(labelled).values())
-    print(f"building the dataset once: {total} images of {size}x{size} px into {root}\n"
-          f"  generation: {GENERATION_METHOD.format(bases=base_count(total))}", flush=True)
+    print(
+        f"building the dataset once: {total} images of {size}x{size} px into {root}\n"
+        f"  generation: {GENERATION_METHOD.format(bases=base_count(total))}",
+        flush=True,
+    )
     try:
         write_dataset(staging, labelled, size)
         staging.rename(root)
@@ -257,6 +278,7 @@ def ensure_dataset(cache: Path, labelled: int, size: int) -> Path:
 
 
 # --- Disk -------------------------------------------------------------------------------------------
+
 
 def gigabytes(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
@@ -274,9 +296,11 @@ def check_disk(cache: Path, work: Path, labelled: int, size: int, dataset_exists
     for place, amount in per_filesystem.values():
         free = shutil.disk_usage(place).free
         if amount > free:
-            raise SystemExit(f"error: not enough disk space: --images {labelled} at {size} px needs about "
-                             f"{gigabytes(amount)} on {place} (raw dataset ~{gigabytes(raw)}, x{DISK_FACTOR} for raw, "
-                             f"workspace, DVC cache, remote and a pulled clone) and it has {gigabytes(free)} free")
+            raise SystemExit(
+                f"error: not enough disk space: --images {labelled} at {size} px needs about "
+                f"{gigabytes(amount)} on {place} (raw dataset ~{gigabytes(raw)}, x{DISK_FACTOR} for raw, "
+                f"workspace, DVC cache, remote and a pulled clone) and it has {gigabytes(free)} free"
+            )
 
 
 def usage(paths, seen: set | None = None) -> dict:
@@ -333,18 +357,28 @@ def storage(repo: Path, raw: Path) -> dict:
     raw_usage = usage(files_under(raw))
     derived_disk = sum(o["workspace"]["disk_bytes"] + o["cache"]["disk_bytes"] for o in outputs.values())
     whole_cache = usage(files_under(repo / ".dvc" / "cache"))
-    return {"outputs": outputs, "raw": raw_usage, "dvc_cache_total": whole_cache, "derived_disk_bytes": derived_disk,
-            "derived_over_raw": derived_disk / raw_usage["disk_bytes"]}
+    return {
+        "outputs": outputs,
+        "raw": raw_usage,
+        "dvc_cache_total": whole_cache,
+        "derived_disk_bytes": derived_disk,
+        "derived_over_raw": derived_disk / raw_usage["disk_bytes"],
+    }
 
 
 # --- Running commands and watching their memory -----------------------------------------------------
+
 
 def command_env(run_dir: Path) -> dict:
     """This repository's venv first on PATH (the clone has none), no DVC analytics, DVC's state kept in the run."""
     venv_bin = REPO / ".venv" / "bin"
     bin_dir = venv_bin if (venv_bin / "dvc").exists() else Path(sys.executable).parent
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "DVC_SITE_CACHE_DIR": str(run_dir / "dvc-site-cache")}
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(run_dir / "dvc-site-cache"),
+    }
 
 
 def run(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
@@ -353,13 +387,16 @@ def run(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"error: `{' '.join(command)}` failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        raise SystemExit(
+            f"error: `{' '.join(command)}` failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
     return seconds, result.stdout
 
 
 def git(cwd: Path, *args: str, env: dict) -> str:
-    return run(["git", "-c", "user.name=scale benchmark", "-c", "user.email=scale@benchmark.invalid", *args],
-               cwd, env)[1]
+    return run(["git", "-c", "user.name=scale benchmark", "-c", "user.email=scale@benchmark.invalid", *args], cwd, env)[
+        1
+    ]
 
 
 def parents_by_pid() -> dict[int, int]:
@@ -455,15 +492,19 @@ def run_watched(command: list[str], cwd: Path, env: dict, log: Path, stage: str)
         raise SystemExit(f"error: `{' '.join(command)}` failed; its output ({log}):\n{log.read_text()[-3000:]}")
     stage_pids = [pid for pid in started if pid in peaks]
     if not stage_pids:
-        raise SystemExit(f"error: `{' '.join(command)}` ran no `python -m stages.{stage}` process that could be "
-                         f"watched (see {log})")
-    return {"seconds": seconds,
-            "stage_seconds": sum(last_seen[pid] - started[pid] for pid in stage_pids),
-            "peak_rss_mb": max(peaks[pid] for pid in stage_pids) / 1024,
-            "dvc_peak_rss_mb": peaks.get(process.pid, 0) / 1024}
+        raise SystemExit(
+            f"error: `{' '.join(command)}` ran no `python -m stages.{stage}` process that could be watched (see {log})"
+        )
+    return {
+        "seconds": seconds,
+        "stage_seconds": sum(last_seen[pid] - started[pid] for pid in stage_pids),
+        "peak_rss_mb": max(peaks[pid] for pid in stage_pids) / 1024,
+        "dvc_peak_rss_mb": peaks.get(process.pid, 0) / 1024,
+    }
 
 
 # --- The temporary clone and DVC ------------------------------------------------------------------
+
 
 def prepare_clone(clone: Path, dataset: Path, tile_size: int, batch_size: int, env: dict) -> dict:
     """`git clone` of this repository's HEAD with the run's params; returns the params changed."""
@@ -475,11 +516,20 @@ def prepare_clone(clone: Path, dataset: Path, tile_size: int, batch_size: int, e
     params["tile"].update(size=tile_size, stride=tile_size)
     params["train"]["batch_size"] = batch_size
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return {"data.raw": str(dataset), "split.method": "ratios", "split.ratios": params["split"]["ratios"],
-            "split.seed": params["split"]["seed"], "tile.size": tile_size, "tile.stride": tile_size,
-            "train.batch_size": batch_size, "train.workers": params["train"]["workers"],
-            "train.precision": params["train"]["precision"], "train.channels_last": params["train"]["channels_last"],
-            "model.encoder": params["model"]["encoder"], "augment": params["augment"]}
+    return {
+        "data.raw": str(dataset),
+        "split.method": "ratios",
+        "split.ratios": params["split"]["ratios"],
+        "split.seed": params["split"]["seed"],
+        "tile.size": tile_size,
+        "tile.stride": tile_size,
+        "train.batch_size": batch_size,
+        "train.workers": params["train"]["workers"],
+        "train.precision": params["train"]["precision"],
+        "train.channels_last": params["train"]["channels_last"],
+        "model.encoder": params["model"]["encoder"],
+        "augment": params["augment"],
+    }
 
 
 def status_clean(repo: Path, env: dict) -> tuple[float, bool]:
@@ -491,14 +541,20 @@ def noop_checks(repo: Path, env: dict) -> dict:
     """No-op `dvc status` and `dvc repro` of the data stages, once everything is up to date."""
     status_seconds, clean = status_clean(repo, env)
     repro_seconds, output = run(["dvc", *NOOP_REPRO], repo, env)
-    return {"status_command": f"dvc status {' '.join(DATA_STAGES)}", "status_seconds": status_seconds,
-            "status_clean": clean, "repro_command": f"dvc {' '.join(NOOP_REPRO)}", "repro_seconds": repro_seconds,
-            "repro_ran_nothing": "Running stage" not in output}
+    return {
+        "status_command": f"dvc status {' '.join(DATA_STAGES)}",
+        "status_seconds": status_seconds,
+        "status_clean": clean,
+        "repro_command": f"dvc {' '.join(NOOP_REPRO)}",
+        "repro_seconds": repro_seconds,
+        "repro_ran_nothing": "Running stage" not in output,
+    }
 
 
 def file_sizes(repo: Path) -> dict[str, int]:
-    return {str(path.relative_to(repo)): path.stat().st_size
-            for output in OUTPUTS for path in files_under(repo / output)}
+    return {
+        str(path.relative_to(repo)): path.stat().st_size for output in OUTPUTS for path in files_under(repo / output)
+    }
 
 
 def push_and_pull(repo: Path, run_dir: Path, env: dict) -> dict:
@@ -511,16 +567,23 @@ def push_and_pull(repo: Path, run_dir: Path, env: dict) -> dict:
     git(run_dir, "clone", "-q", str(repo), str(pulled), env=env)
     pull_seconds, _ = run(["dvc", "pull", *DATA_STAGES], pulled, env)
     status_seconds, clean = status_clean(pulled, env)
-    return {"push_seconds": push_seconds, "pull_seconds": pull_seconds, "push_pull_seconds": push_seconds + pull_seconds,
-            "remote": usage(files_under(remote)), "fresh_clone_restored": file_sizes(pulled) == file_sizes(repo),
-            "fresh_clone_status_clean": clean, "fresh_clone_status_seconds": status_seconds}
+    return {
+        "push_seconds": push_seconds,
+        "pull_seconds": pull_seconds,
+        "push_pull_seconds": push_seconds + pull_seconds,
+        "remote": usage(files_under(remote)),
+        "fresh_clone_restored": file_sizes(pulled) == file_sizes(repo),
+        "fresh_clone_status_clean": clean,
+        "fresh_clone_status_seconds": status_seconds,
+    }
 
 
 # --- The training side (each runs in a child process, in the clone) -----------------------------------
 
+
 def train_loader(records, store, tile_size: int, augment, train, workers: int, epoch: int):
     """The train stage's loader for `epoch`, built by the trainer's own functions, with `workers` workers."""
-    from stages.core.devices import choose_device
+    from stages.core.model.devices import choose_device
     from stages.core.training.trainer import loader_options, train_loader_for_epoch, training_set
 
     dataset = training_set(records, store, tile_size, augment, train)
@@ -531,13 +594,17 @@ def train_loader(records, store, tile_size: int, augment, train, workers: int, e
 
 def training_setup():
     """The clone's params and training tiles: (train params, augment params, model params, records, store)."""
-    from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-    from stages.core.tilestore import TileStore, read_index
+    from stages.core.data.tilestore import TileStore, read_index
+    from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
 
     params = load_params("params.yaml")
-    return (read_section(params, "train", TrainParams), read_section(params, "augment", AugmentParams),
-            read_section(params, "model", ModelParams), read_index("data/splits/train.csv"),
-            TileStore(Path("data/tiles"), Path("data/encoded")))
+    return (
+        read_section(params, "train", TrainParams),
+        read_section(params, "augment", AugmentParams),
+        read_section(params, "model", ModelParams),
+        read_index("data/splits/train.csv"),
+        TileStore(Path("data/tiles"), Path("data/encoded")),
+    )
 
 
 def loader_rate(workers: int, batches: int) -> dict:
@@ -557,9 +624,16 @@ def loader_rate(workers: int, batches: int) -> dict:
         samples += len(next(stream)[0])
     seconds = time.perf_counter() - start
     stream.close()  # shuts the workers down
-    return {"workers": workers, "batches": batches, "samples": samples, "seconds": seconds,
-            "samples_per_second": samples / seconds, "first_batch_seconds": first_batch,
-            "train_tiles": len(records), "tile_size": records[0].size}
+    return {
+        "workers": workers,
+        "batches": batches,
+        "samples": samples,
+        "seconds": seconds,
+        "samples_per_second": samples / seconds,
+        "first_batch_seconds": first_batch,
+        "train_tiles": len(records),
+        "tile_size": records[0].size,
+    }
 
 
 def available_memory_mb() -> float:
@@ -570,10 +644,15 @@ def training_consumption(steps: int) -> dict:
     """Samples per second a training step consumes: the trainer's components and loop, random uint8 batches."""
     import torch
 
-    from stages.core.devices import choose_device, resolve_precision
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
-    from stages.core.training.components import (BatchSettings, configure_loss, configure_model,
-                                                 configure_optimizer, configure_scheduler)
+    from stages.core.model.devices import choose_device, resolve_precision
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
+    from stages.core.training.components import (
+        BatchSettings,
+        configure_loss,
+        configure_model,
+        configure_optimizer,
+        configure_scheduler,
+    )
     from stages.core.training.loop import run_epoch
 
     train, _, model_params, records, store = training_setup()
@@ -581,13 +660,22 @@ def training_consumption(steps: int) -> dict:
     device = choose_device(train.device)
     precision = resolve_precision(train.precision, device, "train.precision")
     bf16 = precision == "bf16"
-    settings = {"device": device.type, "bf16": bf16, "channels_last": train.channels_last, "batch_size": batch,
-                "tile_size": size, "encoder": model_params.encoder}
+    settings = {
+        "device": device.type,
+        "bf16": bf16,
+        "channels_last": train.channels_last,
+        "batch_size": batch,
+        "tile_size": size,
+        "encoder": model_params.encoder,
+    }
     if device.type == "cpu":
         needed = STEP_BASE_MB + STEP_MB_PER_512_SAMPLE * batch * (size / 512) ** 2
         if needed > available_memory_mb():
-            return {**settings, "skipped": f"a step needs about {needed / 1024:.1f} GB, "
-                                           f"{available_memory_mb() / 1024:.1f} GB available"}
+            return {
+                **settings,
+                "skipped": f"a step needs about {needed / 1024:.1f} GB, "
+                f"{available_memory_mb() / 1024:.1f} GB available",
+            }
     num_classes = len(store.class_table())
     model = configure_model(model_params, num_classes, device, train.channels_last, train.seed)
     optimizer = configure_optimizer(model, train, device)
@@ -602,15 +690,29 @@ def training_consumption(steps: int) -> dict:
     def timed(count: int) -> float:
         sync()
         start = time.perf_counter()
-        run_epoch(model, [(images, masks)] * count, batch_settings, loss_fn, num_classes, "scale", optimizer,
-                  scheduler, progress=False)
+        run_epoch(
+            model,
+            [(images, masks)] * count,
+            batch_settings,
+            loss_fn,
+            num_classes,
+            "scale",
+            optimizer,
+            scheduler,
+            progress=False,
+        )
         sync()
         return time.perf_counter() - start
 
     warm_up = timed(1)
     seconds = timed(steps)
-    return {**settings, "steps": steps, "warm_up_seconds": warm_up, "seconds_per_step": seconds / steps,
-            "samples_per_second": batch * steps / seconds}
+    return {
+        **settings,
+        "steps": steps,
+        "warm_up_seconds": warm_up,
+        "seconds_per_step": seconds / steps,
+        "samples_per_second": batch * steps / seconds,
+    }
 
 
 CHILD = """
@@ -625,12 +727,14 @@ print(json.dumps(result))
 
 def in_child(function: str, repo: Path, env: dict, **kwargs) -> dict:
     """`function(**kwargs)` of this module in a fresh process working in the clone; its result and peak RSS."""
-    _, output = run([sys.executable, "-c", CHILD.format(benchmarks=str(BENCHMARKS)), function, json.dumps(kwargs)],
-                    repo, env)
+    _, output = run(
+        [sys.executable, "-c", CHILD.format(benchmarks=str(BENCHMARKS)), function, json.dumps(kwargs)], repo, env
+    )
     return json.loads(output.strip().splitlines()[-1])
 
 
 # --- Report -----------------------------------------------------------------------------------------
+
 
 def cpu_model() -> str:
     match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
@@ -654,24 +758,63 @@ def judge(run_result: dict) -> list[dict]:
     push_pull_minutes = run_result["remote"]["push_pull_seconds"] / 60
     worst = max(stages, key=lambda name: stages[name]["peak_rss_mb"])
     rows = [
-        ("tile+encode+split, min (803 images)", projection and prepare_minutes * projection, "<=",
-         TARGETS["prepare_minutes"], basis),
+        (
+            "tile+encode+split, min (803 images)",
+            projection and prepare_minutes * projection,
+            "<=",
+            TARGETS["prepare_minutes"],
+            basis,
+        ),
         ("peak RSS of the worst stage, MB", stages[worst]["peak_rss_mb"], "<=", TARGETS["stage_peak_rss_mb"], worst),
-        ("no-op dvc status, s", run_result["noop"]["status_seconds"], "<=", TARGETS["noop_status_seconds"],
-         f"measured at {images} images"),
-        ("no-op dvc repro, s", run_result["noop"]["repro_seconds"], "<=", TARGETS["noop_repro_seconds"],
-         f"measured at {images} images"),
-        ("derived (workspace + cache) / raw", run_result["storage"]["derived_over_raw"], "<=",
-         TARGETS["derived_over_raw"], f"cache.type {run_result['storage']['cache_type']}"),
-        ("push + pull, min (803 images)", projection and push_pull_minutes * projection, "<=",
-         TARGETS["push_pull_minutes"], basis),
+        (
+            "no-op dvc status, s",
+            run_result["noop"]["status_seconds"],
+            "<=",
+            TARGETS["noop_status_seconds"],
+            f"measured at {images} images",
+        ),
+        (
+            "no-op dvc repro, s",
+            run_result["noop"]["repro_seconds"],
+            "<=",
+            TARGETS["noop_repro_seconds"],
+            f"measured at {images} images",
+        ),
+        (
+            "derived (workspace + cache) / raw",
+            run_result["storage"]["derived_over_raw"],
+            "<=",
+            TARGETS["derived_over_raw"],
+            f"cache.type {run_result['storage']['cache_type']}",
+        ),
+        (
+            "push + pull, min (803 images)",
+            projection and push_pull_minutes * projection,
+            "<=",
+            TARGETS["push_pull_minutes"],
+            basis,
+        ),
     ]
     for workers, ratio in run_result["loader_over_consumption"].items():
-        rows.append((f"loader ({workers} workers) / training consumption", ratio, ">=",
-                     TARGETS["loader_over_consumption"], f"training on {run_result['train_step']['device']}"))
-    return [{"measure": name, "value": value, "target": f"{op} {target}",
-             "met": None if value is None else (value <= target if op == "<=" else value >= target), "basis": basis}
-            for name, value, op, target, basis in rows]
+        rows.append(
+            (
+                f"loader ({workers} workers) / training consumption",
+                ratio,
+                ">=",
+                TARGETS["loader_over_consumption"],
+                f"training on {run_result['train_step']['device']}",
+            )
+        )
+    return [
+        {
+            "measure": name,
+            "value": value,
+            "target": f"{op} {target}",
+            "met": None if value is None else (value <= target if op == "<=" else value >= target),
+            "basis": basis,
+        }
+        for name, value, op, target, basis in rows
+    ]
 
 
 def megabytes(n: float) -> str:
@@ -681,48 +824,68 @@ def megabytes(n: float) -> str:
 def report(run_result: dict, runs: dict) -> str:
     d, images, machine = run_result["dataset"], run_result["dataset"]["images"], run_result["machine"]
     load = machine["load_average_1min"]
-    lines = [f"\nscale benchmark: {images['train']} labelled {d['image_size']}x{d['image_size']} images "
-             f"(+{images['valid']} valid, +{images['test']} test), tiles {run_result['params']['tile.size']} px, batch "
-             f"{run_result['params']['train.batch_size']}; {machine['cpu']}, {machine['cores']} cores, "
-             f"load average {load['start']:.1f} at the start, {load['end']:.1f} at the end",
-             f"dataset: {d['generation']['method']}", "",
-             f"{'stage':<8} {'dvc repro -s, s':>15} {'stage process, s':>16} {'s/image':>8} "
-             f"{'peak RSS MB (stage)':>19} {'(dvc)':>6}"]
+    lines = [
+        f"\nscale benchmark: {images['train']} labelled {d['image_size']}x{d['image_size']} images "
+        f"(+{images['valid']} valid, +{images['test']} test), tiles {run_result['params']['tile.size']} px, batch "
+        f"{run_result['params']['train.batch_size']}; {machine['cpu']}, {machine['cores']} cores, "
+        f"load average {load['start']:.1f} at the start, {load['end']:.1f} at the end",
+        f"dataset: {d['generation']['method']}",
+        "",
+        f"{'stage':<8} {'dvc repro -s, s':>15} {'stage process, s':>16} {'s/image':>8} "
+        f"{'peak RSS MB (stage)':>19} {'(dvc)':>6}",
+    ]
     for name, stage in run_result["stages"].items():
-        lines.append(f"{name:<8} {stage['seconds']:>15.1f} {stage['stage_seconds']:>16.1f} "
-                     f"{stage['seconds_per_image']:>8.3f} {stage['peak_rss_mb']:>19.0f} {stage['dvc_peak_rss_mb']:>6.0f}")
+        lines.append(
+            f"{name:<8} {stage['seconds']:>15.1f} {stage['stage_seconds']:>16.1f} "
+            f"{stage['seconds_per_image']:>8.3f} {stage['peak_rss_mb']:>19.0f} {stage['dvc_peak_rss_mb']:>6.0f}"
+        )
     s = run_result["storage"]
-    lines += ["", f"{'output':<13} {'workspace files':>15} {'MB':>8} {'cache files':>11} {'MB':>8}   "
-                  f"(cache.type {s['cache_type']})"]
+    lines += [
+        "",
+        f"{'output':<13} {'workspace files':>15} {'MB':>8} {'cache files':>11} {'MB':>8}   "
+        f"(cache.type {s['cache_type']})",
+    ]
     for path, output in s["outputs"].items():
         ws, cache = output["workspace"], output["cache"]
-        lines.append(f"{path:<13} {ws['files']:>15,} {megabytes(ws['bytes']):>8} {cache['files']:>11,} "
-                     f"{megabytes(cache['bytes']):>8}" + ("   (cache: false)" if not cache["files"] else ""))
-    lines.append(f"raw dataset: {s['raw']['files']:,} files, {megabytes(s['raw']['disk_bytes'])} MB on disk; derived "
-                 f"(workspace + cache, each inode once): {megabytes(s['derived_disk_bytes'])} MB on disk = "
-                 f"{s['derived_over_raw']:.2f}x raw")
+        lines.append(
+            f"{path:<13} {ws['files']:>15,} {megabytes(ws['bytes']):>8} {cache['files']:>11,} "
+            f"{megabytes(cache['bytes']):>8}" + ("   (cache: false)" if not cache["files"] else "")
+        )
+    lines.append(
+        f"raw dataset: {s['raw']['files']:,} files, {megabytes(s['raw']['disk_bytes'])} MB on disk; derived "
+        f"(workspace + cache, each inode once): {megabytes(s['derived_disk_bytes'])} MB on disk = "
+        f"{s['derived_over_raw']:.2f}x raw"
+    )
     n, r = run_result["noop"], run_result["remote"]
-    lines += [f"no-op: `{n['status_command']}` {n['status_seconds']:.1f} s (clean: {n['status_clean']}); "
-              f"`{n['repro_command']}` {n['repro_seconds']:.1f} s (ran nothing: {n['repro_ran_nothing']})",
-              f"remote: push {r['push_seconds']:.1f} s, pull {r['pull_seconds']:.1f} s, together "
-              f"{r['push_pull_seconds']:.1f} s ({r['remote']['files']:,} files, {megabytes(r['remote']['bytes'])} MB); "
-              f"fresh clone restored: {r['fresh_clone_restored']}, its status clean: {r['fresh_clone_status_clean']} "
-              f"({r['fresh_clone_status_seconds']:.1f} s)"]
+    lines += [
+        f"no-op: `{n['status_command']}` {n['status_seconds']:.1f} s (clean: {n['status_clean']}); "
+        f"`{n['repro_command']}` {n['repro_seconds']:.1f} s (ran nothing: {n['repro_ran_nothing']})",
+        f"remote: push {r['push_seconds']:.1f} s, pull {r['pull_seconds']:.1f} s, together "
+        f"{r['push_pull_seconds']:.1f} s ({r['remote']['files']:,} files, {megabytes(r['remote']['bytes'])} MB); "
+        f"fresh clone restored: {r['fresh_clone_restored']}, its status clean: {r['fresh_clone_status_clean']} "
+        f"({r['fresh_clone_status_seconds']:.1f} s)",
+    ]
     for workers, loader in run_result["loader"].items():
-        lines.append(f"loader, {workers} workers: {loader['samples_per_second']:.1f} samples/s of {loader['tile_size']} px "
-                     f"({loader['samples']} samples; first batch {loader['first_batch_seconds']:.2f} s; "
-                     f"peak RSS {loader['peak_rss_mb']:.0f} MB)")
+        lines.append(
+            f"loader, {workers} workers: {loader['samples_per_second']:.1f} samples/s of {loader['tile_size']} px "
+            f"({loader['samples']} samples; first batch {loader['first_batch_seconds']:.2f} s; "
+            f"peak RSS {loader['peak_rss_mb']:.0f} MB)"
+        )
     step = run_result["train_step"]
     if "skipped" in step:
         lines.append(f"training step: skipped ({step['skipped']})")
     else:
-        lines.append(f"training step ({step['device']}, bf16 {step['bf16']}, channels_last {step['channels_last']}, "
-                     f"{step['encoder']}, batch {step['batch_size']} x {step['tile_size']} px): "
-                     f"{step['seconds_per_step']:.2f} s/step = {step['samples_per_second']:.2f} samples/s consumed "
-                     f"(peak RSS {step['peak_rss_mb']:.0f} MB)")
+        lines.append(
+            f"training step ({step['device']}, bf16 {step['bf16']}, channels_last {step['channels_last']}, "
+            f"{step['encoder']}, batch {step['batch_size']} x {step['tile_size']} px): "
+            f"{step['seconds_per_step']:.2f} s/step = {step['samples_per_second']:.2f} samples/s consumed "
+            f"(peak RSS {step['peak_rss_mb']:.0f} MB)"
+        )
     disk = run_result["disk"]
-    lines.append(f"disk used by the run (raw, workspace, cache, remote, pulled clone): {gigabytes(disk['used_bytes'])} = "
-                 f"{disk['used_over_raw']:.1f}x raw (the space check assumes {DISK_FACTOR}x)")
+    lines.append(
+        f"disk used by the run (raw, workspace, cache, remote, pulled clone): {gigabytes(disk['used_bytes'])} = "
+        f"{disk['used_over_raw']:.1f}x raw (the space check assumes {DISK_FACTOR}x)"
+    )
     lines += ["", f"{'target':<45} {'value':>9} {'target':>8}  verdict"]
     for row in run_result["targets"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
@@ -730,8 +893,11 @@ def report(run_result: dict, runs: dict) -> str:
         lines.append(f"{row['measure']:<45} {value:>9} {row['target']:>8}  {verdict} ({row['basis']})")
     if len(runs) > 1:
         counts = sorted(runs, key=int)
-        lines += ["", "per image, by labelled image count (flat = scales linearly):",
-                  f"{'stage':<8} " + " ".join(f"{f'{c} img: s/img':>14} {'MB':>6}" for c in counts)]
+        lines += [
+            "",
+            "per image, by labelled image count (flat = scales linearly):",
+            f"{'stage':<8} " + " ".join(f"{f'{c} img: s/img':>14} {'MB':>6}" for c in counts),
+        ]
         for name in DATA_STAGES:
             cells = []
             for count in counts:
@@ -756,6 +922,7 @@ def merge_results(output: Path, run_result: dict) -> dict:
 
 # --- The run ----------------------------------------------------------------------------------------
 
+
 def benchmark(args: argparse.Namespace, dataset: Path, run_dir: Path) -> dict:
     load_at_start = os.getloadavg()[0]  # other work on the machine skews every timing: recorded
     env = command_env(run_dir)
@@ -774,21 +941,33 @@ def benchmark(args: argparse.Namespace, dataset: Path, run_dir: Path) -> dict:
     print("no-op dvc status and repro; sizes ...", flush=True)
     noop = noop_checks(repo, env)
     store = storage(repo, dataset)
-    store["cache_type"] = run(["dvc", "config", "cache.type"], repo, env)[1].strip() or "unset (DVC default: reflink,copy)"
+    store["cache_type"] = (
+        run(["dvc", "config", "cache.type"], repo, env)[1].strip() or "unset (DVC default: reflink,copy)"
+    )
     print("dvc push, git clone, dvc pull ...", flush=True)
     remote = push_and_pull(repo, run_dir, env)
     print("training loader and step ...", flush=True)
-    loader = {str(w): in_child("loader_rate", repo, env, workers=w, batches=args.loader_batches) for w in LOADER_WORKERS}
+    loader = {
+        str(w): in_child("loader_rate", repo, env, workers=w, batches=args.loader_batches) for w in LOADER_WORKERS
+    }
     step = in_child("training_consumption", repo, env, steps=args.train_steps)
     consumed = step.get("samples_per_second")
     used = usage(files_under(run_dir))["disk_bytes"] + store["raw"]["disk_bytes"]
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git(REPO, "rev-parse", "--short", "HEAD", env=env).strip(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "dvc": run(["dvc", "--version"], repo, env)[1].strip(),
-                    "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]}},
-        "dataset": {"path": str(dataset), "images": description["images"], "image_size": description["image_size"],
-                    "generation": {key: description[key] for key in ("method", "base_scenes", "seed", "build_seconds")}},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "dvc": run(["dvc", "--version"], repo, env)[1].strip(),
+            "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]},
+        },
+        "dataset": {
+            "path": str(dataset),
+            "images": description["images"],
+            "image_size": description["image_size"],
+            "generation": {key: description[key] for key in ("method", "base_scenes", "seed", "build_seconds")},
+        },
         "params": params,
         "stages": stages,
         "noop": noop,
@@ -796,9 +975,14 @@ def benchmark(args: argparse.Namespace, dataset: Path, run_dir: Path) -> dict:
         "remote": remote,
         "loader": loader,
         "train_step": step,
-        "loader_over_consumption": {w: (l["samples_per_second"] / consumed if consumed else None)
-                                    for w, l in loader.items()},
-        "disk": {"used_bytes": used, "used_over_raw": used / store["raw"]["disk_bytes"], "estimate_factor": DISK_FACTOR},
+        "loader_over_consumption": {
+            w: (l["samples_per_second"] / consumed if consumed else None) for w, l in loader.items()
+        },
+        "disk": {
+            "used_bytes": used,
+            "used_over_raw": used / store["raw"]["disk_bytes"],
+            "estimate_factor": DISK_FACTOR,
+        },
     }
     result["targets"] = judge(result)
     return result
@@ -810,8 +994,12 @@ def default_cache() -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=DEEPGLOBE_IMAGES["train"],
-                        help="labelled images (valid/ and test/ in DeepGlobe's proportion); default 803")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=DEEPGLOBE_IMAGES["train"],
+        help="labelled images (valid/ and test/ in DeepGlobe's proportion); default 803",
+    )
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="image side in pixels; default 2448")
     parser.add_argument("--tile-size", type=int, default=512, help="tile.size and tile.stride; default 512")
     parser.add_argument("--batch-size", type=int, default=16, help="train.batch_size; default 16")
@@ -831,8 +1019,10 @@ def main(argv: list[str] | None = None) -> None:
     check_disk(cache, work, args.images, args.image_size, dataset_exists)
 
     dataset = ensure_dataset(cache, args.images, args.image_size)
-    print(f"dataset: {dataset}\n  generation: {json.loads((dataset / 'scale-dataset.json').read_text())['method']}",
-          flush=True)
+    print(
+        f"dataset: {dataset}\n  generation: {json.loads((dataset / 'scale-dataset.json').read_text())['method']}",
+        flush=True,
+    )
     work.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     try:

@@ -12,6 +12,7 @@ Kaggle copy of the dataset) do the following; each function below does the same,
 
 Nothing here is used by the pipeline.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-from stages.core.geometry import tile_grid
+from stages.core.data.geometry import tile_grid
+from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
 
 def one_hot_encode(label: np.ndarray, class_colours: np.ndarray) -> np.ndarray:
@@ -38,8 +39,9 @@ class SeedDataset(Dataset):
     def __init__(self, pairs: list[tuple[Path, Path]], class_colours: np.ndarray, crop: int, seed: int = 0) -> None:
         self.pairs = pairs
         self.class_colours = class_colours
-        self.augmentation = A.Compose([A.RandomCrop(height=crop, width=crop, p=1.0), A.HorizontalFlip(p=0.5),
-                                       A.VerticalFlip(p=0.5)], seed=seed)
+        self.augmentation = A.Compose(
+            [A.RandomCrop(height=crop, width=crop, p=1.0), A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)], seed=seed
+        )
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -75,8 +77,9 @@ def iou_score(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-7)
     return (intersection + eps) / (target.sum() + predicted.sum() - intersection + eps)
 
 
-def seed_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                    one_hot: torch.Tensor) -> float:
+def seed_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, one_hot: torch.Tensor
+) -> float:
     """One fp32 NCHW step of smp.utils' TrainEpoch: forward, Dice loss, backward, step, IoU metric."""
     model.train()
     optimizer.zero_grad()
@@ -101,7 +104,7 @@ def seed_predict(model: nn.Module, image: np.ndarray, tile: int) -> np.ndarray:
     classes = np.zeros((height, width), dtype=np.uint8)
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     for y, x in tile_grid(height, width, tile, tile):
-        crop = ((image[y:y + tile, x:x + tile] / 255.0 - mean) / std).transpose(2, 0, 1).astype("float32")
+        crop = ((image[y : y + tile, x : x + tile] / 255.0 - mean) / std).transpose(2, 0, 1).astype("float32")
         prediction = model(torch.from_numpy(crop)[None])[0]
-        classes[y:y + tile, x:x + tile] = prediction.argmax(0).numpy()
+        classes[y : y + tile, x : x + tile] = prediction.argmax(0).numpy()
     return classes

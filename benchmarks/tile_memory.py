@@ -6,6 +6,7 @@ process's own peak RSS. Synthetic 2448 px images are generated once into a cache
 
     .venv/bin/python benchmarks/tile_memory.py [--images 20] [--cache /tmp/landcover-bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,7 @@ def ensure_images(cache: Path, count: int) -> Path:
         shutil.rmtree(raw, ignore_errors=True)
         raw.mkdir(parents=True)
         print(f"generating {count} synthetic {SIZE}x{SIZE} images into {raw} (once)...", flush=True)
-        write_sample(raw, seed=1, train_images=count, valid_images=0, test_images=0, image_size=SIZE,
-                     jpeg_quality=90)
+        write_sample(raw, seed=1, train_images=count, valid_images=0, test_images=0, image_size=SIZE, jpeg_quality=90)
     return raw
 
 
@@ -63,8 +63,13 @@ def subset(raw: Path, count: int, folder: Path) -> Path:
 
 
 def measure(dataset: Path, work: Path, params: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(dataset), str(work / f"tiles-{dataset.name}"),
-                             "--params", str(params)], cwd=REPO, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(dataset), str(work / f"tiles-{dataset.name}"), "--params", str(params)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -8,6 +8,7 @@ Writes models/export/model_card.md and models/export/model_card.json: classes an
 normalisation, the input size rule, training params, test metrics and the data version. A stage
 of its own after evaluate, so predict can use the exported model (README, "The model as an artifact").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from stages.core.card import card_content, card_json, card_markdown, content_hash
-from stages.core.checkpoint import load_trained_model, read_training_record
-from stages.core.errors import PipelineError, run_stage
-from stages.core.outputs import atomic_file
-from stages.core.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from stages.core.evaluation.card import card_content, card_json, card_markdown, content_hash
+from stages.core.io.errors import PipelineError, run_stage
+from stages.core.io.outputs import atomic_file
+from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from stages.core.model.checkpoint import load_trained_model, read_training_record
 
 
 def read_json(path: Path) -> dict:
@@ -42,10 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     predict = read_section(load_params(args.params), "predict", PredictParams)
 
-    card = card_content(load_trained_model(args.checkpoint), read_training_record(args.checkpoint),
-                        read_json(args.test), read_json(args.export_report), dataclasses.asdict(predict),
-                        content_hash(args.tiles, args.splits),
-                        {"fp32": args.fp32, "int8": args.int8})
+    card = card_content(
+        load_trained_model(args.checkpoint),
+        read_training_record(args.checkpoint),
+        read_json(args.test),
+        read_json(args.export_report),
+        dataclasses.asdict(predict),
+        content_hash(args.tiles, args.splits),
+        {"fp32": args.fp32, "int8": args.int8},
+    )
     for name, text in (("model_card.json", card_json(card)), ("model_card.md", card_markdown(card))):
         with atomic_file(args.fp32.parent / name) as staging:
             staging.write_text(text)

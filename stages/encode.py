@@ -1,14 +1,15 @@
 """encode: colour masks -> single-channel class-index masks, reporting off-palette pixels."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.encoding import encode_images, encode_report, write_pixel_counts
-from stages.core.errors import run_stage
-from stages.core.outputs import atomic_dir, write_json
-from stages.core.palette import IGNORE_INDEX
-from stages.core.tilestore import TileStore
+from stages.core.data.encoding import encode_images, encode_report, write_pixel_counts
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.tilestore import TileStore
+from stages.core.io.errors import run_stage
+from stages.core.io.outputs import atomic_dir, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,9 +28,11 @@ def main(argv: list[str] | None = None) -> None:
         write_pixel_counts(store.pixel_counts_path, counts, table)
     report = encode_report(counts)
     write_json(args.report, report)
-    print(f"encode: {len(counts)} masks; {report['ignored_pixels']} pixels "
-          f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a colour "
-          f"in no class and were set to {IGNORE_INDEX}")
+    print(
+        f"encode: {len(counts)} masks; {report['ignored_pixels']} pixels "
+        f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a colour "
+        f"in no class and were set to {IGNORE_INDEX}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ One confusion matrix over every pixel of the split (ignored pixels left out): th
 mIoU over the land classes (`unknown` excluded), the DeepGlobe challenge metric. The headline
 scores go to metrics/test.json, the per-class ones and the counts to metrics/test_details.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.errors import PipelineError, run_stage
-from stages.core.imageio import read_index_png
-from stages.core.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
-from stages.core.outputs import atomic_file, write_json
-from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.evaluation.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
+from stages.core.io.errors import PipelineError, run_stage
+from stages.core.io.imageio import read_index_png
+from stages.core.io.outputs import atomic_file, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("tiles", type=Path, help="output of the tile stage (class table)")
     parser.add_argument("encoded", type=Path, help="output of the encode stage (ground truth)")
     parser.add_argument("split", type=Path, help="the scored split's tile list, e.g. data/splits/test.csv")
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/test.json"),
-                        help="headline scores (a DVC metric)")
-    parser.add_argument("--details", type=Path, default=Path("metrics/test_details.json"),
-                        help="per-class IoU and Dice, frequency-weighted IoU, pixel and image counts")
+    parser.add_argument(
+        "--metrics", type=Path, default=Path("metrics/test.json"), help="headline scores (a DVC metric)"
+    )
+    parser.add_argument(
+        "--details",
+        type=Path,
+        default=Path("metrics/test_details.json"),
+        help="per-class IoU and Dice, frequency-weighted IoU, pixel and image counts",
+    )
     parser.add_argument("--confusion", type=Path, default=Path("metrics/confusion.csv"))
     args = parser.parse_args(argv)
 
@@ -41,8 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     for image_id, truth in whole_images(records, store.whole_class_mask):
         prediction = read_index_png(args.predictions / f"{image_id}.png")
         if prediction.shape != truth.shape:
-            raise PipelineError(f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"
-                                f"{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}")
+            raise PipelineError(
+                f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"
+                f"{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}"
+            )
         confusion += confusion_matrix(truth, prediction, len(table))
 
     report = scores(confusion, table.names)
@@ -51,9 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.details, {"images": image_count, **details})
     with atomic_file(args.confusion) as staging:
         write_confusion_csv(staging, confusion, table.names)
-    print(f"evaluate: {image_count} test images; mIoU (land classes) {report['miou_land']:.4f}, "
-          f"mIoU {report['miou']:.4f}, mean Dice {report['mean_dice']:.4f}, "
-          f"pixel accuracy {report['pixel_accuracy']:.4f}")
+    print(
+        f"evaluate: {image_count} test images; mIoU (land classes) {report['miou_land']:.4f}, "
+        f"mIoU {report['miou']:.4f}, mean Dice {report['mean_dice']:.4f}, "
+        f"pixel accuracy {report['pixel_accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ must reach export.min_agreement, else the stage fails with one line and writes n
 model's agreement with PyTorch fp32 is reported beside it (its accuracy is judged by mIoU: README,
 "The model as an artifact").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,21 @@ from pathlib import Path
 
 import torch
 
-from stages.core.checkpoint import load_trained_model
-from stages.core.errors import PipelineError, run_stage
-from stages.core.export import compare, evenly_spaced, onnx_bytes, quantize_int8, require_agreement, tile_batches
-from stages.core.inference import trained_model_probabilities
-from stages.core.outputs import atomic_file, write_json
-from stages.core.params import DEFAULT_PARAMS, ExportParams, load_params, read_section
-from stages.core.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
-from stages.core.tilestore import TileStore, read_index
+from stages.core.data.tilestore import TileStore, read_index
+from stages.core.inference.blending import trained_model_probabilities
+from stages.core.inference.export import (
+    compare,
+    evenly_spaced,
+    onnx_bytes,
+    quantize_int8,
+    require_agreement,
+    tile_batches,
+)
+from stages.core.inference.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
+from stages.core.io.errors import PipelineError, run_stage
+from stages.core.io.outputs import atomic_file, write_json
+from stages.core.io.params import DEFAULT_PARAMS, ExportParams, load_params, read_section
+from stages.core.model.checkpoint import load_trained_model
 
 CHECK_BATCH = 8
 
@@ -51,22 +59,37 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="landcover-export-") as scratch:
         fp32, int8 = Path(scratch) / FP32_MODEL, Path(scratch) / INT8_MODEL
         fp32.write_bytes(onnx_bytes(trained, params.opset))
-        fp32_agreement = compare(reference, onnxruntime_probabilities(fp32), tile_batches(store, check_tiles, CHECK_BATCH))
-        print(f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
-              f"difference {fp32_agreement.max_abs_diff:.3g}, argmax agreement {fp32_agreement.argmax_agreement:.4%}")
+        fp32_agreement = compare(
+            reference, onnxruntime_probabilities(fp32), tile_batches(store, check_tiles, CHECK_BATCH)
+        )
+        print(
+            f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
+            f"difference {fp32_agreement.max_abs_diff:.3g}, argmax agreement {fp32_agreement.argmax_agreement:.4%}"
+        )
         require_agreement(fp32_agreement, params.min_agreement, "the ONNX model (onnxruntime, fp32)")
 
         quantize_int8(fp32, int8, tile_batches(store, calibration_tiles, CHECK_BATCH))
-        int8_agreement = compare(reference, onnxruntime_probabilities(int8), tile_batches(store, check_tiles, CHECK_BATCH))
-        print(f"export: onnxruntime int8 vs PyTorch fp32: largest probability difference "
-              f"{int8_agreement.max_abs_diff:.3g}, argmax agreement {int8_agreement.argmax_agreement:.4%} "
-              f"(calibrated on {len(calibration_tiles)} training tiles)")
+        int8_agreement = compare(
+            reference, onnxruntime_probabilities(int8), tile_batches(store, check_tiles, CHECK_BATCH)
+        )
+        print(
+            f"export: onnxruntime int8 vs PyTorch fp32: largest probability difference "
+            f"{int8_agreement.max_abs_diff:.3g}, argmax agreement {int8_agreement.argmax_agreement:.4%} "
+            f"(calibrated on {len(calibration_tiles)} training tiles)"
+        )
 
         for staged in (fp32, int8):
             with atomic_file(args.output / staged.name) as staging:
                 staging.write_bytes(staged.read_bytes())
-    write_json(args.report, {"check_tiles": len(check_tiles), "calibration_tiles": len(calibration_tiles),
-                             "onnxruntime_fp32": fp32_agreement.as_dict(), "onnxruntime_int8": int8_agreement.as_dict()})
+    write_json(
+        args.report,
+        {
+            "check_tiles": len(check_tiles),
+            "calibration_tiles": len(calibration_tiles),
+            "onnxruntime_fp32": fp32_agreement.as_dict(),
+            "onnxruntime_int8": int8_agreement.as_dict(),
+        },
+    )
     print(f"export: {args.output / FP32_MODEL}, {args.output / INT8_MODEL}, {args.report}")
 
 

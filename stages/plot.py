@@ -1,19 +1,20 @@
 """plot: learning curves, per-class IoU, confusion matrix and test examples in plots/model, and
 metrics/summary.json with mIoU and mean Dice on train and validation at the epoch best.pt was saved
 at (to set beside the test scores of metrics/test.json, which come from best.pt)."""
+
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from stages.core.checkpoint import read_history
-from stages.core.errors import run_stage
-from stages.core.imageio import read_index_png
-from stages.core.metrics import read_confusion_csv
-from stages.core.model_plots import plot_class_iou, plot_confusion, plot_curves, plot_examples
-from stages.core.outputs import atomic_dir, write_json
-from stages.core.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.evaluation.metrics import read_confusion_csv
+from stages.core.evaluation.model_plots import plot_class_iou, plot_confusion, plot_curves, plot_examples
+from stages.core.io.errors import run_stage
+from stages.core.io.imageio import read_index_png
+from stages.core.io.outputs import atomic_dir, write_json
+from stages.core.model.checkpoint import read_history
 
 EXAMPLES = 3  # test images shown in plots/model/examples.png
 
@@ -26,18 +27,33 @@ def summary(best_history: list[dict]) -> dict:
     rounded as DVCLive logs them: `dvc metrics show` sets both files side by side.
     """
     record = best_history[-1]
-    return {"best_epoch": len(best_history),
-            **{split: {name: None if record[split][name] is None else round(record[split][name], 6)
-                       for name in ("miou_land", "mean_dice")} for split in ("train", "val")}}
+    return {
+        "best_epoch": len(best_history),
+        **{
+            split: {
+                name: None if record[split][name] is None else round(record[split][name], 6)
+                for name in ("miou_land", "mean_dice")
+            }
+            for split in ("train", "val")
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, help="directory for the pictures (replaced if present)")
-    parser.add_argument("--checkpoint", type=Path, default=Path("models/last.pt"),
-                        help="the train stage's last checkpoint (the whole training history)")
-    parser.add_argument("--best", type=Path, default=Path("models/best.pt"),
-                        help="the train stage's best checkpoint (the history up to its epoch)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("models/last.pt"),
+        help="the train stage's last checkpoint (the whole training history)",
+    )
+    parser.add_argument(
+        "--best",
+        type=Path,
+        default=Path("models/best.pt"),
+        help="the train stage's best checkpoint (the history up to its epoch)",
+    )
     parser.add_argument("--test", type=Path, default=Path("metrics/test.json"))
     parser.add_argument("--test-details", type=Path, default=Path("metrics/test_details.json"))
     parser.add_argument("--confusion", type=Path, default=Path("metrics/confusion.csv"))
@@ -56,9 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     records = read_index(args.split)
     shown_ids = list(group_by_image(records))[:EXAMPLES]
     shown = [record for record in records if record.image_id in shown_ids]
-    examples = [(image_id, image, truth, read_index_png(args.predictions / f"{image_id}.png"))
-                for (image_id, image), (_, truth) in zip(whole_images(shown, store.whole_image),
-                                                         whole_images(shown, store.whole_class_mask))]
+    examples = [
+        (image_id, image, truth, read_index_png(args.predictions / f"{image_id}.png"))
+        for (image_id, image), (_, truth) in zip(
+            whole_images(shown, store.whole_image), whole_images(shown, store.whole_class_mask)
+        )
+    ]
     with atomic_dir(args.out) as staging:
         plot_curves(history, staging / "curves.png")
         plot_class_iou(test_scores, staging / "class_iou.png")

@@ -1,15 +1,16 @@
 """preview: pictures of the prepared data in plots/data (an image with its mask, the augmentations)."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.augment import training_augmentation
-from stages.core.data_plots import plot_augmentations, plot_sample
-from stages.core.errors import run_stage
-from stages.core.outputs import atomic_dir
-from stages.core.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
-from stages.core.tilestore import TileStore, group_by_image, read_index
+from stages.core.data.augment import training_augmentation
+from stages.core.data.tilestore import TileStore, group_by_image, read_index
+from stages.core.evaluation.data_plots import plot_augmentations, plot_sample
+from stages.core.io.errors import run_stage
+from stages.core.io.outputs import atomic_dir
+from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
 
 AUGMENTED_TILES = 3  # rows in the augmentation grid
 AUGMENTED_VARIANTS = 4  # augmented draws shown beside each original
@@ -30,16 +31,25 @@ def main(argv: list[str] | None = None) -> None:
     table = store.class_table()
     train_tiles = read_index(args.splits / "train.csv")
     image_id, tiles = next(iter(group_by_image(train_tiles).items()))
-    image, colour_mask, class_mask = (read(tiles[0]) for read in (store.whole_image, store.whole_colour_mask,
-                                                                   store.whole_class_mask))
-    picks = [train_tiles[i * len(train_tiles) // AUGMENTED_TILES]
-             for i in range(min(AUGMENTED_TILES, len(train_tiles)))]
+    image, colour_mask, class_mask = (
+        read(tiles[0]) for read in (store.whole_image, store.whole_colour_mask, store.whole_class_mask)
+    )
+    picks = [
+        train_tiles[i * len(train_tiles) // AUGMENTED_TILES] for i in range(min(AUGMENTED_TILES, len(train_tiles)))
+    ]
     examples = [(tile.tile, store.read_image(tile), store.read_class_mask(tile)) for tile in picks]
-    transform = training_augmentation(tiles[0].size, augment_params.scale_min, augment_params.colour_jitter,
-                                      seed=PREVIEW_SEED)
+    transform = training_augmentation(
+        tiles[0].size, augment_params.scale_min, augment_params.colour_jitter, seed=PREVIEW_SEED
+    )
     with atomic_dir(args.out) as staging:
-        plot_sample(image, colour_mask, class_mask, table,
-                    f"training image {image_id} ({image.shape[1]}x{image.shape[0]})", staging / "sample.png")
+        plot_sample(
+            image,
+            colour_mask,
+            class_mask,
+            table,
+            f"training image {image_id} ({image.shape[1]}x{image.shape[0]})",
+            staging / "sample.png",
+        )
         plot_augmentations(examples, transform, table, AUGMENTED_VARIANTS, staging / "augmentations.png")
     print(f"preview: pictures of image {image_id} and {len(examples)} augmented tiles in {args.out}")
 

@@ -1,12 +1,13 @@
 """sample: generate the synthetic DeepGlobe-layout dataset that the default pipeline runs on."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.errors import run_stage
-from stages.core.outputs import atomic_dir
-from stages.core.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
+from stages.core.io.errors import run_stage
+from stages.core.io.outputs import atomic_dir
+from stages.core.io.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
 from stages.synthetic.dataset import write_sample
 
 
@@ -18,9 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     sample_params = read_section(load_params(args.params), "sample", SampleParams)
 
     with atomic_dir(args.out) as staging:
-        write_sample(staging, seed=sample_params.seed, train_images=sample_params.train_images,
-                     valid_images=sample_params.valid_images, test_images=sample_params.test_images,
-                     image_size=sample_params.image_size, jpeg_quality=sample_params.jpeg_quality)
+        write_sample(
+            staging,
+            seed=sample_params.seed,
+            train_images=sample_params.train_images,
+            valid_images=sample_params.valid_images,
+            test_images=sample_params.test_images,
+            image_size=sample_params.image_size,
+            jpeg_quality=sample_params.jpeg_quality,
+        )
     size = sample_params.image_size
     print(f"sample: {sample_params.train_images} labelled images of {size}x{size} in {args.out}")
 

@@ -1,15 +1,16 @@
 """split: assign whole images (never single tiles) to train, val and test."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.encoding import read_pixel_counts
-from stages.core.errors import run_stage
-from stages.core.outputs import atomic_dir, write_json
-from stages.core.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
-from stages.core.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
-from stages.core.tilestore import TileStore
+from stages.core.data.encoding import read_pixel_counts
+from stages.core.data.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
+from stages.core.data.tilestore import TileStore
+from stages.core.io.errors import run_stage
+from stages.core.io.outputs import atomic_dir, write_json
+from stages.core.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         splits = split_by_lists(image_ids, Path(split_params.lists))
         unlisted = len(image_ids) - sum(len(ids) for ids in splits.values())
         if unlisted:
-            print(f"split: {unlisted} images of the dataset are in none of the lists in {split_params.lists} and are left out")
+            print(f"split: {unlisted} images of the dataset are in none of the lists in {split_params.lists}, left out")
     else:
         splits = split_by_ratios(image_ids, split_params.ratios, split_params.seed)
 

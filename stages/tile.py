@@ -1,15 +1,16 @@
 """tile: cut every labelled image of the raw dataset and its colour mask into tiles."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.errors import run_stage
-from stages.core.outputs import atomic_dir
-from stages.core.params import DEFAULT_PARAMS, TileParams, load_params, read_section
-from stages.core.rawdata import find_pairs, read_class_table
-from stages.core.tilestore import TileStore
-from stages.core.tiling import tile_dataset
+from stages.core.data.rawdata import find_pairs, read_class_table
+from stages.core.data.tilestore import TileStore
+from stages.core.data.tiling import tile_dataset
+from stages.core.io.errors import run_stage
+from stages.core.io.outputs import atomic_dir
+from stages.core.io.params import DEFAULT_PARAMS, TileParams, load_params, read_section
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.out) as staging:
         tiles = tile_dataset(pairs, staging, tile_params.size, tile_params.stride)
         table.to_csv(TileStore(staging).class_table_path)
-    print(f"tile: {len(pairs)} images -> {tiles} tiles of {tile_params.size}px (stride {tile_params.stride}) "
-          f"in {args.out}")
+    print(
+        f"tile: {len(pairs)} images -> {tiles} tiles of {tile_params.size}px (stride {tile_params.stride}) "
+        f"in {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,17 +3,17 @@
 Run as it is, it is one process; started by torchrun (as dvc.yaml's command does), it is one of
 train.processes x train.nodes processes that train together (see stages/core/training/distributed).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
 
-from stages.core.errors import PipelineError, run_stage
-from stages.core.params import (DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params,
-                                read_section)
-from stages.core.tilestore import TileStore, read_index
-from stages.core.ranks import die_with_launcher
+from stages.core.data.tilestore import TileStore, read_index
+from stages.core.io.errors import PipelineError, run_stage
+from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params, read_section
+from stages.core.model.ranks import die_with_launcher
 from stages.core.training.trainer import TrainingData, train
 
 
@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     data = TrainingData(train_tiles, val_tiles, store, store.class_table(), tile_size=train_tiles[0].size)
     last = train(model_params, train_params, augment_params, data, args.models, args.live)
     if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0
-        print(f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
-              f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}")
+        print(
+            f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
+            f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}"
+        )
 
 
 if __name__ == "__main__":

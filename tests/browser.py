@@ -1,4 +1,5 @@
 """Render a `dvc plots show` page in headless Chromium and say which plots did not draw."""
+
 from __future__ import annotations
 
 import re
@@ -11,9 +12,19 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # No network here: without these flags Chromium keeps trying (and failing) to reach Google's hosts.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--allow-file-access-from-files", "--virtual-time-budget=15000", "--dump-dom")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-file-access-from-files",
+    "--virtual-time-budget=15000",
+    "--dump-dom",
+)
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -25,7 +36,7 @@ def find_browser() -> str | None:
 class Node:
     tag: str
     attrs: dict[str, str]
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     def walk(self):
         yield self
@@ -60,8 +71,12 @@ class TreeBuilder(HTMLParser):
 def render(page: Path, browser: str) -> str:
     """The page's DOM after its scripts ran."""
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", page.resolve().as_uri()],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [browser, *FLAGS, f"--user-data-dir={profile}", page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     return result.stdout
 
 
@@ -76,11 +91,19 @@ def undrawn_plots(page: Path, browser: str) -> tuple[int, int, list[str]]:
     problems = []
     for chart_id in chart_ids:
         node = by_id.get(chart_id)
-        lines = [path for group in (node.walk() if node else []) if "mark-line" in group.attrs.get("class", "")
-                 for path in group.walk() if path.tag == "path" and path.attrs.get("d", "").startswith("M")]
+        lines = [
+            path
+            for group in (node.walk() if node else [])
+            if "mark-line" in group.attrs.get("class", "")
+            for path in group.walk()
+            if path.tag == "path" and path.attrs.get("d", "").startswith("M")
+        ]
         if not lines:
             problems.append(f"chart {chart_id}: no line was drawn")
     images = [node for node in builder.root.walk() if node.tag == "img"]
-    problems += [f"image {image.attrs.get('src', '')[:60]}: did not load" for image in images
-                 if image.attrs.get("data-loaded") != "true"]
+    problems += [
+        f"image {image.attrs.get('src', '')[:60]}: did not load"
+        for image in images
+        if image.attrs.get("data-loaded") != "true"
+    ]
     return len(chart_ids), len(images), problems

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny datasets written in the raw layouts the pipeline accepts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages.core.palette import ClassTable
+from stages.core.data.palette import ClassTable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,17 +40,28 @@ def prepare_tiny_sample(root: Path, train: dict) -> Path:
     3 train and 3 val images of 64 px, 4 tiles of 32 px each, in root/tiles, encoded and splits."""
     from stages import encode, sample, split, tile
 
-    params = write_params(root / "params.yaml",
-                          sample={"train_images": 6, "valid_images": 0, "test_images": 0, "image_size": 64},
-                          tile={"size": 32, "stride": 32},
-                          split={"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}},
-                          model={"encoder": "resnet18"},
-                          train={"workers": 0, "restart_epochs": 1, **train})
+    params = write_params(
+        root / "params.yaml",
+        sample={"train_images": 6, "valid_images": 0, "test_images": 0, "image_size": 64},
+        tile={"size": 32, "stride": 32},
+        split={"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}},
+        model={"encoder": "resnet18"},
+        train={"workers": 0, "restart_epochs": 1, **train},
+    )
     sample.main([str(root / "raw"), "--params", str(params)])
     tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
     encode.main([str(root / "tiles"), str(root / "encoded"), "--report", str(root / "encode.json")])
-    split.main([str(root / "tiles"), str(root / "encoded"), str(root / "splits"), "--params", str(params),
-                "--distribution", str(root / "distribution.json")])
+    split.main(
+        [
+            str(root / "tiles"),
+            str(root / "encoded"),
+            str(root / "splits"),
+            "--params",
+            str(params),
+            "--distribution",
+            str(root / "distribution.json"),
+        ]
+    )
     return params
 
 

@@ -11,19 +11,20 @@ are made here, from outside, before the stage's main() runs.
 - DDP_TEST_DIE_RANK=<r>: the process of that rank kills itself with SIGKILL (no handler, no
   cleanup) at its first optimizer step: a rank lost mid-epoch.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 
-import torch
 from torch import nn
 
 
 def batch_independent() -> None:
     def batch_norm_with_running_statistics(self, input):
-        return nn.functional.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
-                                        False, 0.0, self.eps)
+        return nn.functional.batch_norm(
+            input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
     nn.modules.batchnorm._BatchNorm.forward = batch_norm_with_running_statistics
     nn.Dropout.forward = lambda self, input: input
@@ -49,6 +50,6 @@ if __name__ == "__main__":
         die_at_first_step(int(os.environ["DDP_TEST_DIE_RANK"]))
 
     from stages import train
-    from stages.core.errors import run_stage
+    from stages.core.io.errors import run_stage
 
     run_stage(train.main)

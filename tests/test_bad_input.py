@@ -3,6 +3,7 @@
 Where a stage fails after it has written part of its output, nothing of it may survive; where a
 previous run's output is there, it must come through a failed run byte for byte.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -21,10 +22,11 @@ import pytest
 from PIL import Image
 
 from stages import encode, predict, split, tile
-from stages.core import imageio, tiling
-from stages.core.errors import PipelineError
-from stages.core.palette import ClassTable
-from stages.core.tilestore import TileStore
+from stages.core.data import tiling
+from stages.core.data.palette import ClassTable
+from stages.core.data.tilestore import TileStore
+from stages.core.io import imageio
+from stages.core.io.errors import PipelineError
 from tests.conftest import REPO, write_pair, write_params
 
 
@@ -50,8 +52,10 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def tile_pixels(folder: Path) -> dict[str, tuple[bytes, bytes]]:
     """Every tile of a tile stage output (name -> image and colour mask pixels), as training reads them."""
     store = TileStore(folder)
-    return {record.tile: (store.read_image(record).tobytes(), store.read_colour_mask(record).tobytes())
-            for record in store.index()}
+    return {
+        record.tile: (store.read_image(record).tobytes(), store.read_colour_mask(record).tobytes())
+        for record in store.index()
+    }
 
 
 @pytest.fixture
@@ -96,17 +100,23 @@ DAMAGE_FOUND_WHILE_WRITING = [
 # These are found before anything is written.
 DAMAGE_FOUND_FIRST = [
     (lambda raw: (raw / "40_mask.png").unlink(), r"40_sat.jpg: no mask 40_mask.png beside it"),
-    (lambda raw: (raw / "class_dict.csv").write_text("name,r,g,b\nurban_land,0,255\n"),
-     r"class_dict.csv, line 2: expected 4 fields"),
-    (lambda raw: (raw / "metadata.csv").write_text(
-        "image_id,split,sat_image_path,mask_path\n11,train,11_sat.jpg,11_missing.png\n"),
-     r"11_missing.png: listed in metadata.csv for image 11 but missing"),
+    (
+        lambda raw: (raw / "class_dict.csv").write_text("name,r,g,b\nurban_land,0,255\n"),
+        r"class_dict.csv, line 2: expected 4 fields",
+    ),
+    (
+        lambda raw: (raw / "metadata.csv").write_text(
+            "image_id,split,sat_image_path,mask_path\n11,train,11_sat.jpg,11_missing.png\n"
+        ),
+        r"11_missing.png: listed in metadata.csv for image 11 but missing",
+    ),
 ]
 
 
 @pytest.mark.parametrize("damage, message", DAMAGE_FOUND_WHILE_WRITING)
-def test_damage_found_after_tiles_were_written_leaves_no_output(plain_dataset, tmp_path, params, tiles_written,
-                                                                 damage, message):
+def test_damage_found_after_tiles_were_written_leaves_no_output(
+    plain_dataset, tmp_path, params, tiles_written, damage, message
+):
     damage(plain_dataset)
     with pytest.raises(PipelineError, match=message):
         run_tile(plain_dataset, tmp_path / "tiles", params)
@@ -154,10 +164,13 @@ def test_tile_larger_than_a_later_image(plain_dataset, tmp_path, tiles_written):
     assert_nothing_written(tmp_path / "tiles")
 
 
-@pytest.mark.parametrize("tile_params, message", [
-    ({"size": 128, "stride": 128}, r"tile.size \(128\) is larger than image .*/2_sat.jpg \(90x70\)"),
-    ({"size": 32, "stride": 0}, r"tile.stride must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "tile_params, message",
+    [
+        ({"size": 128, "stride": 128}, r"tile.size \(128\) is larger than image .*/2_sat.jpg \(90x70\)"),
+        ({"size": 32, "stride": 0}, r"tile.stride must be at least 1"),
+    ],
+)
 def test_bad_tile_params(plain_dataset, tmp_path, params, tile_params, message):
     run_tile(plain_dataset, tmp_path / "tiles", params)
     before = snapshot(tmp_path / "tiles")
@@ -171,8 +184,13 @@ def test_bad_tile_params(plain_dataset, tmp_path, params, tile_params, message):
 def test_split_ratios_that_do_not_sum_to_one(plain_dataset, tmp_path, params):
     run_tile(plain_dataset, tmp_path / "tiles", params)
     encode.main([str(tmp_path / "tiles"), str(tmp_path / "encoded"), "--report", str(tmp_path / "encode.json")])
-    split_args = [str(tmp_path / "tiles"), str(tmp_path / "encoded"), str(tmp_path / "splits"),
-                  "--distribution", str(tmp_path / "distribution.json")]
+    split_args = [
+        str(tmp_path / "tiles"),
+        str(tmp_path / "encoded"),
+        str(tmp_path / "splits"),
+        "--distribution",
+        str(tmp_path / "distribution.json"),
+    ]
     split.main([*split_args, "--params", str(params)])
     before = snapshot(tmp_path / "splits"), (tmp_path / "distribution.json").read_bytes()
     bad = write_params(tmp_path / "bad.yaml", split={"ratios": {"train": 0.6, "val": 0.3, "test": 0.3}})
@@ -184,8 +202,12 @@ def test_split_ratios_that_do_not_sum_to_one(plain_dataset, tmp_path, params):
 
 def test_stage_prints_one_error_line_and_exits_non_zero(plain_dataset, tmp_path, params):
     truncate(plain_dataset / "305_sat.jpg")
-    result = subprocess.run([sys.executable, "-m", "stages.tile", str(plain_dataset), str(tmp_path / "tiles"),
-                             "--params", str(params)], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.tile", str(plain_dataset), str(tmp_path / "tiles"), "--params", str(params)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith(f"error: {plain_dataset / '305_sat.jpg'}: cannot decode image")
     assert "Traceback" not in result.stderr
@@ -194,24 +216,30 @@ def test_stage_prints_one_error_line_and_exits_non_zero(plain_dataset, tmp_path,
 
 # --- text encodings of metadata.csv and class_dict.csv -------------------------------------------
 
+
 def kaggle_metadata(raw: Path) -> str:
     rows = [f"{image_id},train,{image_id}_sat.jpg,{image_id}_mask.png" for image_id in ("2", "11", "40", "305")]
     return "image_id,split,sat_image_path,mask_path\n" + "\n".join(rows) + "\n"
 
 
-CLASS_DICT = "name,r,g,b\n" + "".join(f"{name},{r},{g},{b}\n" for name, (r, g, b) in
-                                      zip(ClassTable.deepglobe().names, ClassTable.deepglobe().colours))
+CLASS_DICT = "name,r,g,b\n" + "".join(
+    f"{name},{r},{g},{b}\n" for name, (r, g, b) in zip(ClassTable.deepglobe().names, ClassTable.deepglobe().colours)
+)
 
 
 @pytest.mark.parametrize("file_name", ["metadata.csv", "class_dict.csv"])
-@pytest.mark.parametrize("encode_text, message", [
-    (lambda text: text.encode("utf-16"), r"is UTF-16 \(or binary\), not UTF-8; save it as UTF-8 CSV"),
-    (lambda text: text.encode("utf-16-le"), r"is UTF-16 \(or binary\), not UTF-8"),  # no BOM
-    (lambda text: text.replace("image_id", "imag\xe9_id").replace("urban", "urb\xe4n").encode("cp1252"),
-     r"is not UTF-8 \(byte 0x(e9|e4) at offset \d+\); save it as UTF-8 CSV"),
-])
-def test_a_csv_in_another_encoding_is_one_clear_error(plain_dataset, tmp_path, params, file_name, encode_text,
-                                                      message):
+@pytest.mark.parametrize(
+    "encode_text, message",
+    [
+        (lambda text: text.encode("utf-16"), r"is UTF-16 \(or binary\), not UTF-8; save it as UTF-8 CSV"),
+        (lambda text: text.encode("utf-16-le"), r"is UTF-16 \(or binary\), not UTF-8"),  # no BOM
+        (
+            lambda text: text.replace("image_id", "imag\xe9_id").replace("urban", "urb\xe4n").encode("cp1252"),
+            r"is not UTF-8 \(byte 0x(e9|e4) at offset \d+\); save it as UTF-8 CSV",
+        ),
+    ],
+)
+def test_a_csv_in_another_encoding_is_one_clear_error(plain_dataset, tmp_path, params, file_name, encode_text, message):
     texts = {"metadata.csv": kaggle_metadata(plain_dataset), "class_dict.csv": CLASS_DICT}
     for name, text in texts.items():
         (plain_dataset / name).write_text(text)
@@ -232,6 +260,7 @@ def test_csvs_saved_by_excel_with_a_utf8_bom_are_read(plain_dataset, tmp_path, p
 
 # --- image modes, bit depth and size -------------------------------------------------------------
 
+
 def png_16bit_rgb(path: Path, array: np.ndarray) -> None:
     """A 48-bit RGB PNG, written by hand: Pillow cannot write one (it opens them as 8-bit "RGB")."""
     height, width, _ = array.shape
@@ -240,8 +269,12 @@ def png_16bit_rgb(path: Path, array: np.ndarray) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def rgb_mask(raw: Path, image_id: str) -> np.ndarray:
@@ -249,13 +282,21 @@ def rgb_mask(raw: Path, image_id: str) -> np.ndarray:
         return np.array(image)
 
 
-@pytest.mark.parametrize("rewrite, message", [
-    (lambda mask, path: Image.fromarray(mask[..., 0]).save(path), r"single-channel mask \(mode L\)"),
-    (lambda mask, path: Image.fromarray(mask[..., 0]).convert("LA").save(path), r"single-channel mask \(mode LA\)"),
-    (lambda mask, path: Image.fromarray(mask[..., 0].astype(np.uint16) * 257).save(path),
-     r"16-bit mask \(mode I;16\) is not supported"),
-    (lambda mask, path: png_16bit_rgb(path, mask.astype(np.uint16) * 257), r"16-bit mask \(mode RGB\) is not supported"),
-])
+@pytest.mark.parametrize(
+    "rewrite, message",
+    [
+        (lambda mask, path: Image.fromarray(mask[..., 0]).save(path), r"single-channel mask \(mode L\)"),
+        (lambda mask, path: Image.fromarray(mask[..., 0]).convert("LA").save(path), r"single-channel mask \(mode LA\)"),
+        (
+            lambda mask, path: Image.fromarray(mask[..., 0].astype(np.uint16) * 257).save(path),
+            r"16-bit mask \(mode I;16\) is not supported",
+        ),
+        (
+            lambda mask, path: png_16bit_rgb(path, mask.astype(np.uint16) * 257),
+            r"16-bit mask \(mode RGB\) is not supported",
+        ),
+    ],
+)
 def test_single_channel_and_16_bit_masks_are_refused(plain_dataset, tmp_path, params, tiles_written, rewrite, message):
     path = plain_dataset / "40_mask.png"
     rewrite(rgb_mask(plain_dataset, "40"), path)
@@ -287,8 +328,10 @@ def test_a_4_band_image_loses_its_4th_band_with_a_warning(plain_dataset, tmp_pat
     capsys.readouterr()
     run_tile(plain_dataset, tmp_path / "rgba", params)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
-    assert warnings == [f"warning: {plain_dataset / '305_sat.tif'}: image has 4 bands (mode RGBA); band 4 "
-                        "(alpha or near-infrared) is dropped and the rest read as RGB"]
+    assert warnings == [
+        f"warning: {plain_dataset / '305_sat.tif'}: image has 4 bands (mode RGBA); band 4 "
+        "(alpha or near-infrared) is dropped and the rest read as RGB"
+    ]
     assert tile_pixels(tmp_path / "rgba") == tile_pixels(tmp_path / "rgb")
     # kept as the RGB it reads as, so training reads it without a warning per decode
     stored = {path.name for path in (tmp_path / "rgba/images").iterdir()}
@@ -298,13 +341,20 @@ def test_a_4_band_image_loses_its_4th_band_with_a_warning(plain_dataset, tmp_pat
     assert "warning" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("write, message", [
-    (lambda path: Image.fromarray(np.full((20, 30), 1000, np.uint16)).save(path, format="PNG"),
-     r"16-bit image \(mode I;16\) is not supported; convert it to 8-bit RGB first"),
-    (lambda path: png_16bit_rgb(path, np.full((20, 30, 3), 1000, np.uint16)), r"16-bit image \(mode RGB\)"),
-    (lambda path: Image.fromarray(np.zeros((20, 30), np.float32)).save(path, format="TIFF"),
-     r"16-bit image \(mode F\)"),
-])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (
+            lambda path: Image.fromarray(np.full((20, 30), 1000, np.uint16)).save(path, format="PNG"),
+            r"16-bit image \(mode I;16\) is not supported; convert it to 8-bit RGB first",
+        ),
+        (lambda path: png_16bit_rgb(path, np.full((20, 30, 3), 1000, np.uint16)), r"16-bit image \(mode RGB\)"),
+        (
+            lambda path: Image.fromarray(np.zeros((20, 30), np.float32)).save(path, format="TIFF"),
+            r"16-bit image \(mode F\)",
+        ),
+    ],
+)
 def test_16_bit_imagery_is_refused(tmp_path, write, message):
     write(tmp_path / "scene.img")
     with pytest.raises(PipelineError, match=rf"scene.img: {message}"):
@@ -331,12 +381,16 @@ def test_images_over_pillows_limit_are_read(tmp_path, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's limit is left as it was for everyone else
 
 
-def test_images_over_the_documented_size_are_refused_before_decoding(plain_dataset, tmp_path, params, monkeypatch,
-                                                                   tiles_written):
+def test_images_over_the_documented_size_are_refused_before_decoding(
+    plain_dataset, tmp_path, params, monkeypatch, tiles_written
+):
     write_pair(plain_dataset, "500", 80, 100)  # tiled last, one pixel over the limit
     monkeypatch.setattr(imageio, "MAX_IMAGE_PIXELS", 80 * 100 - 1)
-    with pytest.raises(PipelineError, match=r"500_sat.jpg: image is 100x80 = 8,000 pixels, over the limit of 7,999 "
-                                            r"pixels; cut it into smaller images"):
+    with pytest.raises(
+        PipelineError,
+        match=r"500_sat.jpg: image is 100x80 = 8,000 pixels, over the limit of 7,999 "
+        r"pixels; cut it into smaller images",
+    ):
         run_tile(plain_dataset, tmp_path / "tiles", params)
     assert tiles_written
     assert_nothing_written(tmp_path / "tiles")
@@ -345,6 +399,7 @@ def test_images_over_the_documented_size_are_refused_before_decoding(plain_datas
 
 
 # --- a full disk ---------------------------------------------------------------------------------
+
 
 def no_space_after(calls: int, write):
     """`write`, but the disk fills up after `calls` successful calls."""
@@ -370,7 +425,7 @@ def test_disk_full_while_writing_tiles(plain_dataset, tmp_path, params, monkeypa
 
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
-    from stages.core.checkpoint import save_checkpoint
+    from stages.core.model.checkpoint import save_checkpoint
 
     path = tmp_path / "models" / "best.pt"
     save_checkpoint(path, epoch=1)
@@ -401,8 +456,18 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
     run_tile(plain_dataset, tmp_path / "tiles", params)
     predict_with_a_stand_in_model(monkeypatch)
     out = tmp_path / "predictions"
-    argv = ["--checkpoint", "unused.pt", "--tiles", str(tmp_path / "tiles"), "--split",
-            str(tmp_path / "tiles" / "index.csv"), "--output", str(out), "--params", str(params)]
+    argv = [
+        "--checkpoint",
+        "unused.pt",
+        "--tiles",
+        str(tmp_path / "tiles"),
+        "--split",
+        str(tmp_path / "tiles" / "index.csv"),
+        "--output",
+        str(out),
+        "--params",
+        str(params),
+    ]
     predict.main(argv)
     before = snapshot(out)
     assert len(before) == 8  # 4 images, class indices and colours
@@ -415,26 +480,35 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
 
 def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params):
     """In a real process: the tile stage, made to hit ENOSPC on its 5th file, prints one line and exits 1."""
-    script = ("import errno, os, sys\n"
-              "from stages import tile\nfrom stages.core import tiling\nfrom stages.core.errors import run_stage\n"
-              "calls = [0]\nreal = tiling.copyfile\n"
-              "def copy(source, destination):\n"
-              "    calls[0] += 1\n"
-              "    if calls[0] > 4:\n"
-              "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-              "    real(source, destination)\n"
-              "tiling.copyfile = copy\n"
-              "run_stage(lambda: tile.main(sys.argv[1:]))\n")
-    result = subprocess.run([sys.executable, "-c", script, str(plain_dataset), str(tmp_path / "tiles"),
-                             "--params", str(params)], cwd=REPO, capture_output=True, text=True)
+    script = (
+        "import errno, os, sys\n"
+        "from stages import tile\nfrom stages.core.data import tiling\nfrom stages.core.io.errors import run_stage\n"
+        "calls = [0]\nreal = tiling.copyfile\n"
+        "def copy(source, destination):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] > 4:\n"
+        "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "    real(source, destination)\n"
+        "tiling.copyfile = copy\n"
+        "run_stage(lambda: tile.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(plain_dataset), str(tmp_path / "tiles"), "--params", str(params)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path / 'tiles'}: cannot write output (No space left on "
-                                              "device); the previous output, if any, is unchanged")
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {tmp_path / 'tiles'}: cannot write output (No space left on "
+        "device); the previous output, if any, is unchanged"
+    )
     assert "Traceback" not in result.stderr
     assert_nothing_written(tmp_path / "tiles")
 
 
 # --- rasters for predict --input (tests/test_geotiff.py has the good ones) ----------------------------------
+
 
 def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> Path:
     """A random uint8 GeoTIFF in EPSG:32633; with `cog`, laid out as a COG (its header first, then its tiles)."""
@@ -444,8 +518,17 @@ def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> P
 
     pixels = np.random.default_rng(0).integers(0, 256, (bands, side, side), dtype=np.uint8)
     plain = path.with_name(f"plain_{path.name}") if cog else path
-    with rasterio.open(plain, "w", driver="GTiff", width=side, height=side, count=bands, dtype="uint8",
-                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dataset:
+    with rasterio.open(
+        plain,
+        "w",
+        driver="GTiff",
+        width=side,
+        height=side,
+        count=bands,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 5000000),
+    ) as dataset:
         dataset.write(pixels)
     if cog:
         rasterio.shutil.copy(plain, path, driver="COG", blocksize=128, overviews="NONE")
@@ -460,16 +543,30 @@ def predict_input(tmp_path, monkeypatch):
     predict_with_a_stand_in_model(monkeypatch)
 
     def run(inputs: list[Path], out: Path, *flags: str) -> None:
-        predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),
-                      "--params", str(params), *flags])
+        predict.main(
+            [
+                "--checkpoint",
+                "unused.pt",
+                "--input",
+                *map(str, inputs),
+                "--output",
+                str(out),
+                "--params",
+                str(params),
+                *flags,
+            ]
+        )
 
     return run
 
 
 def test_raster_with_too_few_bands(tmp_path, predict_input):
     path = geotiff(tmp_path / "two.tif", bands=2)
-    with pytest.raises(PipelineError, match=rf"^{path}: raster has 2 bands; RGB needs 3 \(to read a grey band as RGB, "
-                                            r"give --bands 1,1,1\)$"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"^{path}: raster has 2 bands; RGB needs 3 \(to read a grey band as RGB, "
+        r"give --bands 1,1,1\)$",
+    ):
         predict_input([path], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(PipelineError, match=rf"^{path}: --bands 1,2,3: the raster has 2 bands, so no band 3$"):
@@ -496,9 +593,22 @@ def test_a_bad_raster_among_inputs_is_refused_before_any_prediction(tmp_path, pr
 def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
     corrupt = tmp_path / "corrupt.tif"
     corrupt.write_bytes(b"II*\x00" + b"\xff" * 500)
-    result = subprocess.run([sys.executable, "-m", "stages.predict", "--checkpoint", str(tmp_path / "none.pt"),
-                             "--input", str(corrupt), "--output", str(tmp_path / "out")],
-                            cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.predict",
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+            "--input",
+            str(corrupt),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {corrupt}: cannot read raster (")
     assert not (tmp_path / "out").exists()

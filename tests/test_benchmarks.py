@@ -3,6 +3,7 @@ the scale benchmark runs end to end at a tiny size and reports every figure.
 
 Speeds themselves are measured by `make bench` and `make bench-scale`, never asserted here.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO
-from stages.core.geometry import tile_grid
-from stages.core.imageio import read_rgb, write_jpeg
-from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
-from stages.core.palette import ClassTable, colour_to_index, one_hot
+from stages.core.data.geometry import tile_grid
+from stages.core.data.palette import ClassTable, colour_to_index, one_hot
+from stages.core.io.imageio import read_rgb, write_jpeg
+from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.synthetic.scene import generate_scene
+from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import scale  # noqa: E402
@@ -78,18 +79,38 @@ def test_seed_predict_covers_every_pixel_of_an_image_the_tile_does_not_divide():
 def canned_results(inference_seed_seconds: float) -> dict:
     """Results shaped as run_all returns them; project inference takes 2 s per image."""
     loading = {"ms_per_sample": 2.0, "ms_per_mp": 30.0, "first_batch_seconds": 0.1, "peak_rss_mb": 500}
-    inference = {"seconds_per_image": 2.0, "windows": 169, "window": 256, "image_flops": 3e12, "peak_rss_mb": 1000,
-                 "settings": {"overlap": 0.25, "batch_size": 8}}
+    inference = {
+        "seconds_per_image": 2.0,
+        "windows": 169,
+        "window": 256,
+        "image_flops": 3e12,
+        "peak_rss_mb": 1000,
+        "settings": {"overlap": 0.25, "batch_size": 8},
+    }
     return {
-        "peaks": {"bf16_matmul_gflops": 1000.0, "fp32_matmul_gflops": 250.0, "bf16_conv_gflops": 1100.0,
-                  "fp32_conv_gflops": 500.0, "peak_rss_mb": 300},
-        "training": {"project_step_seconds": [1.0, 1.1, 0.9], "seed_step_seconds": [2.5, 2.4, 2.6],
-                     "step_flops": 4.4e11, "project_peak_rss_mb": 2700, "seed_peak_rss_mb": 2600},
+        "peaks": {
+            "bf16_matmul_gflops": 1000.0,
+            "fp32_matmul_gflops": 250.0,
+            "bf16_conv_gflops": 1100.0,
+            "fp32_conv_gflops": 500.0,
+            "peak_rss_mb": 300,
+        },
+        "training": {
+            "project_step_seconds": [1.0, 1.1, 0.9],
+            "seed_step_seconds": [2.5, 2.4, 2.6],
+            "step_flops": 4.4e11,
+            "project_peak_rss_mb": 2700,
+            "seed_peak_rss_mb": 2600,
+        },
         "loading": {"project": loading, "seed": {**loading, "ms_per_mp": 9000.0, "ms_per_sample": 600.0}},
-        "inference": {"project": inference, "seed": {**inference, "seconds_per_image": inference_seed_seconds,
-                                                     "windows": 100}},
-        "tiling": {"stage": {"mp_per_second": 9.0, "peak_rss_mb": 600}, "bare": {"mp_per_second": 10.0,
-                                                                              "peak_rss_mb": 590}},
+        "inference": {
+            "project": inference,
+            "seed": {**inference, "seconds_per_image": inference_seed_seconds, "windows": 100},
+        },
+        "tiling": {
+            "stage": {"mp_per_second": 9.0, "peak_rss_mb": 600},
+            "bare": {"mp_per_second": 10.0, "peak_rss_mb": 590},
+        },
     }
 
 
@@ -114,6 +135,7 @@ def test_report_marks_each_target_met_or_missed(seed_seconds, expected):
 
 
 # --- The scale benchmark ------------------------------------------------------------------------------
+
 
 def test_scale_dataset_has_deepglobes_counts_and_distinct_ids_of_3_to_6_digits():
     assert scale.split_counts(803) == {"train": 803, "valid": 171, "test": 172}
@@ -147,14 +169,15 @@ def test_two_images_derived_from_one_base_scene_share_no_tile(tmp_path):
         assert derived.shape == image.shape and derived_labels.shape == labels.shape
         write_jpeg(tmp_path / f"{k}.jpg", derived, scale.JPEG_QUALITY)
         decoded = read_rgb(tmp_path / f"{k}.jpg")
-        tiles.append({decoded[y:y + t, x:x + t].tobytes()
-                      for t in (32, 64, 128) for y, x in tile_grid(size, size, t, t)})
+        tiles.append(
+            {decoded[y : y + t, x : x + t].tobytes() for t in (32, 64, 128) for y, x in tile_grid(size, size, t, t)}
+        )
     assert len(tiles[0]) == len(tiles[1]) == 64 + 16 + 4
     assert not tiles[0] & tiles[1]
 
 
 def test_scale_refuses_a_run_the_disk_cannot_hold_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(scale.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10 ** 9})())
+    monkeypatch.setattr(scale.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10**9})())
     with pytest.raises(SystemExit) as refused:
         scale.check_disk(tmp_path / "cache", tmp_path / "cache", 803, 2448, dataset_exists=False)
     message = str(refused.value)
@@ -167,12 +190,29 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     """The whole run (dataset, dvc repro of the data stages, sizes, no-op checks, push/pull, loader, a training
     step) on 4 images of 256 px; scale.json gets every figure, merged beside an earlier run's."""
     output = tmp_path / "scale.json"
-    earlier = {"dataset": {"image_size": 2448},
-               "stages": {name: {"seconds_per_image": 1.5, "peak_rss_mb": 123.0} for name in scale.DATA_STAGES}}
+    earlier = {
+        "dataset": {"image_size": 2448},
+        "stages": {name: {"seconds_per_image": 1.5, "peak_rss_mb": 123.0} for name in scale.DATA_STAGES},
+    }
     output.write_text(json.dumps({"runs": {"80": earlier}}))
-    command = [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--images", "4", "--image-size", "256",
-               "--tile-size", "128", "--train-steps", "1", "--loader-batches", "2", "--cache", str(tmp_path / "cache"),
-               "--output", str(output)]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "scale.py"),
+        "--images",
+        "4",
+        "--image-size",
+        "256",
+        "--tile-size",
+        "128",
+        "--train-steps",
+        "1",
+        "--loader-batches",
+        "2",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--output",
+        str(output),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = json.loads(output.read_text())["runs"]
@@ -215,8 +255,10 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     targets = {row["measure"]: row for row in run["targets"]}
     assert len(targets) == 8 and targets["tile+encode+split, min (803 images)"]["met"] is None  # 256 px: not judged
     assert all(row["met"] in (True, False) for name, row in targets.items() if "803" not in name)
-    assert "loader (2 workers) / training consumption" in result.stdout and "derived (workspace + cache)" in result.stdout
-    side_by_side = result.stdout[result.stdout.index("per image, by labelled image count"):]
+    assert (
+        "loader (2 workers) / training consumption" in result.stdout and "derived (workspace + cache)" in result.stdout
+    )
+    side_by_side = result.stdout[result.stdout.index("per image, by labelled image count") :]
     assert "4 img: s/img" in side_by_side and "80 img: s/img" in side_by_side
     assert next(line for line in side_by_side.splitlines() if line.startswith("tile ")).split()[-2:] == ["1.500", "123"]
 
@@ -237,9 +279,17 @@ def test_gpu_section_says_it_was_skipped_without_cuda(monkeypatch, capsys):
 def test_gpu_report_gives_fractions_of_peak_and_scaling_efficiency():
     one = {"step_seconds": 0.5, "images_per_second": 32.0, "step_flops_per_gpu": 2e14}
     four = {"step_seconds": 0.625, "images_per_second": 102.4, "step_flops_per_gpu": 2e14}
-    section = {"gpu": "Some GPU", "gpus": 4, "bf16_matmul_gflops": 800_000.0, "training": {1: one, 4: four},
-               "inference": {"device_blending_seconds_per_image": 0.4, "host_blending_seconds_per_image": 0.6,
-                             "image_size": 2448}}
+    section = {
+        "gpu": "Some GPU",
+        "gpus": 4,
+        "bf16_matmul_gflops": 800_000.0,
+        "training": {1: one, 4: four},
+        "inference": {
+            "device_blending_seconds_per_image": 0.4,
+            "host_blending_seconds_per_image": 0.6,
+            "image_size": 2448,
+        },
+    }
     summary = gpu.summarise(section)
     assert summary["training"][1]["fraction_of_bf16_matmul_peak"] == pytest.approx(0.5)  # 4e14 FLOP/s of 8e14
     assert summary["training"][4]["fraction_of_bf16_matmul_peak"] == pytest.approx(0.4)
@@ -251,8 +301,9 @@ def test_gpu_report_gives_fractions_of_peak_and_scaling_efficiency():
 
 def test_gpu_measurements_run_end_to_end_on_the_cpu_with_two_ranks():
     """The plumbing only (gloo instead of NCCL, tiny tiles): torchrun, DDP, rank 0's report."""
-    training = gpu.launch("training", {"cpu": True, "encoder": "resnet18", "tile": 64, "batch": 2, "warmup": 1,
-                                       "steps": 1}, processes=2)
+    training = gpu.launch(
+        "training", {"cpu": True, "encoder": "resnet18", "tile": 64, "batch": 2, "warmup": 1, "steps": 1}, processes=2
+    )
     assert training["gpus"] == 2 and training["images_per_second"] > 0 and training["step_flops_per_gpu"] > 0
     inference = gpu.measure_inference({"cpu": True, "encoder": "resnet18", "size": 256, "images": 1})
     assert inference["device_blending_seconds_per_image"] > 0 and inference["host_blending_seconds_per_image"] > 0

@@ -1,5 +1,6 @@
 """The CI pieces agree: the GitHub workflow runs the same script as CI here, with what DVC needs;
 and the environment installed is the lock's, which agrees with the requirements people edit."""
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,15 @@ def test_ci_runs_the_tests_then_the_experiment_comparison():
 
 
 def sh(cwd: Path, *command: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
 
 
@@ -59,11 +66,19 @@ def test_ci_pushes_experiments_only_where_there_is_a_dvc_remote(tmp_path):
     sh(tmp_path, "git", "init", "-q", "--bare", str(origin))
     repo.mkdir()
     (repo / "params.yaml").write_text("x: 1\n")
-    (repo / "dvc.yaml").write_text("stages:\n  write:\n    cmd: python -c \"open('out.txt', 'w').write(open("
-                                   "'params.yaml').read())\"\n    params: [x]\n    outs: [out.txt]\n")
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-q", "-m", "a pipeline"], ["git", "remote", "add", "origin", str(origin)],
-                    ["dvc", "exp", "run", "-q", "-n", "x-two", "-S", "x=2"]):
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  write:\n    cmd: python -c \"open('out.txt', 'w').write(open("
+        "'params.yaml').read())\"\n    params: [x]\n    outs: [out.txt]\n"
+    )
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "repro", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "a pipeline"],
+        ["git", "remote", "add", "origin", str(origin)],
+        ["dvc", "exp", "run", "-q", "-n", "x-two", "-S", "x=2"],
+    ):
         assert sh(repo, *command).returncode == 0, command
     push = REPO / ".ci" / "push-experiments"
 
@@ -72,9 +87,12 @@ def test_ci_pushes_experiments_only_where_there_is_a_dvc_remote(tmp_path):
     assert "x-two" not in sh(repo, "git", "ls-remote", str(origin)).stdout
 
     # a remote is committed config, as CI's clone sees it (dvc exp push reads it from the experiment)
-    for command in (["dvc", "remote", "add", "-d", "shared", str(storage)], ["git", "add", "-A"],
-                    ["git", "commit", "-q", "-m", "a DVC remote"], ["dvc", "exp", "run", "-q", "-n", "x-three",
-                                                                    "-S", "x=3"]):
+    for command in (
+        ["dvc", "remote", "add", "-d", "shared", str(storage)],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "a DVC remote"],
+        ["dvc", "exp", "run", "-q", "-n", "x-three", "-S", "x=3"],
+    ):
         assert sh(repo, *command).returncode == 0, command
     pushed = sh(repo, "bash", str(push), "x-three")
     assert pushed.returncode == 0 and "pushed x-three" in pushed.stderr, pushed.stderr
@@ -85,16 +103,20 @@ def test_ci_pushes_experiments_only_where_there_is_a_dvc_remote(tmp_path):
 def test_headline_check_refuses_missing_and_non_finite_metrics(tmp_path):
     check = REPO / ".ci" / "check_headline.py"
     good = {"miou_land": 0.5, "miou": 0.4, "mean_dice": 0.6, "pixel_accuracy": 0.9}
-    cases = {"good": (good, 0, ""), "nan": ({**good, "miou_land": float("nan")}, 1, "miou_land is nan"),
-             "missing": ({k: v for k, v in good.items() if k != "mean_dice"}, 1, "mean_dice is None")}
+    cases = {
+        "good": (good, 0, ""),
+        "nan": ({**good, "miou_land": float("nan")}, 1, "miou_land is nan"),
+        "missing": ({k: v for k, v in good.items() if k != "mean_dice"}, 1, "mean_dice is None"),
+    }
     for name, (metrics, code, message) in cases.items():
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(metrics))
         result = subprocess.run([sys.executable, str(check), name, str(path)], capture_output=True, text=True)
         assert result.returncode == code, name
         assert message in result.stderr
-    result = subprocess.run([sys.executable, str(check), "gone", str(tmp_path / "none.json")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(check), "gone", str(tmp_path / "none.json")], capture_output=True, text=True
+    )
     assert result.returncode == 1 and "none.json is missing" in result.stderr
 
 
@@ -134,10 +156,15 @@ VECTOR_LOCK = REPO / "requirements-vector.lock"  # optional vector output (pyogr
 RUNTIME_LOCK = REPO / "requirements-runtime.lock"  # optional OpenVINO runtime (predict.runtime openvino)
 
 
-@pytest.mark.parametrize("requirements, lock", [("requirements.txt", LOCK),
-                                                 ("requirements-remote.txt", REMOTE_LOCK),
-                                                 ("requirements-vector.txt", VECTOR_LOCK),
-                                                 ("requirements-runtime.txt", RUNTIME_LOCK)])
+@pytest.mark.parametrize(
+    "requirements, lock",
+    [
+        ("requirements.txt", LOCK),
+        ("requirements-remote.txt", REMOTE_LOCK),
+        ("requirements-vector.txt", VECTOR_LOCK),
+        ("requirements-runtime.txt", RUNTIME_LOCK),
+    ],
+)
 def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
     wanted, locked = read_requirements(REPO / requirements), read_lock(lock)
     assert {name: locked.get(name, {}).get("version") for name in wanted} == wanted
@@ -158,7 +185,8 @@ def test_every_locked_package_has_hashes(lock):
 def test_an_optional_lock_adds_to_the_core_lock_without_changing_it(optional):
     core, extra = read_lock(LOCK), read_lock(optional)
     assert {name: extra.get(name, {}).get("version") for name in core} == {
-        name: entry["version"] for name, entry in core.items()}
+        name: entry["version"] for name, entry in core.items()
+    }
 
 
 def test_make_installs_exactly_the_lock():
@@ -170,8 +198,11 @@ def test_make_installs_exactly_the_lock():
     assert len(install) == 1
     assert all(flag in install[0].split() for flag in ("--require-hashes", "--no-deps", "requirements.lock"))
     assert "pip check" in target[2]
-    for target, lock in (("install-remote", "requirements-remote.lock"), ("install-vector", "requirements-vector.lock"),
-                         ("install-runtime", "requirements-runtime.lock")):
+    for target, lock in (
+        ("install-remote", "requirements-remote.lock"),
+        ("install-vector", "requirements-vector.lock"),
+        ("install-runtime", "requirements-runtime.lock"),
+    ):
         recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
         assert "--require-hashes" in recipe[1] and "--no-deps" in recipe[1] and lock in recipe[1]
         assert "pip check" in recipe[1]

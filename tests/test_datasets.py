@@ -1,4 +1,5 @@
 """Training samples: uint8 tensors, augmented the same way for the same (seed, epoch, index)."""
+
 from __future__ import annotations
 
 import pickle
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from stages.core.augment import training_augmentation
-from stages.core.datasets import ImageBlockSampler, TileDataset, sample_seed
-from stages.core.palette import IGNORE_INDEX
-from stages.core.tilestore import TileRecord
+from stages.core.data.augment import training_augmentation
+from stages.core.data.datasets import ImageBlockSampler, TileDataset, sample_seed
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.tilestore import TileRecord
 
 TILE = 32
 NUM_TILES = 3
@@ -36,10 +37,10 @@ class ArrayStore:
         return self.mask
 
     def tile_image(self, index: int) -> np.ndarray:
-        return self.image[:, index * TILE:(index + 1) * TILE]
+        return self.image[:, index * TILE : (index + 1) * TILE]
 
     def tile_mask(self, index: int) -> np.ndarray:
-        return self.mask[:, index * TILE:(index + 1) * TILE]
+        return self.mask[:, index * TILE : (index + 1) * TILE]
 
 
 RECORDS = [TileRecord(f"t{i}", "img", 0, i * TILE, TILE, TILE, NUM_TILES * TILE) for i in range(NUM_TILES)]
@@ -55,10 +56,16 @@ def samples(dataset: TileDataset, order=range(NUM_TILES)) -> dict[int, tuple[np.
 
 def test_sample_seed_is_fixed_by_seed_epoch_and_index_alone():
     assert sample_seed(7, 2, 5) == sample_seed(7, 2, 5)
-    neighbours = {sample_seed(7, 2, 5), sample_seed(8, 2, 5), sample_seed(7, 3, 5), sample_seed(7, 2, 6),
-                  sample_seed(2, 7, 5), sample_seed(5, 2, 7)}
+    neighbours = {
+        sample_seed(7, 2, 5),
+        sample_seed(8, 2, 5),
+        sample_seed(7, 3, 5),
+        sample_seed(7, 2, 6),
+        sample_seed(2, 7, 5),
+        sample_seed(5, 2, 7),
+    }
     assert len(neighbours) == 6  # changing any one, or swapping two, gives another seed
-    assert all(isinstance(seed, int) and 0 <= seed < 2 ** 32 for seed in neighbours)
+    assert all(isinstance(seed, int) and 0 <= seed < 2**32 for seed in neighbours)
 
 
 def test_without_augmentation_samples_are_the_stored_tiles_as_uint8_tensors():
@@ -127,8 +134,11 @@ def test_the_cache_keeps_the_most_recently_used_images_and_workers_start_empty()
 
 
 def block_records(images: int, tiles_per_image: int) -> list[TileRecord]:
-    return [TileRecord(f"i{i}t{t}", f"i{i}", 0, t * TILE, TILE, TILE, tiles_per_image * TILE)
-            for i in range(images) for t in range(tiles_per_image)]
+    return [
+        TileRecord(f"i{i}t{t}", f"i{i}", 0, t * TILE, TILE, TILE, tiles_per_image * TILE)
+        for i in range(images)
+        for t in range(tiles_per_image)
+    ]
 
 
 def test_block_sampler_shuffles_tiles_within_blocks_of_images():

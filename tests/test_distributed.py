@@ -1,6 +1,7 @@
 """Training in several processes through torchrun, on the CPU with gloo: one set of outputs from rank 0,
 reproducible bytes, the same model as one process on the same global batches, a lost rank fails the
 stage, two "nodes" on localhost give the bytes of one node, and the precision and process-count rules."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,14 +19,14 @@ import pytest
 import torch
 import yaml
 
-from stages.core import devices
-from stages.core.checkpoint import load_checkpoint
-from stages.core.datasets import ShardedSampler, contiguous_share, shard
-from stages.core.devices import resolve_precision
-from stages.core.errors import PipelineError
-from stages.core.outputs import process_alive
-from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.tilestore import TileStore, read_index
+from stages.core.data.datasets import ShardedSampler, contiguous_share, shard
+from stages.core.data.tilestore import TileStore, read_index
+from stages.core.io.errors import PipelineError
+from stages.core.io.outputs import process_alive
+from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
+from stages.core.model import devices
+from stages.core.model.checkpoint import load_checkpoint
+from stages.core.model.devices import resolve_precision
 from stages.core.training.distributed import Processes, data_parallel
 from stages.core.training.trainer import TrainingData, train
 from tests.conftest import REPO, prepare_tiny_sample
@@ -37,7 +38,7 @@ HELPER = REPO / "tests" / "distributed_helper.py"
 def prepared(tmp_path_factory) -> Path:
     """A tiny sample through the data stages: 3 train and 3 val images of 64 px, 4 tiles of 32 px each."""
     root = tmp_path_factory.mktemp("prepared")
-    params = prepare_tiny_sample(root, train={"epochs": 1, "batch_size": 2})
+    prepare_tiny_sample(root, train={"epochs": 1, "batch_size": 2})
     assert len(read_index(root / "splits/train.csv")) == 12 and len(read_index(root / "splits/val.csv")) == 12
     return root
 
@@ -55,14 +56,28 @@ def environment(**extra: str) -> dict:
 
 
 def stage_arguments(prepared: Path, out: Path, params: Path) -> list[str]:
-    return [str(prepared / "tiles"), str(prepared / "encoded"), str(prepared / "splits"), str(out / "models"),
-            "--live", str(out / "live"), "--params", str(params)]
+    return [
+        str(prepared / "tiles"),
+        str(prepared / "encoded"),
+        str(prepared / "splits"),
+        str(out / "models"),
+        "--live",
+        str(out / "live"),
+        "--params",
+        str(params),
+    ]
 
 
 def torchrun(launch: list[str], program: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """`torchrun <launch> <program>`, started in the background."""
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launch, *program], cwd=cwd,
-                            env=env or environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", *launch, *program],
+        cwd=cwd,
+        env=env or environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
@@ -74,15 +89,23 @@ def run_stage(prepared: Path, out: Path, processes: int, **train_values) -> subp
     """The train stage as dvc.yaml runs it: torchrun --standalone with `processes` processes."""
     out.mkdir(parents=True, exist_ok=True)
     params = params_file(prepared, out.parent / f"{out.name}.yaml", processes=processes, **train_values)
-    result = finished(torchrun(["--standalone", "--nnodes=1", f"--nproc_per_node={processes}"],
-                               ["-m", "stages.train", *stage_arguments(prepared, out, params)], cwd=out))
+    result = finished(
+        torchrun(
+            ["--standalone", "--nnodes=1", f"--nproc_per_node={processes}"],
+            ["-m", "stages.train", *stage_arguments(prepared, out, params)],
+            cwd=out,
+        )
+    )
     assert result.returncode == 0, result.stderr
     return result
 
 
 def hashes(out: Path) -> dict[str, str]:
-    return {str(path.relative_to(out)): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted(out.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(out)): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +118,17 @@ def test_shards_are_every_world_size_th_index_of_the_order_as_distributed_sample
     order = [7, 3, 9, 0, 4, 8, 1]
     for world_size in (1, 2, 3, 4, 9):
         padded = [shard(order, rank, world_size, pad=True) for rank in range(world_size)]
-        expected = [list(torch.utils.data.DistributedSampler(order, world_size, rank, shuffle=False))
-                    for rank in range(world_size)]  # DistributedSampler's positions, mapped through the order
+        expected = [
+            list(torch.utils.data.DistributedSampler(order, world_size, rank, shuffle=False))
+            for rank in range(world_size)
+        ]  # DistributedSampler's positions, mapped through the order
         assert padded == [[order[position] for position in positions] for positions in expected]
         assert len({len(share) for share in padded}) == 1  # every rank as many batches
         exact = [shard(order, rank, world_size, pad=False) for rank in range(world_size)]
         assert sorted(index for share in exact for index in share) == sorted(order)  # validation: each once
-        assert [len(ShardedSampler(order, rank, world_size, pad)) for rank in range(world_size)
-                for pad in (True, False)] == [len(share) for pair in zip(padded, exact) for share in pair]
+        assert [
+            len(ShardedSampler(order, rank, world_size, pad)) for rank in range(world_size) for pad in (True, False)
+        ] == [len(share) for pair in zip(padded, exact) for share in pair]
     assert shard(order, 0, 1, pad=True) == order  # one process: the order unchanged
 
 
@@ -117,8 +143,13 @@ def test_validation_shares_are_contiguous_runs_covering_each_tile_once(length, w
 def test_two_processes_write_one_set_of_outputs_from_rank_0(two_processes):
     out, result = two_processes
     files = hashes(out)
-    assert {"models/best.pt", "models/last.pt", "models/resume/best.pt", "models/resume/last.pt",
-            "live/metrics.json"} <= set(files)
+    assert {
+        "models/best.pt",
+        "models/last.pt",
+        "models/resume/best.pt",
+        "models/resume/last.pt",
+        "live/metrics.json",
+    } <= set(files)
     assert not [name for name in files if name.endswith(".tmp") or not name.startswith(("models/", "live/"))]
     assert result.stdout.count("train: 1 epochs; last epoch val mIoU") == 1  # one summary line, from rank 0
     checkpoint = load_checkpoint(out / "models/last.pt")
@@ -158,17 +189,22 @@ def test_two_nodes_on_localhost_give_the_bytes_of_one_node_with_two_processes(pr
     run = tmp_path / "nodes"
     run.mkdir()
     params = params_file(prepared, tmp_path / "nodes.yaml", processes=1, nodes=2)
-    launch = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-              "--rdzv-id=test-nodes"]
-    launchers = [torchrun(launch, ["-m", "stages.train", *stage_arguments(prepared, run, params)], cwd=run)
-                 for _ in range(2)]
+    launch = [
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "--rdzv-id=test-nodes",
+    ]
+    launchers = [
+        torchrun(launch, ["-m", "stages.train", *stage_arguments(prepared, run, params)], cwd=run) for _ in range(2)
+    ]
     for result in map(finished, launchers):
         assert result.returncode == 0, result.stderr
     assert hashes(run) == hashes(out)
 
 
-def test_two_processes_train_the_model_one_process_trains_on_the_same_global_batches(prepared, tmp_path,
-                                                                                      monkeypatch):
+def test_two_processes_train_the_model_one_process_trains_on_the_same_global_batches(prepared, tmp_path, monkeypatch):
     """One process with batch 12 against two with batch 6 each: the same 12 tiles make the one optimizer step.
 
     The helper turns dropout off and has batch norm use its running statistics, so a sample's
@@ -187,9 +223,12 @@ def test_two_processes_train_the_model_one_process_trains_on_the_same_global_bat
     two_out = tmp_path / "two"
     two_out.mkdir()
     params = params_file(prepared, tmp_path / "two.yaml", processes=2, batch_size=6, loss="ce", precision="fp32")
-    process = torchrun(["--standalone", "--nnodes=1", "--nproc_per_node=2"],
-                       [str(HELPER), *stage_arguments(prepared, two_out, params)], cwd=two_out,
-                       env=environment(DDP_TEST_BATCH_INDEPENDENT="1"))
+    process = torchrun(
+        ["--standalone", "--nnodes=1", "--nproc_per_node=2"],
+        [str(HELPER), *stage_arguments(prepared, two_out, params)],
+        cwd=two_out,
+        env=environment(DDP_TEST_BATCH_INDEPENDENT="1"),
+    )
     # meanwhile the one process, here, with the helper's same changes
     monkeypatch.chdir(tmp_path)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -205,8 +244,10 @@ def test_two_processes_train_the_model_one_process_trains_on_the_same_global_bat
     result = finished(process)
     assert result.returncode == 0, result.stderr
     one, two = load_checkpoint(tmp_path / "one/models/last.pt"), load_checkpoint(two_out / "models/last.pt")
-    moments = [(one["optimizer"]["state"][key]["exp_avg"].double(), two["optimizer"]["state"][key]["exp_avg"].double())
-               for key in one["optimizer"]["state"]]
+    moments = [
+        (one["optimizer"]["state"][key]["exp_avg"].double(), two["optimizer"]["state"][key]["exp_avg"].double())
+        for key in one["optimizer"]["state"]
+    ]
     assert one["optimizer"]["state"][0]["step"] == two["optimizer"]["state"][0]["step"] == 1
     worst = max(float((a - b).norm() / a.norm()) for a, b in moments if a.norm() > 0)
     assert worst < 1e-4, f"averaged gradients differ by {worst:.2e} (relative)"
@@ -223,9 +264,14 @@ def test_a_rank_killed_mid_epoch_fails_the_stage_and_publishes_nothing(prepared,
     out = tmp_path / "run"
     out.mkdir()
     params = params_file(prepared, tmp_path / "p.yaml", processes=2)
-    result = finished(torchrun(["--standalone", "--nnodes=1", "--nproc_per_node=2"],
-                               [str(HELPER), *stage_arguments(prepared, out, params)], cwd=out,
-                               env=environment(DDP_TEST_DIE_RANK="1")))
+    result = finished(
+        torchrun(
+            ["--standalone", "--nnodes=1", "--nproc_per_node=2"],
+            [str(HELPER), *stage_arguments(prepared, out, params)],
+            cwd=out,
+            env=environment(DDP_TEST_DIE_RANK="1"),
+        )
+    )
     assert result.returncode != 0
     # torchrun's report names the rank that failed first and how
     assert "rank      : 1 (local_rank: 1)" in result.stderr and "Signal 9 (SIGKILL)" in result.stderr
@@ -237,11 +283,19 @@ def test_a_rank_killed_mid_epoch_fails_the_stage_and_publishes_nothing(prepared,
 def training_inputs(prepared: Path, **train_values):
     params = load_params(prepared / "params.yaml")
     store = TileStore(prepared / "tiles", prepared / "encoded")
-    data = TrainingData(read_index(prepared / "splits/train.csv"), read_index(prepared / "splits/val.csv"), store,
-                        store.class_table(), tile_size=32)
-    return (read_section(params, "model", ModelParams),
-            dataclasses.replace(read_section(params, "train", TrainParams), **train_values),
-            read_section(params, "augment", AugmentParams), data)
+    data = TrainingData(
+        read_index(prepared / "splits/train.csv"),
+        read_index(prepared / "splits/val.csv"),
+        store,
+        store.class_table(),
+        tile_size=32,
+    )
+    return (
+        read_section(params, "model", ModelParams),
+        dataclasses.replace(read_section(params, "train", TrainParams), **train_values),
+        read_section(params, "augment", AugmentParams),
+        data,
+    )
 
 
 def test_resume_refuses_a_state_of_another_number_of_processes(prepared, two_processes, tmp_path, monkeypatch):
@@ -250,8 +304,11 @@ def test_resume_refuses_a_state_of_another_number_of_processes(prepared, two_pro
     for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     model, train_params, augment, data = training_inputs(prepared, epochs=2, resume=True)
-    with pytest.raises(PipelineError, match=r"resume/last.pt: was trained by 2 process\(es\), now 1 "
-                                            r"\(train.processes x train.nodes\); resume with the same number"):
+    with pytest.raises(
+        PipelineError,
+        match=r"resume/last.pt: was trained by 2 process\(es\), now 1 "
+        r"\(train.processes x train.nodes\); resume with the same number",
+    ):
         train(model, train_params, augment, data, out / "models", tmp_path / "live", progress=False)
 
 
@@ -260,8 +317,11 @@ def test_a_process_count_torchrun_did_not_start_is_refused(prepared, tmp_path, m
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     model, train_params, augment, data = training_inputs(prepared, processes=2)
-    with pytest.raises(PipelineError, match=r"train.processes x train.nodes is 2 x 1 = 2 processes, but this is one "
-                                            "process, not started by torchrun"):
+    with pytest.raises(
+        PipelineError,
+        match=r"train.processes x train.nodes is 2 x 1 = 2 processes, but this is one "
+        "process, not started by torchrun",
+    ):
         train(model, train_params, augment, data, tmp_path / "models", tmp_path / "live", progress=False)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
@@ -271,16 +331,19 @@ def test_a_process_count_torchrun_did_not_start_is_refused(prepared, tmp_path, m
     assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
 
 
-@pytest.mark.parametrize("requested, device, native_bf16, expected", [
-    ("auto", "cpu", True, "bf16"),
-    ("auto", "cpu", False, "fp32"),
-    ("auto", "cuda", True, "bf16"),
-    ("auto", "cuda", False, "fp16"),  # pre-Ampere GPUs: fp16 with a GradScaler
-    ("auto", "mps", False, "fp32"),
-    ("bf16", "cpu", False, "bf16"),  # asked for explicitly: used, native or not
-    ("fp32", "cuda", True, "fp32"),
-    ("fp16", "cuda", True, "fp16"),
-])
+@pytest.mark.parametrize(
+    "requested, device, native_bf16, expected",
+    [
+        ("auto", "cpu", True, "bf16"),
+        ("auto", "cpu", False, "fp32"),
+        ("auto", "cuda", True, "bf16"),
+        ("auto", "cuda", False, "fp16"),  # pre-Ampere GPUs: fp16 with a GradScaler
+        ("auto", "mps", False, "fp32"),
+        ("bf16", "cpu", False, "bf16"),  # asked for explicitly: used, native or not
+        ("fp32", "cuda", True, "fp32"),
+        ("fp16", "cuda", True, "fp16"),
+    ],
+)
 def test_precision_resolves_per_device(requested, device, native_bf16, expected, monkeypatch):
     monkeypatch.setattr(devices, "bf16_supported", lambda _: native_bf16)
     assert resolve_precision(requested, torch.device(device), "train.precision") == expected
@@ -288,8 +351,10 @@ def test_precision_resolves_per_device(requested, device, native_bf16, expected,
 
 @pytest.mark.parametrize("device", ["cpu", "mps"])
 def test_fp16_off_cuda_is_refused(device):
-    with pytest.raises(PipelineError, match=f"^params: train.precision fp16 needs a CUDA device, this run is on "
-                                            f"{device}; use auto, bf16 or fp32$"):
+    with pytest.raises(
+        PipelineError,
+        match=f"^params: train.precision fp16 needs a CUDA device, this run is on {device}; use auto, bf16 or fp32$",
+    ):
         resolve_precision("fp16", torch.device(device), "train.precision")
 
 
@@ -315,8 +380,12 @@ def test_sync_batchnorm_on_cpu_processes_is_refused():
 
 def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         devices.make_deterministic()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
@@ -330,11 +399,15 @@ def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatc
 def test_a_process_torchrun_started_ends_when_torchrun_is_killed(tmp_path):
     """torchrun starts its processes in their own sessions: a `kill -9` of dvc repro and torchrun must not leave
     them training as orphans. A stand-in launcher starts a child the way torchrun does, then is SIGKILLed."""
-    child = ("import sys, time; from stages.core.ranks import die_with_launcher; "
-             "die_with_launcher(); print('ready', flush=True); time.sleep(120)")
-    launcher = ("import subprocess, sys, time; "
-                f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True, "
-                "stdout=sys.stdout); print(child.pid, flush=True); time.sleep(120)")
+    child = (
+        "import sys, time; from stages.core.model.ranks import die_with_launcher; "
+        "die_with_launcher(); print('ready', flush=True); time.sleep(120)"
+    )
+    launcher = (
+        "import subprocess, sys, time; "
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True, "
+        "stdout=sys.stdout); print(child.pid, flush=True); time.sleep(120)"
+    )
     env = environment(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     process = subprocess.Popen([sys.executable, "-c", launcher], env=env, stdout=subprocess.PIPE, text=True)
     child_pid = int(process.stdout.readline())

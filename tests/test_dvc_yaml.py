@@ -5,6 +5,7 @@ A stage's deps must list its script and every shared module it imports (directly
 listing a module it does not import would rerun it needlessly. Its params must be exactly the
 sections its script reads with read_section.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,12 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
-# The root packages hold nothing but their docstrings (checked below), so they are no stage's dependency.
-ROOT_PACKAGES = ("stages", "stages.core")
+# These packages hold nothing but their docstrings (checked below), so they are no stage's dependency.
+ROOT_PACKAGES = (
+    "stages",
+    "stages.core",
+    *(f"stages.core.{layer}" for layer in ("io", "data", "model", "evaluation", "training", "inference", "geo")),
+)
 
 
 def module_files(module: str) -> set[str]:
@@ -62,9 +67,13 @@ def code_closure(script: Path) -> set[str]:
 
 
 def sections_read(script: Path) -> set[str]:
-    return {node.args[1].value for node in ast.walk(ast.parse(script.read_text()))
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "read_section"
-            and isinstance(node.args[1], ast.Constant)}
+    return {
+        node.args[1].value
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "read_section"
+        and isinstance(node.args[1], ast.Constant)
+    }
 
 
 def stage_script(stage: dict) -> str:

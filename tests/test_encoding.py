@@ -1,15 +1,15 @@
 """The encode stage's core: class-index masks written, and each image's pixels counted once."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.core.encoding import (ImagePixels, encode_images, encode_report, read_pixel_counts,
-                                  write_pixel_counts)
-from stages.core.geometry import tile_grid
-from stages.core.imageio import read_index_png, write_png
-from stages.core.palette import IGNORE_INDEX, ClassTable, index_to_colour
-from stages.core.tilestore import TileRecord, TileStore, tile_name
+from stages.core.data.encoding import ImagePixels, encode_images, encode_report, read_pixel_counts, write_pixel_counts
+from stages.core.data.geometry import tile_grid
+from stages.core.data.palette import IGNORE_INDEX, ClassTable, index_to_colour
+from stages.core.data.tilestore import TileRecord, TileStore, tile_name
+from stages.core.io.imageio import read_index_png, write_png
 
 TABLE = ClassTable.deepglobe()
 SIZE, STRIDE = 16, 14  # overlapping tiles: a 20x30 image has origins y 0, 4 and x 0, 14
@@ -20,8 +20,10 @@ def write_colour_mask(store: TileStore, image_id: str, index: np.ndarray) -> lis
     store.colour_masks_dir.mkdir(parents=True, exist_ok=True)
     write_png(store.colour_mask_path(image_id), index_to_colour(index, TABLE))
     height, width = index.shape
-    return [TileRecord(tile_name(image_id, y, x), image_id, y, x, SIZE, height, width)
-            for y, x in tile_grid(height, width, SIZE, STRIDE)]
+    return [
+        TileRecord(tile_name(image_id, y, x), image_id, y, x, SIZE, height, width)
+        for y, x in tile_grid(height, width, SIZE, STRIDE)
+    ]
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_encoded_masks_hold_class_indices_and_counts_cover_each_pixel_once(tmp_p
     for image_id, index in images.items():
         np.testing.assert_array_equal(read_index_png(store.class_mask_path(image_id)), index)
     for record in records:  # each tile reads back as its window of the class mask
-        expected = images[record.image_id][record.y:record.y + SIZE, record.x:record.x + SIZE]
+        expected = images[record.image_id][record.y : record.y + SIZE, record.x : record.x + SIZE]
         np.testing.assert_array_equal(store.read_class_mask(record), expected)
     assert [image.image_id for image in counts] == ["a", "b"]
     for image in counts:
@@ -64,8 +66,18 @@ def test_pixel_counts_csv_round_trip(tmp_path):
 
 def test_encode_report_counts_ignored_pixels():
     counts = [ImagePixels("1", (10, 20), 5), ImagePixels("2", (30, 0), 0), ImagePixels("3", (0, 0), 35)]
-    assert encode_report(counts) == {"images": 3, "pixels": 100, "ignored_pixels": 40, "ignored_fraction": 0.4,
-                                     "images_with_ignored_pixels": 2}
-    assert encode_report([]) == {"images": 0, "pixels": 0, "ignored_pixels": 0, "ignored_fraction": 0.0,
-                                 "images_with_ignored_pixels": 0}
+    assert encode_report(counts) == {
+        "images": 3,
+        "pixels": 100,
+        "ignored_pixels": 40,
+        "ignored_fraction": 0.4,
+        "images_with_ignored_pixels": 2,
+    }
+    assert encode_report([]) == {
+        "images": 0,
+        "pixels": 0,
+        "ignored_pixels": 0,
+        "ignored_fraction": 0.0,
+        "images_with_ignored_pixels": 0,
+    }
     assert encode_report([ImagePixels("1", (2,), 1)])["ignored_fraction"] == 0.33333333  # rounded to 8 places

@@ -1,9 +1,10 @@
 """Image panels are drawn from at most MAX_SHOWN_SIDE pixels a side, subsampled without inventing values."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from stages.core.figures import MAX_SHOWN_SIDE, shown
+from stages.core.evaluation.figures import MAX_SHOWN_SIDE, shown
 
 
 def test_small_images_are_drawn_as_they_are():

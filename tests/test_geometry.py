@@ -1,4 +1,5 @@
 """Tiling covers every pixel, aligns the last tiles to the edge, and stitches back exactly."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,17 +7,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stages.core.geometry import (cut, first_cover_offsets, overlap_stride, stitch, tile_grid, tile_origins,
-                                  window_grid)
-from stages.core.tilestore import tile_name
+from stages.core.data.geometry import (
+    cut,
+    first_cover_offsets,
+    overlap_stride,
+    stitch,
+    tile_grid,
+    tile_origins,
+    window_grid,
+)
+from stages.core.data.tilestore import tile_name
 
 
-@pytest.mark.parametrize("length, size, stride, expected", [
-    (512, 256, 256, [0, 256]),  # divides: no overlap
-    (2448, 512, 512, [0, 512, 1024, 1536, 1936]),  # DeepGlobe: last tile flush with the edge
-    (300, 100, 60, [0, 60, 120, 180, 200]),
-    (256, 256, 256, [0]),
-])
+@pytest.mark.parametrize(
+    "length, size, stride, expected",
+    [
+        (512, 256, 256, [0, 256]),  # divides: no overlap
+        (2448, 512, 512, [0, 512, 1024, 1536, 1936]),  # DeepGlobe: last tile flush with the edge
+        (300, 100, 60, [0, 60, 120, 180, 200]),
+        (256, 256, 256, [0]),
+    ],
+)
 def test_origins(length, size, stride, expected):
     assert tile_origins(length, size, stride) == expected
 
@@ -29,7 +40,7 @@ def test_tiles_cover_every_pixel_exactly_once_or_more_and_stay_inside(length, da
     covered = np.zeros(length, dtype=int)
     for origin in origins:
         assert 0 <= origin and origin + size <= length
-        covered[origin:origin + size] += 1
+        covered[origin : origin + size] += 1
     assert covered.min() >= 1
     assert origins == sorted(set(origins))
 
@@ -77,7 +88,7 @@ def test_first_cover_offsets_count_every_pixel_once(length, data):
     offsets = first_cover_offsets(origins, size)
     counted = np.zeros(length, dtype=int)
     for origin in origins:
-        counted[origin + offsets[origin]:origin + size] += 1
+        counted[origin + offsets[origin] : origin + size] += 1
     np.testing.assert_array_equal(counted, 1)
 
 
@@ -117,6 +128,10 @@ def test_stitch_of_no_tiles_is_an_error():
 
 
 def test_stitch_places_tiles_that_are_not_square():
-    tiles = [(0, 0, np.full((2, 3), 1, dtype=np.uint8)), (0, 3, np.full((2, 3), 2, dtype=np.uint8)),
-             (2, 0, np.full((2, 3), 3, dtype=np.uint8)), (2, 3, np.full((2, 3), 4, dtype=np.uint8))]
+    tiles = [
+        (0, 0, np.full((2, 3), 1, dtype=np.uint8)),
+        (0, 3, np.full((2, 3), 2, dtype=np.uint8)),
+        (2, 0, np.full((2, 3), 3, dtype=np.uint8)),
+        (2, 3, np.full((2, 3), 4, dtype=np.uint8)),
+    ]
     np.testing.assert_array_equal(stitch(tiles, 4, 6), [[1, 1, 1, 2, 2, 2]] * 2 + [[3, 3, 3, 4, 4, 4]] * 2)

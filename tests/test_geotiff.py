@@ -4,6 +4,7 @@ Synthetic GeoTIFFs in a projected CRS (EPSG:32633), in EPSG:4326, without a CRS,
 alpha band, 4 bands, uint16 and float32, mapped by tiny stand-in models; streaming must equal the
 in-memory path bit for bit, also where the scene does not fit the window grid.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,13 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from stages import predict
-from stages.core.areas import GeographicPixelAreas, authalic_q, pixel_areas
-from stages.core.georaster import ReadOptions, gdal_env, open_scene, to_uint8
-from stages.core.inference import sliding_window_probabilities
-from stages.core.mapping import MapOptions, blended_strips, map_file
-from stages.core.palette import ClassTable
-from stages.core.params import PredictParams
+from stages.core.data.palette import ClassTable
+from stages.core.geo.areas import GeographicPixelAreas, authalic_q, pixel_areas
+from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
+from stages.core.geo.mapping import MapOptions, blended_strips, map_file
+from stages.core.inference.blending import sliding_window_probabilities
+from stages.core.io.params import PredictParams
 from tests.conftest import write_params
-
 
 
 def from_origin(west: float, north: float, width: float, height: float) -> Affine:
@@ -49,14 +49,25 @@ UTM_TRANSFORM = from_origin(500_000, 5_000_000, 10, 10)  # 10 m pixels: 0.01 ha 
 PARAMS = PredictParams(window=64, overlap=0.25, batch_size=3, tta=False, precision="fp32", compile=False)
 
 
-def write_raster(path: Path, bands: np.ndarray, crs=UTM33, transform: Affine = UTM_TRANSFORM, nodata=None,
-                 colorinterp=None) -> Path:
+def write_raster(
+    path: Path, bands: np.ndarray, crs=UTM33, transform: Affine = UTM_TRANSFORM, nodata=None, colorinterp=None
+) -> Path:
     """A GeoTIFF of `bands` (count x H x W) as they are typed."""
     count, height, width = bands.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the rasters without a CRS
-        dataset = rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=bands.dtype,
-                                crs=crs, transform=transform, nodata=nodata)
+        dataset = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=count,
+            dtype=bands.dtype,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+        )
     with dataset:
         dataset.write(bands)
         if colorinterp:
@@ -88,12 +99,16 @@ def labels_from_red(batch: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, len(TABLE)).permute(0, 3, 1, 2).float()
 
 
-def in_memory(path: Path, probability_fn, read: ReadOptions = ReadOptions(), params: PredictParams = PARAMS):
+DEFAULT_READ = ReadOptions()
+
+
+def in_memory(path: Path, probability_fn, read: ReadOptions = DEFAULT_READ, params: PredictParams = PARAMS):
     """What the in-memory path predicts for the scene: whole-image probabilities, classes, confidence."""
     with gdal_env(), open_scene(path, read) as scene:
         image, has_data = scene.read_rows(0, scene.height)
-    probs = sliding_window_probabilities(probability_fn, image, len(TABLE), params.window, params.overlap,
-                                         params.batch_size)
+    probs = sliding_window_probabilities(
+        probability_fn, image, len(TABLE), params.window, params.overlap, params.batch_size
+    )
     classes = probs.argmax(axis=0).astype(np.uint8)
     classes[~has_data] = 255
     confidence = np.rint(probs.max(axis=0) * 255).astype(np.uint8)
@@ -109,14 +124,27 @@ def read_band(path: Path) -> np.ndarray:
 @pytest.fixture
 def run_predict(tmp_path, monkeypatch):
     """predict.main on --input files with a stand-in model (64 px windows, overlap 0.25, batches of 3)."""
-    params = write_params(tmp_path / "params.yaml", predict={"window": 64, "overlap": 0.25, "batch_size": 3,
-                                                             "precision": "fp32", "compile": False})
+    params = write_params(
+        tmp_path / "params.yaml",
+        predict={"window": 64, "overlap": 0.25, "batch_size": 3, "precision": "fp32", "compile": False},
+    )
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
         monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
         monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: model)
-        predict.main(["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out),
-                      "--params", str(params), *flags])
+        predict.main(
+            [
+                "--checkpoint",
+                "unused.pt",
+                "--input",
+                *map(str, inputs),
+                "--output",
+                str(out),
+                "--params",
+                str(params),
+                *flags,
+            ]
+        )
         return out
 
     return run
@@ -124,15 +152,20 @@ def run_predict(tmp_path, monkeypatch):
 
 # --- streaming equals the in-memory path ---------------------------------------------------------------
 
-@pytest.mark.parametrize("height, width, window, overlap, batch_size", [
-    (150, 97, 64, 0.25, 3),    # fits no grid: last row and column of windows flush with the far edges
-    (128, 128, 64, 0.5, 8),    # fits the grid exactly
-    (300, 40, 32, 0.25, 7),    # narrow: one batch spans several rows of windows
-    (70, 260, 96, 0.0, 2),     # window shrunk to 64 for the 70-pixel side; no overlap
-    (16, 16, 256, 0.25, 1),    # the smallest scene: a single 16 px window
-])
-def test_streamed_strips_are_bit_identical_to_the_in_memory_probabilities(tmp_path, height, width, window, overlap,
-                                                                          batch_size):
+
+@pytest.mark.parametrize(
+    "height, width, window, overlap, batch_size",
+    [
+        (150, 97, 64, 0.25, 3),  # fits no grid: last row and column of windows flush with the far edges
+        (128, 128, 64, 0.5, 8),  # fits the grid exactly
+        (300, 40, 32, 0.25, 7),  # narrow: one batch spans several rows of windows
+        (70, 260, 96, 0.0, 2),  # window shrunk to 64 for the 70-pixel side; no overlap
+        (16, 16, 256, 0.25, 1),  # the smallest scene: a single 16 px window
+    ],
+)
+def test_streamed_strips_are_bit_identical_to_the_in_memory_probabilities(
+    tmp_path, height, width, window, overlap, batch_size
+):
     path = write_raster(tmp_path / "scene.tif", random_rgb(height, width))
     model = ConvModel()
     params = PredictParams(window, overlap, batch_size, tta=False, precision="fp32", compile=False)
@@ -167,11 +200,17 @@ def test_written_class_map_and_confidence_equal_the_in_memory_path(tmp_path):
 
 # --- georeference, colour table, COG ------------------------------------------------------------------
 
+
 def test_class_map_keeps_the_georeference_and_carries_the_colour_table(tmp_path, run_predict):
     path = write_raster(tmp_path / "scene.tif", random_rgb(300, 260))
     out = run_predict([path], tmp_path / "out", "--confidence")
-    assert sorted(p.name for p in out.iterdir()) == ["scene.qml", "scene.tif", "scene_areas.csv", "scene_areas.json",
-                                                     "scene_confidence.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "scene.qml",
+        "scene.tif",
+        "scene_areas.csv",
+        "scene_areas.json",
+        "scene_confidence.tif",
+    ]
     for name in ("scene.tif", "scene_confidence.tif"):
         with rasterio.open(out / name) as dataset:
             assert dataset.crs == UTM33 and dataset.crs.to_epsg() == 32633
@@ -194,8 +233,9 @@ def test_class_map_keeps_the_georeference_and_carries_the_colour_table(tmp_path,
     style = ElementTree.parse(out / "scene.qml").getroot()
     entries = style.findall(".//rasterrenderer[@type='paletted']/colorPalette/paletteEntry")
     assert [(int(e.get("value")), e.get("label"), e.get("color")) for e in entries] == [
-        (index, name, "#{:02x}{:02x}{:02x}".format(*colour)) for index, (name, colour)
-        in enumerate(zip(TABLE.names, TABLE.colours.tolist()))]
+        (index, name, "#{:02x}{:02x}{:02x}".format(*colour))
+        for index, (name, colour) in enumerate(zip(TABLE.names, TABLE.colours.tolist()))
+    ]
 
 
 def test_large_enough_class_maps_get_overviews(tmp_path):
@@ -208,6 +248,7 @@ def test_large_enough_class_maps_get_overviews(tmp_path):
 
 # --- areas ----------------------------------------------------------------------------------------------
 
+
 def area_report(out: Path, image_id: str = "scene") -> dict:
     report = json.loads((out / f"{image_id}_areas.json").read_text())
     csv_rows = (out / f"{image_id}_areas.csv").read_text().splitlines()
@@ -215,7 +256,7 @@ def area_report(out: Path, image_id: str = "scene") -> dict:
     for line, row in zip(csv_rows[1:], report["classes"]):
         class_id, name, pixels, hectares = line.split(",")
         assert (int(class_id), name, int(pixels)) == (row["class_id"], row["class"], row["pixels"])
-        assert (hectares == "" if row["hectares"] is None else float(hectares) == row["hectares"])
+        assert hectares == "" if row["hectares"] is None else float(hectares) == row["hectares"]
     return report
 
 
@@ -235,8 +276,12 @@ def test_projected_area_is_pixel_count_times_pixel_area(tmp_path, run_predict):
 
 
 def test_projected_area_in_feet_converts_to_square_metres(tmp_path):
-    path = write_raster(tmp_path / "scene.tif", random_rgb(40, 40), crs=CRS.from_epsg(2263),  # NY, US survey feet
-                        transform=from_origin(1_000_000, 200_000, 10, 10))
+    path = write_raster(
+        tmp_path / "scene.tif",
+        random_rgb(40, 40),
+        crs=CRS.from_epsg(2263),  # NY, US survey feet
+        transform=from_origin(1_000_000, 200_000, 10, 10),
+    )
     report = map_file(path, tmp_path / "out", labels_from_red, TABLE, PARAMS, MapOptions())
     assert report["pixel_area_m2"] == pytest.approx((10 * 1200 / 3937) ** 2, rel=1e-12)
 
@@ -247,7 +292,7 @@ def cell_area_reference(latitude: float, height_degrees: float, width_degrees: f
     e2 = f * (2 - f)
     phi = math.radians(latitude)
     w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
-    meridian, prime_vertical = a * (1 - e2) / w ** 3, a / w
+    meridian, prime_vertical = a * (1 - e2) / w**3, a / w
     return meridian * prime_vertical * math.cos(phi) * math.radians(height_degrees) * math.radians(width_degrees)
 
 
@@ -285,8 +330,9 @@ def test_geographic_scene_areas_sum_row_areas(tmp_path, run_predict):
 
 def test_rotated_geographic_grid_gets_no_hectares_and_says_why(tmp_path, capsys):
     rotated = Affine.rotation(10) @ Affine.scale(0.001, -0.001)
-    path = write_raster(tmp_path / "scene.tif", random_rgb(40, 40), crs=WGS84,
-                        transform=Affine.translation(10, 50) @ rotated)
+    path = write_raster(
+        tmp_path / "scene.tif", random_rgb(40, 40), crs=WGS84, transform=Affine.translation(10, 50) @ rotated
+    )
     report = map_file(path, tmp_path / "out", labels_from_red, TABLE, PARAMS, MapOptions())
     assert report["area_method"] is None and all(row["hectares"] is None for row in report["classes"])
     assert "rotated" in report["no_areas_because"]
@@ -298,8 +344,10 @@ def test_raster_without_crs_works_warns_and_has_no_hectares_unless_given_a_pixel
     path = write_raster(tmp_path / "plain.tif", rgb, crs=None, transform=Affine.identity())
     report = area_report(run_predict([path], tmp_path / "out"), "plain")
     err = capsys.readouterr().err
-    assert f"warning: {path}: raster has no CRS: its maps are written without one, and the area report has no " \
-           "hectares (give --pixel-size METRES for them)" in err
+    assert (
+        f"warning: {path}: raster has no CRS: its maps are written without one, and the area report has no "
+        "hectares (give --pixel-size METRES for them)" in err
+    )
     assert report["crs"] is None and all(row["hectares"] is None for row in report["classes"])
     assert sum(row["pixels"] for row in report["classes"]) == 50 * 60
     with rasterio.open(tmp_path / "out" / "plain.tif") as dataset:
@@ -314,6 +362,7 @@ def test_raster_without_crs_works_warns_and_has_no_hectares_unless_given_a_pixel
 
 # --- bands, types, masks ------------------------------------------------------------------------------------
 
+
 def test_bands_flag_picks_rgb_from_a_bgr_raster(tmp_path, run_predict):
     rgb = random_rgb(64, 80)
     path = write_raster(tmp_path / "bgr.tif", rgb[::-1].copy())  # stored as blue, green, red
@@ -325,8 +374,9 @@ def test_four_band_raster_reads_rgb_and_warns_about_the_rest(tmp_path, run_predi
     rgbn = np.concatenate([random_rgb(64, 80), random_rgb(64, 80, seed=1)[:1]])
     path = write_raster(tmp_path / "rgbn.tif", rgbn)
     out = run_predict([path], tmp_path / "out")
-    assert (f"warning: {path}: raster has 4 bands; bands 1,2,3 are read as RGB and the rest left out (--bands picks "
-            "others)") in capsys.readouterr().err
+    assert (
+        f"warning: {path}: raster has 4 bands; bands 1,2,3 are read as RGB and the rest left out (--bands picks others)"
+    ) in capsys.readouterr().err
     np.testing.assert_array_equal(read_band(out / "rgbn.tif"), rgbn[0] % len(TABLE))
     # with --bands there is nothing to warn about
     out = run_predict([path], tmp_path / "nir", "--bands", "4,2,3")
@@ -336,8 +386,9 @@ def test_four_band_raster_reads_rgb_and_warns_about_the_rest(tmp_path, run_predi
 
 def test_colour_interpretation_chooses_the_bands_without_the_flag(tmp_path):
     rgb = random_rgb(32, 32)
-    path = write_raster(tmp_path / "bgr.tif", rgb[::-1].copy(),
-                        colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red])
+    path = write_raster(
+        tmp_path / "bgr.tif", rgb[::-1].copy(), colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    )
     with gdal_env(), open_scene(path, ReadOptions()) as scene:
         assert scene.bands == (3, 2, 1)
         np.testing.assert_array_equal(scene.read_rows(0, 32)[0], rgb.transpose(1, 2, 0))
@@ -346,8 +397,11 @@ def test_colour_interpretation_chooses_the_bands_without_the_flag(tmp_path):
 def test_alpha_band_masks_pixels(tmp_path):
     rgba = np.concatenate([random_rgb(64, 64), np.full((1, 64, 64), 255, dtype=np.uint8)])
     rgba[3, 30:, :] = 0
-    path = write_raster(tmp_path / "rgba.tif", rgba,
-                        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+    path = write_raster(
+        tmp_path / "rgba.tif",
+        rgba,
+        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+    )
     map_file(path, tmp_path / "out", labels_from_red, TABLE, PARAMS, MapOptions())
     classes = read_band(tmp_path / "out" / "rgba.tif")
     assert (classes[30:] == 255).all()
@@ -399,6 +453,7 @@ def test_to_uint8_clips_and_rounds():
 
 # --- JPEG and PNG keep working --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_jpeg_and_png_give_pngs_equal_to_the_in_memory_path(tmp_path, run_predict, suffix):
     image = random_rgb(70, 90).transpose(1, 2, 0)
@@ -406,8 +461,13 @@ def test_jpeg_and_png_give_pngs_equal_to_the_in_memory_path(tmp_path, run_predic
     Image.fromarray(image).save(path)
     model = ConvModel()
     out = run_predict([path], tmp_path / "out", "--pixel-size", "0.5", "--confidence", model=model)
-    assert sorted(p.name for p in out.iterdir()) == ["7.png", "7_areas.csv", "7_areas.json", "7_colour.png",
-                                                     "7_confidence.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7.png",
+        "7_areas.csv",
+        "7_areas.json",
+        "7_colour.png",
+        "7_confidence.png",
+    ]
     _, classes, confidence = in_memory(path, ConvModel())
     np.testing.assert_array_equal(np.array(Image.open(out / "7.png")), classes)
     np.testing.assert_array_equal(np.array(Image.open(out / "7_confidence.png")), confidence)
@@ -421,10 +481,13 @@ def test_png_without_pixel_size_says_why_there_are_no_hectares(tmp_path, run_pre
     Image.fromarray(random_rgb(32, 32).transpose(1, 2, 0)).save(tmp_path / "a.png")
     report = area_report(run_predict([tmp_path / "a.png"], tmp_path / "out"), "a")
     assert all(row["hectares"] is None for row in report["classes"])
-    assert "a JPEG or PNG carries no pixel size (give --pixel-size METRES; DeepGlobe's is 0.5)" in capsys.readouterr().err
+    assert (
+        "a JPEG or PNG carries no pixel size (give --pixel-size METRES; DeepGlobe's is 0.5)" in capsys.readouterr().err
+    )
 
 
 # --- polygons ----------------------------------------------------------------------------------------------
+
 
 def blocky_labels(height: int, width: int) -> np.ndarray:
     """Classes in 10 px squares, a few single pixels scattered in them: regions of many sizes."""
@@ -463,12 +526,15 @@ def test_polygons_carry_class_names_and_areas_that_add_up(tmp_path, run_predict,
 
 
 def test_polygons_without_pyogrio_fail_in_one_line_before_predicting(tmp_path, run_predict, monkeypatch):
-    from stages.core.errors import PipelineError
+    from stages.core.io.errors import PipelineError
 
     monkeypatch.setitem(sys.modules, "pyogrio", None)  # import pyogrio then raises ImportError
     path = write_raster(tmp_path / "scene.tif", random_rgb(32, 32))
-    with pytest.raises(PipelineError, match=r"^--polygons: writing GeoPackages needs the optional package pyogrio, "
-                                            r"which is not installed; install it with `make install-vector`$"):
+    with pytest.raises(
+        PipelineError,
+        match=r"^--polygons: writing GeoPackages needs the optional package pyogrio, "
+        r"which is not installed; install it with `make install-vector`$",
+    ):
         run_predict([path], tmp_path / "out", "--polygons", model=None)
     assert not (tmp_path / "out").exists()
 
@@ -485,8 +551,7 @@ def test_rows_are_read_in_chunks_aligned_to_the_files_blocks_and_each_read_once(
         real = scene.read_rows
         scene.read_rows = lambda top, bottom: reads.append((top, bottom)) or real(top, bottom)
         strips = list(blended_strips(model, scene, len(TABLE), 64, 0.25, 3))
-    np.testing.assert_array_equal(np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1),
-                                  expected)
+    np.testing.assert_array_equal(np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1), expected)
     assert [top for top, _ in reads] == sorted({top for top, _ in reads})  # forward, no row twice
     assert reads[0][0] == 0 and reads[-1][1] == 150 and all(a[1] == b[0] for a, b in zip(reads, reads[1:]))
     if 1 < block_rows <= 1024:

@@ -1,13 +1,20 @@
 """Sliding-window prediction stitches exactly, blends, and undoes its test-time augmentations."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from stages.core.errors import PipelineError
-from stages.core.inference import (DIHEDRAL, dihedral_view, fit_window, sliding_window_probabilities,
-                                   undo_dihedral_view, window_weights)
+from stages.core.inference.blending import (
+    DIHEDRAL,
+    dihedral_view,
+    fit_window,
+    sliding_window_probabilities,
+    undo_dihedral_view,
+    window_weights,
+)
+from stages.core.io.errors import PipelineError
 
 NUM_CLASSES = 5
 
@@ -18,11 +25,14 @@ def labels_from_pixels(batch: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
 
 
-@pytest.mark.parametrize("height, width, window, overlap", [
-    (128, 128, 64, 0.5),  # divides
-    (150, 97, 64, 0.25),  # does not divide: last windows flush with the edge
-    (70, 200, 96, 0.0),   # no overlap, window shrunk to fit the 70-pixel side
-])
+@pytest.mark.parametrize(
+    "height, width, window, overlap",
+    [
+        (128, 128, 64, 0.5),  # divides
+        (150, 97, 64, 0.25),  # does not divide: last windows flush with the edge
+        (70, 200, 96, 0.0),  # no overlap, window shrunk to fit the 70-pixel side
+    ],
+)
 def test_stitching_a_label_reading_model_reproduces_the_labels(height, width, window, overlap):
     labels = np.random.default_rng(height).integers(0, NUM_CLASSES, (height, width)).astype(np.uint8)
     image = np.stack([labels, labels * 3, labels * 5], axis=-1)
@@ -96,15 +106,23 @@ def test_each_test_time_augmentation_is_undone_by_its_inverse():
 
 
 def test_a_compiled_model_predicts_what_the_eager_model_predicts():
-    from stages.core.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
-    from stages.core.inference import model_probabilities
+    from stages.core.inference.blending import model_probabilities
+    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
 
     torch.manual_seed(0)
     model = build_model("resnet18", NUM_CLASSES).eval().to(memory_format=torch.channels_last)
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    eager, compiled = (sliding_window_probabilities(
-        model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, precision="fp32", tta=False),
-        image, NUM_CLASSES, window=64, overlap=0.25, batch_size=2) for network in (model, compile_for_inference(model)))
+    eager, compiled = (
+        sliding_window_probabilities(
+            model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, precision="fp32", tta=False),
+            image,
+            NUM_CLASSES,
+            window=64,
+            overlap=0.25,
+            batch_size=2,
+        )
+        for network in (model, compile_for_inference(model))
+    )
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
 
 
@@ -122,11 +140,14 @@ class CornerSensitive(torch.nn.Module):
 
 @pytest.mark.parametrize("tta", [False, True])
 def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(tta, monkeypatch):
-    from stages.core import inference
-    from stages.core.checkpoint import TrainedModel
-    from stages.core.palette import ClassTable
+    from stages.core.data.palette import ClassTable
+    from stages.core.inference import blending as inference
+    from stages.core.model.checkpoint import TrainedModel
 
     model, mean, std = CornerSensitive().eval(), (0.2, 0.4, 0.6), (0.1, 0.2, 0.3)
+    # channels_last weights from the start, as trained_model_probabilities makes them: the same convolution
+    # kernels then run for `expected` and `predicted`, so they can be compared bit for bit
+    model = model.to(memory_format=torch.channels_last)
     trained = TrainedModel(model, ClassTable.deepglobe(), mean, std, tile_size=16)
     batch = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
     cpu = torch.device("cpu")
@@ -134,10 +155,12 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
     other_tta = inference.model_probabilities(model, cpu, mean, std, precision="fp32", tta=not tta)(batch)
     assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
     # auto is bf16 only where the device has it natively; fp32 is fp32 whatever the hardware
-    from stages.core import devices
+    from stages.core.model import devices
+
     for asked, supported in (("fp32", True), ("auto", False)):
-        monkeypatch.setattr(devices, "bf16_supported",
-                            lambda device, supported=supported: device.type == "cpu" and supported)
+        monkeypatch.setattr(
+            devices, "bf16_supported", lambda device, supported=supported: device.type == "cpu" and supported
+        )
         predicted = inference.trained_model_probabilities(trained, cpu, precision=asked, tta=tta)(batch)
         torch.testing.assert_close(predicted, expected, rtol=0, atol=0)
     monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
@@ -150,6 +173,7 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
 
 # --- blending where the probabilities are, against the numpy host blending it replaced ------------------
 
+
 def random_softmax(batch: torch.Tensor) -> torch.Tensor:
     """Probabilities that depend on the pixels, with no ties: a fixed random 1x1 convolution, softmaxed."""
     weights = torch.linspace(-1, 1, 3 * NUM_CLASSES).reshape(NUM_CLASSES, 3, 1, 1)
@@ -158,19 +182,24 @@ def random_softmax(batch: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("in_torch", [False, True], ids=["numpy on the cpu", "torch as on a device"])
-@pytest.mark.parametrize("height, width, window, overlap, batch_size", [
-    (150, 97, 64, 0.25, 3), (128, 128, 64, 0.5, 8), (70, 200, 96, 0.0, 2), (300, 40, 32, 0.25, 7)])
-def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height, width, window, overlap, batch_size,
-                                                                         in_torch, monkeypatch):
+@pytest.mark.parametrize(
+    "height, width, window, overlap, batch_size",
+    [(150, 97, 64, 0.25, 3), (128, 128, 64, 0.5, 8), (70, 200, 96, 0.0, 2), (300, 40, 32, 0.25, 7)],
+)
+def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(
+    height, width, window, overlap, batch_size, in_torch, monkeypatch
+):
     """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
     on the CPU they give the very bits of the numpy host blending this replaced, as the CPU's numpy sums do."""
     import sys
 
     from tests.conftest import REPO
+
     sys.path.insert(0, str(REPO / "benchmarks"))
     from blending import host_blended_probabilities, host_classes
 
-    from stages.core.inference import BlendAccumulator, classes_of, sliding_window_classes
+    from stages.core.inference.blending import BlendAccumulator, classes_of, sliding_window_classes
+
     monkeypatch.setattr(BlendAccumulator, "numpy_on_cpu", not in_torch)
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
     old = host_blended_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
@@ -179,8 +208,9 @@ def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height,
     np.testing.assert_array_equal(new, old)  # bit for bit, not approximately
     classes = sliding_window_classes(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
     assert classes.dtype == np.uint8
-    np.testing.assert_array_equal(classes, host_classes(random_softmax, image, NUM_CLASSES, window, overlap,
-                                                        batch_size))
+    np.testing.assert_array_equal(
+        classes, host_classes(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    )
     on_device_classes, confidence = classes_of(torch.from_numpy(new), confidence=True)
     np.testing.assert_array_equal(on_device_classes, old.argmax(axis=0))
     np.testing.assert_array_equal(confidence, np.rint(old.max(axis=0) * 255).astype(np.uint8))
@@ -188,7 +218,7 @@ def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(height,
 
 def test_tied_classes_resolve_to_the_first_as_numpy_does():
     probs = torch.tensor([[[0.5, 0.2]], [[0.5, 0.4]], [[0.0, 0.4]]])  # pixel 0: classes 0 and 1 tie; pixel 1: 1, 2
-    from stages.core.inference import classes_of
+    from stages.core.inference.blending import classes_of
 
     classes, confidence = classes_of(probs, True)
     np.testing.assert_array_equal(classes, probs.numpy().argmax(axis=0))
@@ -198,7 +228,7 @@ def test_tied_classes_resolve_to_the_first_as_numpy_does():
 
 def test_sums_stay_on_the_device_the_probability_function_returns():
     """A probability function on the 'meta' device (shapes only): the blend is made there, never copied to the host."""
-    from stages.core.inference import blend_windows
+    from stages.core.inference.blending import blend_windows
 
     def on_meta(batch: torch.Tensor) -> torch.Tensor:
         return torch.empty(batch.shape[0], NUM_CLASSES, batch.shape[1], batch.shape[2], device="meta")

@@ -1,12 +1,18 @@
 """Scores against a confusion matrix worked out by hand."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.core.metrics import (confusion_matrix, read_confusion_csv, scores, split_headline,
-                                  write_confusion_csv)
-from stages.core.palette import IGNORE_INDEX
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.evaluation.metrics import (
+    confusion_matrix,
+    read_confusion_csv,
+    scores,
+    split_headline,
+    write_confusion_csv,
+)
 
 NAMES = ("urban_land", "water", "forest_land", "unknown")
 
@@ -22,14 +28,10 @@ def test_confusion_matrix_counts_pairs_and_skips_ignored_pixels():
 
 def test_scores_by_hand():
     # rows truth, columns prediction; forest_land appears in neither (row and column empty)
-    confusion = np.array([[6, 2, 0, 0],
-                          [1, 3, 0, 0],
-                          [0, 0, 0, 0],
-                          [0, 2, 0, 2]])
+    confusion = np.array([[6, 2, 0, 0], [1, 3, 0, 0], [0, 0, 0, 0], [0, 2, 0, 2]])
     result = scores(confusion, NAMES)
     # urban: TP 6, FP 1, FN 2 -> IoU 6/9, Dice 12/15; water: TP 3, FP 4, FN 1 -> 3/8, 6/11; unknown: 2/4, 4/6
-    assert result["iou"] == pytest.approx({"urban_land": 6 / 9, "water": 3 / 8, "forest_land": None,
-                                           "unknown": 2 / 4})
+    assert result["iou"] == pytest.approx({"urban_land": 6 / 9, "water": 3 / 8, "forest_land": None, "unknown": 2 / 4})
     assert result["iou"]["forest_land"] is None and result["dice"]["forest_land"] is None  # not a perfect 1.0
     assert result["dice"]["urban_land"] == pytest.approx(12 / 15)
     assert result["miou_land"] == pytest.approx((6 / 9 + 3 / 8) / 2)  # unknown and the absent class left out
@@ -65,8 +67,16 @@ def test_class_index_out_of_range_is_refused_but_ignored_pixels_are_not_checked(
 
 def test_empty_confusion_has_no_scores_rather_than_zeros():
     result = scores(np.zeros((2, 2), dtype=int), ("a", "b"))
-    assert result == {"miou_land": None, "miou": None, "mean_dice": None, "pixel_accuracy": None, "fw_iou": None,
-                      "iou": {"a": None, "b": None}, "dice": {"a": None, "b": None}, "pixels": 0}
+    assert result == {
+        "miou_land": None,
+        "miou": None,
+        "mean_dice": None,
+        "pixel_accuracy": None,
+        "fw_iou": None,
+        "iou": {"a": None, "b": None},
+        "dice": {"a": None, "b": None},
+        "pixels": 0,
+    }
 
 
 def test_headline_is_split_from_the_details():

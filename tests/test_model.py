@@ -1,11 +1,12 @@
 """The model factory and its weights options."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from stages.core.errors import PipelineError
-from stages.core.model import build_model, normalise
+from stages.core.io.errors import PipelineError
+from stages.core.model.model import build_model, normalise
 
 
 @pytest.mark.parametrize("num_classes", [7, 3])

@@ -1,4 +1,5 @@
 """Outputs appear whole or not at all, readable by others, and what killed runs leave behind is cleaned up."""
+
 from __future__ import annotations
 
 import errno
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.core import outputs
-from stages.core.errors import PipelineError, run_stage
-from stages.core.outputs import atomic_dir, atomic_file, clean_stale, process_alive, write_json
+from stages.core.io import outputs
+from stages.core.io.errors import PipelineError, run_stage
+from stages.core.io.outputs import atomic_dir, atomic_file, clean_stale, process_alive, write_json
 from tests.conftest import REPO
 
 TOKEN = "0123456789abcdef"  # the 16 hex digits of a staging name
@@ -44,6 +45,7 @@ def umask():
 
 
 # --- atomic_file ---------------------------------------------------------------------------------
+
 
 def test_atomic_file_replaces_the_output_only_when_the_block_ends(tmp_path):
     final = tmp_path / "out.json"
@@ -93,6 +95,7 @@ def test_write_json_keeps_key_order_indents_and_ends_with_a_newline(tmp_path):
 
 
 # --- atomic_dir ----------------------------------------------------------------------------------
+
 
 def test_atomic_dir_yields_an_empty_staging_folder_beside_the_output(tmp_path):
     final = tmp_path / "tiles"
@@ -179,11 +182,12 @@ def test_atomic_dir_sets_the_old_output_aside_before_the_new_one_goes_in(tmp_pat
     assert aside_from == "tiles" and re.fullmatch(rf"\.tiles\.{os.getpid()}\.[0-9a-f]{{16}}\.old", aside_to)
     assert new_from == staging.name and new_to == "tiles"
     assert aside_to in before_new  # the old output still existed, aside, when the new one went in
-    assert aside_to[:-len(".old")] == new_from[:-len(".tmp")]  # one run's aside and staging share a name
+    assert aside_to[: -len(".old")] == new_from[: -len(".tmp")]  # one run's aside and staging share a name
     assert (final / "new.txt").read_text() == "new" and siblings(final) == []
 
 
 # --- permissions ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
 def test_outputs_get_the_umask_permissions_not_private_ones(tmp_path, umask, mask, file_mode, dir_mode):
@@ -209,6 +213,7 @@ def test_the_tile_stage_output_is_readable_by_others(plain_dataset, tmp_path, um
 
 
 # --- what killed runs leave behind ---------------------------------------------------------------
+
 
 def test_process_alive(dead_pid, monkeypatch):
     assert process_alive(os.getpid())
@@ -257,7 +262,7 @@ def test_a_killed_process_not_yet_reaped_is_dead():
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from stages.core.outputs import atomic_dir, atomic_file
+    from stages.core.io.outputs import atomic_dir, atomic_file
     final, kind = Path(sys.argv[1]), sys.argv[2]
     with (atomic_dir if kind == "dir" else atomic_file)(final) as staging:
         (staging / "half.txt" if kind == "dir" else staging).write_text("half")
@@ -280,7 +285,7 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path, kind):
 KILLED_BETWEEN_RENAMES = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from stages.core.outputs import atomic_dir
+    from stages.core.io.outputs import atomic_dir
     real_rename = os.rename
     def rename(source, destination):
         real_rename(source, destination)
@@ -331,12 +336,12 @@ def test_of_several_aside_copies_the_newest_is_put_back(tmp_path, dead_pid):
 def test_leftovers_of_live_runs_and_of_other_outputs_stay(tmp_path, dead_pid):
     final = tmp_path / "tiles"
     keep = [
-        f".tiles.{os.getpid()}.{TOKEN}.tmp",        # a run still going (this process)
-        f".tiles.{os.getpid()}.{TOKEN}.old",        # its aside copy, while it swaps
-        f".tiles2.{dead_pid}.{TOKEN}.tmp",          # another output's
-        f".tiles.{dead_pid}.{TOKEN}.tmpx",          # not a staging name
-        f".tiles.{dead_pid}.{TOKEN[:-1]}.tmp",      # nor this
-        f"x.tiles.{dead_pid}.{TOKEN}.tmp",          # nor this
+        f".tiles.{os.getpid()}.{TOKEN}.tmp",  # a run still going (this process)
+        f".tiles.{os.getpid()}.{TOKEN}.old",  # its aside copy, while it swaps
+        f".tiles2.{dead_pid}.{TOKEN}.tmp",  # another output's
+        f".tiles.{dead_pid}.{TOKEN}.tmpx",  # not a staging name
+        f".tiles.{dead_pid}.{TOKEN[:-1]}.tmp",  # nor this
+        f"x.tiles.{dead_pid}.{TOKEN}.tmp",  # nor this
         "tiles.csv",
     ]
     removed = [f".tiles.{dead_pid}.{TOKEN}.tmp", f".tiles.{dead_pid}.{TOKEN[::-1]}.old"]
@@ -358,6 +363,7 @@ def test_a_leftover_file_of_a_dead_run_is_removed(tmp_path, dead_pid):
 
 # --- a full disk ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
 @pytest.mark.parametrize("kind", ["dir", "file"])
 def test_a_full_disk_is_one_error_naming_the_output_and_the_old_output_stays(tmp_path, kind, code):
@@ -366,10 +372,11 @@ def test_a_full_disk_is_one_error_naming_the_output_and_the_old_output_stays(tmp
     with pytest.raises(PipelineError) as raised:
         with (atomic_dir if kind == "dir" else atomic_file)(final):
             raise OSError(code, os.strerror(code))
-    assert str(raised.value) == (f"{final}: cannot write output ({os.strerror(code)}); the previous output, "
-                                 "if any, is unchanged")
+    assert str(raised.value) == (
+        f"{final}: cannot write output ({os.strerror(code)}); the previous output, if any, is unchanged"
+    )
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
-    assert (final.is_dir() if kind == "dir" else final.read_text() == "old")
+    assert final.is_dir() if kind == "dir" else final.read_text() == "old"
     assert siblings(final) == []
 
 
@@ -387,23 +394,30 @@ def test_no_space_errnos():
 
 # --- run_stage -----------------------------------------------------------------------------------
 
+
 def stage_that_raises(error: BaseException):
     def main() -> None:
         raise error
+
     return main
 
 
-@pytest.mark.parametrize("error, line", [
-    (PipelineError("a.csv: bad\n  row"), "error: a.csv: bad row"),
-    (OSError(errno.ENOSPC, "No space left on device", "/data/tiles/x.png"),
-     "error: /data/tiles/x.png: No space left on device"),
-    (OSError(errno.ENOSPC, "No space left on device"), "error: No space left on device"),
-    (PermissionError(errno.EACCES, "Permission denied", "/data/tiles"), "error: /data/tiles: Permission denied"),
-    (OSError(errno.EROFS, "Read-only file system", "/ro"), "error: /ro: Read-only file system"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded", "/q"), "error: /q: Disk quota exceeded"),
-    (OSError(errno.EPERM, "Operation not permitted", "/p"), "error: /p: Operation not permitted"),
-    (OSError(errno.EFBIG, "File too large", "/f"), "error: /f: File too large"),
-])
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (PipelineError("a.csv: bad\n  row"), "error: a.csv: bad row"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/data/tiles/x.png"),
+            "error: /data/tiles/x.png: No space left on device",
+        ),
+        (OSError(errno.ENOSPC, "No space left on device"), "error: No space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied", "/data/tiles"), "error: /data/tiles: Permission denied"),
+        (OSError(errno.EROFS, "Read-only file system", "/ro"), "error: /ro: Read-only file system"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded", "/q"), "error: /q: Disk quota exceeded"),
+        (OSError(errno.EPERM, "Operation not permitted", "/p"), "error: /p: Operation not permitted"),
+        (OSError(errno.EFBIG, "File too large", "/f"), "error: /f: File too large"),
+    ],
+)
 def test_run_stage_prints_one_line_and_exits_1(capsys, error, line):
     with pytest.raises(SystemExit) as exited:
         run_stage(stage_that_raises(error))
@@ -411,8 +425,9 @@ def test_run_stage_prints_one_line_and_exits_1(capsys, error, line):
     assert capsys.readouterr().err == line + "\n"
 
 
-@pytest.mark.parametrize("error", [FileNotFoundError(errno.ENOENT, "No such file", "x"), OSError("no errno"),
-                                   ValueError("a bug")])
+@pytest.mark.parametrize(
+    "error", [FileNotFoundError(errno.ENOENT, "No such file", "x"), OSError("no errno"), ValueError("a bug")]
+)
 def test_run_stage_keeps_the_traceback_of_anything_else(capsys, error):
     with pytest.raises(type(error)):
         run_stage(stage_that_raises(error))

@@ -1,4 +1,5 @@
 """The colour table and the colour <-> index <-> one-hot conversions."""
+
 from __future__ import annotations
 
 import re
@@ -9,13 +10,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stages.core.errors import PipelineError
-from stages.core.palette import (IGNORE_INDEX, ClassTable, index_to_colour, colour_to_index, one_hot,
-                                 reverse_one_hot)
+from stages.core.data.palette import (
+    IGNORE_INDEX,
+    ClassTable,
+    colour_to_index,
+    index_to_colour,
+    one_hot,
+    reverse_one_hot,
+)
+from stages.core.io.errors import PipelineError
 
 TABLE = ClassTable.deepglobe()
-indices = arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)),
-                 elements=st.sampled_from([*range(len(TABLE)), IGNORE_INDEX]))
+indices = arrays(
+    np.uint8,
+    st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    elements=st.sampled_from([*range(len(TABLE)), IGNORE_INDEX]),
+)
 
 
 def test_deepglobe_table_matches_the_dataset_readme():
@@ -86,16 +96,19 @@ def test_class_table_is_not_limited_to_seven_classes(tmp_path):
     np.testing.assert_array_equal(index, [[2, 0]])
 
 
-@pytest.mark.parametrize("content, message", [
-    ("name,r,g,b\nurban_land,0,255\n", "line 2: expected 4 fields"),
-    ("name,r,g,b\nurban_land,0,255,x\n", "line 2: r,g,b must be integers"),
-    ("name,r,g,b\nurban_land,0,255,256\n", "line 2: r,g,b must be integers 0-255"),
-    ("name,r,g,b\n,0,255,255\n", "line 2: empty class name"),
-    ("name,r,g,b\na,0,0,0\na,0,0,255\n", "line 3: class name 'a' appears twice"),
-    ("name,r,g,b\na,0,0,0\nb,0,0,0\n", "line 3: colour (0, 0, 0) already belongs to 'a'"),
-    ("label,red,green,blue\na,0,0,0\n", "header must be 'name,r,g,b'"),
-    ("name,r,g,b\n", "no classes"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name,r,g,b\nurban_land,0,255\n", "line 2: expected 4 fields"),
+        ("name,r,g,b\nurban_land,0,255,x\n", "line 2: r,g,b must be integers"),
+        ("name,r,g,b\nurban_land,0,255,256\n", "line 2: r,g,b must be integers 0-255"),
+        ("name,r,g,b\n,0,255,255\n", "line 2: empty class name"),
+        ("name,r,g,b\na,0,0,0\na,0,0,255\n", "line 3: class name 'a' appears twice"),
+        ("name,r,g,b\na,0,0,0\nb,0,0,0\n", "line 3: colour (0, 0, 0) already belongs to 'a'"),
+        ("label,red,green,blue\na,0,0,0\n", "header must be 'name,r,g,b'"),
+        ("name,r,g,b\n", "no classes"),
+    ],
+)
 def test_malformed_class_table_names_file_and_line(tmp_path, content, message):
     path = tmp_path / "class_dict.csv"
     path.write_text(content)

@@ -1,15 +1,32 @@
 """Params are validated once, and a wrong one is named by its key."""
+
 from __future__ import annotations
 
 import pytest
 
-from stages.core.errors import PipelineError
-from stages.core.params import (AugmentParams, ModelParams, PredictParams, SampleParams, SplitParams,
-                                TileParams, TrainParams, load_params, read_section)
+from stages.core.io.errors import PipelineError
+from stages.core.io.params import (
+    AugmentParams,
+    ModelParams,
+    PredictParams,
+    SampleParams,
+    SplitParams,
+    TileParams,
+    TrainParams,
+    load_params,
+    read_section,
+)
 from tests.conftest import REPO
 
-SECTIONS = {"sample": SampleParams, "tile": TileParams, "split": SplitParams, "augment": AugmentParams,
-            "model": ModelParams, "train": TrainParams, "predict": PredictParams}
+SECTIONS = {
+    "sample": SampleParams,
+    "tile": TileParams,
+    "split": SplitParams,
+    "augment": AugmentParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "predict": PredictParams,
+}
 
 
 def test_repository_params_are_valid():
@@ -18,21 +35,36 @@ def test_repository_params_are_valid():
         assert read_section(params, name, cls) == cls(**params[name])
 
 
-@pytest.mark.parametrize("section, cls, values, message", [
-    ("tile", TileParams, {"size": 256, "stride": 0}, "tile.stride must be at least 1"),
-    ("tile", TileParams, {"size": 256, "stride": 300}, "tile.stride must not exceed tile.size"),
-    ("tile", TileParams, {"size": "big", "stride": 1}, "tile.size must be int"),
-    ("tile", TileParams, {"size": True, "stride": 1}, "tile.size must be int"),
-    ("tile", TileParams, {"size": 256}, "missing key tile.stride"),
-    ("tile", TileParams, {"size": 256, "stride": 256, "strides": 1}, "unknown key tile.strides"),
-    ("split", SplitParams, {"method": "ratios", "seed": 1, "ratios": {"train": 0.7, "val": 0.2, "test": 0.2},
-                            "lists": "x"}, "split.ratios must sum to 1"),
-    ("split", SplitParams, {"method": "ratios", "seed": 1, "ratios": {"train": 0.8, "val": 0.2}, "lists": "x"},
-     "split.ratios must have exactly the keys train, val, test"),
-    ("split", SplitParams, {"method": "random", "seed": 1, "ratios": {"train": 1, "val": 0, "test": 0},
-                            "lists": "x"}, "split.method must be 'ratios' or 'lists'"),
-    ("augment", AugmentParams, {"scale_min": 0, "colour_jitter": 0.1}, "augment.scale_min must be in"),
-])
+@pytest.mark.parametrize(
+    "section, cls, values, message",
+    [
+        ("tile", TileParams, {"size": 256, "stride": 0}, "tile.stride must be at least 1"),
+        ("tile", TileParams, {"size": 256, "stride": 300}, "tile.stride must not exceed tile.size"),
+        ("tile", TileParams, {"size": "big", "stride": 1}, "tile.size must be int"),
+        ("tile", TileParams, {"size": True, "stride": 1}, "tile.size must be int"),
+        ("tile", TileParams, {"size": 256}, "missing key tile.stride"),
+        ("tile", TileParams, {"size": 256, "stride": 256, "strides": 1}, "unknown key tile.strides"),
+        (
+            "split",
+            SplitParams,
+            {"method": "ratios", "seed": 1, "ratios": {"train": 0.7, "val": 0.2, "test": 0.2}, "lists": "x"},
+            "split.ratios must sum to 1",
+        ),
+        (
+            "split",
+            SplitParams,
+            {"method": "ratios", "seed": 1, "ratios": {"train": 0.8, "val": 0.2}, "lists": "x"},
+            "split.ratios must have exactly the keys train, val, test",
+        ),
+        (
+            "split",
+            SplitParams,
+            {"method": "random", "seed": 1, "ratios": {"train": 1, "val": 0, "test": 0}, "lists": "x"},
+            "split.method must be 'ratios' or 'lists'",
+        ),
+        ("augment", AugmentParams, {"scale_min": 0, "colour_jitter": 0.1}, "augment.scale_min must be in"),
+    ],
+)
 def test_bad_values_are_named(section, cls, values, message):
     with pytest.raises(PipelineError, match=message):
         read_section({section: values}, section, cls)
@@ -58,8 +90,11 @@ def test_a_params_file_with_the_old_bf16_key_is_refused_naming_its_replacement(s
     """bf16 became precision: an old file is not mapped (one spelling in dvc.lock and checkpoints), it is refused."""
     params = load_params(REPO / "params.yaml")
     old = {key: value for key, value in params[section].items() if key != "precision"} | {"bf16": True}
-    with pytest.raises(PipelineError, match=rf"^params: unknown key {section}\.bf16: replaced by {section}\.precision "
-                                            r"\(auto, bf16, fp16 or fp32; true was auto, false fp32\)$"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"^params: unknown key {section}\.bf16: replaced by {section}\.precision "
+        r"\(auto, bf16, fp16 or fp32; true was auto, false fp32\)$",
+    ):
         read_section({section: old}, section, SECTIONS[section])
 
 
@@ -68,79 +103,85 @@ def test_a_null_encoder_weights_reads_as_none():
     assert read_section(with_value("model", "encoder_weights", None), "model", ModelParams).encoder_weights == "none"
 
 
-@pytest.mark.parametrize("section, key, value", [
-    ("model", "encoder", "efficientnet-b0"),
-    ("model", "encoder_weights", "none"),
-    ("model", "encoder_weights", "imagenet"),
-    ("model", "encoder_weights", "weights/resnet50.pth"),
-    ("train", "epochs", 1),
-    ("train", "workers", 0),
-    ("train", "shuffle_block", 1),
-    ("train", "weight_decay", 0),  # an int where a float is expected
-    ("train", "loss", "ce"),
-    ("train", "loss", "dice"),
-    ("train", "scheduler", "none"),
-    ("train", "restart_epochs", 1),
-    ("train", "device", "cpu"),
-    ("train", "precision", "fp16"),  # valid as a param; refused on a device without CUDA when training starts
-    ("train", "precision", "fp32"),
-    ("train", "processes", 1),
-    ("train", "nodes", 1),
-    ("predict", "precision", "bf16"),
-    ("predict", "window", 16),
-    ("predict", "overlap", 0),
-    ("predict", "overlap", 0.99),
-    ("predict", "batch_size", 1),
-    ("sample", "valid_images", 0),
-    ("sample", "image_size", 32),
-    ("sample", "jpeg_quality", 95),
-])
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("model", "encoder", "efficientnet-b0"),
+        ("model", "encoder_weights", "none"),
+        ("model", "encoder_weights", "imagenet"),
+        ("model", "encoder_weights", "weights/resnet50.pth"),
+        ("train", "epochs", 1),
+        ("train", "workers", 0),
+        ("train", "shuffle_block", 1),
+        ("train", "weight_decay", 0),  # an int where a float is expected
+        ("train", "loss", "ce"),
+        ("train", "loss", "dice"),
+        ("train", "scheduler", "none"),
+        ("train", "restart_epochs", 1),
+        ("train", "device", "cpu"),
+        ("train", "precision", "fp16"),  # valid as a param; refused on a device without CUDA when training starts
+        ("train", "precision", "fp32"),
+        ("train", "processes", 1),
+        ("train", "nodes", 1),
+        ("predict", "precision", "bf16"),
+        ("predict", "window", 16),
+        ("predict", "overlap", 0),
+        ("predict", "overlap", 0.99),
+        ("predict", "batch_size", 1),
+        ("sample", "valid_images", 0),
+        ("sample", "image_size", 32),
+        ("sample", "jpeg_quality", 95),
+    ],
+)
 def test_boundary_values_are_accepted(section, key, value):
     cls = SECTIONS[section]
     assert getattr(read_section(with_value(section, key, value), section, cls), key) == value
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("model", "encoder", " ", "model.encoder must name an encoder"),
-    ("model", "encoder", None, "model.encoder must be str"),
-    ("model", "encoder_weights", 1, "model.encoder_weights must be str"),
-    ("model", "encoder_weights", " ", "model.encoder_weights must be none, imagenet or a weights file"),
-    ("train", "epochs", 0, "train.epochs must be at least 1"),
-    ("train", "epochs", 2.5, "train.epochs must be int"),
-    ("train", "batch_size", 0, "train.batch_size must be at least 1"),
-    ("train", "workers", -1, "train.workers must be 0 or more"),
-    ("train", "shuffle_block", 0, "train.shuffle_block must be at least 1"),
-    ("train", "lr", 0, "train.lr must be above 0"),
-    ("train", "lr", float("nan"), "train.lr must be a finite number"),
-    ("train", "lr", "fast", "train.lr must be float"),
-    ("train", "weight_decay", -0.1, "train.weight_decay must be 0 or more"),
-    ("train", "loss", "focal", "train.loss must be one of dice, ce, dice_ce"),
-    ("train", "scheduler", "step", "train.scheduler must be one of cosine, none"),
-    ("train", "restart_epochs", 0, "train.restart_epochs must be at least 1"),
-    ("train", "seed", "seven", "train.seed must be int"),
-    ("train", "precision", True, "train.precision must be str"),
-    ("train", "precision", "fp8", "train.precision must be one of auto, bf16, fp16, fp32"),
-    ("predict", "precision", "half", "predict.precision must be one of auto, bf16, fp16, fp32"),
-    ("train", "processes", 0, "train.processes must be at least 1"),
-    ("train", "nodes", 0, "train.nodes must be at least 1"),
-    ("train", "sync_batchnorm", "no", "train.sync_batchnorm must be bool"),
-    ("train", "deterministic", 1, "train.deterministic must be bool"),
-    ("train", "channels_last", 1, "train.channels_last must be bool"),
-    ("train", "device", "tpu", "train.device must be one of auto, cuda, mps, cpu"),
-    ("train", "resume", None, "train.resume must be bool"),
-    ("predict", "window", 0, "predict.window must be a positive multiple of 16"),
-    ("predict", "window", 200, "predict.window must be a positive multiple of 16"),
-    ("predict", "overlap", 1, "predict.overlap must be in \\[0, 1\\)"),
-    ("predict", "overlap", -0.1, "predict.overlap must be in \\[0, 1\\)"),
-    ("predict", "batch_size", 0, "predict.batch_size must be at least 1"),
-    ("predict", "tta", "no", "predict.tta must be bool"),
-    ("predict", "compile", 0, "predict.compile must be bool"),
-    ("sample", "train_images", 0, "sample.train_images must be at least 1"),
-    ("sample", "test_images", -1, "sample.test_images must be 0 or more"),
-    ("sample", "image_size", 31, "sample.image_size must be at least 32 pixels"),
-    ("sample", "jpeg_quality", 96, "sample.jpeg_quality must be between 1 and 95"),
-    ("sample", "jpeg_quality", 0, "sample.jpeg_quality must be between 1 and 95"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("model", "encoder", " ", "model.encoder must name an encoder"),
+        ("model", "encoder", None, "model.encoder must be str"),
+        ("model", "encoder_weights", 1, "model.encoder_weights must be str"),
+        ("model", "encoder_weights", " ", "model.encoder_weights must be none, imagenet or a weights file"),
+        ("train", "epochs", 0, "train.epochs must be at least 1"),
+        ("train", "epochs", 2.5, "train.epochs must be int"),
+        ("train", "batch_size", 0, "train.batch_size must be at least 1"),
+        ("train", "workers", -1, "train.workers must be 0 or more"),
+        ("train", "shuffle_block", 0, "train.shuffle_block must be at least 1"),
+        ("train", "lr", 0, "train.lr must be above 0"),
+        ("train", "lr", float("nan"), "train.lr must be a finite number"),
+        ("train", "lr", "fast", "train.lr must be float"),
+        ("train", "weight_decay", -0.1, "train.weight_decay must be 0 or more"),
+        ("train", "loss", "focal", "train.loss must be one of dice, ce, dice_ce"),
+        ("train", "scheduler", "step", "train.scheduler must be one of cosine, none"),
+        ("train", "restart_epochs", 0, "train.restart_epochs must be at least 1"),
+        ("train", "seed", "seven", "train.seed must be int"),
+        ("train", "precision", True, "train.precision must be str"),
+        ("train", "precision", "fp8", "train.precision must be one of auto, bf16, fp16, fp32"),
+        ("predict", "precision", "half", "predict.precision must be one of auto, bf16, fp16, fp32"),
+        ("train", "processes", 0, "train.processes must be at least 1"),
+        ("train", "nodes", 0, "train.nodes must be at least 1"),
+        ("train", "sync_batchnorm", "no", "train.sync_batchnorm must be bool"),
+        ("train", "deterministic", 1, "train.deterministic must be bool"),
+        ("train", "channels_last", 1, "train.channels_last must be bool"),
+        ("train", "device", "tpu", "train.device must be one of auto, cuda, mps, cpu"),
+        ("train", "resume", None, "train.resume must be bool"),
+        ("predict", "window", 0, "predict.window must be a positive multiple of 16"),
+        ("predict", "window", 200, "predict.window must be a positive multiple of 16"),
+        ("predict", "overlap", 1, "predict.overlap must be in \\[0, 1\\)"),
+        ("predict", "overlap", -0.1, "predict.overlap must be in \\[0, 1\\)"),
+        ("predict", "batch_size", 0, "predict.batch_size must be at least 1"),
+        ("predict", "tta", "no", "predict.tta must be bool"),
+        ("predict", "compile", 0, "predict.compile must be bool"),
+        ("sample", "train_images", 0, "sample.train_images must be at least 1"),
+        ("sample", "test_images", -1, "sample.test_images must be 0 or more"),
+        ("sample", "image_size", 31, "sample.image_size must be at least 32 pixels"),
+        ("sample", "jpeg_quality", 96, "sample.jpeg_quality must be between 1 and 95"),
+        ("sample", "jpeg_quality", 0, "sample.jpeg_quality must be between 1 and 95"),
+    ],
+)
 def test_each_bad_value_is_refused_naming_its_key(section, key, value, message):
     with pytest.raises(PipelineError, match=message):
         read_section(with_value(section, key, value), section, SECTIONS[section])

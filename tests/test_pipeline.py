@@ -4,6 +4,7 @@ The fast profile of .ci/fast-profile (64-pixel images, 32-pixel tiles, resnet18,
 each full run to tens of seconds; the checks are the ones a user relies on: outputs appear, a second repro does nothing,
 editing a param reruns exactly the stages that read it, and reruns reproduce dvc.lock.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,11 +23,11 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.core.checkpoint import read_history
-from stages.core.imageio import read_index_png
-from stages.core.metrics import read_confusion_csv
-from stages.core.palette import IGNORE_INDEX
-from stages.core.tilestore import TileStore, read_index, whole_images
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.tilestore import TileStore, read_index, whole_images
+from stages.core.evaluation.metrics import read_confusion_csv
+from stages.core.io.imageio import read_index_png
+from stages.core.model.checkpoint import read_history
 from stages.plot import summary as plot_summary
 from tests.browser import find_browser, undrawn_plots
 from tests.conftest import REPO
@@ -74,23 +75,36 @@ def set_params(project: Path, sections: dict) -> None:
 
 def dvc(project: Path, *args: str) -> str:
     """Run the venv's dvc in `project`; fail the test with its output if it fails."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
-                            capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
 def git(project: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=project,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
 
 
 def copy_repository(destination: Path) -> Path:
     """The working tree as git would see it (tracked and untracked, nothing ignored), as a fresh repo."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, files):
         if (REPO / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -123,8 +137,11 @@ def test_repro_split_builds_the_data_half(project):
     assert tiles[0].startswith("tile,image_id,y,x") and len(tiles) == 1 + 8 * 4  # 8 images of 2x2 tiles
     assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8  # one class mask per image
     distribution = json.loads((project / "metrics/class_distribution.json").read_text())
-    assert {name: distribution[name]["images"] for name in ("train", "val", "test")} == {"train": 4, "val": 2,
-                                                                                          "test": 2}
+    assert {name: distribution[name]["images"] for name in ("train", "val", "test")} == {
+        "train": 4,
+        "val": 2,
+        "test": 2,
+    }
     assert "Data and pipelines are up to date" in dvc(project, "status", "split")
     assert "didn't change" in dvc(project, "repro", "split")
 
@@ -156,8 +173,11 @@ def test_evaluate_scores_the_predictions_against_the_test_masks(project):
     np.testing.assert_array_equal(written, confusion)
     assert confusion.sum() > 0.9 * 2 * 64 * 64  # two 64 px test images, few ignored pixels
 
-    iou = {name: confusion[k, k] / (confusion[k].sum() + confusion[:, k].sum() - confusion[k, k])
-           for k, name in enumerate(names) if confusion[k].sum() + confusion[:, k].sum()}
+    iou = {
+        name: confusion[k, k] / (confusion[k].sum() + confusion[:, k].sum() - confusion[k, k])
+        for k, name in enumerate(names)
+        if confusion[k].sum() + confusion[:, k].sum()
+    }
     test = json.loads((project / "metrics/test.json").read_text())
     assert list(test) == ["miou_land", "miou", "mean_dice", "pixel_accuracy"]
     assert test["miou_land"] == pytest.approx(np.mean([value for name, value in iou.items() if name != "unknown"]))
@@ -166,8 +186,9 @@ def test_evaluate_scores_the_predictions_against_the_test_masks(project):
     details = json.loads((project / "metrics/test_details.json").read_text())
     assert details["images"] == 2 and details["pixels"] == confusion.sum()
     assert {name: value for name, value in details["iou"].items() if value is not None} == pytest.approx(iou)
-    assert [name for name, value in details["iou"].items() if value is None] == [name for name in names
-                                                                                if name not in iou]
+    assert [name for name, value in details["iou"].items() if value is None] == [
+        name for name in names if name not in iou
+    ]
     dice = [2 * value / (1 + value) for value in iou.values()]  # Dice = 2 IoU / (1 + IoU), class by class
     assert test["mean_dice"] == pytest.approx(np.mean(dice))
 
@@ -187,10 +208,15 @@ def test_summary_sets_train_and_val_at_the_best_epoch_beside_the_test_scores(pro
 
 
 def test_summary_takes_the_epoch_best_pt_was_saved_at():
-    epochs = [{"train": {"miou_land": 0.1 * k, "mean_dice": 0.2 * k}, "val": {"miou_land": 0.3 * k,
-                                                                              "mean_dice": None}} for k in (1, 2)]
-    assert plot_summary(epochs) == {"best_epoch": 2, "train": {"miou_land": 0.2, "mean_dice": 0.4},
-                                    "val": {"miou_land": 0.6, "mean_dice": None}}
+    epochs = [
+        {"train": {"miou_land": 0.1 * k, "mean_dice": 0.2 * k}, "val": {"miou_land": 0.3 * k, "mean_dice": None}}
+        for k in (1, 2)
+    ]
+    assert plot_summary(epochs) == {
+        "best_epoch": 2,
+        "train": {"miou_land": 0.2, "mean_dice": 0.4},
+        "val": {"miou_land": 0.6, "mean_dice": None},
+    }
     assert plot_summary(epochs[:1])["best_epoch"] == 1
 
 
@@ -251,10 +277,19 @@ def test_going_back_to_earlier_params_restores_train_from_the_run_cache(project)
 
 # Where each stage stages its output while it runs (outputs.atomic_dir/atomic_file), or, for train,
 # the checkpoints it writes after every epoch: seeing one means the stage is mid-way through writing.
-MID_STAGE_SIGNS = {"sample": "data/.sample.*", "tile": "data/.tiles.*", "encode": "data/.encoded.*",
-                   "split": "data/.splits.*", "preview": "plots/.data.*", "train": "models/resume/*",
-                   "export": "models/export/.model*.tmp", "predict": "data/.predictions.*",
-                   "evaluate": "metrics/.*.tmp", "plot": "plots/.model.*", "card": "models/export/.model_card*.tmp"}
+MID_STAGE_SIGNS = {
+    "sample": "data/.sample.*",
+    "tile": "data/.tiles.*",
+    "encode": "data/.encoded.*",
+    "split": "data/.splits.*",
+    "preview": "plots/.data.*",
+    "train": "models/resume/*",
+    "export": "models/export/.model*.tmp",
+    "predict": "data/.predictions.*",
+    "evaluate": "metrics/.*.tmp",
+    "plot": "plots/.model.*",
+    "card": "models/export/.model_card*.tmp",
+}
 
 
 def kill_repro_during(project: Path, stage: str) -> str:
@@ -262,10 +297,21 @@ def kill_repro_during(project: Path, stage: str) -> str:
 
     Returns "mid-write", "running" (killed while the stage ran, before a write was seen) or "not run".
     """
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvc"), "repro"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
@@ -298,8 +344,12 @@ def test_a_kill_during_any_stage_then_repro_gives_the_outputs_of_an_uninterrupte
     assert all(outcomes[stage] == "mid-write" for stage in ("sample", "tile", "encode", "predict")), outcomes
     dvc(killed, "repro")
     assert lock_outputs(killed) == lock_outputs(project)
-    left = [str(path.relative_to(killed)) for folder in ("data", "models", "metrics", "plots")
-            for path in (killed / folder).rglob(".*") if path.name != ".gitignore"]
+    left = [
+        str(path.relative_to(killed))
+        for folder in ("data", "models", "metrics", "plots")
+        for path in (killed / folder).rglob(".*")
+        if path.name != ".gitignore"
+    ]
     assert left == []  # no staging copy of any output is left behind
     assert stages_to_run(killed) == set()
 
@@ -315,10 +365,17 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
     dvc(project, "repro")
     dvc(project, "plots", "show", "-o", "plots_html")
     page = (project / "plots_html" / "index.html").read_text()
-    titles = [next(iter(entry)) for entry in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
-              if isinstance(entry, dict)]
-    assert titles == ["Loss per epoch", "mIoU (land classes) per epoch", "Mean Dice per epoch",
-                      "Validation IoU per class per epoch"]
+    titles = [
+        next(iter(entry))
+        for entry in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+        if isinstance(entry, dict)
+    ]
+    assert titles == [
+        "Loss per epoch",
+        "mIoU (land classes) per epoch",
+        "Mean Dice per epoch",
+        "Validation IoU per class per epoch",
+    ]
     assert all(title in page for title in titles)
     # those charts and no other, such as one per DVCLive series
     assert len(re.findall(r"vegaEmbed\('#", page)) == len(titles)
@@ -328,8 +385,10 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
 def browser() -> str:
     found = find_browser()
     if found is None:
-        pytest.skip("no headless browser: install Debian's chromium (`apt-get install chromium`; .ci/run does "
-                    "this when it runs as root) to check that the plot pages render")
+        pytest.skip(
+            "no headless browser: install Debian's chromium (`apt-get install chromium`; .ci/run does "
+            "this when it runs as root) to check that the plot pages render"
+        )
     return found
 
 

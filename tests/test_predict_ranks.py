@@ -1,5 +1,6 @@
 """Prediction split across processes (torchrun, gloo on the CPU) writes what one process writes, byte for
 byte, each image by exactly one rank; if any rank fails, nothing is published."""
+
 from __future__ import annotations
 
 import os
@@ -12,11 +13,11 @@ import pytest
 import torch
 
 from stages import tile
-from stages.core.checkpoint import checkpoint_config, save_checkpoint
-from stages.core.model import build_model
-from stages.core.palette import ClassTable
-from stages.core.ranks import Ranks, ranks_from_environment
-from stages.core.tilestore import TileStore, group_by_image, read_index
+from stages.core.data.palette import ClassTable
+from stages.core.data.tilestore import TileStore, group_by_image, read_index
+from stages.core.model.checkpoint import checkpoint_config, save_checkpoint
+from stages.core.model.model import build_model
+from stages.core.model.ranks import Ranks, ranks_from_environment
 from tests.conftest import REPO, write_pair, write_params
 
 IDS = ["11", "2", "305", "40", "7"]  # five images: two ranks get 3 and 2
@@ -46,28 +47,52 @@ def prepared(tmp_path_factory) -> Path:
     for k, image_id in enumerate(IDS):
         write_pair(root / "raw", image_id, 70, 90, seed=k)
     # the checkpoint's own PyTorch model (the ONNX runtimes would need the export stage's files)
-    params = write_params(root / "params.yaml", tile={"size": 32, "stride": 32},
-                          predict={"runtime": "torch", "int8": False})
+    params = write_params(
+        root / "params.yaml", tile={"size": 32, "stride": 32}, predict={"runtime": "torch", "int8": False}
+    )
     tile.main([str(root / "raw"), str(root / "tiles"), "--params", str(params)])
     torch.manual_seed(0)
     table = ClassTable.deepglobe()
-    save_checkpoint(root / "best.pt", model=build_model("resnet18", len(table)).state_dict(),
-                    config=checkpoint_config("resnet18", table, 32))
+    save_checkpoint(
+        root / "best.pt",
+        model=build_model("resnet18", len(table)).state_dict(),
+        config=checkpoint_config("resnet18", table, 32),
+    )
     return root
 
 
 def run_predict(root: Path, out: Path, processes: int, tiles: Path | None = None) -> subprocess.CompletedProcess:
     """The predict stage on the tiles' whole index, as plain python (1) or under torchrun (more)."""
     tiles = tiles or root / "tiles"
-    launcher = (["-m", "stages.predict"] if processes == 1 else
-                ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "stages.predict"])
+    launcher = (
+        ["-m", "stages.predict"]
+        if processes == 1
+        else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "stages.predict"]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, *launcher, "--checkpoint", str(root / "best.pt"), "--tiles",
-                           str(tiles), "--split", str(tiles / "index.csv"), "--output", str(out),
-                           "--params", str(root / "params.yaml")], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            *launcher,
+            "--checkpoint",
+            str(root / "best.pt"),
+            "--tiles",
+            str(tiles),
+            "--split",
+            str(tiles / "index.csv"),
+            "--output",
+            str(out),
+            "--params",
+            str(root / "params.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -101,8 +126,9 @@ def test_a_failing_rank_publishes_nothing_and_keeps_the_previous_output(prepared
     for image_id in order:
         source = store.image_path(image_id)
         target = damaged / "images" / source.name
-        target.write_bytes(source.read_bytes()[:source.stat().st_size // 2] if image_id == order[3] else
-                           source.read_bytes())
+        target.write_bytes(
+            source.read_bytes()[: source.stat().st_size // 2] if image_id == order[3] else source.read_bytes()
+        )
     out = tmp_path / "predictions"
     out.mkdir()
     (out / "previous.png").write_bytes(b"the last good output")

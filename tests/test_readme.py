@@ -3,6 +3,7 @@
 The commands come from README.md itself, so when README changes, this test follows it; what it
 checks is what the blocks' comments claim.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,15 @@ def readme_commands(section: str) -> list[str]:
 
 def run(project: Path, command: str) -> str:
     """One README line in a shell, with the venv first on PATH (as `source .venv/bin/activate` gives)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
     result = subprocess.run(command, shell=True, cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -69,8 +76,9 @@ def test_readme_experiment_commands_do_what_their_comments_say(tmp_path_factory)
     dvc(project, "repro")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "fast profile as the baseline")
-    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
-                              check=True).stdout.strip()
+    baseline = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
     # "Everyday use": its `dvc repro` comes after an edit of params.yaml
     set_params(project, {"predict": {"overlap": 0.125}})
@@ -92,8 +100,10 @@ def test_readme_experiment_commands_do_what_their_comments_say(tmp_path_factory)
         if command.startswith("dvc queue start"):
             wait_for_queue(project)  # what `dvc queue status` is repeated for
         if command.startswith("dvc params diff"):  # "what was changed: train.lr and train.loss"
-            assert re.findall(r"train\.\w+", output) and set(re.findall(r"train\.\w+", output)) == {"train.lr",
-                                                                                                 "train.loss"}
+            assert re.findall(r"train\.\w+", output) and set(re.findall(r"train\.\w+", output)) == {
+                "train.lr",
+                "train.loss",
+            }
         if command.startswith("dvc exp show"):
             assert fits_a_terminal(output, params_changed=3), output  # the workspace's overlap, lr, loss
             assert "lr-low" in output and "loss-ce" in output and "train.lr" in output and "train.loss" in output
@@ -101,17 +111,21 @@ def test_readme_experiment_commands_do_what_their_comments_say(tmp_path_factory)
     named = experiments(project)
     assert changed_params(project, baseline, named["lr-low"]) == {"train.lr": (0.003, 0.001)}
     assert changed_params(project, baseline, named["loss-ce"]) == {"train.loss": ("dice_ce", "ce")}
-    others = [changed_params(project, baseline, rev) for name, rev in named.items() if name not in ("lr-low", "loss-ce")]
+    others = [
+        changed_params(project, baseline, rev) for name, rev in named.items() if name not in ("lr-low", "loss-ce")
+    ]
     # Everyday's plain `dvc exp run -S train.lr=0.0005` also carries the edit made before it; the
     # grid's two differ from the baseline in train.lr alone
     grid = [changes for changes in others if "predict.overlap" not in changes]
     assert sorted(changes["train.lr"][1] for changes in grid) == [0.0003, 0.001] and all(
-        set(changes) == {"train.lr"} for changes in grid), others
+        set(changes) == {"train.lr"} for changes in grid
+    ), others
     # `dvc exp apply lr-low` ran last: the workspace holds its params, and params.yaml differs from
     # the baseline's in that line alone (`-S` rewrites the file: every value must round-trip)
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["lr"] == 0.001
-    diff = subprocess.run(["git", "diff", "-U0", baseline, "--", "params.yaml"], cwd=project, capture_output=True,
-                          text=True, check=True).stdout
+    diff = subprocess.run(
+        ["git", "diff", "-U0", baseline, "--", "params.yaml"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert len(changed) == 2 and all(re.match(r"[+-]\s+lr: ", line) for line in changed), diff
     assert (project / "compare" / "index.html").exists()

@@ -1,4 +1,5 @@
 """Splits are by image, seeded and stable; explicit lists (GLNet's) are honoured."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.core.encoding import ImagePixels
-from stages.core.errors import PipelineError
-from stages.core.palette import ClassTable
-from stages.core.splitting import (class_distribution, read_id_list, split_by_lists, split_by_ratios, split_counts,
-                                   write_splits)
-from stages.core.tilestore import TileRecord, read_index
+from stages.core.data.encoding import ImagePixels
+from stages.core.data.palette import ClassTable
+from stages.core.data.splitting import (
+    class_distribution,
+    read_id_list,
+    split_by_lists,
+    split_by_ratios,
+    split_counts,
+    write_splits,
+)
+from stages.core.data.tilestore import TileRecord, read_index
+from stages.core.io.errors import PipelineError
 from tests.conftest import REPO
 
 RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -44,8 +51,9 @@ def test_split_counts_give_each_nonempty_split_an_image():
 
 
 def test_tiles_of_one_image_never_land_in_two_splits(tmp_path):
-    records = [TileRecord(f"{image_id}_y{y:05d}_x00000", image_id, y, 0, 10, 30, 10)
-               for image_id in IDS for y in (0, 10, 20)]
+    records = [
+        TileRecord(f"{image_id}_y{y:05d}_x00000", image_id, y, 0, 10, 30, 10) for image_id in IDS for y in (0, 10, 20)
+    ]
     splits = split_by_ratios(IDS, RATIOS, seed=1)
     write_splits(tmp_path, splits, records)
     owners: dict[str, str] = {}
@@ -113,11 +121,20 @@ def test_class_distribution_per_split():
     counts = [ImagePixels("1", (30, 10), 5), ImagePixels("2", (0, 60), 0), ImagePixels("3", (0, 0), 9)]
     records = [TileRecord(f"{i}_{k}", i, 0, 0, 8, 8, 8) for i, n in (("1", 2), ("2", 3), ("3", 1)) for k in range(n)]
     report = class_distribution({"train": ["1", "2"], "val": ["3"], "test": []}, counts, records, table)
-    assert report["train"] == {"images": 2, "tiles": 5, "labelled_pixels": 100, "ignored_pixels": 5,
-                               "class_share": {"a": 0.3, "b": 0.7}}
-    assert report["val"] == {"images": 1, "tiles": 1, "labelled_pixels": 0, "ignored_pixels": 9,
-                             "class_share": {"a": None, "b": None}}
+    assert report["train"] == {
+        "images": 2,
+        "tiles": 5,
+        "labelled_pixels": 100,
+        "ignored_pixels": 5,
+        "class_share": {"a": 0.3, "b": 0.7},
+    }
+    assert report["val"] == {
+        "images": 1,
+        "tiles": 1,
+        "labelled_pixels": 0,
+        "ignored_pixels": 9,
+        "class_share": {"a": None, "b": None},
+    }
     assert report["test"]["images"] == 0 and report["test"]["tiles"] == 0
-    thirds = class_distribution({"train": ["1"], "val": [], "test": []}, [ImagePixels("1", (1, 2), 0)],
-                                records, table)
+    thirds = class_distribution({"train": ["1"], "val": [], "test": []}, [ImagePixels("1", (1, 2), 0)], records, table)
     assert thirds["train"]["class_share"] == {"a": 0.333333, "b": 0.666667}  # rounded to 6 places

@@ -1,4 +1,5 @@
 """The synthetic sample: DeepGlobe's layout, determinism, realistic masks, and a task that needs texture."""
+
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.core.palette import IGNORE_INDEX, ClassTable, colour_to_index
+from stages.core.data.palette import IGNORE_INDEX, ClassTable, colour_to_index
 from stages.synthetic.dataset import colour_mask, write_sample
 from stages.synthetic.scene import generate_scene
 
@@ -78,7 +79,8 @@ def test_layout_is_the_kaggle_deepglobe_one(sample):
             assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (96, 96))
     # Masks exist for train only, as in the real download.
     assert sorted(path.name for path in (sample / "train").iterdir()) == sorted(
-        name for row in rows[:3] for name in (f"{row['image_id']}_sat.jpg", f"{row['image_id']}_mask.png"))
+        name for row in rows[:3] for name in (f"{row['image_id']}_sat.jpg", f"{row['image_id']}_mask.png")
+    )
     assert not list(sample.glob("valid/*_mask.png")) and not list(sample.glob("test/*_mask.png"))
     assert ClassTable.from_csv(sample / "class_dict.csv") == TABLE
 
@@ -138,8 +140,12 @@ def test_regions_are_large_with_smooth_borders(scenes):
     # across and down (a staircase); around axis-aligned rectangles it does so only at corners.
     on_border = stepping_both_ways = 0
     for _, labels in scenes:
-        top_left, top_right, bottom_left, bottom_right = (labels[:-1, :-1], labels[:-1, 1:], labels[1:, :-1],
-                                                          labels[1:, 1:])
+        top_left, top_right, bottom_left, bottom_right = (
+            labels[:-1, :-1],
+            labels[:-1, 1:],
+            labels[1:, :-1],
+            labels[1:, 1:],
+        )
         steps_across = (top_left != top_right) | (bottom_left != bottom_right)
         steps_down = (top_left != bottom_left) | (top_right != bottom_right)
         stepping_both_ways += np.count_nonzero(steps_across & steps_down)
@@ -152,7 +158,7 @@ def coherence(image: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     grey = image.astype(np.float32).mean(axis=2)
     gy, gx = ndimage.sobel(grey, axis=0), ndimage.sobel(grey, axis=1)
     jyy, jxx, jxy = (ndimage.gaussian_filter(product, sigma) for product in (gy * gy, gx * gx, gx * gy))
-    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
+    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)
 
 
 def test_agriculture_and_rangeland_differ_in_texture_not_colour(scenes):
@@ -177,7 +183,9 @@ def test_agriculture_and_rangeland_differ_in_texture_not_colour(scenes):
 
     # Nearest class mean in RGB barely beats chance; one texture statistic nearly separates the classes.
     centre_a, centre_r = agriculture.mean(axis=0), rangeland.mean(axis=0)
-    colour_score = [np.linalg.norm(pixels - centre_r, axis=1) - np.linalg.norm(pixels - centre_a, axis=1)
-                    for pixels in (agriculture, rangeland)]
+    colour_score = [
+        np.linalg.norm(pixels - centre_r, axis=1) - np.linalg.norm(pixels - centre_a, axis=1)
+        for pixels in (agriculture, rangeland)
+    ]
     assert balanced_accuracy(*colour_score) < 0.7
     assert balanced_accuracy(*(np.concatenate(texture[cls]) for cls in (AGRICULTURE, RANGELAND))) > 0.85

@@ -1,4 +1,5 @@
 """The tile layout: whole source images kept byte for byte, tiles as windows of them, and damage found by name."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,8 @@ import pytest
 from PIL import Image
 
 from stages import encode, preview, split, tile
-from stages.core.errors import PipelineError
-from stages.core.tilestore import TileStore
+from stages.core.data.tilestore import TileStore
+from stages.core.io.errors import PipelineError
 from tests.conftest import write_params
 
 
@@ -33,10 +34,12 @@ def test_sources_are_kept_byte_for_byte_and_tiles_are_their_decoded_windows(plai
     for record in records:  # training pixels are exactly those of decoding the source image
         with Image.open(plain_dataset / f"{record.image_id}_sat.jpg") as source:
             decoded = np.array(source.convert("RGB"))
-        np.testing.assert_array_equal(prepared.read_image(record),
-                                      decoded[record.y:record.y + 32, record.x:record.x + 32])
+        np.testing.assert_array_equal(
+            prepared.read_image(record), decoded[record.y : record.y + 32, record.x : record.x + 32]
+        )
     assert {(record.y, record.x) for record in records if record.image_id == "2"} == {
-        (y, x) for y in (0, 32, 38) for x in (0, 32, 58)}
+        (y, x) for y in (0, 32, 38) for x in (0, 32, 58)
+    }
 
 
 def truncate(path: Path) -> None:
@@ -48,13 +51,16 @@ def resize(path: Path) -> None:
         image.resize((40, 40)).save(path, format=image.format)
 
 
-@pytest.mark.parametrize("damage, file, message", [
-    (Path.unlink, "tiles/images/40.jpg", "file not found"),
-    (truncate, "tiles/images/40.jpg", "cannot decode image"),
-    (Path.unlink, "encoded/masks/40.png", "file not found"),
-    (truncate, "encoded/masks/40.png", "cannot decode image"),
-    (resize, "tiles/images/40.jpg", "is 40x40 but the tile index says image 40 is 90x70; rerun the tile stage"),
-])
+@pytest.mark.parametrize(
+    "damage, file, message",
+    [
+        (Path.unlink, "tiles/images/40.jpg", "file not found"),
+        (truncate, "tiles/images/40.jpg", "cannot decode image"),
+        (Path.unlink, "encoded/masks/40.png", "file not found"),
+        (truncate, "encoded/masks/40.png", "cannot decode image"),
+        (resize, "tiles/images/40.jpg", "is 40x40 but the tile index says image 40 is 90x70; rerun the tile stage"),
+    ],
+)
 def test_a_missing_or_damaged_file_is_named_when_its_tiles_are_read(prepared, tmp_path, damage, file, message):
     damage(tmp_path / file)
     (record,) = [record for record in prepared.index() if record.image_id == "40"][:1]
@@ -64,12 +70,29 @@ def test_a_missing_or_damaged_file_is_named_when_its_tiles_are_read(prepared, tm
 
 def test_a_stage_reading_a_damaged_tile_file_fails_with_its_name_and_writes_nothing(prepared, tmp_path):
     params = tmp_path / "params.yaml"
-    split.main([str(prepared.tiles), str(prepared.encoded), str(tmp_path / "splits"), "--params", str(params),
-                "--distribution", str(tmp_path / "distribution.json")])
+    split.main(
+        [
+            str(prepared.tiles),
+            str(prepared.encoded),
+            str(tmp_path / "splits"),
+            "--params",
+            str(params),
+            "--distribution",
+            str(tmp_path / "distribution.json"),
+        ]
+    )
     first_train_image = (tmp_path / "splits/train.csv").read_text().splitlines()[1].split(",")[1]
     damaged = prepared.image_path(first_train_image)
     truncate(damaged)
     with pytest.raises(PipelineError, match=rf"^{damaged}: cannot decode image"):
-        preview.main([str(prepared.tiles), str(prepared.encoded), str(tmp_path / "splits"), str(tmp_path / "plots"),
-                      "--params", str(params)])
+        preview.main(
+            [
+                str(prepared.tiles),
+                str(prepared.encoded),
+                str(tmp_path / "splits"),
+                str(tmp_path / "plots"),
+                "--params",
+                str(params),
+            ]
+        )
     assert not (tmp_path / "plots").exists()

@@ -1,4 +1,5 @@
 """Training is reproducible to the byte, resumes exactly, and stops on a non-finite loss."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,13 +16,13 @@ import pytest
 import torch
 import yaml
 
-from stages.core.checkpoint import load_checkpoint
-from stages.core.datasets import TileDataset
-from stages.core.errors import PipelineError
-from stages.core.geometry import tile_grid
-from stages.core.palette import IGNORE_INDEX
-from stages.core.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.tilestore import TileRecord, TileStore, read_index, tile_name
+from stages.core.data.datasets import TileDataset
+from stages.core.data.geometry import tile_grid
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
+from stages.core.io.errors import PipelineError
+from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
+from stages.core.model.checkpoint import load_checkpoint
 from stages.core.training import trainer
 from stages.core.training.checkpoints import training_params
 from stages.core.training.components import BatchSettings, configure_loss
@@ -36,22 +37,36 @@ def prepared(tmp_path_factory) -> tuple[Path, TrainingData]:
     root = tmp_path_factory.mktemp("prepared")
     params = prepare_tiny_sample(root, train={"epochs": 2, "batch_size": 4})
     store = TileStore(root / "tiles", root / "encoded")
-    data = TrainingData(read_index(root / "splits/train.csv"), read_index(root / "splits/val.csv"), store,
-                        store.class_table(), tile_size=32)
+    data = TrainingData(
+        read_index(root / "splits/train.csv"),
+        read_index(root / "splits/val.csv"),
+        store,
+        store.class_table(),
+        tile_size=32,
+    )
     return params, data
 
 
-def run_training(prepared, out: Path, model: dict | None = None, augment: dict | None = None,
-                 **train_overrides) -> dict[str, str]:
+def run_training(
+    prepared, out: Path, model: dict | None = None, augment: dict | None = None, **train_overrides
+) -> dict[str, str]:
     """Train with the tiny params (plus overrides per section) into `out`; md5 of each file there."""
     params_path, data = prepared
     params = load_params(params_path)
-    train(dataclasses.replace(read_section(params, "model", ModelParams), **(model or {})),
-          dataclasses.replace(read_section(params, "train", TrainParams), **train_overrides),
-          dataclasses.replace(read_section(params, "augment", AugmentParams), **(augment or {})),
-          data, out / "models", out / "live", progress=False)
-    return {str(path.relative_to(out)): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted(out.rglob("*")) if path.is_file()}
+    train(
+        dataclasses.replace(read_section(params, "model", ModelParams), **(model or {})),
+        dataclasses.replace(read_section(params, "train", TrainParams), **train_overrides),
+        dataclasses.replace(read_section(params, "augment", AugmentParams), **(augment or {})),
+        data,
+        out / "models",
+        out / "live",
+        progress=False,
+    )
+    return {
+        str(path.relative_to(out)): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +80,13 @@ def uninterrupted(prepared, tmp_path_factory) -> dict[str, str]:
 
 def test_two_runs_give_identical_checkpoints_and_metrics(prepared, uninterrupted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert {"models/best.pt", "models/last.pt", "models/resume/best.pt", "models/resume/last.pt",
-            "live/metrics.json"} <= set(uninterrupted)
+    assert {
+        "models/best.pt",
+        "models/last.pt",
+        "models/resume/best.pt",
+        "models/resume/last.pt",
+        "live/metrics.json",
+    } <= set(uninterrupted)
     assert not [name for name in uninterrupted if name.endswith(".tmp")]  # no staging file left behind
     assert run_training(prepared, tmp_path / "again", epochs=2) == uninterrupted
 
@@ -75,9 +95,11 @@ def test_checkpoints_carry_the_params_they_were_trained_with(prepared, tmp_path,
     monkeypatch.chdir(tmp_path)
     run_training(prepared, tmp_path / "run", epochs=1, lr=0.0025)
     params = load_params(prepared[0])
-    expected = training_params(read_section(params, "model", ModelParams),
-                               dataclasses.replace(read_section(params, "train", TrainParams), lr=0.0025),
-                               read_section(params, "augment", AugmentParams))
+    expected = training_params(
+        read_section(params, "model", ModelParams),
+        dataclasses.replace(read_section(params, "train", TrainParams), lr=0.0025),
+        read_section(params, "augment", AugmentParams),
+    )
     for name in ("best.pt", "last.pt"):
         stored = load_checkpoint(tmp_path / "run/models" / name)["params"]
         assert stored == expected and stored["train.lr"] == 0.0025 and stored["model.encoder"] == "resnet18"
@@ -109,26 +131,38 @@ def test_resume_refuses_a_checkpoint_of_another_model(prepared, one_epoch, monke
     other = dataclasses.replace(data, tile_size=64)
     params = load_params(params_path)
     with pytest.raises(PipelineError, match="resume/last.pt: was trained with tile_size=32, now 64"):
-        train(read_section(params, "model", ModelParams),
-              dataclasses.replace(read_section(params, "train", TrainParams), epochs=2, resume=True),
-              read_section(params, "augment", AugmentParams), other, one_epoch / "models", one_epoch / "live",
-              progress=False)
+        train(
+            read_section(params, "model", ModelParams),
+            dataclasses.replace(read_section(params, "train", TrainParams), epochs=2, resume=True),
+            read_section(params, "augment", AugmentParams),
+            other,
+            one_epoch / "models",
+            one_epoch / "live",
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("changes, key, stored, now", [
-    ({"lr": 0.002}, "train.lr", "0.003", "0.002"),
-    ({"seed": 8}, "train.seed", "7", "8"),
-    ({"batch_size": 2}, "train.batch_size", "4", "2"),
-    ({"loss": "ce"}, "train.loss", "'dice_ce'", "'ce'"),
-    ({"restart_epochs": 2}, "train.restart_epochs", "1", "2"),
-    ({"augment": {"scale_min": 0.5}}, "augment.scale_min", "0.75", "0.5"),
-])
-def test_resume_refuses_changed_params_naming_the_first_that_differs(prepared, one_epoch, monkeypatch, changes,
-                                                                     key, stored, now):
+@pytest.mark.parametrize(
+    "changes, key, stored, now",
+    [
+        ({"lr": 0.002}, "train.lr", "0.003", "0.002"),
+        ({"seed": 8}, "train.seed", "7", "8"),
+        ({"batch_size": 2}, "train.batch_size", "4", "2"),
+        ({"loss": "ce"}, "train.loss", "'dice_ce'", "'ce'"),
+        ({"restart_epochs": 2}, "train.restart_epochs", "1", "2"),
+        ({"augment": {"scale_min": 0.5}}, "augment.scale_min", "0.75", "0.5"),
+    ],
+)
+def test_resume_refuses_changed_params_naming_the_first_that_differs(
+    prepared, one_epoch, monkeypatch, changes, key, stored, now
+):
     monkeypatch.chdir(one_epoch)
     before = {path: path.stat().st_mtime_ns for path in one_epoch.rglob("*") if path.is_file()}
-    with pytest.raises(PipelineError, match=rf"was trained with {key}={stored}, params now say {now}; "
-                                            "only train.epochs may change"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"was trained with {key}={stored}, params now say {now}; "
+        "only train.epochs may change",
+    ):
         run_training(prepared, one_epoch, epochs=2, resume=True, **changes)
     assert {path: path.stat().st_mtime_ns for path in one_epoch.rglob("*") if path.is_file()} == before
 
@@ -144,10 +178,25 @@ def test_a_run_killed_mid_training_resumes_to_the_same_bytes(prepared, tmp_path,
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(sections, sort_keys=False))
     out, root = tmp_path / "killed", params_path.parent
-    process = subprocess.Popen([sys.executable, "-m", "stages.train", str(root / "tiles"), str(root / "encoded"),
-                                str(root / "splits"), str(out / "models"), "--live", str(out / "live"),
-                                "--params", str(params)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            str(root / "tiles"),
+            str(root / "encoded"),
+            str(root / "splits"),
+            str(out / "models"),
+            "--live",
+            str(out / "live"),
+            "--params",
+            str(params),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not (out / "models/resume/last.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
@@ -172,8 +221,9 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint_and_closes_the_log(prepared, 
     monkeypatch.setattr(dvclive, "Live", SpyLive)
     logged = []
     log_epoch, configure_loss_ = trainer.log_epoch, trainer.configure_loss
-    monkeypatch.setattr(trainer, "log_epoch", lambda live, epoch, record: (logged.append(epoch),
-                                                                           log_epoch(live, epoch, record)))
+    monkeypatch.setattr(
+        trainer, "log_epoch", lambda live, epoch, record: (logged.append(epoch), log_epoch(live, epoch, record))
+    )
 
     def poisoned_after_epoch_1(name):
         loss = configure_loss_(name)
@@ -216,8 +266,16 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error():
     loader = [(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), torch.zeros(2, 16, 16, dtype=torch.uint8))]
     settings = BatchSettings(torch.device("cpu"), "fp32", False, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(PipelineError, match="loss became nan in epoch 1 train, batch 1"):
-        run_epoch(NaNModel(), loader, settings, configure_loss("ce"), 3, "epoch 1 train",
-                  optimizer=torch.optim.SGD([torch.zeros(1)], lr=1), progress=False)
+        run_epoch(
+            NaNModel(),
+            loader,
+            settings,
+            configure_loss("ce"),
+            3,
+            "epoch 1 train",
+            optimizer=torch.optim.SGD([torch.zeros(1)], lr=1),
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("objective", ["dice", "ce", "dice_ce"])
@@ -248,8 +306,10 @@ class FlatStore:
 
 
 def records_of(image_id: str, height: int, width: int, size: int) -> list[TileRecord]:
-    return [TileRecord(tile_name(image_id, y, x), image_id, y, x, size, height, width)
-            for y, x in tile_grid(height, width, size, size)]
+    return [
+        TileRecord(tile_name(image_id, y, x), image_id, y, x, size, height, width)
+        for y, x in tile_grid(height, width, size, size)
+    ]
 
 
 def test_validation_counts_each_pixel_of_overlapping_edge_tiles_once():

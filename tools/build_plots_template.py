@@ -9,14 +9,18 @@ Regenerate (same versions as dvc-render's CDN tags):
     cd "$(mktemp -d)" && for p in vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2; do npm pack -q $p; done \
       && for f in *.tgz; do tar xzf $f; mv package ${f%.tgz}; done && python /path/to/tools/build_plots_template.py .
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("vega-5.20.2/build/vega.min.js", "vega-lite-5.2.0/build/vega-lite.min.js",
-           "vega-embed-6.18.2/build/vega-embed.min.js")
+SCRIPTS = (
+    "vega-5.20.2/build/vega.min.js",
+    "vega-lite-5.2.0/build/vega-lite.min.js",
+    "vega-embed-6.18.2/build/vega-embed.min.js",
+)
 
 PAGE = """<!DOCTYPE html>
 <html>
@@ -46,8 +50,9 @@ PAGE = """<!DOCTYPE html>
 
 
 def main(unpacked: Path) -> None:
-    inlined = "\n".join(f"    <script>/* {name.split('/')[0]} */\n{(unpacked / name).read_text()}\n    </script>"
-                        for name in SCRIPTS)
+    inlined = "\n".join(
+        f"    <script>/* {name.split('/')[0]} */\n{(unpacked / name).read_text()}\n    </script>" for name in SCRIPTS
+    )
     for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):
         if placeholder in inlined:
             sys.exit(f"error: a vendored script contains {placeholder}, which DVC would replace")

@@ -1,5 +1,13 @@
-"""Shared core of the pipeline: everything the stage scripts call and the tests exercise.
+"""Shared core of the pipeline: everything the stage scripts call and the tests exercise, grouped by layer.
 
-Modules are kept independent so that each stage in dvc.yaml can list exactly the ones it uses
-as deps (tests/test_dvc_yaml.py checks the lists against the real imports).
+    io          files in and out, errors, params                    (beneath everything)
+    data        raw layouts, class table, tiles, encoding, splits   -> io
+    model       the network, devices, checkpoints, ranks            -> data, io
+    evaluation  metrics, model card, figures                        -> model, data, io
+    training    the training loop                                   -> evaluation, model, data, io
+    inference   sliding windows, TTA, export, runtimes              -> model, data, io
+    geo         rasters, streamed mapping, areas, polygons          -> inference, model, data, io
+
+Imports go only downward (tests/test_layers.py). Each package's __init__.py holds only its docstring,
+so that each stage in dvc.yaml lists exactly the modules it uses as deps (tests/test_dvc_yaml.py).
 """

@@ -1,5 +1,6 @@
 """The synthetic dataset written in the Kaggle DeepGlobe layout: metadata.csv, class_dict.csv,
 train/ (images and masks), valid/ and test/ (images only), masks with DeepGlobe's off-palette borders."""
+
 from __future__ import annotations
 
 import csv
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.core.imageio import write_jpeg, write_png
-from stages.core.palette import THRESHOLD, ClassTable
+from stages.core.data.palette import THRESHOLD, ClassTable
+from stages.core.io.imageio import write_jpeg, write_png
 from stages.synthetic.fields import edges
 from stages.synthetic.scene import DEEPGLOBE, generate_scene
 
@@ -69,8 +70,17 @@ def _image_ids(seed: int, count: int) -> list[int]:
     return list(ids)
 
 
-def write_sample(root: Path, *, seed: int, train_images: int, valid_images: int, test_images: int,
-                 image_size: int, jpeg_quality: int, progress: bool = True) -> None:
+def write_sample(
+    root: Path,
+    *,
+    seed: int,
+    train_images: int,
+    valid_images: int,
+    test_images: int,
+    image_size: int,
+    jpeg_quality: int,
+    progress: bool = True,
+) -> None:
     """Write metadata.csv, class_dict.csv, train/<id>_sat.jpg + train/<id>_mask.png, valid/<id>_sat.jpg,
     test/<id>_sat.jpg (no masks for valid/test, as in the real dataset) into root (exists, empty)."""
     root = Path(root)
@@ -80,8 +90,9 @@ def write_sample(root: Path, *, seed: int, train_images: int, valid_images: int,
     for split in SPLITS:
         (root / split).mkdir()
     rows = []
-    for (split, position), image_id in tqdm(list(zip(jobs, _image_ids(seed, len(jobs)))), desc="sample",
-                                            unit="image", disable=not progress):
+    for (split, position), image_id in tqdm(
+        list(zip(jobs, _image_ids(seed, len(jobs)))), desc="sample", unit="image", disable=not progress
+    ):
         # Seeded by split and position: an image does not change when other splits grow or shrink.
         rng = np.random.default_rng([seed, SPLITS.index(split), position])
         image, labels = generate_scene(rng, image_size)

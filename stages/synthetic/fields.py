@@ -1,4 +1,5 @@
 """Random fields and pixel-grid helpers that the synthetic scenes are drawn with."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,7 @@ def fine_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     blurred = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
-    return blurred / np.float32(np.sum(kernel ** 2))
+    return blurred / np.float32(np.sum(kernel**2))
 
 
 def blend(rng: np.random.Generator, colours: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:

@@ -6,6 +6,7 @@ as dark as forest, barren ground is as bright as cloud) and every image gets its
 white balance, so a model that scores well must have learnt texture: crop rows, grass mottling,
 tree crowns, roof grids.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy import ndimage
 
-from stages.core.palette import ClassTable
+from stages.core.data.palette import ClassTable
 from stages.synthetic.fields import blend, coordinates, edges, fine_noise, smooth_noise
 
 DEEPGLOBE = ClassTable.deepglobe()
@@ -45,13 +46,16 @@ CLOUD_EDGE = 0.5  # field units over which cloud opacity ramps from 0 to 1: soft
 
 # --- Appearance (RGB values 0-255 before the per-image camera jitter) ---------------------------
 # Agriculture and rangeland both draw from these, so colour alone cannot tell them apart.
-VEGETATION_COLOURS = np.array([[118, 128, 72], [150, 146, 92], [112, 98, 72], [92, 112, 62], [165, 155, 115]],
-                              dtype=np.float32)
+VEGETATION_COLOURS = np.array(
+    [[118, 128, 72], [150, 146, 92], [112, 98, 72], [92, 112, 62], [165, 155, 115]], dtype=np.float32
+)
 FOREST_COLOUR = np.array([50, 78, 44], dtype=np.float32)
 # Water is dark and close to shaded forest; only its lack of texture sets it apart.
 WATER_COLOURS = np.array([[30, 52, 58], [36, 58, 44], [52, 62, 54]], dtype=np.float32)
-ROOF_COLOURS = np.array([[150, 150, 148], [190, 190, 185], [222, 221, 215], [152, 96, 80], [124, 88, 70],
-                         [82, 84, 88], [112, 120, 128]], dtype=np.float32)
+ROOF_COLOURS = np.array(
+    [[150, 150, 148], [190, 190, 185], [222, 221, 215], [152, 96, 80], [124, 88, 70], [82, 84, 88], [112, 120, 128]],
+    dtype=np.float32,
+)
 ROAD_COLOUR = np.array([118, 118, 116], dtype=np.float32)
 # Barren ground reaches the brightness of cloud.
 BARREN_COLOURS = np.array([[205, 186, 150], [186, 162, 126], [214, 205, 180], [172, 152, 122]], dtype=np.float32)
@@ -71,6 +75,7 @@ SENSOR_NOISE = 2.5
 
 
 # --- Labels -----------------------------------------------------------------------------------------
+
 
 def _region_field(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """Unit-variance field whose level sets are smooth blobs about sigma px across, with bent borders."""
@@ -106,6 +111,7 @@ def _cloud_opacity(rng: np.random.Generator, size: int) -> np.ndarray | None:
 
 # --- Textures: each paints an (h, w, 3) float32 patch for one region ------------------------------
 
+
 def _vegetation_colours(rng: np.random.Generator, count: int) -> np.ndarray:
     """(count, 3) colours of crops, grass or soil, each with its own brightness and tint."""
     picked = VEGETATION_COLOURS[rng.integers(len(VEGETATION_COLOURS), size=count)]
@@ -119,7 +125,7 @@ def _voronoi_parcels(rng: np.random.Generator, shape: tuple[int, int], mean_size
     Computed at half resolution (parcels are tens of pixels wide; the 2 px steps vanish in the blur).
     """
     half = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
-    count = int(np.clip(round(4 * half[0] * half[1] / mean_size ** 2), 1, half[0] * half[1]))
+    count = int(np.clip(round(4 * half[0] * half[1] / mean_size**2), 1, half[0] * half[1]))
     seeds = rng.choice(half[0] * half[1], size=count, replace=False)
     not_seed = np.ones(half, dtype=bool)
     not_seed.flat[seeds] = False
@@ -161,7 +167,7 @@ def _paint_forest(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
         # Enough crowns of each size to cover about half the area: together they close the canopy.
         count = max(1, round(0.5 * shape[0] * shape[1] / (np.pi * (2 * sigma) ** 2)))
         trees = np.zeros(shape, dtype=np.float32)
-        trees.flat[rng.integers(trees.size, size=count)] = rng.uniform(0.6, 1.0, count) * 2 * np.pi * sigma ** 2
+        trees.flat[rng.integers(trees.size, size=count)] = rng.uniform(0.6, 1.0, count) * 2 * np.pi * sigma**2
         height += ndimage.gaussian_filter(trees, sigma)  # a crown of peak height ~1 per tree
     height = 1 - np.exp(-height)  # overlapping crowns saturate instead of stacking up
     sun = rng.uniform(0, 2 * np.pi)
@@ -179,8 +185,9 @@ def _paint_water(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
     return blend(rng, colours, shape, 60.0)
 
 
-def _grid_axis(coordinate: np.ndarray, house: float, houses_per_block: int,
-               road: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grid_axis(
+    coordinate: np.ndarray, house: float, houses_per_block: int, road: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Along one axis of the street grid: road mask, int32 house index, position within the house (0-1)."""
     period = houses_per_block * house + road
     block, within_block = np.divmod(coordinate, np.float32(period))
@@ -195,13 +202,15 @@ def _paint_urban(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
     angle = rng.uniform(0, np.pi / 2)
     y, x = coordinates(shape)
     house, road = rng.uniform(*HOUSE_SIZE), rng.uniform(*ROAD_WIDTH)
-    road_u, cell_u, within_u = _grid_axis(math.cos(angle) * x + math.sin(angle) * y, house,
-                                          int(rng.integers(3, 7)), road)
-    road_v, cell_v, within_v = _grid_axis(math.cos(angle) * y - math.sin(angle) * x, house,
-                                          int(rng.integers(2, 5)), road)
+    road_u, cell_u, within_u = _grid_axis(
+        math.cos(angle) * x + math.sin(angle) * y, house, int(rng.integers(3, 7)), road
+    )
+    road_v, cell_v, within_v = _grid_axis(
+        math.cos(angle) * y - math.sin(angle) * x, house, int(rng.integers(2, 5)), road
+    )
     # Each plot looks its house up in tables of PLOT_TABLE x PLOT_TABLE plots, repeated beyond.
     plot = cell_u % PLOT_TABLE * PLOT_TABLE + cell_v % PLOT_TABLE
-    plots = PLOT_TABLE ** 2
+    plots = PLOT_TABLE**2
     built = (rng.random(plots) > 0.15)[plot]  # some plots are empty yards
     # Yard on each side of the house, as a share of the plot: houses differ in size and placement.
     before_u, after_u, before_v, after_v = rng.uniform(0.04, 0.25, size=(4, plots)).astype(np.float32)
@@ -234,8 +243,14 @@ def _paint_barren(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
     return base * shade[..., None]
 
 
-PAINTERS = {AGRICULTURE: _paint_agriculture, RANGELAND: _paint_rangeland, FOREST: _paint_forest,
-            WATER: _paint_water, URBAN: _paint_urban, BARREN: _paint_barren}
+PAINTERS = {
+    AGRICULTURE: _paint_agriculture,
+    RANGELAND: _paint_rangeland,
+    FOREST: _paint_forest,
+    WATER: _paint_water,
+    URBAN: _paint_urban,
+    BARREN: _paint_barren,
+}
 
 
 def _paint_land(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from the run-cache without training.
 Every checkpoint carries the config predict needs, the params it was trained with, the history up
 to its epoch and the number of processes that trained it (`world_size`). Only rank 0 writes them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,10 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stages.core.checkpoint import decode_history, encode_history, load_checkpoint, save_checkpoint
-from stages.core.errors import PipelineError
-from stages.core.outputs import atomic_file
-from stages.core.params import AugmentParams, ModelParams, TrainParams
+from stages.core.io.errors import PipelineError
+from stages.core.io.outputs import atomic_file
+from stages.core.io.params import AugmentParams, ModelParams, TrainParams
+from stages.core.model.checkpoint import decode_history, encode_history, load_checkpoint, save_checkpoint
 
 # Params that say how long and whether to continue, not what is trained: a resumed run may raise
 # train.epochs (the cosine cycle length is train.restart_epochs, not train.epochs). Left out of the
@@ -94,30 +95,42 @@ class CheckpointPolicy:
         """Forget an earlier run's resume state, so a run killed before its first epoch cannot be mistaken for it."""
         shutil.rmtree(self.resume_dir, ignore_errors=True)
 
-    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-               scaler: torch.amp.GradScaler | None = None) -> ResumeState:
+    def resume(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> ResumeState:
         """Load the resume state's weights, optimizer, scheduler (and fp16 loss scaler); refuse one of another
         model, other params or another number of processes."""
         checkpoint = load_checkpoint(self.resume_path)
         for key, value in self.config.items():
             if checkpoint["config"].get(key) != value:
-                raise PipelineError(f"{self.resume_path}: was trained with {key}={checkpoint['config'].get(key)!r}, "
-                                    f"now {value!r}; set train.resume to false to start afresh")
+                raise PipelineError(
+                    f"{self.resume_path}: was trained with {key}={checkpoint['config'].get(key)!r}, "
+                    f"now {value!r}; set train.resume to false to start afresh"
+                )
         stored = checkpoint.get("params", {})
         changed = first_changed_param(stored, self.params)
         if changed is not None:
-            raise PipelineError(f"{self.resume_path}: was trained with {changed}={stored.get(changed)!r}, params now "
-                                f"say {self.params.get(changed)!r}; only train.epochs may change on resume: "
-                                "restore it, or set train.resume to false to start afresh")
+            raise PipelineError(
+                f"{self.resume_path}: was trained with {changed}={stored.get(changed)!r}, params now "
+                f"say {self.params.get(changed)!r}; only train.epochs may change on resume: "
+                "restore it, or set train.resume to false to start afresh"
+            )
         stored_world = checkpoint.get("world_size", 1)
         if stored_world != self.world_size:
-            raise PipelineError(f"{self.resume_path}: was trained by {stored_world} process(es), now "
-                                f"{self.world_size} (train.processes x train.nodes); resume with the same number, "
-                                "or set train.resume to false to start afresh")
+            raise PipelineError(
+                f"{self.resume_path}: was trained by {stored_world} process(es), now "
+                f"{self.world_size} (train.processes x train.nodes); resume with the same number, "
+                "or set train.resume to false to start afresh"
+            )
         if not (self.resume_dir / "best.pt").exists():
-            raise PipelineError(f"{self.resume_dir / 'best.pt'}: missing, so training cannot resume from "
-                                f"{self.resume_path}; set train.resume to false to start afresh")
+            raise PipelineError(
+                f"{self.resume_dir / 'best.pt'}: missing, so training cannot resume from "
+                f"{self.resume_path}; set train.resume to false to start afresh"
+            )
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler is not None:
@@ -127,19 +140,37 @@ class CheckpointPolicy:
         self.best_miou = checkpoint["best_miou"]
         return ResumeState(checkpoint["epoch"], decode_history(checkpoint["history"]))
 
-    def after_epoch(self, epochs_done: int, history: list[dict], val_miou: float, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-                    scaler: torch.amp.GradScaler | None = None) -> None:
+    def after_epoch(
+        self,
+        epochs_done: int,
+        history: list[dict],
+        val_miou: float,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
         """Save the resume folder's best.pt if `val_miou` beats the best so far, and its last.pt always."""
         self.resume_dir.mkdir(parents=True, exist_ok=True)
-        state = {"config": self.config, "params": self.params, "world_size": self.world_size, "epoch": epochs_done,
-                 "history": encode_history(history), "model": model.state_dict()}
+        state = {
+            "config": self.config,
+            "params": self.params,
+            "world_size": self.world_size,
+            "epoch": epochs_done,
+            "history": encode_history(history),
+            "model": model.state_dict(),
+        }
         if val_miou > self.best_miou:
             self.best_miou = val_miou
             save_checkpoint(self.resume_dir / "best.pt", **state, best_miou=self.best_miou)
-        save_checkpoint(self.resume_path, **state, best_miou=self.best_miou, optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict() if scheduler else None,
-                        **({"scaler": scaler.state_dict()} if scaler is not None else {}))
+        save_checkpoint(
+            self.resume_path,
+            **state,
+            best_miou=self.best_miou,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler else None,
+            **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+        )
 
     def publish(self) -> None:
         """The finished run's best.pt and last.pt become the stage's outputs."""

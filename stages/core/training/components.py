@@ -1,5 +1,6 @@
 """What training is built from, each made from params in one place: model, loss, optimizer, scheduler,
 and the way a batch is prepared for the model (device, precision, memory layout, normalisation)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,17 +9,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stages.core.devices import autocast
-from stages.core.model import build_model, normalise
-from stages.core.palette import IGNORE_INDEX
-from stages.core.params import ModelParams, TrainParams
+from stages.core.data.palette import IGNORE_INDEX
+from stages.core.io.params import ModelParams, TrainParams
+from stages.core.model.devices import autocast
+from stages.core.model.model import build_model, normalise
 
 # (logits, target) -> the objective to minimise
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def configure_model(model_params: ModelParams, num_classes: int, device: torch.device, channels_last: bool,
-                    seed: int) -> nn.Module:
+def configure_model(
+    model_params: ModelParams, num_classes: int, device: torch.device, channels_last: bool, seed: int
+) -> nn.Module:
     """DeepLabV3+ with its random initialisation drawn from `seed`, on `device`."""
     torch.manual_seed(seed)
     model = build_model(model_params.encoder, num_classes, model_params.encoder_weights).to(device)
@@ -36,19 +38,27 @@ def configure_loss(name: str) -> LossFn:
 
     dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
     cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    objectives = {"dice": dice, "ce": cross_entropy,
-                  "dice_ce": lambda logits, target: dice(logits, target) + cross_entropy(logits, target)}
+    objectives = {
+        "dice": dice,
+        "ce": cross_entropy,
+        "dice_ce": lambda logits, target: dice(logits, target) + cross_entropy(logits, target),
+    }
     return objectives[name]
 
 
 def configure_optimizer(model: nn.Module, train_params: TrainParams, device: torch.device) -> torch.optim.Optimizer:
     """Adam; its fused kernel where there is one (one pass over all weights: 4% of a CPU step, measured)."""
-    return torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay,
-                            fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=train_params.lr,
+        weight_decay=train_params.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
+    )
 
 
-def configure_scheduler(optimizer: torch.optim.Optimizer, train_params: TrainParams
-                        ) -> torch.optim.lr_scheduler.LRScheduler | None:
+def configure_scheduler(
+    optimizer: torch.optim.Optimizer, train_params: TrainParams
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Cosine annealing with warm restarts every `restart_epochs` (stepped every batch), or none."""
     if train_params.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=train_params.restart_epochs)

@@ -10,6 +10,7 @@ multi-process training existed.
 Rank 0 alone writes (checkpoints, DVCLive's log, the progress bars); every rank computes, and the
 numbers logged are sums over all ranks (see loop.EpochMeter).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.core.errors import PipelineError
-from stages.core.params import TrainParams
-from stages.core.ranks import launched_by_torchrun, rank_device, ranks_from_environment
+from stages.core.io.errors import PipelineError
+from stages.core.io.params import TrainParams
+from stages.core.model.ranks import launched_by_torchrun, rank_device, ranks_from_environment
 
 
 @dataclass(frozen=True)
@@ -60,23 +61,30 @@ def start_processes(train_params: TrainParams, device: torch.device) -> Processe
     params are what dvc.lock and the checkpoints record.
     """
     expected = train_params.processes * train_params.nodes
-    layout = (f"train.processes x train.nodes is {train_params.processes} x {train_params.nodes} = "
-              f"{expected} process{'es' if expected > 1 else ''}")
+    layout = (
+        f"train.processes x train.nodes is {train_params.processes} x {train_params.nodes} = "
+        f"{expected} process{'es' if expected > 1 else ''}"
+    )
     if not launched_by_torchrun():
         if expected != 1:
-            raise PipelineError(f"params: {layout}, but this is one process, not started by torchrun; run the "
-                                f"stage with dvc repro (its command starts torchrun) or with torchrun "
-                                f"--nproc_per_node={train_params.processes} -m stages.train ...")
+            raise PipelineError(
+                f"params: {layout}, but this is one process, not started by torchrun; run the "
+                f"stage with dvc repro (its command starts torchrun) or with torchrun "
+                f"--nproc_per_node={train_params.processes} -m stages.train ..."
+            )
         return Processes(device=device)
     ranks = ranks_from_environment()
     if ranks.world != expected:
-        raise PipelineError(f"params: {layout}, but torchrun started {ranks.world} (WORLD_SIZE); make them agree "
-                            "(more than one node is launched by hand: README, Multi-GPU)")
+        raise PipelineError(
+            f"params: {layout}, but torchrun started {ranks.world} (WORLD_SIZE); make them agree "
+            "(more than one node is launched by hand: README, Multi-GPU)"
+        )
     if ranks.world == 1:
         return Processes(device=device)
     if device.type not in ("cuda", "cpu"):
-        raise PipelineError(f"params: train.processes x train.nodes above 1 needs train.device cuda or cpu, "
-                            f"not {device.type}")
+        raise PipelineError(
+            f"params: train.processes x train.nodes above 1 needs train.device cuda or cpu, not {device.type}"
+        )
     device = rank_device(device, ranks, "train.processes")
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Processes(ranks.rank, ranks.world, device)
@@ -89,8 +97,10 @@ def data_parallel(model: nn.Module, processes: Processes, sync_batchnorm: bool) 
         return model
     if sync_batchnorm:
         if processes.device.type != "cuda":
-            raise PipelineError("params: train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on "
-                                f"GPUs only), this run is on {processes.device.type}; set it to false")
+            raise PipelineError(
+                "params: train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on "
+                f"GPUs only), this run is on {processes.device.type}; set it to false"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [processes.device.index] if processes.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

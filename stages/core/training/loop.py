@@ -1,4 +1,5 @@
 """One pass over a loader, training or evaluating, and the numbers it yields."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stages.core.errors import PipelineError
-from stages.core.metrics import confusion_matrix, scores
-from stages.core.palette import ClassTable
+from stages.core.data.palette import ClassTable
+from stages.core.evaluation.metrics import confusion_matrix, scores
+from stages.core.io.errors import PipelineError
 from stages.core.training.components import BatchSettings, LossFn
 from stages.core.training.distributed import Processes
 
@@ -55,8 +56,7 @@ class EpochMeter:
         self.batches += 1
         self.loss_sum += loss
         with torch.no_grad():
-            self.confusion += confusion_matrix(targets.cpu().numpy(), logits.argmax(1).cpu().numpy(),
-                                               self.num_classes)
+            self.confusion += confusion_matrix(targets.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.num_classes)
 
     @property
     def mean_loss(self) -> float:
@@ -79,14 +79,20 @@ def finite_loss(loss: torch.Tensor, description: str, step: int, processes: Proc
     value = loss.item()
     checked = processes.sum(np.array([value]))[0] if processes is not None and processes.several else value
     if not math.isfinite(checked):
-        raise PipelineError(f"train: loss became {checked} in {description}, batch {step + 1}; "
-                            "lower train.lr or set train.precision to fp32")
+        raise PipelineError(
+            f"train: loss became {checked} in {description}, batch {step + 1}; "
+            "lower train.lr or set train.precision to fp32"
+        )
     return value
 
 
-def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler | None, epoch_position: float,
-             scaler: torch.amp.GradScaler | None = None) -> None:
+def optimise(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    epoch_position: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
     """One optimizer step; the scheduler moves to `epoch_position` (warm restarts move smoothly within an epoch).
 
     With a GradScaler (fp16) the loss is scaled before backward and the step skipped where the
@@ -104,11 +110,20 @@ def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
         scheduler.step(epoch_position)
 
 
-def run_epoch(model: nn.Module, loader: DataLoader, batch_settings: BatchSettings, loss_fn: LossFn,
-              num_classes: int, description: str, optimizer: torch.optim.Optimizer | None = None,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, epoch: int = 0,
-              progress: bool = True, scaler: torch.amp.GradScaler | None = None,
-              processes: Processes | None = None) -> EpochResult:
+def run_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    batch_settings: BatchSettings,
+    loss_fn: LossFn,
+    num_classes: int,
+    description: str,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    epoch: int = 0,
+    progress: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
+    processes: Processes | None = None,
+) -> EpochResult:
     """One pass over `loader`: trains when an optimizer is given, else evaluates without gradients.
 
     With several `processes`, `loader` holds this rank's share and the result is summed over all ranks.
@@ -137,8 +152,12 @@ def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | N
     All but the objective come from the epoch's confusion matrix, defined as the test scores are.
     """
     summary = scores(result.confusion, table.names)
-    metrics = {"loss": result.loss, "miou_land": summary["miou_land"],
-               "miou": summary["miou"], "mean_dice": summary["mean_dice"],
-               "pixel_accuracy": summary["pixel_accuracy"]}
+    metrics = {
+        "loss": result.loss,
+        "miou_land": summary["miou_land"],
+        "miou": summary["miou"],
+        "mean_dice": summary["mean_dice"],
+        "pixel_accuracy": summary["pixel_accuracy"],
+    }
     metrics.update({f"iou/{name}": value for name, value in summary["iou"].items()})
     return metrics

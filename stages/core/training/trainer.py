@@ -1,4 +1,5 @@
 """train(): the components, the loop and the checkpoint policy put together epoch by epoch, logged with DVCLive."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,18 +10,23 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stages.core.augment import training_augmentation
-from stages.core.checkpoint import checkpoint_config
-from stages.core.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
-from stages.core.devices import choose_device, make_deterministic, resolve_precision
-from stages.core.errors import PipelineError
-from stages.core.model import IMAGENET_MEAN, IMAGENET_STD
-from stages.core.palette import ClassTable
-from stages.core.params import AugmentParams, ModelParams, TrainParams
-from stages.core.tilestore import TileRecord, TileStore
+from stages.core.data.augment import training_augmentation
+from stages.core.data.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
+from stages.core.data.palette import ClassTable
+from stages.core.data.tilestore import TileRecord, TileStore
+from stages.core.io.errors import PipelineError
+from stages.core.io.params import AugmentParams, ModelParams, TrainParams
+from stages.core.model.checkpoint import checkpoint_config
+from stages.core.model.devices import choose_device, make_deterministic, resolve_precision
+from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.training.checkpoints import CheckpointPolicy, training_params
-from stages.core.training.components import (BatchSettings, configure_loss, configure_model, configure_optimizer,
-                                             configure_scheduler)
+from stages.core.training.components import (
+    BatchSettings,
+    configure_loss,
+    configure_model,
+    configure_optimizer,
+    configure_scheduler,
+)
 from stages.core.training.distributed import Processes, data_parallel, start_processes, unwrapped
 from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
 
@@ -44,22 +50,32 @@ def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
     live.make_summary()
 
 
-def training_set(records: list[TileRecord], store: TileStore, tile_size: int, augment_params: AugmentParams,
-                 train_params: TrainParams) -> TileDataset:
+def training_set(
+    records: list[TileRecord],
+    store: TileStore,
+    tile_size: int,
+    augment_params: AugmentParams,
+    train_params: TrainParams,
+) -> TileDataset:
     """The training tiles, augmented, keeping a shuffle block's images decoded."""
     augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter)
     return TileDataset(records, store, augmentation, seed=train_params.seed, cached_images=train_params.shuffle_block)
 
 
-def train_loader_for_epoch(train_set: TileDataset, train_params: TrainParams, epoch: int,
-                           loader_options: dict, processes: Processes = Processes()) -> DataLoader:
+def train_loader_for_epoch(
+    train_set: TileDataset,
+    train_params: TrainParams,
+    epoch: int,
+    loader_options: dict,
+    processes: Processes = Processes(),
+) -> DataLoader:
     """This rank's training batches of the epoch: tiles shuffled within blocks of images in an order seeded by the
     epoch, the same on every rank, and each rank taking its share of it (padded so all ranks have as many)."""
-    order = ImageBlockSampler(train_set.records, train_params.shuffle_block,
-                              seed_epoch(train_params.seed, epoch, processes.rank))
+    order = ImageBlockSampler(
+        train_set.records, train_params.shuffle_block, seed_epoch(train_params.seed, epoch, processes.rank)
+    )
     sampler = ShardedSampler(order, processes.rank, processes.world_size, pad=True)
-    return DataLoader(train_set, sampler=sampler, drop_last=len(sampler) > train_params.batch_size,
-                      **loader_options)
+    return DataLoader(train_set, sampler=sampler, drop_last=len(sampler) > train_params.batch_size, **loader_options)
 
 
 def validation_loader(val_set: TileDataset, options: dict, processes: Processes) -> DataLoader:
@@ -73,8 +89,11 @@ def validation_loader(val_set: TileDataset, options: dict, processes: Processes)
 
 def loader_options(train_params: TrainParams, device: torch.device) -> dict:
     """DataLoader settings shared by the training and validation loaders."""
-    return {"batch_size": train_params.batch_size, "num_workers": train_params.workers,
-            "pin_memory": device.type == "cuda"}
+    return {
+        "batch_size": train_params.batch_size,
+        "num_workers": train_params.workers,
+        "pin_memory": device.type == "cuda",
+    }
 
 
 def configure_cuda(device: torch.device, deterministic: bool) -> None:
@@ -88,8 +107,15 @@ def configure_cuda(device: torch.device, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def train(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams, data: TrainingData,
-          models_dir: Path, live_dir: Path, progress: bool = True) -> dict:
+def train(
+    model_params: ModelParams,
+    train_params: TrainParams,
+    augment_params: AugmentParams,
+    data: TrainingData,
+    models_dir: Path,
+    live_dir: Path,
+    progress: bool = True,
+) -> dict:
     """Train, log every epoch to `live_dir` with DVCLive, end with models_dir/best.pt and last.pt.
 
     Checkpoints go to models_dir/resume after every epoch (see checkpoints). The log is closed
@@ -101,15 +127,30 @@ def train(model_params: ModelParams, train_params: TrainParams, augment_params: 
     configure_cuda(device, train_params.deterministic)
     processes = start_processes(train_params, device)
     try:
-        return train_processes(model_params, train_params, augment_params, data, models_dir, live_dir,
-                               progress and processes.main, processes)
+        return train_processes(
+            model_params,
+            train_params,
+            augment_params,
+            data,
+            models_dir,
+            live_dir,
+            progress and processes.main,
+            processes,
+        )
     finally:
         processes.stop()
 
 
-def train_processes(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams,
-                    data: TrainingData, models_dir: Path, live_dir: Path, progress: bool,
-                    processes: Processes) -> dict:
+def train_processes(
+    model_params: ModelParams,
+    train_params: TrainParams,
+    augment_params: AugmentParams,
+    data: TrainingData,
+    models_dir: Path,
+    live_dir: Path,
+    progress: bool,
+    processes: Processes,
+) -> dict:
     """train() in this process, one of `processes`."""
     from dvclive import Live
 
@@ -122,16 +163,22 @@ def train_processes(model_params: ModelParams, train_params: TrainParams, augmen
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     loss_fn = configure_loss(train_params.loss)
     batch_settings = BatchSettings(device, precision, train_params.channels_last, IMAGENET_MEAN, IMAGENET_STD)
-    checkpoints = CheckpointPolicy(models_dir, checkpoint_config(model_params.encoder, data.table, data.tile_size),
-                                   training_params(model_params, train_params, augment_params), processes.world_size)
+    checkpoints = CheckpointPolicy(
+        models_dir,
+        checkpoint_config(model_params.encoder, data.table, data.tile_size),
+        training_params(model_params, train_params, augment_params),
+        processes.world_size,
+    )
 
     start_epoch, history = 0, []
     if train_params.resume and checkpoints.resume_path.exists():
         resumed = checkpoints.resume(model, optimizer, scheduler, scaler)
         start_epoch, history = resumed.epochs_done, resumed.history
         if start_epoch > train_params.epochs:
-            raise PipelineError(f"{checkpoints.resume_path}: already has {start_epoch} epochs, more than train.epochs "
-                                f"({train_params.epochs}); raise train.epochs or set train.resume to false")
+            raise PipelineError(
+                f"{checkpoints.resume_path}: already has {start_epoch} epochs, more than train.epochs "
+                f"({train_params.epochs}); raise train.epochs or set train.resume to false"
+            )
         if processes.main:
             print(f"train: resuming from {checkpoints.resume_path} after epoch {start_epoch}")
     elif processes.main:
@@ -150,15 +197,41 @@ def train_processes(model_params: ModelParams, train_params: TrainParams, augmen
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
             if log is not None:
                 log_epoch(log, epoch, record)
-        epochs = tqdm(range(start_epoch, train_params.epochs), desc="train", unit="epoch", disable=not progress,
-                      initial=start_epoch, total=train_params.epochs)
+        epochs = tqdm(
+            range(start_epoch, train_params.epochs),
+            desc="train",
+            unit="epoch",
+            disable=not progress,
+            initial=start_epoch,
+            total=train_params.epochs,
+        )
         for epoch in epochs:
             train_set.epoch = epoch
             train_loader = train_loader_for_epoch(train_set, train_params, epoch, options, processes)
-            trained = run_epoch(trained_model, train_loader, batch_settings, loss_fn, num_classes,
-                                f"epoch {epoch + 1} train", optimizer, scheduler, epoch, progress, scaler, processes)
-            validated = run_epoch(model, val_loader, batch_settings, loss_fn, num_classes, f"epoch {epoch + 1} val",
-                                  progress=progress, processes=processes)
+            trained = run_epoch(
+                trained_model,
+                train_loader,
+                batch_settings,
+                loss_fn,
+                num_classes,
+                f"epoch {epoch + 1} train",
+                optimizer,
+                scheduler,
+                epoch,
+                progress,
+                scaler,
+                processes,
+            )
+            validated = run_epoch(
+                model,
+                val_loader,
+                batch_settings,
+                loss_fn,
+                num_classes,
+                f"epoch {epoch + 1} val",
+                progress=progress,
+                processes=processes,
+            )
             record = {"train": epoch_metrics(trained, data.table), "val": epoch_metrics(validated, data.table)}
             history.append(record)
             val_miou = record["val"]["miou_land"] or 0.0

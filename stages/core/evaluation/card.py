@@ -1,0 +1,186 @@
+"""The model card: what a user of the exported model needs to know, as JSON and as Markdown.
+
+Everything comes from files the card stage declares as deps: classes, colours, normalisation and
+the encoder from the checkpoint; the training params from the checkpoint too (those it was
+trained with, not today's params.yaml); the test scores from metrics/test.json; the export check
+from metrics/export.json; the data version as a content hash of the prepared data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from stages.core.model.checkpoint import TrainedModel
+from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE
+
+CARD_FORMAT = 1
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(*folders: Path) -> str:
+    """sha256 over every file's path (relative to its folder) and sha256, in sorted order: the data's version.
+
+    The same files give the same hash on any machine and in any clone (unlike a git commit, which
+    changes with every commit, or a path).
+    """
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            digest.update(f"{folder.name}/{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def card_content(
+    trained: TrainedModel,
+    training: dict,
+    test_metrics: dict,
+    export_report: dict,
+    predict: dict,
+    data_version: str,
+    models: dict[str, Path],
+) -> dict:
+    """The card as JSON-ready data."""
+    return {
+        "format": CARD_FORMAT,
+        "name": "landcover-deeplabv3plus",
+        "architecture": f"DeepLabV3+ ({training['encoder']} encoder, segmentation-models-pytorch)",
+        "files": {
+            name: {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+            for name, path in models.items()
+        },
+        "input": {
+            "name": "image",
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "channels": "RGB, 0-255",
+            "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
+            "trained_on_tiles_of": training["tile_size"],
+        },
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "meaning": "softmax class probabilities; argmax over C is the class index",
+        },
+        "normalisation": {
+            "applied": "inside the model: (pixel / 255 - mean) / std per channel",
+            "mean": list(trained.mean),
+            "std": list(trained.std),
+        },
+        "classes": [
+            {"index": index, "name": name, "colour": [int(c) for c in colour]}
+            for index, (name, colour) in enumerate(zip(trained.table.names, trained.table.colours))
+        ],
+        "training": {
+            "params": training["params"],
+            "best_epoch": training["best_epoch"],
+            "best_val_miou_land": training["best_val_miou_land"],
+        },
+        "test_metrics": {**test_metrics, "predicted_with": predict},
+        "export_check": export_report,
+        "data_version": {
+            "sha256": data_version,
+            "of": "every file of data/tiles and data/splits (the prepared images, masks and splits)",
+        },
+    }
+
+
+def card_markdown(card: dict) -> str:
+    """The card for people: the same facts as the JSON."""
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"{card['architecture']}, land cover in 7 DeepGlobe classes.",
+        "",
+        "## Files",
+        "",
+        "| model | file | bytes | sha256 |",
+        "|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {name} | `{entry['file']}` | {entry['bytes']} | `{entry['sha256']}` |"
+        for name, entry in card["files"].items()
+    ]
+    spec_in, spec_out, norm = card["input"], card["output"], card["normalisation"]
+    lines += [
+        "",
+        "## Input and output",
+        "",
+        f"- input `{spec_in['name']}`: {spec_in['dtype']} {spec_in['layout']}, {spec_in['channels']}; "
+        f"{spec_in['size_rule']} (trained on {spec_in['trained_on_tiles_of']} px tiles; predict uses sliding "
+        'windows with blending, README "Mapping new imagery")',
+        f"- output `{spec_out['name']}`: {spec_out['dtype']} {spec_out['layout']}, {spec_out['meaning']}",
+        f"- normalisation, {norm['applied']}: mean {norm['mean']}, std {norm['std']}",
+        "",
+        "## Classes",
+        "",
+        "| index | class | colour (RGB) |",
+        "|---:|---|---|",
+    ]
+    lines += [f"| {c['index']} | {c['name']} | {tuple(c['colour'])} |" for c in card["classes"]]
+    training = card["training"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"Kept epoch {training['best_epoch']} (validation mIoU over the land classes "
+        f"{_number(training['best_val_miou_land'])}). Params:",
+        "",
+        "| param | value |",
+        "|---|---|",
+    ]
+    lines += [f"| `{key}` | `{value}` |" for key, value in training["params"].items()]
+    test = dict(card["test_metrics"])
+    predicted_with = test.pop("predicted_with")
+    lines += [
+        "",
+        "## Test metrics",
+        "",
+        "Whole test images, sliding window with blending; predicted with "
+        + ", ".join(f"`predict.{key}: {value}`" for key, value in predicted_with.items())
+        + ".",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+    ]
+    lines += [f"| {key} | {_number(value)} |" for key, value in test.items()]
+    check = card["export_check"]
+    lines += [
+        "",
+        "## Export check",
+        "",
+        f"On {check['check_tiles']} test tiles, against PyTorch fp32:",
+        "",
+        "| runtime | largest probability difference | argmax agreement |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name.replace('_', ' ')} | {check[name]['max_abs_diff']:.3g} | {check[name]['argmax_agreement']:.4%} |"
+        for name in ("onnxruntime_fp32", "onnxruntime_int8")
+        if name in check
+    ]
+    lines += [
+        "",
+        "## Data version",
+        "",
+        f"`{card['data_version']['sha256']}`: sha256 of {card['data_version']['of']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def card_json(card: dict) -> str:
+    return json.dumps(card, indent=2) + "\n"

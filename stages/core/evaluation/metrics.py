@@ -1,0 +1,87 @@
+"""Segmentation scores from one confusion matrix accumulated over a whole split.
+
+IoU_c = TP / (TP + FP + FN) and Dice_c = 2TP / (2TP + FP + FN), per class, pooled over every
+pixel of the split before averaging (the DeepGlobe challenge's definition). A class absent from
+both ground truth and prediction has no score (None) and is left out of the means; counting it
+as a perfect 1.0 would flatter small test sets.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from stages.core.data.palette import IGNORE_INDEX
+
+# The challenge's headline mIoU is over the land classes: `unknown` (clouds and other) is excluded.
+EXCLUDED_FROM_HEADLINE = ("unknown",)
+# The scores that `dvc metrics show` and `dvc exp show` display; the rest go to a details file, so
+# the default views stay readable (a column per key, whatever file it is in).
+HEADLINE = ("miou_land", "miou", "mean_dice", "pixel_accuracy")
+
+
+def confusion_matrix(target: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
+
+    Pixels whose ground truth is IGNORE_INDEX are left out.
+    """
+    target = np.asarray(target).ravel()
+    prediction = np.asarray(prediction).ravel()
+    valid = target != IGNORE_INDEX
+    if valid.any() and (target[valid].max() >= num_classes or prediction[valid].max() >= num_classes):
+        raise ValueError(f"class index out of range for {num_classes} classes")
+    pairs = target[valid].astype(np.int64) * num_classes + prediction[valid]
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> dict:
+    """Every reported number: headline mIoU (land classes), mIoU (all), per-class IoU and Dice, and more."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    true_positive = np.diag(confusion)
+    false_positive = confusion.sum(axis=0) - true_positive
+    false_negative = confusion.sum(axis=1) - true_positive
+    union = true_positive + false_positive + false_negative
+    iou = [float(tp / u) if u else None for tp, u in zip(true_positive, union)]
+    dice = [float(2 * tp / (u + tp)) if u else None for tp, u in zip(true_positive, union)]
+    total = int(confusion.sum())
+    frequency = confusion.sum(axis=1) / total if total else np.zeros(len(class_names))
+    land = [value for name, value in zip(class_names, iou) if name not in EXCLUDED_FROM_HEADLINE]
+    return {
+        "miou_land": _mean(land),
+        "miou": _mean(iou),
+        "mean_dice": _mean(dice),
+        "pixel_accuracy": float(true_positive.sum() / total) if total else None,
+        "fw_iou": float(sum(f * value for f, value in zip(frequency, iou) if value is not None)) if total else None,
+        "iou": dict(zip(class_names, iou)),
+        "dice": dict(zip(class_names, dice)),
+        "pixels": total,
+    }
+
+
+def split_headline(report: dict) -> tuple[dict, dict]:
+    """(headline scores, everything else) of a `scores()` report."""
+    return (
+        {key: report[key] for key in HEADLINE},
+        {key: value for key, value in report.items() if key not in HEADLINE},
+    )
+
+
+def write_confusion_csv(path: str | Path, confusion: np.ndarray, class_names: tuple[str, ...]) -> None:
+    """Rows are ground truth, columns prediction, both labelled by class name."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["truth\\prediction", *class_names])
+        writer.writerows([name, *row] for name, row in zip(class_names, np.asarray(confusion).tolist()))
+
+
+def read_confusion_csv(path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    return np.array([[int(v) for v in row[1:]] for row in rows[1:]], dtype=np.int64), tuple(rows[0][1:])

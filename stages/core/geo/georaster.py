@@ -1,0 +1,437 @@
+"""Scenes of any size read a strip of rows at a time, and class maps written as Cloud-Optimized GeoTIFFs.
+
+Reading (README, "Mapping new imagery"):
+- JPEG and PNG files are read whole by Pillow, as everywhere else in the pipeline (imageio: the
+  same accepted modes, size limit and decoding that training saw). They carry no georeference.
+- Any other raster is read through rasterio (GDAL): GeoTIFF, JPEG 2000, VRT, ERDAS IMG, ... of
+  any size, a strip of rows at a time.
+- Bands: `--bands R,G,B` (numbered from 1, as GDAL numbers them); by default the bands whose
+  colour interpretation is red, green and blue, else bands 1, 2, 3. A raster of fewer than three
+  bands is refused (`--bands 1,1,1` reads a grey band as RGB).
+- uint8 bands are read as they are. Bands of any other type are scaled to 0..255:
+  v -> round(255 * clip((v - low) / (high - low), 0, 1)), with low, high from `--value-range`
+  if given, else the band's 2nd and 98th percentiles (`--percentiles`) over its valid pixels, in a
+  sample of about a million evenly spaced pixels (a per-band stretch, as QGIS shows such imagery).
+- A pixel gets no prediction where every chosen band is masked (its nodata value, an alpha or
+  mask band) or where any chosen band is NaN or infinite.
+
+Writing: class maps are streamed into a tiled GeoTIFF a row of blocks at a time, then copied by
+GDAL's COG driver into a Cloud-Optimized GeoTIFF with overviews (or, where GDAL has no COG
+driver, a tiled GeoTIFF with internal overviews laid out the same way).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from stages.core.data.palette import IGNORE_INDEX, ClassTable
+from stages.core.io.errors import PipelineError
+from stages.core.io.imageio import read_rgb
+from stages.core.io.outputs import STAGING_SUFFIX, _staging_name
+
+NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
+NODATA_CONFIDENCE = 0  # a prediction's confidence is at least 255 / number of classes, so never 0
+BLOCKSIZE = 512  # side of the output GeoTIFFs' tiles
+SAMPLE_PIXELS = 1 << 20  # pixels per band sampled for the percentile stretch
+# GDAL's block cache would otherwise grow to 5% of the machine's memory; no .aux.xml sidecars
+# beside staging files (everything the outputs carry is stored inside them).
+GDAL_OPTIONS = {"GDAL_CACHEMAX": 128, "GDAL_PAM_ENABLED": "NO"}
+JPEG_PNG_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+def warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # between progress bars, not through them
+
+
+def gdal_env() -> rasterio.Env:
+    return rasterio.Env(**GDAL_OPTIONS)
+
+
+def is_jpeg_or_png(path: Path) -> bool:
+    """By the file's first bytes, not its name."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+    return any(head.startswith(signature) for signature in JPEG_PNG_SIGNATURES)
+
+
+def raster_error(path: Path, error: BaseException, doing: str = "cannot read raster") -> PipelineError:
+    """One line naming the file, in GDAL's own words (its innermost error says most)."""
+    cause = error
+    while (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    return PipelineError(f"{path}: {doing} ({cause})")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a raster's bands become the RGB the model was trained on (README, "Mapping new imagery")."""
+
+    bands: tuple[int, int, int] | None = None  # numbered from 1; None: by colour interpretation, else 1,2,3
+    percentiles: tuple[float, float] = (2.0, 98.0)  # the stretch of bands that are not uint8
+    value_range: tuple[float, float] | None = None  # a fixed stretch instead (MIN, MAX)
+
+
+class Scene:
+    """An image to map: its size, georeference, and its pixels a strip of rows at a time."""
+
+    path: Path
+    height: int
+    width: int
+    crs: object | None = None  # rasterio CRS
+    transform: Affine = Affine.identity()
+    is_raster = False  # read through GDAL (written back as GeoTIFF), not a JPEG/PNG
+    block_rows = 1  # rows of the storage blocks: reads aligned to them decode each block once
+
+    def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows top..bottom-1: (h x W x 3 uint8 RGB, h x W bool: pixel has data)."""
+        raise NotImplementedError
+
+
+class ImageScene(Scene):
+    """A JPEG or PNG, decoded whole by Pillow: every pixel has data."""
+
+    def __init__(self, path: Path, image: np.ndarray) -> None:
+        self.path, self.image = path, image
+        self.height, self.width = image.shape[:2]
+
+    def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.image[top:bottom], np.ones((bottom - top, self.width), dtype=bool)
+
+
+def to_uint8(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """One band as uint8: as it is (value_range None), or stretched from value_range to 0..255."""
+    if value_range is None:
+        return values
+    low, high = value_range
+    scaled = (values.astype(np.float64) - low) * (255.0 / (high - low) if high > low else 0.0)
+    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    np.clip(scaled, 0, 255, out=scaled)
+    return np.rint(scaled).astype(np.uint8)
+
+
+class RasterScene(Scene):
+    """A raster read through rasterio, its chosen bands made uint8 RGB a strip at a time."""
+
+    is_raster = True
+
+    def __init__(
+        self, path: Path, dataset, bands: tuple[int, int, int], value_ranges: Sequence[tuple[float, float] | None]
+    ) -> None:
+        self.path, self.dataset, self.bands, self.value_ranges = path, dataset, bands, tuple(value_ranges)
+        self.height, self.width = dataset.height, dataset.width
+        self.crs, self.transform = dataset.crs, dataset.transform
+        self.block_rows = dataset.block_shapes[bands[0] - 1][0]
+        self.all_valid = all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands)
+        self.floating = any(np.issubdtype(np.dtype(dataset.dtypes[band - 1]), np.floating) for band in bands)
+
+    def valid(self, data: np.ndarray, **where) -> np.ndarray:
+        """Pixels of `data` (bands x h x w, read with the same `where`) that have data."""
+        if self.all_valid:
+            valid = np.ones(data.shape[1:], dtype=bool)
+        else:
+            valid = (self.dataset.read_masks(self.bands, **where) != 0).any(axis=0)
+        if self.floating:
+            valid &= np.isfinite(data).all(axis=0)
+        return valid
+
+    def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        window = Window(0, top, self.width, bottom - top)
+        try:
+            data = self.dataset.read(self.bands, window=window)
+            valid = self.valid(data, window=window)
+        except (RasterioError, CPLE_BaseError) as error:
+            raise raster_error(self.path, error) from None
+        rgb = np.empty((bottom - top, self.width, 3), dtype=np.uint8)
+        for channel in range(3):
+            rgb[..., channel] = to_uint8(data[channel], self.value_ranges[channel])
+        return rgb, valid
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """About SAMPLE_PIXELS evenly spaced pixels of the chosen bands (GDAL's nearest-neighbour
+        decimation; an overview where the file has one), and which of them have data."""
+        step = max(1, math.ceil(math.sqrt(self.height * self.width / SAMPLE_PIXELS)))
+        shape = (3, math.ceil(self.height / step), math.ceil(self.width / step))
+        where = {"out_shape": shape, "resampling": Resampling.nearest}
+        try:
+            data = self.dataset.read(self.bands, **where)
+            return data, self.valid(data, **where)
+        except (RasterioError, CPLE_BaseError) as error:
+            raise raster_error(self.path, error) from None
+
+
+def choose_bands(path: Path, dataset, bands: tuple[int, int, int] | None) -> tuple[tuple[int, int, int], str | None]:
+    """The bands read as R, G, B, and a note where bands are left out without --bands; PipelineError if impossible."""
+    count = dataset.count
+    if bands is not None:
+        missing = [band for band in bands if not 1 <= band <= count]
+        if missing:
+            raise PipelineError(
+                f"{path}: --bands {','.join(map(str, bands))}: the raster has {count} "
+                f"band{'s' if count != 1 else ''}, so no band {missing[0]}"
+            )
+        return bands, None
+    if count < 3:
+        raise PipelineError(
+            f"{path}: raster has {count} band{'s' if count != 1 else ''}; RGB needs 3 (to read a "
+            "grey band as RGB, give --bands 1,1,1)"
+        )
+    interpretation = list(dataset.colorinterp)
+    wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    chosen = (
+        tuple(interpretation.index(colour) + 1 for colour in wanted)
+        if all(colour in interpretation for colour in wanted)
+        else (1, 2, 3)
+    )
+    note = None
+    if count > 3:
+        note = (
+            f"{path}: raster has {count} bands; bands {','.join(map(str, chosen))} are read as RGB and the rest "
+            "left out (--bands picks others)"
+        )
+    return chosen, note
+
+
+def check_dtypes(path: Path, dataset, bands: Sequence[int]) -> None:
+    for band in bands:
+        dtype = np.dtype(dataset.dtypes[band - 1])
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            raise PipelineError(f"{path}: band {band} is of type {dtype}; only integer and float bands can be read")
+
+
+def value_ranges(scene: RasterScene, options: ReadOptions) -> list[tuple[float, float] | None]:
+    """Per chosen band: None for uint8 (read as it is), else the (low, high) its stretch maps to 0..255."""
+    is_uint8 = [scene.dataset.dtypes[band - 1] == "uint8" for band in scene.bands]
+    if all(is_uint8):
+        return [None, None, None]
+    if options.value_range is not None:
+        return [None if plain else options.value_range for plain in is_uint8]
+    data, valid = scene.sample()
+    ranges: list[tuple[float, float] | None] = []
+    for channel, plain in enumerate(is_uint8):
+        values = data[channel][valid]
+        if plain:
+            ranges.append(None)
+        elif values.size == 0:
+            ranges.append((0.0, 1.0))  # nothing has data: nothing will be predicted either
+        else:
+            low, high = np.percentile(values.astype(np.float64), options.percentiles)
+            ranges.append((float(low), float(high)))
+    if not valid.any():
+        warn(f"{scene.path}: no pixel of the sample has data (all nodata or masked)")
+    return ranges
+
+
+@contextmanager
+def _open_dataset(path: Path) -> Iterator:
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once, in our own words, by the caller
+            dataset = rasterio.open(path)
+    except (RasterioError, CPLE_BaseError) as error:
+        raise raster_error(path, error) from None
+    with dataset:
+        yield dataset
+
+
+def check_scene(path: Path, options: ReadOptions) -> None:
+    """Refuse a raster whose bands or band types cannot be read, before any prediction starts.
+
+    JPEG and PNG files are checked as they are read (imageio)."""
+    if path.is_file() and is_jpeg_or_png(path):
+        return
+    with gdal_env(), _open_dataset(path) as dataset:
+        bands, _ = choose_bands(path, dataset, options.bands)
+        check_dtypes(path, dataset, bands)
+
+
+@contextmanager
+def open_scene(path: Path, options: ReadOptions) -> Iterator[Scene]:
+    """The scene at `path`, ready to read: a raster through rasterio, a JPEG or PNG through Pillow."""
+    path = Path(path)
+    if path.is_file() and is_jpeg_or_png(path):
+        yield ImageScene(path, read_rgb(path))
+        return
+    with _open_dataset(path) as dataset:
+        bands, note = choose_bands(path, dataset, options.bands)
+        check_dtypes(path, dataset, bands)
+        if note:
+            warn(note)
+        scene = RasterScene(path, dataset, bands, [None, None, None])
+        scene.value_ranges = tuple(value_ranges(scene, options))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            yield scene
+
+
+@contextmanager
+def scratch_file(final: Path) -> Iterator[Path]:
+    """A path beside `final`, deleted on leaving, named like outputs' staging files
+    (`.<name>.<pid>.<random>.tmp`) so that the next run removes one that a killed run left behind."""
+    path = _staging_name(final, secrets.token_hex(8), STAGING_SUFFIX)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class BlockRowWriter:
+    """A single-band uint8 tiled GeoTIFF written top to bottom, a row of blocks at a time.
+
+    Rows come in strips of any height; they are held until a whole row of blocks is complete and
+    then written, so GDAL writes each block once and the writer holds at most one row of blocks.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        crs,
+        transform: Affine,
+        nodata: int,
+        blocksize: int = BLOCKSIZE,
+        colormap: dict | None = None,
+        tags: dict | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.width, self.height, self.blocksize = width, height, blocksize
+        self.dataset = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype="uint8",
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+            tiled=True,
+            blockxsize=blocksize,
+            blockysize=blocksize,
+            compress="deflate",
+            zlevel=1,
+            bigtiff="if_safer",
+        )
+        if colormap:
+            self.dataset.write_colormap(1, colormap)
+        if tags:
+            self.dataset.update_tags(**tags)
+        if description:
+            self.dataset.set_band_description(1, description)
+        self.pending = np.empty((min(blocksize, height), width), dtype=np.uint8)
+        self.filled = 0  # rows of `pending` holding data
+        self.top = 0  # first row of `pending` in the raster
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        offset = 0
+        while offset < len(rows):
+            block_rows = min(self.blocksize, self.height - self.top)
+            take = min(block_rows - self.filled, len(rows) - offset)
+            self.pending[self.filled : self.filled + take] = rows[offset : offset + take]
+            self.filled += take
+            offset += take
+            if self.filled == block_rows:
+                self.dataset.write(self.pending[:block_rows], 1, window=Window(0, self.top, self.width, block_rows))
+                self.top += block_rows
+                self.filled = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.top == self.height
+
+    def close(self) -> None:
+        self.dataset.close()
+
+
+def cog_driver_available() -> bool:
+    with rasterio.Env() as env:
+        return "COG" in env.drivers()
+
+
+def write_cloud_optimized(source: Path, destination: Path, resampling: str, blocksize: int = BLOCKSIZE) -> None:
+    """Copy a tiled GeoTIFF into a Cloud-Optimized GeoTIFF with overviews (made with `resampling`)."""
+    options = {"compress": "DEFLATE", "bigtiff": "IF_SAFER", "num_threads": "ALL_CPUS"}
+    if cog_driver_available():
+        rasterio.shutil.copy(
+            source, destination, driver="COG", blocksize=blocksize, overview_resampling=resampling, **options
+        )
+        return
+    # GDAL before 3.1: the layout the COG driver makes, by hand (overviews first, then a copy of them)
+    with rasterio.open(source, "r+") as dataset:
+        factors, side = [], max(dataset.width, dataset.height)
+        while side > blocksize:
+            factors.append(2 ** (len(factors) + 1))
+            side //= 2
+        if factors:
+            dataset.build_overviews(factors, Resampling[resampling.lower()])
+    rasterio.shutil.copy(
+        source,
+        destination,
+        driver="GTiff",
+        tiled=True,
+        blockxsize=blocksize,
+        blockysize=blocksize,
+        copy_src_overviews=True,
+        **options,
+    )
+
+
+def class_colormap(table: ClassTable) -> dict[int, tuple[int, int, int, int]]:
+    """The colour table embedded in class maps: each class's colour; no prediction (255) transparent."""
+    colormap = {index: (*map(int, colour), 255) for index, colour in enumerate(table.colours)}
+    colormap[NODATA_CLASS] = (0, 0, 0, 0)
+    return colormap
+
+
+def qgis_style(table: ClassTable) -> str:
+    """A QGIS layer style (.qml) for a class map: QGIS loads `<name>.qml` beside `<name>.tif` by itself,
+    and the legend then names the classes (the colour table alone gives their numbers)."""
+    entries = "\n".join(
+        f'        <paletteEntry value="{index}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" label={quoteattr(name)}/>'
+        for index, (name, (r, g, b)) in enumerate(zip(table.names, table.colours.tolist()))
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" invertColors="0"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""

@@ -1,0 +1,379 @@
+"""Mapping a scene of any size: blended window predictions streamed a strip of rows at a time, and
+the files they become (class map, confidence, area report, polygons).
+
+Streaming keeps inference.sliding_window_probabilities' windows, weights, batches and order of
+additions, and its accumulator (inference.BlendAccumulator, on the device the probabilities come
+from), so its probabilities are bit-identical to that in-memory path; it only keeps the sums of the
+rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
+so after each batch the rows above the next batch's first window are final: they are divided by
+their summed weights, turned into classes on the device (only the uint8 maps are copied to the
+host), handed on and dropped. The accumulator holds
+(classes + 1) float32 values per pixel for (window side + the rows a batch spans) rows of the
+scene's width, the input the rows of the batch's windows (read in chunks aligned to the file's
+blocks, each decoded once): peak memory is set by the width, not the height (measured in docs/mapping.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from tqdm import tqdm
+
+from stages.core.data.geometry import window_grid
+from stages.core.data.naming import image_id_of
+from stages.core.data.palette import ClassTable, index_to_colour
+from stages.core.geo.areas import AreaCounter, PixelAreas, pixel_areas
+from stages.core.geo.georaster import (
+    BLOCKSIZE,
+    NODATA_CLASS,
+    NODATA_CONFIDENCE,
+    BlockRowWriter,
+    ReadOptions,
+    Scene,
+    class_colormap,
+    gdal_env,
+    open_scene,
+    qgis_style,
+    scratch_file,
+    warn,
+    write_cloud_optimized,
+)
+from stages.core.geo.polygons import class_polygons, write_geopackage
+from stages.core.inference.blending import BlendAccumulator, ProbabilityFn, classes_of, fit_window, window_weights
+from stages.core.io.imageio import write_png
+from stages.core.io.outputs import atomic_file
+from stages.core.io.params import PredictParams
+
+MAX_BLOCK_ROWS = 1024  # taller storage blocks are not read whole
+# One strip of final rows: (first row, (classes, h, W) float32 blended probabilities on the probability
+# function's device, (h, W) bool has data on the host)
+Strip = tuple[int, torch.Tensor, np.ndarray]
+
+
+def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[int, list[tuple[int, int]]]:
+    """The window side used (shrunk for small scenes) and every window's (y, x), as the in-memory path lays them."""
+    window = fit_window(window, height, width)
+    return window, window_grid(height, width, window, overlap)
+
+
+def _shift_up(array: np.ndarray | torch.Tensor, rows: int) -> None:
+    """Move the rows of `array` (along its second-last axis) `rows` up, zeroing the rows freed at the bottom.
+
+    Copied in chunks of `rows` so that no chunk overlaps its destination (numpy would copy an
+    overlapping source whole first: another accumulator's worth of memory; torch refuses overlaps).
+    """
+    keep = array.shape[-2] - rows
+    for start in range(0, keep, rows):
+        stop = min(start + rows, keep)
+        array[..., start:stop, :] = array[..., start + rows : stop + rows, :]
+    array[..., max(keep, 0) :, :] = 0
+
+
+class _RowReader:
+    """A scene's rows read forward in chunks aligned to its storage blocks, handed out as any strip at or
+    below the last one asked for; rows above it are dropped. Each block row is then decoded once,
+    although window strips overlap and straddle blocks."""
+
+    def __init__(self, scene: Scene, rows_at_least: int) -> None:
+        # A file stored in very tall blocks (one strip for the whole image) is read window by window instead.
+        block = scene.block_rows if 1 <= scene.block_rows <= MAX_BLOCK_ROWS else 1
+        self.scene, self.chunk = scene, -(-rows_at_least // block) * block
+        self.top = self.bottom = 0
+        self.rgb = np.empty((0, scene.width, 3), dtype=np.uint8)
+        self.has_data = np.empty((0, scene.width), dtype=bool)
+
+    def rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        drop = top - self.top
+        parts_rgb, parts_data = [self.rgb[drop:]], [self.has_data[drop:]]
+        while self.bottom < bottom:
+            end = min(self.scene.height, self.bottom + self.chunk)
+            rgb, has_data = self.scene.read_rows(self.bottom, end)
+            parts_rgb.append(rgb)
+            parts_data.append(has_data)
+            self.bottom = end
+        if len(parts_rgb) > 1:
+            self.rgb, self.has_data = np.concatenate(parts_rgb), np.concatenate(parts_data)
+        else:
+            self.rgb, self.has_data = parts_rgb[0], parts_data[0]
+        self.top = top
+        return self.rgb[: bottom - top], self.has_data[: bottom - top]
+
+
+def blended_strips(
+    probability_fn: ProbabilityFn,
+    scene: Scene,
+    num_classes: int,
+    window: int,
+    overlap: float,
+    batch_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> Iterator[Strip]:
+    """The scene's blended class probabilities, top to bottom, in strips of rows no later window touches.
+
+    Concatenated, the strips equal sliding_window_probabilities on the whole image, bit for bit: the
+    same BlendAccumulator, on the probability function's device, over fewer rows.
+    """
+    height, width = scene.height, scene.width
+    window, origins = plan_windows(height, width, window, overlap)
+    batches = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
+    span = max(batch[-1][0] - batch[0][0] for batch in batches) + window  # rows one batch touches
+    sums = BlendAccumulator(num_classes, span, width, window_weights(window))
+    has_data = np.zeros((span, width), dtype=bool)
+    top = 0  # the scene row that row 0 of the accumulator holds
+    reader = _RowReader(scene, window)
+    for index, batch in enumerate(batches):
+        image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
+        has_data[: len(image_has_data)] = image_has_data
+        crops = torch.from_numpy(np.stack([image[y - top : y - top + window, x : x + window] for y, x in batch]))
+        sums.add(probability_fn(crops), batch, top)
+        if progress is not None:
+            progress(len(batch))
+        final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window reaches above
+        if final > top:
+            rows = final - top
+            yield top, sums.blended(rows), has_data[:rows].copy()
+            for array in (sums.total, sums.weight_sum, has_data):
+                _shift_up(array, rows)
+            top = final
+
+
+def classes_and_confidence(
+    probs: torch.Tensor, has_data: np.ndarray, confidence: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 class indices (255 without data) and, if asked, round(max probability x 255) (0 without data):
+    computed on the probabilities' device, only the uint8 maps copied to the host."""
+    classes, certainty = classes_of(torch.as_tensor(probs), confidence)
+    classes[~has_data] = NODATA_CLASS
+    if certainty is not None:
+        certainty[~has_data] = NODATA_CONFIDENCE
+    return classes, certainty
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """What `predict --input` writes besides the class map (README, "Mapping new imagery")."""
+
+    read: ReadOptions = field(default_factory=ReadOptions)
+    pixel_size: float | None = None  # metres, for images without a CRS
+    confidence: bool = False
+    polygons: bool = False
+    min_area_ha: float = 0.0  # polygons smaller than this are left out
+    blocksize: int = BLOCKSIZE
+
+
+def output_names(image_id: str, is_raster: bool, options: MapOptions) -> dict[str, str]:
+    """{role: file name} of what one scene's mapping writes."""
+    names = (
+        {"classes": f"{image_id}.tif", "style": f"{image_id}.qml"}
+        if is_raster
+        else {"classes": f"{image_id}.png", "colours": f"{image_id}_colour.png"}
+    )
+    if options.confidence:
+        names["confidence"] = f"{image_id}_confidence.{'tif' if is_raster else 'png'}"
+    names["areas_json"], names["areas_csv"] = f"{image_id}_areas.json", f"{image_id}_areas.csv"
+    if options.polygons:
+        names["polygons"] = f"{image_id}_polygons.gpkg"
+    return names
+
+
+def scene_areas(scene: Scene, pixel_size: float | None) -> tuple[PixelAreas | None, str | None]:
+    """How big the scene's pixels are, with one warning line where the area report can give no hectares."""
+    if scene.crs is not None and pixel_size is not None:
+        warn(f"{scene.path}: --pixel-size ignored: the raster's CRS gives its pixel size")
+    areas, reason = pixel_areas(scene.crs, scene.transform, scene.height, pixel_size if scene.crs is None else None)
+    if scene.is_raster and scene.crs is None:
+        tail = (
+            f"areas come from --pixel-size {pixel_size:g} m"
+            if areas is not None
+            else "the area report has no hectares (give --pixel-size METRES for them)"
+        )
+        warn(f"{scene.path}: raster has no CRS: its maps are written without one, and {tail}")
+    elif areas is None and not scene.is_raster:
+        reason = "a JPEG or PNG carries no pixel size (give --pixel-size METRES; DeepGlobe's is 0.5)"
+        warn(f"{scene.path}: no hectares in the area report: {reason}")
+    elif areas is None:
+        warn(f"{scene.path}: no hectares in the area report: {reason}")
+    return areas, reason
+
+
+def area_report(scene: Scene, table: ClassTable, counter: AreaCounter, reason: str | None) -> dict:
+    hectares = counter.hectares()
+    areas = counter.areas
+    classes = [
+        {
+            "class_id": index,
+            "class": name,
+            "pixels": int(counter.pixels[index]),
+            "hectares": None if hectares is None else float(hectares[index]),
+        }
+        for index, name in enumerate(table.names)
+    ]
+    return {
+        "image": str(scene.path),
+        "width": scene.width,
+        "height": scene.height,
+        "crs": None if scene.crs is None else scene.crs.to_string(),
+        "area_method": None if areas is None else areas.method,
+        "no_areas_because": None if areas is not None else reason,
+        "pixel_area_m2": None if areas is None else areas.pixel_area_m2,
+        "classes": classes,
+        "predicted_pixels": int(counter.pixels[: len(table)].sum()),
+        "no_prediction_pixels": int(counter.pixels[NODATA_CLASS]),
+        "predicted_hectares": None if hectares is None else float(hectares[: len(table)].sum()),
+    }
+
+
+def write_area_files(report: dict, json_path: Path, csv_path: Path) -> None:
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    with open(csv_path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["class_id", "class", "pixels", "hectares"])
+        for row in report["classes"]:
+            writer.writerow(
+                [row["class_id"], row["class"], row["pixels"], "" if row["hectares"] is None else repr(row["hectares"])]
+            )
+
+
+class _WholeImage:
+    """Rows collected into whole arrays, for JPEG/PNG scenes (already whole in memory)."""
+
+    def __init__(self, height: int, width: int, fill: int) -> None:
+        self.array = np.full((height, width), fill, dtype=np.uint8)
+        self.top = 0
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        self.array[self.top : self.top + len(rows)] = rows
+        self.top += len(rows)
+
+    @property
+    def complete(self) -> bool:
+        return self.top == len(self.array)
+
+
+def map_file(
+    path: Path,
+    out_dir: Path,
+    probability_fn: ProbabilityFn,
+    table: ClassTable,
+    predict_params: PredictParams,
+    options: MapOptions,
+) -> dict:
+    """Map one image into `out_dir`: every file written whole or not at all. Returns its area report."""
+    path, out_dir = Path(path), Path(out_dir)
+    image_id = image_id_of(path)
+    with gdal_env(), open_scene(path, options.read) as scene, ExitStack() as stack:
+        areas, reason = scene_areas(scene, options.pixel_size)
+        if options.polygons and options.min_area_ha > 0 and areas is None:
+            warn(f"{path}: --min-area not applied: the polygons have no areas")
+        names = output_names(image_id, scene.is_raster, options)
+        staged = {role: stack.enter_context(atomic_file(out_dir / name)) for role, name in names.items()}
+        if scene.is_raster:
+            sinks = {"classes": stack.enter_context(scratch_file(out_dir / names["classes"]))}
+            if options.confidence:
+                sinks["confidence"] = stack.enter_context(scratch_file(out_dir / names["confidence"]))
+            writers = _raster_writers(scene, table, sinks, options.blocksize)
+        else:
+            writers = {
+                role: _WholeImage(scene.height, scene.width, fill)
+                for role, fill in (("classes", NODATA_CLASS), ("confidence", NODATA_CONFIDENCE))
+                if role in names
+            }
+        counter = AreaCounter(len(table), areas)
+        try:
+            _stream(scene, probability_fn, table, predict_params, options.confidence, writers, counter, image_id)
+        finally:
+            for writer in writers.values():
+                if isinstance(writer, BlockRowWriter):
+                    writer.close()
+        if not all(writer.complete for writer in writers.values()):
+            raise RuntimeError(f"{path}: the class map is missing rows")
+        if scene.is_raster:
+            write_cloud_optimized(sinks["classes"], staged["classes"], "MODE", options.blocksize)
+            if options.confidence:
+                write_cloud_optimized(sinks["confidence"], staged["confidence"], "AVERAGE", options.blocksize)
+            staged["style"].write_text(qgis_style(table))
+        else:
+            classes = writers["classes"].array
+            write_png(staged["classes"], classes)
+            write_png(staged["colours"], index_to_colour(classes, table))
+            if options.confidence:
+                write_png(staged["confidence"], writers["confidence"].array)
+        report = area_report(scene, table, counter, reason)
+        write_area_files(report, staged["areas_json"], staged["areas_csv"])
+        if options.polygons:
+            if scene.is_raster:
+                with rasterio.open(sinks["classes"]) as classes_raster:
+                    columns = class_polygons(
+                        rasterio.band(classes_raster, 1), scene.transform, table, areas, options.min_area_ha
+                    )
+            else:
+                columns = class_polygons(writers["classes"].array, scene.transform, table, areas, options.min_area_ha)
+            write_geopackage(staged["polygons"], columns, scene.crs)
+            report["polygons"] = len(columns["class_id"])
+    return report
+
+
+def _raster_writers(scene: Scene, table: ClassTable, paths: dict[str, Path], blocksize: int) -> dict:
+    writers = {
+        "classes": BlockRowWriter(
+            paths["classes"],
+            scene.width,
+            scene.height,
+            scene.crs,
+            scene.transform,
+            NODATA_CLASS,
+            blocksize,
+            colormap=class_colormap(table),
+            description="land cover class",
+            tags={"CLASS_NAMES": ",".join(table.names), "NODATA_MEANING": f"{NODATA_CLASS}: no prediction (no data)"},
+        )
+    }
+    if "confidence" in paths:
+        writers["confidence"] = BlockRowWriter(
+            paths["confidence"],
+            scene.width,
+            scene.height,
+            scene.crs,
+            scene.transform,
+            NODATA_CONFIDENCE,
+            blocksize,
+            description="confidence: max class probability x 255",
+        )
+    return writers
+
+
+def _stream(
+    scene: Scene,
+    probability_fn: ProbabilityFn,
+    table: ClassTable,
+    predict_params: PredictParams,
+    confidence: bool,
+    writers: dict,
+    counter: AreaCounter,
+    label: str,
+) -> None:
+    _, origins = plan_windows(scene.height, scene.width, predict_params.window, predict_params.overlap)
+    with tqdm(total=len(origins), desc=label, unit="window", leave=False) as bar:
+        for top, probs, has_data in blended_strips(
+            probability_fn,
+            scene,
+            len(table),
+            predict_params.window,
+            predict_params.overlap,
+            predict_params.batch_size,
+            bar.update,
+        ):
+            classes, certainty = classes_and_confidence(probs, has_data, confidence)
+            del probs
+            writers["classes"].write_rows(classes)
+            if confidence:
+                writers["confidence"].write_rows(certainty)
+            counter.add(top, classes)

@@ -1,0 +1,1 @@
+"""Whole images from a model: sliding windows blended, test-time augmentation, ONNX export and runtimes."""

@@ -1,0 +1,106 @@
+"""Checkpoints: weights plus everything needed to use them (classes, colours, encoder, normalisation).
+
+Only this module knows a checkpoint's layout: the train stage saves through it, and predict,
+plot and the benchmarks read a `TrainedModel` or the training history back through it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.core.data.palette import ClassTable
+from stages.core.io.errors import PipelineError
+from stages.core.io.outputs import atomic_file
+from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_config(encoder: str, table: ClassTable, tile_size: int) -> dict:
+    """What predict needs besides the weights, so a checkpoint is usable on its own."""
+    return {
+        "encoder": encoder,
+        "class_names": list(table.names),
+        "class_colours": table.colours.tolist(),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "tile_size": tile_size,
+    }
+
+
+def save_checkpoint(path: Path, **content) -> None:
+    # Serialised in memory first: torch.save names the archive's inner folder after the file it
+    # writes to, so saving to a randomly named temporary file would change the bytes every run.
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **content}, buffer)
+    with atomic_file(path) as staging:
+        staging.write_bytes(buffer.getvalue())
+
+
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's contents; with `mmap`, tensors are mapped from the file instead of read."""
+    if not Path(path).is_file():
+        raise PipelineError(f"{path}: checkpoint not found")
+    try:
+        # weights_only: a checkpoint is data (tensors, numbers, strings), so unpickling anything
+        # else (code a crafted file would run) is refused.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:
+        raise PipelineError(f"{path}: cannot load checkpoint ({error})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise PipelineError(f"{path}: not a checkpoint of this pipeline (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def encode_history(history: list[dict]) -> str:
+    # JSON text, not the dicts: pickling them would make the bytes depend on which strings happen
+    # to be shared objects, which differs after a resume.
+    return json.dumps(history)
+
+
+def decode_history(text: str) -> list[dict]:
+    return json.loads(text)
+
+
+def read_history(path: Path) -> list[dict]:
+    """One record per epoch trained so far: {"train": {metric: value}, "val": {...}}."""
+    return decode_history(load_checkpoint(path, mmap=True)["history"])
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model with what using it takes: its classes and colours, and its input normalisation."""
+
+    model: nn.Module  # eval mode, on the CPU
+    table: ClassTable
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    tile_size: int  # the side of the tiles it was trained on
+
+
+def load_trained_model(path: Path) -> TrainedModel:
+    checkpoint = load_checkpoint(path)
+    config = checkpoint["config"]
+    table = ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
+    model = build_model(config["encoder"], len(table))
+    model.load_state_dict(checkpoint["model"])
+    return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+
+
+def read_training_record(path: Path) -> dict:
+    """What a model card says about training: the encoder, the params, the epoch kept and its validation mIoU."""
+    checkpoint = load_checkpoint(path, mmap=True)
+    return {
+        "encoder": checkpoint["config"]["encoder"],
+        "tile_size": checkpoint["config"]["tile_size"],
+        "best_epoch": checkpoint.get("epoch"),
+        "best_val_miou_land": checkpoint.get("best_miou"),
+        "params": checkpoint.get("params", {}),
+    }
