@@ -17,8 +17,12 @@ export DVC_NO_ANALYTICS := 1
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
 
+# Lint, format and type checks first (pyproject.toml), then the suite, listing its 15 slowest tests.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest --durations=15
 
 # Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
 bench: $(BIN)/.installed
@@ -38,7 +42,7 @@ bench-scale: $(BIN)/.installed
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 # Streaming GeoTIFF prediction: peak RSS and MP/s on a large scene, streaming against in memory.
-# SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); README, "Mapping new imagery".
+# SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); docs/mapping.md.
 bench-geotiff: $(BIN)/.installed
 	$(BIN)/python benchmarks/geotiff_streaming.py $(if $(SIZE),--size $(SIZE))
 
@@ -47,10 +51,12 @@ install: $(BIN)/.installed
 # Installs exactly the lock (reinstalling only when it changes): --require-hashes refuses any
 # file whose hash is not in it, --no-deps anything it does not list; pip check then proves the
 # pinned set is complete and consistent.
-$(BIN)/.installed: requirements.lock
+$(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip check
+	# the project itself, editable and without dependencies: its console script landcover-map
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 # Optional cloud-storage DVC remotes (requirements-remote.txt): its lock is the core lock plus

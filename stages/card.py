@@ -6,7 +6,7 @@ python -m stages.card --checkpoint models/best.pt --fp32 models/export/model.onn
 
 Writes models/export/model_card.md and models/export/model_card.json: classes and colours,
 normalisation, the input size rule, training params, test metrics and the data version. A stage
-of its own after evaluate, so predict can use the exported model (README, "The model as an artifact").
+of its own after evaluate, so predict can use the exported model (docs/model-artifact.md).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ python -m stages.export --checkpoint models/best.pt --tiles data/tiles --splits 
 Writes model.onnx and model.int8.onnx, and metrics/export.json: the fp32 model's largest absolute
 probability difference from PyTorch (fp32 both) and its argmax agreement on the test tiles, which
 must reach export.min_agreement, else the stage fails with one line and writes nothing; the int8
-model's agreement with PyTorch fp32 is reported beside it (its accuracy is judged by mIoU: README,
-"The model as an artifact").
+model's agreement with PyTorch fp32 is reported beside it (its accuracy is judged by mIoU:
+docs/model-artifact.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from stages.core.data.tilestore import TileStore, read_index
-from stages.core.inference.blending import trained_model_probabilities
 from stages.core.inference.export import (
     compare,
     evenly_spaced,
@@ -28,6 +27,7 @@ from stages.core.inference.export import (
     require_agreement,
     tile_batches,
 )
+from stages.core.inference.probabilities import trained_model_probabilities
 from stages.core.inference.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.outputs import atomic_file, write_json

@@ -7,13 +7,12 @@ train.processes x train.nodes processes that train together (see stages/core/tra
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from stages.core.data.tilestore import TileStore, read_index
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.model.ranks import die_with_launcher
+from stages.core.model.ranks import die_with_launcher, ranks_from_environment
 from stages.core.training.trainer import TrainingData, train
 
 
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     store = TileStore(args.tiles, args.encoded)
     data = TrainingData(train_tiles, val_tiles, store, store.class_table(), tile_size=train_tiles[0].size)
     last = train(model_params, train_params, augment_params, data, args.models, args.live)
-    if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0
+    if ranks_from_environment().main:  # one summary line, from rank 0
         print(
             f"train: {train_params.epochs} epochs; last epoch val mIoU (land classes) "
             f"{last['val']['miou_land']:.4f}, train {last['train']['miou_land']:.4f}"

@@ -22,6 +22,8 @@ import pytest
 from PIL import Image
 
 from stages import encode, predict, split, tile
+from stages import map as map_command
+from stages.core.inference import class_maps
 from stages.core.data import tiling
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileStore
@@ -438,7 +440,7 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
 
 
 def predict_with_a_stand_in_model(monkeypatch) -> None:
-    """predict's model replaced by one that calls every pixel class 0 (no checkpoint needed)."""
+    """The predict stage's and the mapping command's model replaced by one that calls every pixel class 0."""
     import torch
 
     table = ClassTable.deepglobe()
@@ -448,8 +450,9 @@ def predict_with_a_stand_in_model(monkeypatch) -> None:
         probabilities[:, 0] = 1
         return probabilities
 
-    monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=table))
-    monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
+    for command in (predict, map_command):
+        monkeypatch.setattr(command, "load_trained_model", lambda path: SimpleNamespace(table=table))
+        monkeypatch.setattr(command, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
 
 
 def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, monkeypatch):
@@ -471,7 +474,7 @@ def test_disk_full_while_writing_predictions(plain_dataset, tmp_path, params, mo
     predict.main(argv)
     before = snapshot(out)
     assert len(before) == 8  # 4 images, class indices and colours
-    monkeypatch.setattr(predict, "write_png", no_space_after(3, predict.write_png))
+    monkeypatch.setattr(class_maps, "write_png", no_space_after(3, class_maps.write_png))
     with pytest.raises(PipelineError, match=rf"^{out}: cannot write output \(No space left on device\)"):
         predict.main(argv)
     assert snapshot(out) == before
@@ -507,7 +510,7 @@ def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params
     assert_nothing_written(tmp_path / "tiles")
 
 
-# --- rasters for predict --input (tests/test_geotiff.py has the good ones) ----------------------------------
+# --- rasters for the mapping command (tests/test_geotiff.py has the good ones) ----------------------------------
 
 
 def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> Path:
@@ -538,12 +541,12 @@ def geotiff(path: Path, bands: int = 3, side: int = 400, cog: bool = False) -> P
 
 @pytest.fixture
 def predict_input(tmp_path, monkeypatch):
-    """predict.main on --input files, the model a stand-in that calls every pixel class 0."""
+    """The mapping command on --input files, the model a stand-in that calls every pixel class 0."""
     params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "precision": "fp32"})
     predict_with_a_stand_in_model(monkeypatch)
 
     def run(inputs: list[Path], out: Path, *flags: str) -> None:
-        predict.main(
+        map_command.main(
             [
                 "--checkpoint",
                 "unused.pt",
@@ -597,7 +600,7 @@ def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "stages.predict",
+            "stages.map",
             "--checkpoint",
             str(tmp_path / "none.pt"),
             "--input",
@@ -611,6 +614,16 @@ def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {corrupt}: cannot read raster (")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_with_input_points_to_the_mapping_command(tmp_path, capsys):
+    """Mapping moved out of the predict stage: its old flag gets one usage line naming the new command."""
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--checkpoint", "m.pt", "--input", "scene.tif", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert f"error: {predict.MOVED}" in capsys.readouterr().err
+    assert predict.MOVED.startswith("--input moved to the mapping command: python -m stages.map ")
     assert not (tmp_path / "out").exists()
 
 

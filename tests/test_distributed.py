@@ -27,7 +27,8 @@ from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_
 from stages.core.model import devices
 from stages.core.model.checkpoint import load_checkpoint
 from stages.core.model.devices import resolve_precision
-from stages.core.training.distributed import Processes, data_parallel
+from stages.core.model.ranks import Ranks
+from stages.core.training.distributed import data_parallel
 from stages.core.training.trainer import TrainingData, train
 from tests.conftest import REPO, prepare_tiny_sample
 
@@ -373,9 +374,9 @@ def test_autocast_refuses_what_is_not_a_resolved_precision(unresolved):
 
 def test_sync_batchnorm_on_cpu_processes_is_refused():
     with pytest.raises(PipelineError, match="train.sync_batchnorm needs CUDA devices"):
-        data_parallel(torch.nn.BatchNorm2d(3), Processes(0, 2, torch.device("cpu")), sync_batchnorm=True)
+        data_parallel(torch.nn.BatchNorm2d(3), Ranks(0, 2, device=torch.device("cpu")), sync_batchnorm=True)
     model = torch.nn.BatchNorm2d(3)
-    assert data_parallel(model, Processes(), sync_batchnorm=True) is model  # one process: nothing to synchronise
+    assert data_parallel(model, Ranks(), sync_batchnorm=True) is model  # one process: nothing to synchronise
 
 
 def test_deterministic_mode_sets_cublas_workspace_and_the_torch_flags(monkeypatch):

@@ -16,8 +16,9 @@ from stages import card as card_stage
 from stages import export as export_stage
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileRecord, tile_name, write_index
-from stages.core.inference.blending import sliding_window_probabilities, trained_model_probabilities
+from stages.core.inference.blending import sliding_window_probabilities
 from stages.core.inference.export import compare, evenly_spaced, onnx_bytes
+from stages.core.inference.probabilities import trained_model_probabilities
 from stages.core.inference.runtimes import onnxruntime_probabilities, runtime_probabilities
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import PredictParams, read_section
@@ -292,7 +293,7 @@ def test_a_checkpoint_round_trip_exports_the_same_bytes(exported, trained):
 
 
 def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp_path):
-    """README's registry commands on a one-stage pipeline with an `artifacts:` entry and a local DVC remote:
+    """docs/model-artifact.md's registry commands, on a one-stage pipeline with `artifacts:` and a local DVC remote:
     `dvc artifacts get` fetches the version a GTO tag names, `dvc get --rev` the output of any commit."""
     from tests.test_ci import sh
 

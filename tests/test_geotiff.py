@@ -25,12 +25,12 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from stages import predict
+from stages import map as map_command
 from stages.core.data.palette import ClassTable
 from stages.core.geo.areas import GeographicPixelAreas, authalic_q, pixel_areas
 from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
-from stages.core.geo.mapping import MapOptions, blended_strips, map_file
-from stages.core.inference.blending import sliding_window_probabilities
+from stages.core.geo.mapping import MapOptions, map_file
+from stages.core.inference.blending import blended_strips, sliding_window_probabilities
 from stages.core.io.params import PredictParams
 from tests.conftest import write_params
 
@@ -123,16 +123,16 @@ def read_band(path: Path) -> np.ndarray:
 
 @pytest.fixture
 def run_predict(tmp_path, monkeypatch):
-    """predict.main on --input files with a stand-in model (64 px windows, overlap 0.25, batches of 3)."""
+    """The mapping command on --input files with a stand-in model (64 px windows, overlap 0.25, batches of 3)."""
     params = write_params(
         tmp_path / "params.yaml",
         predict={"window": 64, "overlap": 0.25, "batch_size": 3, "precision": "fp32", "compile": False},
     )
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
-        monkeypatch.setattr(predict, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
-        monkeypatch.setattr(predict, "runtime_probabilities", lambda *args, **kwargs: model)
-        predict.main(
+        monkeypatch.setattr(map_command, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
+        monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
+        map_command.main(
             [
                 "--checkpoint",
                 "unused.pt",

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from stages.core.inference.blending import (
-    DIHEDRAL,
-    dihedral_view,
-    fit_window,
-    sliding_window_probabilities,
-    undo_dihedral_view,
-    window_weights,
-)
+from stages.core.data.geometry import window_grid
+from stages.core.inference.blending import fit_window, sliding_window_probabilities, window_weights
+from stages.core.inference.probabilities import DIHEDRAL, dihedral_view, undo_dihedral_view
 from stages.core.io.errors import PipelineError
 
 NUM_CLASSES = 5
@@ -106,7 +101,7 @@ def test_each_test_time_augmentation_is_undone_by_its_inverse():
 
 
 def test_a_compiled_model_predicts_what_the_eager_model_predicts():
-    from stages.core.inference.blending import model_probabilities
+    from stages.core.inference.probabilities import model_probabilities
     from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model, compile_for_inference
 
     torch.manual_seed(0)
@@ -141,7 +136,7 @@ class CornerSensitive(torch.nn.Module):
 @pytest.mark.parametrize("tta", [False, True])
 def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(tta, monkeypatch):
     from stages.core.data.palette import ClassTable
-    from stages.core.inference import blending as inference
+    from stages.core.inference import probabilities as inference
     from stages.core.model.checkpoint import TrainedModel
 
     model, mean, std = CornerSensitive().eval(), (0.2, 0.4, 0.6), (0.1, 0.2, 0.3)
@@ -181,37 +176,51 @@ def random_softmax(batch: torch.Tensor) -> torch.Tensor:
     return logits.softmax(dim=1).contiguous(memory_format=torch.channels_last)  # as a channels_last model gives
 
 
+def whole_image_host_blend(probability_fn, image, num_classes, window, overlap, batch_size) -> np.ndarray:
+    """The reference: every window's weighted probabilities summed into whole-image numpy arrays on the host,
+    batch by batch in the window grid's order, then divided once."""
+    height, width = image.shape[:2]
+    window = fit_window(window, height, width)
+    weights = window_weights(window)
+    total = np.zeros((num_classes, height, width), np.float32)
+    weight_sum = np.zeros((height, width), np.float32)
+    origins = window_grid(height, width, window, overlap)
+    for start in range(0, len(origins), batch_size):
+        batch = origins[start : start + batch_size]
+        crops = torch.from_numpy(np.stack([image[y : y + window, x : x + window] for y, x in batch]))
+        for (y, x), prob in zip(batch, probability_fn(crops).numpy()):
+            total[:, y : y + window, x : x + window] += prob * weights
+            weight_sum[y : y + window, x : x + window] += weights
+    return total / weight_sum
+
+
 @pytest.mark.parametrize("in_torch", [False, True], ids=["numpy on the cpu", "torch as on a device"])
 @pytest.mark.parametrize(
     "height, width, window, overlap, batch_size",
     [(150, 97, 64, 0.25, 3), (128, 128, 64, 0.5, 8), (70, 200, 96, 0.0, 2), (300, 40, 32, 0.25, 7)],
 )
-def test_device_blending_is_bit_identical_to_the_old_numpy_host_blending(
-    height, width, window, overlap, batch_size, in_torch, monkeypatch
+def test_streamed_blending_in_numpy_or_torch_is_bit_identical_to_a_whole_image_host_blend(
+    height, width, window, overlap, batch_size, in_torch
 ):
     """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
-    on the CPU they give the very bits of the numpy host blending this replaced, as the CPU's numpy sums do."""
-    import sys
+    on the CPU they give the very bits of a plain numpy blend of the whole image on the host, as the CPU's numpy
+    sums do, though the engine streams the image in strips."""
+    from stages.core.inference.blending import classes_of, sliding_window_classes
 
-    from tests.conftest import REPO
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from blending import host_blended_probabilities, host_classes
-
-    from stages.core.inference.blending import BlendAccumulator, classes_of, sliding_window_classes
-
-    monkeypatch.setattr(BlendAccumulator, "numpy_on_cpu", not in_torch)
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    old = host_blended_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
-    new = sliding_window_probabilities(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    old = whole_image_host_blend(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    numpy_on_cpu = not in_torch
+    new = sliding_window_probabilities(
+        random_softmax, image, NUM_CLASSES, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
+    )
     assert new.dtype == np.float32
     np.testing.assert_array_equal(new, old)  # bit for bit, not approximately
-    classes = sliding_window_classes(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
-    assert classes.dtype == np.uint8
-    np.testing.assert_array_equal(
-        classes, host_classes(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
+    classes = sliding_window_classes(
+        random_softmax, image, NUM_CLASSES, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
     )
-    on_device_classes, confidence = classes_of(torch.from_numpy(new), confidence=True)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, old.argmax(axis=0))
+    on_device_classes, confidence = classes_of(torch.from_numpy(new), confidence=True, numpy_on_cpu=numpy_on_cpu)
     np.testing.assert_array_equal(on_device_classes, old.argmax(axis=0))
     np.testing.assert_array_equal(confidence, np.rint(old.max(axis=0) * 255).astype(np.uint8))
 

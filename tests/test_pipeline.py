@@ -225,7 +225,7 @@ def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(
     shown = dvc(project, "metrics", "show")
     assert max(len(line) for line in shown.splitlines()) <= 160, shown
     assert "miou_land" in shown and "val.miou_land" in shown
-    # the details are not declared as metrics, but README's command shows them (a class absent
+    # the details are not declared as metrics, but docs/experiments.md's command shows them (a class absent
     # from the tiny test split is null in the file, and DVC leaves it out: check a present one)
     details = dvc(project, "metrics", "show", "metrics/test_details.json")
     assert "iou.agriculture_land" in details and "fw_iou" in details

@@ -1,7 +1,7 @@
-"""README's "Everyday use" and "Comparing experiments" blocks, run as written on the fast profile.
+"""The documented "Everyday use" and "Comparing experiments" blocks, run as written on the fast profile.
 
-The commands come from README.md itself, so when README changes, this test follows it; what it
-checks is what the blocks' comments claim.
+The commands come from the page that documents them (docs/experiments.md, linked from README.md), so
+when the page changes, this test follows it; what it checks is what the blocks' comments claim.
 """
 
 from __future__ import annotations
@@ -19,18 +19,21 @@ import yaml
 from tests.conftest import REPO
 from tests.test_pipeline import as_sections, copy_repository, dvc, fast_profile, git, set_params
 
+# The page that holds the experiment blocks (README.md links to it)
+EXPERIMENTS_PAGE = REPO / "docs" / "experiments.md"
 
-def readme_commands(section: str) -> list[str]:
-    """The commands of the first bash block under `## <section>`, comments stripped."""
-    readme = (REPO / "README.md").read_text()
-    body = readme.split(f"\n## {section}\n", 1)[1]
+
+def readme_commands(section: str, page: Path = EXPERIMENTS_PAGE) -> list[str]:
+    """The commands of the first bash block under `## <section>` of a documentation page, comments stripped."""
+    text = page.read_text()
+    body = text.split(f"\n## {section}\n", 1)[1]
     block = re.search(r"```bash\n(.*?)```", body, flags=re.DOTALL).group(1)
     commands = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
     return [command for command in commands if command and not command.startswith("source ")]
 
 
 def run(project: Path, command: str) -> str:
-    """One README line in a shell, with the venv first on PATH (as `source .venv/bin/activate` gives)."""
+    """One documented line in a shell, with the venv first on PATH (as `source .venv/bin/activate` gives)."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -66,7 +69,7 @@ def experiments(project: Path) -> dict[str, str]:
 
 
 def fits_a_terminal(table: str, params_changed: int) -> bool:
-    """README: 160 columns for experiments changing one param, and a column more for each further one."""
+    """docs/experiments.md: 160 columns for experiments changing one param, and a column more for each further one."""
     return max(len(line) for line in table.splitlines()) <= 160 + 18 * (params_changed - 1)
 
 

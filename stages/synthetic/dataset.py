@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
@@ -36,7 +37,8 @@ def _borders(labels: np.ndarray) -> np.ndarray:
 def _colour_in_no_row(table: ClassTable) -> tuple[int, int, int] | None:
     """A 0/255 colour that thresholds to no class (pure red for DeepGlobe), or None if all 8 are taken."""
     used = {tuple(int(v) for v in colour) for colour in table.colours}
-    return next((c for c in itertools.product((255, 0), repeat=3) if c not in used), None)
+    free = (c for c in itertools.product((255, 0), repeat=3) if c not in used)
+    return cast("tuple[int, int, int] | None", next(free, None))
 
 
 def colour_mask(labels: np.ndarray, table: ClassTable, rng: np.random.Generator, off_palette: bool) -> np.ndarray:

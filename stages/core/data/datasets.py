@@ -113,7 +113,7 @@ class ShardedSampler(Sampler[int]):
         self.sampler, self.rank, self.world_size, self.pad = sampler, rank, world_size, pad
 
     def __len__(self) -> int:
-        total = len(self.sampler)
+        total = len(self.sampler)  # type: ignore[arg-type]
         return -(-total // self.world_size) if self.pad else len(range(self.rank, total, self.world_size))
 
     def __iter__(self) -> Iterator[int]:

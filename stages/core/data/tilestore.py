@@ -9,8 +9,8 @@ A tile is a window of a whole image, not a file of its own. The tile stage write
 Why whole images: at DeepGlobe's real size, one file per tile is 300,000 files per layer at
 128 px tiles, which DVC hashes, caches and transfers one by one, and a PNG of JPEG imagery is
 4-5x the JPEG's bytes. Keeping the source's bytes makes the derived data about the raw data's
-size, and a tile's pixels are exactly those of decoding the source image (README, "The real
-DeepGlobe data"). Everything downstream reads them through `TileStore`.
+size, and a tile's pixels are exactly those of decoding the source image (docs/data.md,
+"The real DeepGlobe data"). Everything downstream reads them through `TileStore`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def plot_sample(
     values = np.where(index == IGNORE_INDEX, len(table), index)
     drawn = axes[2].imshow(
         shown(values),
-        cmap=ListedColormap(colours),
+        cmap=ListedColormap(colours),  # type: ignore[arg-type]
         norm=BoundaryNorm(np.arange(len(table) + 2) - 0.5, len(table) + 1),
         interpolation="nearest",
     )

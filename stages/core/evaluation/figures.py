@@ -35,9 +35,10 @@ def save_figure(figure: plt.Figure, path: str | Path) -> None:
 
 def class_legend(figure: plt.Figure, table: ClassTable, with_ignored: bool = True) -> None:
     handles = [
-        Patch(facecolor=np.array(colour) / 255, edgecolor="black", label=name)
+        Patch(facecolor=np.array(colour) / 255, edgecolor="black", label=name)  # type: ignore[arg-type]
         for name, colour in zip(table.names, table.colours)
     ]
     if with_ignored:
-        handles.append(Patch(facecolor=np.array(table.ignore_colour) / 255, edgecolor="black", label="ignored"))
+        ignored = Patch(facecolor=np.array(table.ignore_colour) / 255, edgecolor="black", label="ignored")  # type: ignore[arg-type]
+        handles.append(ignored)
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)

@@ -32,7 +32,7 @@ _ELLIPSOID = re.compile(r'(?:SPHEROID|ELLIPSOID)\["[^"]*",\s*([-+0-9.eE]+),\s*([
 Ring = Sequence[Sequence[float]]  # [(x, y), ...], closed or not
 
 
-def shoelace(ring: Ring) -> float:
+def shoelace(ring: Ring | np.ndarray) -> float:
     """The signed area enclosed by a ring of (x, y) points."""
     points = np.asarray(ring, dtype=np.float64)
     # relative to the first point: products of large map coordinates would cancel away the digits

@@ -1,6 +1,6 @@
 """Scenes of any size read a strip of rows at a time, and class maps written as Cloud-Optimized GeoTIFFs.
 
-Reading (README, "Mapping new imagery"):
+Reading (docs/mapping.md):
 - JPEG and PNG files are read whole by Pillow, as everywhere else in the pipeline (imageio: the
   same accepted modes, size limit and decoding that training saw). They carry no georeference.
 - Any other raster is read through rasterio (GDAL): GeoTIFF, JPEG 2000, VRT, ERDAS IMG, ... of
@@ -37,12 +37,14 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio._err import CPLE_BaseError
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
 from stages.core.data.palette import IGNORE_INDEX, ClassTable
+from stages.core.inference.blending import ArrayRows
 from stages.core.io.errors import PipelineError
 from stages.core.io.imageio import read_rgb
 from stages.core.io.outputs import STAGING_SUFFIX, _staging_name
@@ -74,15 +76,15 @@ def is_jpeg_or_png(path: Path) -> bool:
 
 def raster_error(path: Path, error: BaseException, doing: str = "cannot read raster") -> PipelineError:
     """One line naming the file, in GDAL's own words (its innermost error says most)."""
-    cause = error
-    while (cause.__cause__ or cause.__context__) is not None:
-        cause = cause.__cause__ or cause.__context__
+    cause: BaseException = error
+    while (inner := cause.__cause__ or cause.__context__) is not None:
+        cause = inner
     return PipelineError(f"{path}: {doing} ({cause})")
 
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How a raster's bands become the RGB the model was trained on (README, "Mapping new imagery")."""
+    """How a raster's bands become the RGB the model was trained on (docs/mapping.md)."""
 
     bands: tuple[int, int, int] | None = None  # numbered from 1; None: by colour interpretation, else 1,2,3
     percentiles: tuple[float, float] = (2.0, 98.0)  # the stretch of bands that are not uint8
@@ -95,7 +97,7 @@ class Scene:
     path: Path
     height: int
     width: int
-    crs: object | None = None  # rasterio CRS
+    crs: CRS | None = None
     transform: Affine = Affine.identity()
     is_raster = False  # read through GDAL (written back as GeoTIFF), not a JPEG/PNG
     block_rows = 1  # rows of the storage blocks: reads aligned to them decode each block once
@@ -105,15 +107,12 @@ class Scene:
         raise NotImplementedError
 
 
-class ImageScene(Scene):
+class ImageScene(ArrayRows, Scene):
     """A JPEG or PNG, decoded whole by Pillow: every pixel has data."""
 
     def __init__(self, path: Path, image: np.ndarray) -> None:
-        self.path, self.image = path, image
-        self.height, self.width = image.shape[:2]
-
-    def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.image[top:bottom], np.ones((bottom - top, self.width), dtype=bool)
+        super().__init__(image)
+        self.path = path
 
 
 def to_uint8(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
@@ -195,11 +194,12 @@ def choose_bands(path: Path, dataset, bands: tuple[int, int, int] | None) -> tup
         )
     interpretation = list(dataset.colorinterp)
     wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
-    chosen = (
-        tuple(interpretation.index(colour) + 1 for colour in wanted)
+    red, green, blue = (
+        (interpretation.index(colour) + 1 for colour in wanted)
         if all(colour in interpretation for colour in wanted)
         else (1, 2, 3)
     )
+    chosen = (red, green, blue)
     note = None
     if count > 3:
         note = (
@@ -379,7 +379,8 @@ def write_cloud_optimized(source: Path, destination: Path, resampling: str, bloc
         return
     # GDAL before 3.1: the layout the COG driver makes, by hand (overviews first, then a copy of them)
     with rasterio.open(source, "r+") as dataset:
-        factors, side = [], max(dataset.width, dataset.height)
+        factors: list[int] = []
+        side = max(dataset.width, dataset.height)
         while side > blocksize:
             factors.append(2 ** (len(factors) + 1))
             side //= 2
@@ -397,7 +398,7 @@ def write_cloud_optimized(source: Path, destination: Path, resampling: str, bloc
     )
 
 
-def class_colormap(table: ClassTable) -> dict[int, tuple[int, int, int, int]]:
+def class_colormap(table: ClassTable) -> dict[int, tuple[int, ...]]:
     """The colour table embedded in class maps: each class's colour; no prediction (255) transparent."""
     colormap = {index: (*map(int, colour), 255) for index, colour in enumerate(table.colours)}
     colormap[NODATA_CLASS] = (0, 0, 0, 0)

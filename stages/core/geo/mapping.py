@@ -1,23 +1,13 @@
-"""Mapping a scene of any size: blended window predictions streamed a strip of rows at a time, and
-the files they become (class map, confidence, area report, polygons).
-
-Streaming keeps inference.sliding_window_probabilities' windows, weights, batches and order of
-additions, and its accumulator (inference.BlendAccumulator, on the device the probabilities come
-from), so its probabilities are bit-identical to that in-memory path; it only keeps the sums of the
-rows that windows still to come can touch. Windows come row by row (geometry.window_grid),
-so after each batch the rows above the next batch's first window are final: they are divided by
-their summed weights, turned into classes on the device (only the uint8 maps are copied to the
-host), handed on and dropped. The accumulator holds
-(classes + 1) float32 values per pixel for (window side + the rows a batch spans) rows of the
-scene's width, the input the rows of the batch's windows (read in chunks aligned to the file's
-blocks, each decoded once): peak memory is set by the width, not the height (measured in docs/mapping.md).
-"""
+"""Mapping a scene of any size: its blended window probabilities streamed a strip of rows at a time
+(inference.blending.blended_strips, on the device the probabilities come from), and the files they become:
+class map, confidence, area report, polygons. Each strip's classes are made on the device (only the uint8
+maps reach the host) and written a block row at a time, so peak memory is set by the scene's width, not its
+height (measured in docs/mapping.md)."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +17,6 @@ import rasterio
 import torch
 from tqdm import tqdm
 
-from stages.core.data.geometry import window_grid
 from stages.core.data.naming import image_id_of
 from stages.core.data.palette import ClassTable, index_to_colour
 from stages.core.geo.areas import AreaCounter, PixelAreas, pixel_areas
@@ -47,102 +36,10 @@ from stages.core.geo.georaster import (
     write_cloud_optimized,
 )
 from stages.core.geo.polygons import class_polygons, write_geopackage
-from stages.core.inference.blending import BlendAccumulator, ProbabilityFn, classes_of, fit_window, window_weights
+from stages.core.inference.blending import ProbabilityFn, blended_strips, classes_of, plan_windows
 from stages.core.io.imageio import write_png
 from stages.core.io.outputs import atomic_file
 from stages.core.io.params import PredictParams
-
-MAX_BLOCK_ROWS = 1024  # taller storage blocks are not read whole
-# One strip of final rows: (first row, (classes, h, W) float32 blended probabilities on the probability
-# function's device, (h, W) bool has data on the host)
-Strip = tuple[int, torch.Tensor, np.ndarray]
-
-
-def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[int, list[tuple[int, int]]]:
-    """The window side used (shrunk for small scenes) and every window's (y, x), as the in-memory path lays them."""
-    window = fit_window(window, height, width)
-    return window, window_grid(height, width, window, overlap)
-
-
-def _shift_up(array: np.ndarray | torch.Tensor, rows: int) -> None:
-    """Move the rows of `array` (along its second-last axis) `rows` up, zeroing the rows freed at the bottom.
-
-    Copied in chunks of `rows` so that no chunk overlaps its destination (numpy would copy an
-    overlapping source whole first: another accumulator's worth of memory; torch refuses overlaps).
-    """
-    keep = array.shape[-2] - rows
-    for start in range(0, keep, rows):
-        stop = min(start + rows, keep)
-        array[..., start:stop, :] = array[..., start + rows : stop + rows, :]
-    array[..., max(keep, 0) :, :] = 0
-
-
-class _RowReader:
-    """A scene's rows read forward in chunks aligned to its storage blocks, handed out as any strip at or
-    below the last one asked for; rows above it are dropped. Each block row is then decoded once,
-    although window strips overlap and straddle blocks."""
-
-    def __init__(self, scene: Scene, rows_at_least: int) -> None:
-        # A file stored in very tall blocks (one strip for the whole image) is read window by window instead.
-        block = scene.block_rows if 1 <= scene.block_rows <= MAX_BLOCK_ROWS else 1
-        self.scene, self.chunk = scene, -(-rows_at_least // block) * block
-        self.top = self.bottom = 0
-        self.rgb = np.empty((0, scene.width, 3), dtype=np.uint8)
-        self.has_data = np.empty((0, scene.width), dtype=bool)
-
-    def rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        drop = top - self.top
-        parts_rgb, parts_data = [self.rgb[drop:]], [self.has_data[drop:]]
-        while self.bottom < bottom:
-            end = min(self.scene.height, self.bottom + self.chunk)
-            rgb, has_data = self.scene.read_rows(self.bottom, end)
-            parts_rgb.append(rgb)
-            parts_data.append(has_data)
-            self.bottom = end
-        if len(parts_rgb) > 1:
-            self.rgb, self.has_data = np.concatenate(parts_rgb), np.concatenate(parts_data)
-        else:
-            self.rgb, self.has_data = parts_rgb[0], parts_data[0]
-        self.top = top
-        return self.rgb[: bottom - top], self.has_data[: bottom - top]
-
-
-def blended_strips(
-    probability_fn: ProbabilityFn,
-    scene: Scene,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    progress: Callable[[int], object] | None = None,
-) -> Iterator[Strip]:
-    """The scene's blended class probabilities, top to bottom, in strips of rows no later window touches.
-
-    Concatenated, the strips equal sliding_window_probabilities on the whole image, bit for bit: the
-    same BlendAccumulator, on the probability function's device, over fewer rows.
-    """
-    height, width = scene.height, scene.width
-    window, origins = plan_windows(height, width, window, overlap)
-    batches = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
-    span = max(batch[-1][0] - batch[0][0] for batch in batches) + window  # rows one batch touches
-    sums = BlendAccumulator(num_classes, span, width, window_weights(window))
-    has_data = np.zeros((span, width), dtype=bool)
-    top = 0  # the scene row that row 0 of the accumulator holds
-    reader = _RowReader(scene, window)
-    for index, batch in enumerate(batches):
-        image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
-        has_data[: len(image_has_data)] = image_has_data
-        crops = torch.from_numpy(np.stack([image[y - top : y - top + window, x : x + window] for y, x in batch]))
-        sums.add(probability_fn(crops), batch, top)
-        if progress is not None:
-            progress(len(batch))
-        final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window reaches above
-        if final > top:
-            rows = final - top
-            yield top, sums.blended(rows), has_data[:rows].copy()
-            for array in (sums.total, sums.weight_sum, has_data):
-                _shift_up(array, rows)
-            top = final
 
 
 def classes_and_confidence(
@@ -159,7 +56,7 @@ def classes_and_confidence(
 
 @dataclass(frozen=True)
 class MapOptions:
-    """What `predict --input` writes besides the class map (README, "Mapping new imagery")."""
+    """What the mapping command writes besides the class map (docs/mapping.md)."""
 
     read: ReadOptions = field(default_factory=ReadOptions)
     pixel_size: float | None = None  # metres, for images without a CRS
@@ -275,17 +172,12 @@ def map_file(
             warn(f"{path}: --min-area not applied: the polygons have no areas")
         names = output_names(image_id, scene.is_raster, options)
         staged = {role: stack.enter_context(atomic_file(out_dir / name)) for role, name in names.items()}
-        if scene.is_raster:
-            sinks = {"classes": stack.enter_context(scratch_file(out_dir / names["classes"]))}
-            if options.confidence:
-                sinks["confidence"] = stack.enter_context(scratch_file(out_dir / names["confidence"]))
-            writers = _raster_writers(scene, table, sinks, options.blocksize)
-        else:
-            writers = {
-                role: _WholeImage(scene.height, scene.width, fill)
-                for role, fill in (("classes", NODATA_CLASS), ("confidence", NODATA_CONFIDENCE))
-                if role in names
-            }
+        sinks: dict[str, Path] = {
+            role: stack.enter_context(scratch_file(out_dir / names[role]))
+            for role in ("classes", "confidence")
+            if scene.is_raster and role in names
+        }
+        writers = _map_writers(scene, table, names, sinks, options.blocksize)
         counter = AreaCounter(len(table), areas)
         try:
             _stream(scene, probability_fn, table, predict_params, options.confidence, writers, counter, image_id)
@@ -295,30 +187,63 @@ def map_file(
                     writer.close()
         if not all(writer.complete for writer in writers.values()):
             raise RuntimeError(f"{path}: the class map is missing rows")
-        if scene.is_raster:
-            write_cloud_optimized(sinks["classes"], staged["classes"], "MODE", options.blocksize)
-            if options.confidence:
-                write_cloud_optimized(sinks["confidence"], staged["confidence"], "AVERAGE", options.blocksize)
-            staged["style"].write_text(qgis_style(table))
-        else:
-            classes = writers["classes"].array
-            write_png(staged["classes"], classes)
-            write_png(staged["colours"], index_to_colour(classes, table))
-            if options.confidence:
-                write_png(staged["confidence"], writers["confidence"].array)
+        _write_maps(scene, table, writers, sinks, staged, options)
         report = area_report(scene, table, counter, reason)
         write_area_files(report, staged["areas_json"], staged["areas_csv"])
         if options.polygons:
-            if scene.is_raster:
-                with rasterio.open(sinks["classes"]) as classes_raster:
-                    columns = class_polygons(
-                        rasterio.band(classes_raster, 1), scene.transform, table, areas, options.min_area_ha
-                    )
-            else:
-                columns = class_polygons(writers["classes"].array, scene.transform, table, areas, options.min_area_ha)
-            write_geopackage(staged["polygons"], columns, scene.crs)
-            report["polygons"] = len(columns["class_id"])
+            report["polygons"] = _write_polygons(scene, table, writers, sinks, staged["polygons"], areas, options)
     return report
+
+
+def _map_writers(
+    scene: Scene, table: ClassTable, names: dict[str, str], sinks: dict[str, Path], blocksize: int
+) -> dict:
+    """Where the class (and confidence) rows go: block rows of scratch GeoTIFFs for a raster, whole arrays else."""
+    if scene.is_raster:
+        return _raster_writers(scene, table, sinks, blocksize)
+    return {
+        role: _WholeImage(scene.height, scene.width, fill)
+        for role, fill in (("classes", NODATA_CLASS), ("confidence", NODATA_CONFIDENCE))
+        if role in names
+    }
+
+
+def _write_maps(
+    scene: Scene, table: ClassTable, writers: dict, sinks: dict[str, Path], staged: dict[str, Path], options: MapOptions
+) -> None:
+    """The finished maps into their staged files: COGs and a QGIS legend for a raster, PNGs for a JPEG or PNG."""
+    if scene.is_raster:
+        write_cloud_optimized(sinks["classes"], staged["classes"], "MODE", options.blocksize)
+        if options.confidence:
+            write_cloud_optimized(sinks["confidence"], staged["confidence"], "AVERAGE", options.blocksize)
+        staged["style"].write_text(qgis_style(table))
+        return
+    classes = writers["classes"].array
+    write_png(staged["classes"], classes)
+    write_png(staged["colours"], index_to_colour(classes, table))
+    if options.confidence:
+        write_png(staged["confidence"], writers["confidence"].array)
+
+
+def _write_polygons(
+    scene: Scene,
+    table: ClassTable,
+    writers: dict,
+    sinks: dict[str, Path],
+    staged: Path,
+    areas: PixelAreas | None,
+    options: MapOptions,
+) -> int:
+    """The class map's regions as a GeoPackage of polygons; returns how many."""
+    if scene.is_raster:
+        with rasterio.open(sinks["classes"]) as classes_raster:
+            columns = class_polygons(
+                rasterio.band(classes_raster, 1), scene.transform, table, areas, options.min_area_ha
+            )
+    else:
+        columns = class_polygons(writers["classes"].array, scene.transform, table, areas, options.min_area_ha)
+    write_geopackage(staged, columns, scene.crs)
+    return len(columns["class_id"])
 
 
 def _raster_writers(scene: Scene, table: ClassTable, paths: dict[str, Path], blocksize: int) -> dict:

@@ -57,7 +57,7 @@ def onnx_bytes(trained: TrainedModel, opset: int = OPSET) -> bytes:
         torch.onnx.export(
             wrapper,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],

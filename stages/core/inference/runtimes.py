@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.core.inference.blending import (
-    ProbabilityFn,
-    averaged_over_views,
-    dihedral_view,
-    trained_model_probabilities,
-)
+from stages.core.inference.blending import ProbabilityFn
 from stages.core.inference.export import INPUT_NAME
+from stages.core.inference.probabilities import averaged_over_views, dihedral_view, trained_model_probabilities
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import PredictParams
 from stages.core.model.checkpoint import TrainedModel
@@ -112,3 +108,12 @@ def runtime_label(params: PredictParams) -> str:
     if params.runtime == "torch":
         return f"torch, {params.precision}" + (", compiled" if params.compile else "")
     return f"{params.runtime}, {'int8' if params.int8 else 'fp32'}"
+
+
+def run_label(params: PredictParams, device: torch.device) -> str:
+    """How a prediction runs, for its summary line: windows, TTA, runtime and device."""
+    where = device if params.runtime == "torch" else "cpu"
+    return (
+        f"window {params.window}, overlap {params.overlap}, tta {'on' if params.tta else 'off'}, "
+        f"{runtime_label(params)}, {where}"
+    )

@@ -1,6 +1,6 @@
 """Reading and writing images, with errors that name the file.
 
-Which images are accepted (README, "Images and masks the pipeline accepts"):
+Which images are accepted (docs/data.md, "Images and masks the pipeline accepts"):
 - imagery: 8-bit RGB; also greyscale, palette and CMYK, converted to RGB. A 4th band (RGBA,
   RGBX: alpha or near-infrared) is dropped with a warning line naming the file. 16-bit images
   are refused: keeping 8 of their 16 bits (what Pillow does) ruins the colours.
@@ -45,7 +45,7 @@ _STRIP_PIXELS = 1 << 22
 
 def _bit_depth_16(image: Image.Image) -> bool:
     """16-bit images, including 16-bit RGB PNGs, which Pillow opens as 8-bit "RGB" (raw mode "RGB;16B")."""
-    return image.mode in _HIGH_DEPTH_MODES or any(";16" in str(tile.args) for tile in image.tile)
+    return image.mode in _HIGH_DEPTH_MODES or any(";16" in str(tile.args) for tile in image.tile)  # type: ignore[attr-defined]
 
 
 def _warn(message: str) -> None:

@@ -178,7 +178,7 @@ class ModelParams:
             # checkpoints and dvc.lock do not depend on which was used
             object.__setattr__(self, "encoder_weights", NO_ENCODER_WEIGHTS)
         _require(
-            bool(self.encoder_weights.strip()),
+            bool((self.encoder_weights or "").strip()),
             "model.encoder_weights",
             f"must be {NO_ENCODER_WEIGHTS}, imagenet or a weights file",
             self.encoder_weights,

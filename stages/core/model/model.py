@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     state = state.get("state_dict", state)
     state = {key.removeprefix("encoder."): value for key, value in state.items() if not key.startswith("fc.")}
     try:
-        model.encoder.load_state_dict(state)
+        model.encoder.load_state_dict(state)  # type: ignore[union-attr]
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise PipelineError(f"{path}: weights do not fit the encoder ({first})") from None
@@ -68,7 +69,7 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     2448 px image after a 15 s compile). Each new input shape compiles again.
     """
     # Freezing is set for this compile only: frozen weights would not see training updates.
-    return torch.compile(model.eval(), dynamic=False, options={"freezing": True})
+    return cast(nn.Module, torch.compile(model.eval(), dynamic=False, options={"freezing": True}))
 
 
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -2,7 +2,7 @@
 the one output directory that all ranks of a split prediction write into and that appears whole or not at all.
 
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK in each process it starts. Without them (a plain
-`python -m stages.predict`) there is one rank, no process group, and everything is as before. With
+`python -m stages.predict`) there is one rank and no process group. With
 several, each rank runs on cuda:LOCAL_RANK where CUDA is present. In prediction, rank r takes images
 r, r + W, r + 2W, ... of the split and writes its own files; a gloo process group serves only to
 agree on the output directory (its path, and whether every rank succeeded before it is published).
@@ -17,10 +17,11 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -32,13 +33,33 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Ranks:
+    """This process among those torchrun started (training and prediction alike); rank 0 of 1 without torchrun."""
+
     rank: int = 0  # this process, 0 to world - 1
     world: int = 1  # processes in all
     local_rank: int = 0  # this process on its machine: its GPU
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where its collectives run
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, logs and progress."""
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.world > 1
 
     def share(self, items: Sequence[T]) -> list[T]:
         """This rank's items: r, r + W, r + 2W, ... (every item exactly once over all ranks, in order within each)."""
         return list(items[self.rank :: self.world])
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """`values` summed over all ranks (the same array on every rank); as is with one rank."""
+        if not self.several:
+            return values
+        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
 
     @property
     def label(self) -> str:
@@ -54,7 +75,7 @@ def launched_by_torchrun() -> bool:
 
 
 def ranks_from_environment() -> Ranks:
-    """The ranks torchrun set; one rank when it did not."""
+    """The ranks torchrun set; one rank when it did not. The one place that reads torchrun's variables."""
     if not launched_by_torchrun():
         return Ranks()
     return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
@@ -146,7 +167,7 @@ def shared_atomic_dir(final: str | Path, ranks: Ranks) -> Iterator[Path]:
                     raise PipelineError(f"{final}: the first process could not create the output directory")
             succeeded = False
             try:
-                yield Path(box[0])
+                yield Path(str(box[0]))
                 succeeded = True
             finally:
                 everyone = _all_succeeded(succeeded)

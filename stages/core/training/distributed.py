@@ -1,5 +1,5 @@
-"""Training in several processes, as torchrun starts them: which process this is, its device, sums over all
-processes, and the model wrapped for data-parallel training.
+"""Training in several processes, as torchrun starts them: joining the process group, each rank's device,
+and the model wrapped for data-parallel training (the ranks themselves, and their sums, are model.ranks.Ranks).
 
 torchrun (`python -m torch.distributed.run`) starts the processes and tells each its place through
 the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); the process group is started
@@ -13,51 +13,20 @@ numbers logged are sums over all ranks (see loop.EpochMeter).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
-import numpy as np
 import torch
 from torch import nn
 
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import TrainParams
-from stages.core.model.ranks import launched_by_torchrun, rank_device, ranks_from_environment
+from stages.core.model.ranks import Ranks, launched_by_torchrun, rank_device, ranks_from_environment
 
 
-@dataclass(frozen=True)
-class Processes:
-    """This process's place among the training processes; rank 0 of world size 1 when there is one process."""
+def start_processes(train_params: TrainParams, device: torch.device) -> Ranks:
+    """Join the ranks torchrun started (the process group, this rank's device), or run as one process.
 
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")  # this process's device, where its collectives run
-
-    @property
-    def main(self) -> bool:
-        """Rank 0: the one process that writes checkpoints, logs and progress."""
-        return self.rank == 0
-
-    @property
-    def several(self) -> bool:
-        return self.world_size > 1
-
-    def sum(self, values: np.ndarray) -> np.ndarray:
-        """`values` summed over all processes (the same array on every rank); as is with one process."""
-        if not self.several:
-            return values
-        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
-        torch.distributed.all_reduce(tensor)
-        return tensor.cpu().numpy()
-
-    def stop(self) -> None:
-        if self.several and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def start_processes(train_params: TrainParams, device: torch.device) -> Processes:
-    """Join the processes torchrun started (the process group, this rank's device), or run as one process.
-
-    The number of processes must be what the params say, train.processes x train.nodes: the
+    The number of ranks must be what the params say, train.processes x train.nodes: the
     params are what dvc.lock and the checkpoints record.
     """
     expected = train_params.processes * train_params.nodes
@@ -72,40 +41,46 @@ def start_processes(train_params: TrainParams, device: torch.device) -> Processe
                 f"stage with dvc repro (its command starts torchrun) or with torchrun "
                 f"--nproc_per_node={train_params.processes} -m stages.train ..."
             )
-        return Processes(device=device)
+        return Ranks(device=device)
     ranks = ranks_from_environment()
     if ranks.world != expected:
         raise PipelineError(
             f"params: {layout}, but torchrun started {ranks.world} (WORLD_SIZE); make them agree "
-            "(more than one node is launched by hand: README, Multi-GPU)"
+            "(more than one node is launched by hand: docs/multi-gpu.md)"
         )
     if ranks.world == 1:
-        return Processes(device=device)
+        return replace(ranks, device=device)
     if device.type not in ("cuda", "cpu"):
         raise PipelineError(
             f"params: train.processes x train.nodes above 1 needs train.device cuda or cpu, not {device.type}"
         )
     device = rank_device(device, ranks, "train.processes")
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Processes(ranks.rank, ranks.world, device)
+    return replace(ranks, device=device)
 
 
-def data_parallel(model: nn.Module, processes: Processes, sync_batchnorm: bool) -> nn.Module:
+def data_parallel(model: nn.Module, ranks: Ranks, sync_batchnorm: bool) -> nn.Module:
     """The model to train: as is with one process, else wrapped in DistributedDataParallel (gradients averaged
-    over processes after every backward pass), its batch norms synchronised if asked."""
-    if not processes.several:
+    over ranks after every backward pass), its batch norms synchronised if asked."""
+    if not ranks.several:
         return model
     if sync_batchnorm:
-        if processes.device.type != "cuda":
+        if ranks.device.type != "cuda":
             raise PipelineError(
                 "params: train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on "
-                f"GPUs only), this run is on {processes.device.type}; set it to false"
+                f"GPUs only), this run is on {ranks.device.type}; set it to false"
             )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    device_ids = [processes.device.index] if processes.device.type == "cuda" else None
+    device_ids = [ranks.device.index] if ranks.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
     """The model itself, without a DistributedDataParallel wrapper: what checkpoints hold and validation runs."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def stop_processes(ranks: Ranks) -> None:
+    """Leave the process group that start_processes joined (none with one process)."""
+    if ranks.several and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -14,8 +14,8 @@ from tqdm import tqdm
 from stages.core.data.palette import ClassTable
 from stages.core.evaluation.metrics import confusion_matrix, scores
 from stages.core.io.errors import PipelineError
+from stages.core.model.ranks import Ranks
 from stages.core.training.components import BatchSettings, LossFn
-from stages.core.training.distributed import Processes
 
 # Apart from another rank's dropout seeds (rank 0 keeps those of a single process).
 RANK_SEED_STRIDE = 1_000_000_007
@@ -62,22 +62,22 @@ class EpochMeter:
     def mean_loss(self) -> float:
         return self.loss_sum / self.batches
 
-    def result(self, processes: Processes | None = None) -> EpochResult:
-        """The epoch's mean loss and confusion matrix, summed over all processes (each scored its own share)."""
-        if processes is None or not processes.several:
+    def result(self, ranks: Ranks | None = None) -> EpochResult:
+        """The epoch's mean loss and confusion matrix, summed over all ranks (each scored its own share)."""
+        if ranks is None or not ranks.several:
             return EpochResult(self.mean_loss, self.confusion)
-        loss_sum, batches = processes.sum(np.array([self.loss_sum, self.batches], dtype=np.float64))
-        return EpochResult(float(loss_sum / batches) if batches else math.nan, processes.sum(self.confusion))
+        loss_sum, batches = ranks.sum(np.array([self.loss_sum, self.batches], dtype=np.float64))
+        return EpochResult(float(loss_sum / batches) if batches else math.nan, ranks.sum(self.confusion))
 
 
-def finite_loss(loss: torch.Tensor, description: str, step: int, processes: Processes | None = None) -> float:
+def finite_loss(loss: torch.Tensor, description: str, step: int, ranks: Ranks | None = None) -> float:
     """The loss as a number (one device sync per batch); a NaN or infinite loss stops training.
 
     With several processes the check is on the sum of every rank's loss, so all ranks stop together
     at the same batch with the same message (one rank stopping alone would leave the others waiting).
     """
     value = loss.item()
-    checked = processes.sum(np.array([value]))[0] if processes is not None and processes.several else value
+    checked = ranks.sum(np.array([value]))[0] if ranks is not None and ranks.several else value
     if not math.isfinite(checked):
         raise PipelineError(
             f"train: loss became {checked} in {description}, batch {step + 1}; "
@@ -107,7 +107,7 @@ def optimise(
         scaler.step(optimizer)
         scaler.update()
     if scheduler is not None:
-        scheduler.step(epoch_position)
+        scheduler.step(epoch_position)  # type: ignore[arg-type]  # a fraction of an epoch: warm restarts take it
 
 
 def run_epoch(
@@ -122,7 +122,7 @@ def run_epoch(
     epoch: int = 0,
     progress: bool = True,
     scaler: torch.amp.GradScaler | None = None,
-    processes: Processes | None = None,
+    ranks: Ranks | None = None,
 ) -> EpochResult:
     """One pass over `loader`: trains when an optimizer is given, else evaluates without gradients.
 
@@ -138,12 +138,13 @@ def run_epoch(
         with torch.set_grad_enabled(training):
             logits = batch_settings.logits(model, inputs)
             objective = loss_fn(logits, targets)
-        loss_value = finite_loss(objective, description, step, processes if training else None)
+        loss_value = finite_loss(objective, description, step, ranks if training else None)
         if training:
+            assert optimizer is not None  # training: run_epoch was given one
             optimise(objective, optimizer, scheduler, epoch + (step + 1) / batches, scaler)
         meter.add(loss_value, targets, logits)
         bar.set_postfix(loss=f"{meter.mean_loss:.4f}")
-    return meter.result(processes)
+    return meter.result(ranks)
 
 
 def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | None]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -19,6 +21,7 @@ from stages.core.io.params import AugmentParams, ModelParams, TrainParams
 from stages.core.model.checkpoint import checkpoint_config
 from stages.core.model.devices import choose_device, make_deterministic, resolve_precision
 from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
+from stages.core.model.ranks import Ranks
 from stages.core.training.checkpoints import CheckpointPolicy, training_params
 from stages.core.training.components import (
     BatchSettings,
@@ -27,7 +30,7 @@ from stages.core.training.components import (
     configure_optimizer,
     configure_scheduler,
 )
-from stages.core.training.distributed import Processes, data_parallel, start_processes, unwrapped
+from stages.core.training.distributed import data_parallel, start_processes, stop_processes, unwrapped
 from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
 
 
@@ -67,23 +70,23 @@ def train_loader_for_epoch(
     train_params: TrainParams,
     epoch: int,
     loader_options: dict,
-    processes: Processes = Processes(),
+    ranks: Ranks = Ranks(),
 ) -> DataLoader:
     """This rank's training batches of the epoch: tiles shuffled within blocks of images in an order seeded by the
     epoch, the same on every rank, and each rank taking its share of it (padded so all ranks have as many)."""
     order = ImageBlockSampler(
-        train_set.records, train_params.shuffle_block, seed_epoch(train_params.seed, epoch, processes.rank)
+        train_set.records, train_params.shuffle_block, seed_epoch(train_params.seed, epoch, ranks.rank)
     )
-    sampler = ShardedSampler(order, processes.rank, processes.world_size, pad=True)
+    sampler = ShardedSampler(order, ranks.rank, ranks.world, pad=True)
     return DataLoader(train_set, sampler=sampler, drop_last=len(sampler) > train_params.batch_size, **loader_options)
 
 
-def validation_loader(val_set: TileDataset, options: dict, processes: Processes) -> DataLoader:
+def validation_loader(val_set: TileDataset, options: dict, ranks: Ranks) -> DataLoader:
     """This rank's validation batches: its contiguous run of the val tiles, not padded, so the ranks' runs
     together are the val set with each tile once (their confusion matrices are summed)."""
-    if not processes.several:
+    if not ranks.several:
         return DataLoader(val_set, shuffle=False, **options)
-    share = contiguous_share(len(val_set), processes.rank, processes.world_size)
+    share = contiguous_share(len(val_set), ranks.rank, ranks.world)
     return DataLoader(val_set, sampler=share, **options)
 
 
@@ -120,12 +123,12 @@ def train(
 
     Checkpoints go to models_dir/resume after every epoch (see checkpoints). The log is closed
     however training ends, a non-finite loss included. Returns the last epoch's record
-    ({"train": {...}, "val": {...}}). Started by torchrun with several processes, every rank
+    ({"train": {...}, "val": {...}}). Started by torchrun with several ranks, every rank
     trains on its share of each batch and rank 0 alone writes checkpoints, the log and progress.
     """
     device = choose_device(train_params.device)
     configure_cuda(device, train_params.deterministic)
-    processes = start_processes(train_params, device)
+    ranks = start_processes(train_params, device)
     try:
         return train_processes(
             model_params,
@@ -134,11 +137,77 @@ def train(
             data,
             models_dir,
             live_dir,
-            progress and processes.main,
-            processes,
+            progress and ranks.main,
+            ranks,
         )
     finally:
-        processes.stop()
+        stop_processes(ranks)
+
+
+@dataclass
+class Run:
+    """What one process trains with, built from params: the model (and its data-parallel wrapper), the optimizer,
+    scheduler, loss scaler and loss, how batches reach the model, and the checkpoint policy."""
+
+    model: nn.Module  # the model itself: what validation runs and checkpoints hold
+    trained_model: nn.Module  # the model or its DistributedDataParallel wrapper: what the training pass runs
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler | None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_settings: BatchSettings
+    checkpoints: CheckpointPolicy
+
+
+def build_run(
+    model_params: ModelParams,
+    train_params: TrainParams,
+    augment_params: AugmentParams,
+    data: TrainingData,
+    models_dir: Path,
+    ranks: Ranks,
+) -> Run:
+    """Everything one process trains with, built in a fixed order (the model's seeded initialisation first)."""
+    device = ranks.device
+    precision = resolve_precision(train_params.precision, device, "train.precision")
+    model = configure_model(model_params, len(data.table), device, train_params.channels_last, train_params.seed)
+    optimizer = configure_optimizer(model, train_params, device)
+    checkpoints = CheckpointPolicy(
+        models_dir,
+        checkpoint_config(model_params.encoder, data.table, data.tile_size),
+        training_params(model_params, train_params, augment_params),
+        ranks.world,
+    )
+    return Run(
+        model=model,
+        trained_model=model,
+        optimizer=optimizer,
+        scheduler=configure_scheduler(optimizer, train_params),
+        scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,
+        loss_fn=configure_loss(train_params.loss),
+        batch_settings=BatchSettings(device, precision, train_params.channels_last, IMAGENET_MEAN, IMAGENET_STD),
+        checkpoints=checkpoints,
+    )
+
+
+def resume_or_start(run: Run, train_params: TrainParams, ranks: Ranks) -> tuple[int, list[dict]]:
+    """(epochs done, their records): from the resume checkpoint with train.resume, else (0, []) and a fresh start."""
+    checkpoints = run.checkpoints
+    if train_params.resume and checkpoints.resume_path.exists():
+        resumed = checkpoints.resume(run.model, run.optimizer, run.scheduler, run.scaler)
+        if resumed.epochs_done > train_params.epochs:
+            raise PipelineError(
+                f"{checkpoints.resume_path}: already has {resumed.epochs_done} epochs, more than train.epochs "
+                f"({train_params.epochs}); raise train.epochs or set train.resume to false"
+            )
+        if ranks.main:
+            print(f"train: resuming from {checkpoints.resume_path} after epoch {resumed.epochs_done}")
+        return resumed.epochs_done, resumed.history
+    if ranks.main:
+        if train_params.resume:
+            print(f"train: train.resume is set but there is no {checkpoints.resume_path}; starting afresh")
+        checkpoints.start_afresh()
+    return 0, []
 
 
 def train_processes(
@@ -149,50 +218,21 @@ def train_processes(
     models_dir: Path,
     live_dir: Path,
     progress: bool,
-    processes: Processes,
+    ranks: Ranks,
 ) -> dict:
-    """train() in this process, one of `processes`."""
+    """train() in this process, one of `ranks`."""
     from dvclive import Live
 
-    device = processes.device
-    precision = resolve_precision(train_params.precision, device, "train.precision")
-    num_classes = len(data.table)
-    model = configure_model(model_params, num_classes, device, train_params.channels_last, train_params.seed)
-    optimizer = configure_optimizer(model, train_params, device)
-    scheduler = configure_scheduler(optimizer, train_params)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    loss_fn = configure_loss(train_params.loss)
-    batch_settings = BatchSettings(device, precision, train_params.channels_last, IMAGENET_MEAN, IMAGENET_STD)
-    checkpoints = CheckpointPolicy(
-        models_dir,
-        checkpoint_config(model_params.encoder, data.table, data.tile_size),
-        training_params(model_params, train_params, augment_params),
-        processes.world_size,
-    )
-
-    start_epoch, history = 0, []
-    if train_params.resume and checkpoints.resume_path.exists():
-        resumed = checkpoints.resume(model, optimizer, scheduler, scaler)
-        start_epoch, history = resumed.epochs_done, resumed.history
-        if start_epoch > train_params.epochs:
-            raise PipelineError(
-                f"{checkpoints.resume_path}: already has {start_epoch} epochs, more than train.epochs "
-                f"({train_params.epochs}); raise train.epochs or set train.resume to false"
-            )
-        if processes.main:
-            print(f"train: resuming from {checkpoints.resume_path} after epoch {start_epoch}")
-    elif processes.main:
-        if train_params.resume:
-            print(f"train: train.resume is set but there is no {checkpoints.resume_path}; starting afresh")
-        checkpoints.start_afresh()
-    trained_model = data_parallel(model, processes, train_params.sync_batchnorm)
-    model = unwrapped(trained_model)  # what validation runs and checkpoints hold (batch norms converted if asked)
+    run = build_run(model_params, train_params, augment_params, data, models_dir, ranks)
+    start_epoch, history = resume_or_start(run, train_params, ranks)
+    run.trained_model = data_parallel(run.model, ranks, train_params.sync_batchnorm)
+    run.model = unwrapped(run.trained_model)  # batch norms converted, if asked
 
     train_set = training_set(data.train, data.store, data.tile_size, augment_params, train_params)
-    options = loader_options(train_params, device)
-    val_loader = validation_loader(TileDataset(data.val, data.store, count_once=True), options, processes)
+    options = loader_options(train_params, ranks.device)
+    val_loader = validation_loader(TileDataset(data.val, data.store, count_once=True), options, ranks)
 
-    log = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) if processes.main else None
+    log = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else None
     with log if log is not None else contextlib.nullcontext():
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
             if log is not None:
@@ -207,38 +247,54 @@ def train_processes(
         )
         for epoch in epochs:
             train_set.epoch = epoch
-            train_loader = train_loader_for_epoch(train_set, train_params, epoch, options, processes)
-            trained = run_epoch(
-                trained_model,
-                train_loader,
-                batch_settings,
-                loss_fn,
-                num_classes,
-                f"epoch {epoch + 1} train",
-                optimizer,
-                scheduler,
-                epoch,
-                progress,
-                scaler,
-                processes,
-            )
-            validated = run_epoch(
-                model,
-                val_loader,
-                batch_settings,
-                loss_fn,
-                num_classes,
-                f"epoch {epoch + 1} val",
-                progress=progress,
-                processes=processes,
-            )
-            record = {"train": epoch_metrics(trained, data.table), "val": epoch_metrics(validated, data.table)}
+            train_loader = train_loader_for_epoch(train_set, train_params, epoch, options, ranks)
+            record = train_epoch(run, train_loader, val_loader, data.table, epoch, progress, ranks)
             history.append(record)
             val_miou = record["val"]["miou_land"] or 0.0
             if log is not None:
                 log_epoch(log, epoch + 1, record)
-                checkpoints.after_epoch(epoch + 1, history, val_miou, model, optimizer, scheduler, scaler)
-            epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{checkpoints.best_miou:.3f}")
-    if processes.main:
-        checkpoints.publish()
+                run.checkpoints.after_epoch(
+                    epoch + 1, history, val_miou, run.model, run.optimizer, run.scheduler, run.scaler
+                )
+            epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{run.checkpoints.best_miou:.3f}")
+    if ranks.main:
+        run.checkpoints.publish()
     return history[-1]
+
+
+def train_epoch(
+    run: Run,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    table: ClassTable,
+    epoch: int,
+    progress: bool,
+    ranks: Ranks,
+) -> dict[str, dict]:
+    """One epoch: a training pass, then validation; its record {"train": {...}, "val": {...}}."""
+    num_classes = len(table)
+    trained = run_epoch(
+        run.trained_model,
+        train_loader,
+        run.batch_settings,
+        run.loss_fn,
+        num_classes,
+        f"epoch {epoch + 1} train",
+        run.optimizer,
+        run.scheduler,
+        epoch,
+        progress,
+        run.scaler,
+        ranks,
+    )
+    validated = run_epoch(
+        run.model,
+        val_loader,
+        run.batch_settings,
+        run.loss_fn,
+        num_classes,
+        f"epoch {epoch + 1} val",
+        progress=progress,
+        ranks=ranks,
+    )
+    return {"train": epoch_metrics(trained, table), "val": epoch_metrics(validated, table)}

@@ -1,0 +1,156 @@
+"""map: land-cover maps of any imagery with a trained model: georeferenced class maps, areas, polygons.
+
+    python -m stages.map --checkpoint models/best.pt --input scene.tif a.jpg --output out/
+    (installed as a console script too: landcover-map --checkpoint ... --input ... --output ...)
+
+A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud-Optimized GeoTIFF
+of class indices with the input's CRS and transform, the class colour table and nodata 255, and
+<id>.qml (its QGIS legend); a JPEG or PNG gets <id>.png and <id>_colour.png. Each gets
+<id>_areas.json and <id>_areas.csv (pixels and hectares per class); optionally
+<id>_confidence.tif/.png (--confidence) and <id>_polygons.gpkg (--polygons). Started by torchrun,
+the processes share the files. docs/mapping.md says how bands are chosen and scaled and how areas
+are computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stages.core.geo.georaster import ReadOptions, check_scene
+from stages.core.geo.mapping import MapOptions, map_file
+from stages.core.geo.polygons import require_vector_writer
+from stages.core.inference.runtimes import run_label, runtime_probabilities
+from stages.core.io.errors import run_stage
+from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from stages.core.model.checkpoint import load_trained_model
+from stages.core.model.devices import choose_device
+from stages.core.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
+
+
+def numbers(kind: Callable[[str], float], count: int, what: str) -> Callable[[str], tuple]:
+    """An argparse type: `count` comma-separated numbers, e.g. 3,2,1."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return values
+
+    return parse
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--input", type=Path, nargs="+", required=True, help="rasters GDAL reads, JPEG, PNG")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="its predict section: windows, runtime")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=Path("models/export"),
+        help="the export stage's folder: its ONNX models, for predict.runtime onnxruntime or openvino",
+    )
+    add_reading_and_output_arguments(parser)
+    return parser
+
+
+def add_reading_and_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """How rasters are read (bands, stretch) and what is written besides the class map."""
+    parser.add_argument(
+        "--bands",
+        type=numbers(int, 3, "three band numbers R,G,B, e.g. 3,2,1"),
+        help="raster bands read as red, green, blue, numbered from 1 (default: by colour interpretation, else 1,2,3)",
+    )
+    parser.add_argument(
+        "--percentiles",
+        type=numbers(float, 2, "LOW,HIGH, e.g. 2,98"),
+        default=(2.0, 98.0),
+        metavar="LOW,HIGH",
+        help="stretch of bands that are not uint8: these percentiles of each band become 0 and 255 (default 2,98)",
+    )
+    parser.add_argument(
+        "--value-range",
+        type=numbers(float, 2, "MIN,MAX, e.g. 0,3000"),
+        metavar="MIN,MAX",
+        help="a fixed stretch instead: MIN becomes 0 and MAX 255 in every band that is not uint8",
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=positive,
+        metavar="METRES",
+        help="pixel side on the ground for images without a CRS, for areas (DeepGlobe: 0.5)",
+    )
+    parser.add_argument(
+        "--confidence",
+        action="store_true",
+        help="also write <id>_confidence.tif/.png: max class probability x 255 (0: no data)",
+    )
+    parser.add_argument(
+        "--polygons",
+        action="store_true",
+        help="also write <id>_polygons.gpkg: a polygon per region of a class (needs pyogrio: make install-vector)",
+    )
+    parser.add_argument(
+        "--min-area",
+        type=float,
+        default=0.0,
+        metavar="HECTARES",
+        help="leave out polygons smaller than this (default 0: keep all)",
+    )
+
+
+def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> MapOptions:
+    low, high = args.percentiles
+    if not 0 <= low < high <= 100:
+        parser.error(f"--percentiles: need 0 <= LOW < HIGH <= 100, got {low:g},{high:g}")
+    if args.value_range is not None and not args.value_range[0] < args.value_range[1]:
+        parser.error("--value-range: MIN must be below MAX")
+    if args.min_area < 0:
+        parser.error("--min-area: must be 0 or more")
+    read = ReadOptions(args.bands, args.percentiles, args.value_range)
+    return MapOptions(read, args.pixel_size, args.confidence, args.polygons, args.min_area)
+
+
+def main(argv: list[str] | None = None) -> None:
+    die_with_launcher()  # started by torchrun: end with it, however it ends
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    options = map_options(args, arguments)
+    predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    for path in args.input:  # bad input is refused before the model is loaded
+        check_scene(path, options.read)
+    if options.polygons:
+        require_vector_writer()
+    ranks = ranks_from_environment()
+    with process_group(ranks):
+        trained = load_trained_model(args.checkpoint)
+        device = rank_device(choose_device("auto"), ranks, "predict.processes")
+        probability_fn = runtime_probabilities(predict_params, trained, device, args.export)
+        paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
+        for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
+            map_file(path, args.output, probability_fn, trained.table, predict_params, options)
+    print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, device)})")
+
+
+def console_main() -> None:
+    """The `landcover-map` console script."""
+    run_stage(main)
+
+
+if __name__ == "__main__":
+    run_stage(main)
