@@ -37,7 +37,7 @@ from stages.core.model.checkpoint import load_trained_model
 CHECK_BATCH = 8
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--tiles", type=Path, required=True, help="output of the tile stage")
@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for model.onnx and model.int8.onnx")
     parser.add_argument("--report", type=Path, required=True, help="the check's figures (JSON)")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     params = read_section(load_params(args.params), "export", ExportParams)
 
     trained = load_trained_model(args.checkpoint)

@@ -23,10 +23,10 @@ from PIL import Image
 
 from stages import encode, predict, split, tile
 from stages import map as map_command
-from stages.core.inference import class_maps
 from stages.core.data import tiling
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileStore
+from stages.core.inference import class_maps
 from stages.core.io import imageio
 from stages.core.io.errors import PipelineError
 from tests.conftest import REPO, write_pair, write_params

@@ -367,7 +367,7 @@ def test_autocast_runs_the_resolved_precision(precision, dtype):
 
 @pytest.mark.parametrize("unresolved", [True, False, "auto"])
 def test_autocast_refuses_what_is_not_a_resolved_precision(unresolved):
-    # The old bf16 flag passed as a bool must not quietly run in fp32.
+    # A bool passed as the precision must not quietly run in fp32.
     with pytest.raises(ValueError, match="precision must be bf16, fp16 or fp32"):
         devices.autocast(torch.device("cpu"), unresolved)
 

@@ -120,3 +120,13 @@ def test_no_import_cycle_anywhere():
         if name not in state:
             visit(name, [])
     assert cycles == []
+
+
+def test_no_function_in_stages_is_over_50_lines():
+    """A function that long holds several decisions: split it (stage scripts and the core alike)."""
+    long = []
+    for path in sorted((REPO / "stages").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 50:
+                long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []

@@ -57,25 +57,7 @@ def card_content(
             name: {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
             for name, path in models.items()
         },
-        "input": {
-            "name": "image",
-            "dtype": "uint8",
-            "layout": "NHWC",
-            "channels": "RGB, 0-255",
-            "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
-            "trained_on_tiles_of": training["tile_size"],
-        },
-        "output": {
-            "name": "probabilities",
-            "dtype": "float32",
-            "layout": "NCHW",
-            "meaning": "softmax class probabilities; argmax over C is the class index",
-        },
-        "normalisation": {
-            "applied": "inside the model: (pixel / 255 - mean) / std per channel",
-            "mean": list(trained.mean),
-            "std": list(trained.std),
-        },
+        **_interface(trained, training["tile_size"]),
         "classes": [
             {"index": index, "name": name, "colour": [int(c) for c in colour]}
             for index, (name, colour) in enumerate(zip(trained.table.names, trained.table.colours))
@@ -94,24 +76,53 @@ def card_content(
     }
 
 
+def _interface(trained: TrainedModel, tile_size: int) -> dict:
+    """The exported model's input, output and normalisation."""
+    return {
+        "input": {
+            "name": "image",
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "channels": "RGB, 0-255",
+            "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
+            "trained_on_tiles_of": tile_size,
+        },
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "meaning": "softmax class probabilities; argmax over C is the class index",
+        },
+        "normalisation": {
+            "applied": "inside the model: (pixel / 255 - mean) / std per channel",
+            "mean": list(trained.mean),
+            "std": list(trained.std),
+        },
+    }
+
+
 def card_markdown(card: dict) -> str:
-    """The card for people: the same facts as the JSON."""
-    lines = [
-        f"# Model card: {card['name']}",
-        "",
-        f"{card['architecture']}, land cover in 7 DeepGlobe classes.",
-        "",
-        "## Files",
-        "",
-        "| model | file | bytes | sha256 |",
-        "|---|---|---:|---|",
-    ]
-    lines += [
+    """The card for people: the same facts as the JSON, a section each."""
+    sections = (_files_section, _interface_section, _classes_section, _training_section, _test_section)
+    lines = [f"# Model card: {card['name']}", "", f"{card['architecture']}, land cover in 7 DeepGlobe classes."]
+    for section in sections:
+        lines += section(card)
+    lines += _export_section(card["export_check"])
+    data = card["data_version"]
+    lines += ["", "## Data version", "", f"`{data['sha256']}`: sha256 of {data['of']}.", ""]
+    return "\n".join(lines)
+
+
+def _files_section(card: dict) -> list[str]:
+    return ["", "## Files", "", "| model | file | bytes | sha256 |", "|---|---|---:|---|"] + [
         f"| {name} | `{entry['file']}` | {entry['bytes']} | `{entry['sha256']}` |"
         for name, entry in card["files"].items()
     ]
+
+
+def _interface_section(card: dict) -> list[str]:
     spec_in, spec_out, norm = card["input"], card["output"], card["normalisation"]
-    lines += [
+    return [
         "",
         "## Input and output",
         "",
@@ -120,15 +131,18 @@ def card_markdown(card: dict) -> str:
         'windows with blending, README "Mapping new imagery")',
         f"- output `{spec_out['name']}`: {spec_out['dtype']} {spec_out['layout']}, {spec_out['meaning']}",
         f"- normalisation, {norm['applied']}: mean {norm['mean']}, std {norm['std']}",
-        "",
-        "## Classes",
-        "",
-        "| index | class | colour (RGB) |",
-        "|---:|---|---|",
     ]
-    lines += [f"| {c['index']} | {c['name']} | {tuple(c['colour'])} |" for c in card["classes"]]
+
+
+def _classes_section(card: dict) -> list[str]:
+    return ["", "## Classes", "", "| index | class | colour (RGB) |", "|---:|---|---|"] + [
+        f"| {c['index']} | {c['name']} | {tuple(c['colour'])} |" for c in card["classes"]
+    ]
+
+
+def _training_section(card: dict) -> list[str]:
     training = card["training"]
-    lines += [
+    return [
         "",
         "## Training",
         "",
@@ -137,11 +151,13 @@ def card_markdown(card: dict) -> str:
         "",
         "| param | value |",
         "|---|---|",
-    ]
-    lines += [f"| `{key}` | `{value}` |" for key, value in training["params"].items()]
+    ] + [f"| `{key}` | `{value}` |" for key, value in training["params"].items()]
+
+
+def _test_section(card: dict) -> list[str]:
     test = dict(card["test_metrics"])
     predicted_with = test.pop("predicted_with")
-    lines += [
+    return [
         "",
         "## Test metrics",
         "",
@@ -151,10 +167,11 @@ def card_markdown(card: dict) -> str:
         "",
         "| metric | value |",
         "|---|---:|",
-    ]
-    lines += [f"| {key} | {_number(value)} |" for key, value in test.items()]
-    check = card["export_check"]
-    lines += [
+    ] + [f"| {key} | {_number(value)} |" for key, value in test.items()]
+
+
+def _export_section(check: dict) -> list[str]:
+    return [
         "",
         "## Export check",
         "",
@@ -162,20 +179,11 @@ def card_markdown(card: dict) -> str:
         "",
         "| runtime | largest probability difference | argmax agreement |",
         "|---|---:|---:|",
-    ]
-    lines += [
+    ] + [
         f"| {name.replace('_', ' ')} | {check[name]['max_abs_diff']:.3g} | {check[name]['argmax_agreement']:.4%} |"
         for name in ("onnxruntime_fp32", "onnxruntime_int8")
         if name in check
     ]
-    lines += [
-        "",
-        "## Data version",
-        "",
-        f"`{card['data_version']['sha256']}`: sha256 of {card['data_version']['of']}.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def _number(value) -> str:

@@ -66,7 +66,7 @@ def resolve_precision(requested: str, device: torch.device, key: str) -> str:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast to `precision` (bf16 or fp16) on `device`; fp32 runs as it is."""
-    if precision not in ("fp32", *AUTOCAST_DTYPES):  # e.g. the bool of the old bf16 flag: refuse, never fall to fp32
+    if precision not in ("fp32", *AUTOCAST_DTYPES):  # e.g. a bool: refuse, never fall back to fp32
         raise ValueError(f"autocast: precision must be bf16, fp16 or fp32 (resolved), got {precision!r}")
     if precision in AUTOCAST_DTYPES:
         return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])

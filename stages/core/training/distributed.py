@@ -4,8 +4,8 @@ and the model wrapped for data-parallel training (the ranks themselves, and thei
 torchrun (`python -m torch.distributed.run`) starts the processes and tells each its place through
 the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); the process group is started
 from there (NCCL between GPUs, gloo on the CPU). A train stage started without torchrun, or by
-torchrun with one process, is one process and starts no group: it runs exactly as before
-multi-process training existed.
+torchrun with one process, is one process and starts no group: its results are the bytes a
+single process gives.
 
 Rank 0 alone writes (checkpoints, DVCLive's log, the progress bars); every rank computes, and the
 numbers logged are sums over all ranks (see loop.EpochMeter).
