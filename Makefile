@@ -25,37 +25,38 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest --durations=15
 
 # Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
+# Every benchmark runs as a module from here (python -m benchmarks.NAME --help: its options).
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python -m benchmarks.speed
 
 bench-quick: $(BIN)/.installed
-	$(BIN)/python benchmarks/speed.py --quick
+	$(BIN)/python -m benchmarks.speed --quick
 
-# Blending on the device (today's predict) against on the host (before issue 12), s per 2448 px image.
+# Blending on the device (as predict does) against on the host, s per 2448 px image.
 bench-blending: $(BIN)/.installed
-	$(BIN)/python benchmarks/blending.py
+	$(BIN)/python -m benchmarks.blending
 
 # The data stages, DVC and the training loader at DeepGlobe's real size (803 images of 2448 px):
 # table + benchmarks/scale.json. Options go in SCALE_ARGS, e.g. make bench-scale SCALE_ARGS="--images 80".
 SCALE_ARGS ?=
 bench-scale: $(BIN)/.installed
-	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 # Streaming GeoTIFF prediction: peak RSS and MP/s on a large scene, streaming against in memory.
 # SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); docs/mapping.md.
 bench-geotiff: $(BIN)/.installed
-	$(BIN)/python benchmarks/geotiff_streaming.py $(if $(SIZE),--size $(SIZE))
+	$(BIN)/python -m benchmarks.geotiff_streaming $(if $(SIZE),--size $(SIZE))
 
 install: $(BIN)/.installed
 
 # Installs exactly the lock (reinstalling only when it changes): --require-hashes refuses any
 # file whose hash is not in it, --no-deps anything it does not list; pip check then proves the
-# pinned set is complete and consistent.
+# pinned set is complete and consistent. Then the project itself, editable and without dependencies,
+# for its console script landcover-map.
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip check
-	# the project itself, editable and without dependencies: its console script landcover-map
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 

@@ -1,55 +1,52 @@
 """Blending where the probabilities are (the device) against copying every window's probabilities to the host.
 
-    .venv/bin/python benchmarks/blending.py                # 2 synthetic 2448 px images, params.yaml's predict
-    .venv/bin/python benchmarks/blending.py --images 1 --rounds 1
+    .venv/bin/python -m benchmarks.blending                # 2 synthetic 2448 px images, params.yaml's predict
+    .venv/bin/python -m benchmarks.blending --images 1 --rounds 1
 
-Before issue 12, sliding-window prediction copied each batch's probabilities to the host and summed
-them there with numpy (`host_blended_probabilities`, kept here verbatim as the reference that
-tests/test_inference.py checks the device blending against, bit for bit). Now they are summed on
-the probability function's device and only the uint8 class map comes back. This script times both
-per 2448 px image, alternating, with predict's model settings (params.yaml: encoder, window,
+predict sums each batch's weighted window probabilities on the probability function's device and copies
+only the uint8 class map back. `host_blended_probabilities` here is the other way: each batch copied to
+the host and summed there with numpy. This benchmark times both per 2448 px image, alternating (their
+class maps compared on every image), with predict's model settings (params.yaml: encoder, window,
 overlap, batch, bf16), and the blending alone with a stand-in model that returns fixed probabilities.
-On the CPU the device is the host: both sum in numpy (the same float32 arithmetic; this measures
-that nothing got slower), and a third variant sums and argmaxes in torch on the CPU instead, which
-is why numpy stays the CPU's. On a GPU the device path saves a host copy of (classes x window^2)
-floats per window and the host-side adds (benchmarks/gpu.py measures it there). Last, it times a
-model on the windows of 384 px images (the default run's test images: 4 windows) in batches of one
-image's windows against two images' (batching windows across images).
+On the CPU the device is the host: both sum in numpy (the same float32 arithmetic; this measures that
+the device path costs nothing there), and a third variant sums and argmaxes in torch on the CPU instead
+(numpy_on_cpu=False), which shows why numpy stays the CPU's. On a GPU the device path saves a host copy
+of (classes x window^2) floats per window and the host-side adds (benchmarks.gpu measures it there).
+Last, it times a model on the windows of 384 px images (the default run's test images: 4 windows) in
+batches of one image's windows against two images' (batching windows across images).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # run as a script from anywhere
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-
-from stages.core.data.geometry import window_grid  # noqa: E402
-from stages.core.inference.blending import (
-    BlendAccumulator,
-    ProbabilityFn,
-    fit_window,
-    sliding_window_classes,  # noqa: E402
-    window_weights,
+from benchmarks.common import (
+    DEFAULT_CACHE,
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    Sync,
+    device_and_sync,
+    markdown_table,
+    params,
+    predict_probabilities,
+    random_model,
+    time_alternating,
 )
-
-IMAGE_SIZE = 2448
-NUM_CLASSES = 7
+from benchmarks.inputs import prepare_inputs
+from stages.core.data.geometry import window_grid
+from stages.core.inference.blending import ProbabilityFn, fit_window, sliding_window_classes, window_weights
 
 
 def host_blended_probabilities(
     probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float, batch_size: int
 ) -> np.ndarray:
-    """inference.sliding_window_probabilities as it was before issue 12: each batch copied to the host, numpy sums."""
+    """Sliding-window probabilities with each batch copied to the host and summed there in numpy."""
     height, width = image.shape[:2]
     window = fit_window(window, height, width)
     origins = window_grid(height, width, window, overlap)
@@ -69,7 +66,7 @@ def host_blended_probabilities(
 def host_classes(
     probability_fn: ProbabilityFn, image: np.ndarray, num_classes: int, window: int, overlap: float, batch_size: int
 ) -> np.ndarray:
-    """The old predict: host blending, then numpy's argmax."""
+    """Host blending, then numpy's argmax: the class map without device blending."""
     return (
         host_blended_probabilities(probability_fn, image, num_classes, window, overlap, batch_size)
         .argmax(axis=0)
@@ -84,53 +81,63 @@ def fixed_probabilities(window: int, device: torch.device) -> ProbabilityFn:
     return lambda batch: probs[: batch.shape[0]]
 
 
-def in_torch(function, *args):
-    """`function` with the blending in torch even on the CPU (where numpy is used: see BlendAccumulator)."""
-    BlendAccumulator.numpy_on_cpu = False
-    try:
-        return function(*args)
-    finally:
-        BlendAccumulator.numpy_on_cpu = True
-
-
-def time_alternating(runs: dict, images: list[np.ndarray], rounds: int, sync) -> dict:
-    """Median seconds per image of each run, alternating runs image by image so both see the same machine."""
-    seconds = {name: [] for name in runs}
-    for run in runs.values():  # warm-up
-        run(images[0][:512, :512])
-    for _ in range(rounds):
-        for image in images:
-            outputs = {}
-            for name, run in runs.items():
-                start = time.perf_counter()
-                outputs[name] = run(image)
-                sync()
-                seconds[name].append(time.perf_counter() - start)
-            first, *others = outputs.values()
-            assert all(np.array_equal(first, other) for other in others), "class maps differ"
+def median_seconds(runs: dict, images: list[np.ndarray], rounds: int, sync: Sync) -> dict[str, float]:
+    """Median seconds per image of each run, alternating image by image; their class maps must agree."""
+    seconds = time_alternating(runs, images * rounds, images[0][:512, :512], sync, same_output=np.array_equal)
     return {name: statistics.median(times) for name, times in seconds.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def blending_paths(probability_fn: ProbabilityFn, settings: tuple[int, int, float, int], with_torch: bool) -> dict:
+    """The class map of an image by host blending, by predict's device blending and, if asked, by device
+    blending with torch's sums and argmax even on the CPU."""
+    paths = {
+        "host": lambda image: host_classes(probability_fn, image, *settings),
+        "device": lambda image: sliding_window_classes(probability_fn, image, *settings),
+    }
+    if with_torch:
+        paths["torch"] = lambda image: sliding_window_classes(probability_fn, image, *settings, numpy_on_cpu=False)
+    return paths
+
+
+def seconds_per_window(
+    probability_fn: ProbabilityFn, image: np.ndarray, window: int, overlap: float, repeats: int, sync: Sync
+) -> dict[int, float]:
+    """Seconds per window of a 384 px image's windows (the default run's test images) batched alone and with a
+    second image's: {windows per batch: seconds per window}.
+
+    Those images have 4 windows each, so a batch of 8 is half used; two images per batch would fill it.
+    """
+    one = torch.from_numpy(
+        np.stack([image[y : y + window, x : x + window] for y, x in window_grid(384, 384, window, overlap)])
+    )
+    per_window = {}
+    for crops in [one, torch.cat([one, one])] * 2:  # warm-up, then timed
+        start = time.perf_counter()
+        for _ in range(repeats):
+            probability_fn(crops)
+        sync()
+        per_window[len(crops)] = (time.perf_counter() - start) / (repeats * len(crops))
+    return per_window
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.blending",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "landcover-bench")
-    args = parser.parse_args()
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args(argv)
 
-    from speed import prepare_inputs
-
-    from stages.core.inference.blending import model_probabilities
     from stages.core.io.imageio import read_rgb
-    from stages.core.model.devices import choose_device, resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
     raw, _ = prepare_inputs(args.cache, max(args.images, 2))
     images = [read_rgb(path) for path in sorted(raw.glob("*_sat.jpg"))[: args.images]]
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    predict = params["predict"]
-    device = choose_device("auto")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    config = params()
+    predict = config["predict"]
+    device, sync = device_and_sync()
     window = fit_window(predict["window"], IMAGE_SIZE, IMAGE_SIZE)
     settings = (NUM_CLASSES, window, predict["overlap"], predict["batch_size"])
     windows = len(window_grid(IMAGE_SIZE, IMAGE_SIZE, window, predict["overlap"]))
@@ -142,73 +149,32 @@ def main() -> None:
     )
 
     stand_in = fixed_probabilities(window, device)
-    blending = time_alternating(
-        {
-            "host": lambda image: host_classes(stand_in, image, *settings),
-            "device": lambda image: sliding_window_classes(stand_in, image, *settings),
-            "torch": lambda image: in_torch(sliding_window_classes, stand_in, image, *settings),
-        },
-        images,
-        args.rounds,
-        sync,
-    )
+    blending = median_seconds(blending_paths(stand_in, settings, with_torch=True), images, args.rounds, sync)
     print(
-        f"blending only: {blending['host']:.3f} s per image on the host (before), {blending['device']:.3f} s "
-        f"where the probabilities are (now), {blending['torch']:.3f} s with torch's sums and argmax on {device}",
+        f"blending only: {blending['host']:.3f} s per image on the host, {blending['device']:.3f} s "
+        f"where the probabilities are (predict's way), {blending['torch']:.3f} s with torch's sums and argmax "
+        f"on {device}",
         flush=True,
     )
-    torch.manual_seed(0)
-    model = build_model(params["model"]["encoder"], NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
-    probability_fn = model_probabilities(
-        model,
-        device,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        resolve_precision(predict["precision"], device, "predict.precision"),
-        predict["tta"],
+    probability_fn = predict_probabilities(random_model(config["model"]["encoder"], device), device, predict)
+    whole = median_seconds(blending_paths(probability_fn, settings, with_torch=False), images, args.rounds, sync)
+    per_window = seconds_per_window(probability_fn, images[0], window, predict["overlap"], args.rounds * 3, sync)
+    alone, paired = sorted(per_window)
+    print(
+        f"windows of 384 px images ({alone} each), s per window: {per_window[alone]:.4f} in batches of one "
+        f"image's {alone}, {per_window[paired]:.4f} in batches of two images' {paired} "
+        f"({per_window[alone] / per_window[paired]:.2f}x)"
     )
-    whole = time_alternating(
-        {
-            "host": lambda image: host_classes(probability_fn, image, *settings),
-            "device": lambda image: sliding_window_classes(probability_fn, image, *settings),
-        },
-        images,
-        args.rounds,
-        sync,
-    )
-    # Batching windows across images: the default run's 384 px test images have 4 windows each, so a
-    # batch of 8 is half used; two images per batch would fill it. What would that gain per window?
-    small = [
-        torch.from_numpy(
-            np.stack(
-                [
-                    images[0][y : y + window, x : x + window]
-                    for y, x in window_grid(384, 384, window, predict["overlap"])
-                ]
-            )
+    rows = [
+        (label, f"{result['host']:.3f}", f"{result['device']:.3f}", f"{result['host'] / result['device']:.3f}x")
+        for label, result in (
+            ("blending only (stand-in model)", blending),
+            (f"predict ({config['model']['encoder']}, the predict params)", whole),
         )
     ]
-    small.append(torch.cat([small[0], small[0]]))  # two images' windows in one batch
-    per_window = {}
-    for crops in small * 2:  # warm-up, then timed
-        start = time.perf_counter()
-        for _ in range(args.rounds * 3):
-            probability_fn(crops)
-        sync()
-        per_window[len(crops)] = (time.perf_counter() - start) / (args.rounds * 3 * len(crops))
-    print(
-        f"windows of 384 px images ({len(small[0])} each), s per window: {per_window[len(small[0])]:.4f} in "
-        f"batches of one image's {len(small[0])}, {per_window[len(small[1])]:.4f} in batches of two images' "
-        f"{len(small[1])} ({per_window[len(small[0])] / per_window[len(small[1])]:.2f}x)"
-    )
-    print("\n| s per 2448 px image | host blending (before) | device blending (now) | before / now |")
-    print("|---|---:|---:|---:|")
-    for label, result in (
-        ("blending only (stand-in model)", blending),
-        (f"predict ({params['model']['encoder']}, the predict params)", whole),
-    ):
-        print(f"| {label} | {result['host']:.3f} | {result['device']:.3f} | {result['host'] / result['device']:.3f}x |")
-    print("(class maps of the two paths compared on every image: equal)")
+    header = [f"s per {IMAGE_SIZE} px image", "host blending", "device blending (predict)", "host / device"]
+    print("\n" + "\n".join(markdown_table(header, rows, "lrrr")))
+    print("(class maps of the paths compared on every image: equal)")
 
 
 if __name__ == "__main__":

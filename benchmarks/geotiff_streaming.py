@@ -1,8 +1,8 @@
 """Streaming GeoTIFF prediction: peak memory and speed on a large scene, and streaming against in memory.
 
-    .venv/bin/python benchmarks/geotiff_streaming.py [--size 20000] [--height H] [--cache DIR]
-                                                      [--checkpoint models/best.pt] [--skip-large] [--skip-ratio]
-                                                      [--ratio-side 2448] [--rounds 2]
+    .venv/bin/python -m benchmarks.geotiff_streaming [--size 20000] [--height H] [--cache DIR]
+                                                     [--checkpoint models/best.pt] [--skip-large] [--skip-ratio]
+                                                     [--ratio-side 2448] [--rounds 2]
 
 1. large scene: `predict --input`'s mapping (mapping.map_file: stream, class-map COG, area report)
    of a SIZE x HEIGHT 3-band uint8 GeoTIFF (default 20000 x 20000, EPSG:32633, 0.5 m pixels), in a
@@ -28,25 +28,23 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import IMAGE_SIZE, REPO, answer_parent, cpu_model, measure_in_child
+
+if TYPE_CHECKING:
+    from stages.core.data.palette import ClassTable
+    from stages.core.io.params import PredictParams
+
 DEFAULT_CACHE = Path.home() / ".cache" / "landcover-geotiff-bench"
-RATIO_SIDE = 2448
 TILE = 2048  # side of the synthetic scenes tiled across the large one
 PIXEL_SIZE = 0.5
-
-
-def peak_rss_mb() -> int:
-    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child would report its parent's peak
-    status = Path("/proc/self/status").read_text()
-    return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
 
 
 def write_scene(path: Path, width: int, height: int, seed: int = 0) -> None:
@@ -90,7 +88,7 @@ def write_scene(path: Path, width: int, height: int, seed: int = 0) -> None:
     partial.rename(path)
 
 
-def stub_probabilities(num_classes: int):
+def stub_probabilities(num_classes: int) -> Callable:
     """A per-pixel linear softmax over the colours (a 1x1 convolution, fixed random weights): no network,
     so a run measures the streaming, blending and writing alone."""
     import torch
@@ -105,12 +103,12 @@ def stub_probabilities(num_classes: int):
     return fn
 
 
-def probability_fn(checkpoint: str | None):
+def probability_fn(checkpoint: str | None) -> tuple[Callable, ClassTable, PredictParams]:
     """The model as predict builds it (or the stub, for checkpoint "stub"), and its class table."""
     import torch
 
     from stages.core.data.palette import ClassTable
-    from stages.core.inference.blending import trained_model_probabilities
+    from stages.core.inference.probabilities import trained_model_probabilities
     from stages.core.io.params import PredictParams, load_params, read_section
     from stages.core.model.checkpoint import TrainedModel, load_trained_model
     from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
@@ -129,10 +127,13 @@ def probability_fn(checkpoint: str | None):
     return fn, trained.table, params
 
 
-def child_large(scene: str, out: str, checkpoint: str | None) -> dict:
-    from stages.core.geo.mapping import MapOptions, map_file, plan_windows
+def measure_large(config: dict) -> dict:
+    """predict's mapping of the large scene config["scene"] into config["out"]: seconds, MP/s, outputs."""
+    from stages.core.geo.mapping import MapOptions, map_file
+    from stages.core.inference.blending import plan_windows
 
-    fn, table, params = probability_fn(checkpoint)
+    scene, out = config["scene"], config["out"]
+    fn, table, params = probability_fn(config["checkpoint"])
     start, start_cpu = time.perf_counter(), time.process_time()
     report = map_file(Path(scene), Path(out), fn, table, params, MapOptions())
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
@@ -146,7 +147,6 @@ def child_large(scene: str, out: str, checkpoint: str | None) -> dict:
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
         "mp_per_second": round(megapixels / seconds, 3),
-        "peak_rss_mb": peak_rss_mb(),
         "output_bytes": sizes,
         "area_report": {
             key: report[key]
@@ -163,15 +163,16 @@ def child_large(scene: str, out: str, checkpoint: str | None) -> dict:
     }
 
 
-def child_ratio(scene: str, out: str, checkpoint: str | None, rounds: int) -> dict:
+def measure_ratio(config: dict) -> dict:
+    """Streaming against in memory on config["scene"], config["rounds"] timed rounds after a warm-up."""
     import rasterio
 
     from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene
     from stages.core.geo.mapping import MapOptions, map_file
     from stages.core.inference.blending import sliding_window_probabilities
 
-    fn, table, params = probability_fn(checkpoint)
-    path, out = Path(scene), Path(out)
+    fn, table, params = probability_fn(config["checkpoint"])
+    path, out, rounds = Path(config["scene"]), Path(config["out"]), config["rounds"]
 
     def in_memory() -> np.ndarray:
         with gdal_env(), open_scene(path, ReadOptions()) as opened:
@@ -229,11 +230,7 @@ def child_ratio(scene: str, out: str, checkpoint: str | None, rounds: int) -> di
     }
 
 
-def run_child(*args: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    if result.returncode:
-        raise SystemExit(f"measurement {args[0]} failed (exit {result.returncode})")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+MEASUREMENTS = {"large": measure_large, "ratio": measure_ratio}
 
 
 def ensure_scene(cache: Path, width: int, height: int) -> Path:
@@ -255,8 +252,12 @@ def ensure_scene(cache: Path, width: int, height: int) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.geotiff_streaming",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", type=int, default=20000, help="scene width (and height unless --height)")
     parser.add_argument("--height", type=int, help="scene height (default: --size)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -266,49 +267,39 @@ def main() -> None:
         "a per-pixel 1x1 convolution, to measure the streaming machinery alone",
     )
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each path in the ratio")
-    parser.add_argument("--ratio-side", type=int, default=RATIO_SIDE, help="side of the image of the ratio")
+    parser.add_argument("--ratio-side", type=int, default=IMAGE_SIZE, help="side of the image of the ratio")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-ratio", action="store_true")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        kind, scene, out, checkpoint, *rest = args.child
-        checkpoint = None if checkpoint == "-" else checkpoint
-        result = (
-            child_large(scene, out, checkpoint)
-            if kind == "large"
-            else child_ratio(scene, out, checkpoint, int(rest[0]))
-        )
-        print(json.dumps(result))
+    parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        answer_parent(MEASUREMENTS[args.measure[0]](json.loads(args.measure[1])))
         return
 
-    cpu = (
-        os.cpu_count(),
-        Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].split(":", 1)[1].strip(),
-    )
     model = {None: "DeepLabV3+ ResNet50, random init", "stub": "stub: per-pixel 1x1 convolution, no network"}
-    results = {"cpu": f"{cpu[0]} cores, {cpu[1]}", "model": model.get(args.checkpoint, args.checkpoint)}
-    checkpoint = args.checkpoint or "-"
+    results = {"cpu": f"{os.cpu_count()} cores, {cpu_model()}", "model": model.get(args.checkpoint, args.checkpoint)}
     if not args.skip_ratio:
         scene = ensure_scene(args.cache, args.ratio_side, args.ratio_side)
         out = args.cache / "out_ratio"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
-        results["ratio"] = run_child("ratio", str(scene), str(out), checkpoint, str(args.rounds))
+        config = {"scene": str(scene), "out": str(out), "checkpoint": args.checkpoint, "rounds": args.rounds}
+        results["ratio"] = measure_in_child("benchmarks.geotiff_streaming", "ratio", config, show_stderr=True)
         print(json.dumps(results["ratio"]), file=sys.stderr)
         shutil.rmtree(out)
     if not args.skip_large:
         scene = ensure_scene(args.cache, args.size, args.height or args.size)
         out = args.cache / "out_large"
         shutil.rmtree(out, ignore_errors=True)
-        results["large"] = run_child("large", str(scene), str(out), checkpoint)
+        config = {"scene": str(scene), "out": str(out), "checkpoint": args.checkpoint}
+        results["large"] = measure_in_child("benchmarks.geotiff_streaming", "large", config, show_stderr=True)
         shutil.rmtree(out)
     print(json.dumps(results, indent=2))
     if "large" in results:
         large = results["large"]
         print(
             f"\nlarge scene {large['scene']} ({large['megapixels']:.0f} MP): {large['seconds']} s, "
-            f"{large['mp_per_second']} MP/s, peak RSS {large['peak_rss_mb']} MB"
+            f"{large['mp_per_second']} MP/s, peak RSS {large['peak_rss_mb']:.0f} MB"
         )
     if "ratio" in results:
         ratio = results["ratio"]

@@ -1,46 +1,49 @@
-"""The GPU section of `make bench` (benchmarks/speed.py calls run_section and report): it runs wherever
-CUDA is present and says that it was skipped elsewhere.
+"""The GPU section of `make bench` (benchmarks.speed calls run_section and report): it runs wherever CUDA is
+present and says that it was skipped elsewhere.
 
   training    images/s of a training step at 512 px tiles, batch 16 per GPU (DeepLabV3+ with
               params.yaml's encoder, loss, precision and channels_last, fused Adam; synthetic
               data: speed does not depend on the pixels), and its fraction of the GPU's measured bf16
-              matmul peak (speed.py's measure_peaks, run on the GPU);
+              matmul peak (benchmarks.speed_peaks, run on the GPU);
   N GPUs      where there are several: the same step under DistributedDataParallel, one process per
               GPU started by torchrun, images/s over all GPUs and the scaling efficiency
               (N-GPU rate / (N x 1-GPU rate));
-  inference   seconds per 2448 px image with predict's settings (params.yaml), blending on the GPU
-              (today's predict) and, for comparison, copying each batch's probabilities to the host
-              and blending there with numpy (before issue 12: benchmarks/blending.py).
+  inference   seconds per 2448 px image with predict's settings (params.yaml), blending on the GPU as
+              predict does and, for comparison, copying each batch's probabilities to the host and
+              blending there with numpy (benchmarks.blending's host_classes).
 
-Each measurement runs in a fresh process (`gpu.py --measure NAME CONFIG`; the N-GPU one under
-torchrun, rank 0 reporting). torch is imported only inside the measurements, as in speed.py.
+Each measurement runs in a fresh process (`python -m benchmarks.gpu --measure NAME CONFIG`; the N-GPU one
+under torchrun, rank 0 reporting). torch is imported only inside the measurements, as in benchmarks.speed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # run as a script from anywhere
+import numpy as np
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+from benchmarks.common import (
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    count_flops,
+    markdown_table,
+    params,
+    predict_probabilities,
+    random_model,
+    run_for_json,
+    sync_of,
+    time_alternating,
+    training_batch_settings,
+)
 
 TILE = 512  # training tile side
 BATCH = 16  # training tiles per step and GPU
-IMAGE_SIZE = 2448  # DeepGlobe's image side, for inference
-NUM_CLASSES = 7
 MODES = {"quick": {"warmup": 3, "steps": 10, "images": 2}, "full": {"warmup": 5, "steps": 30, "images": 5}}
-
-
-def params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 # --- Measurements, each in its own process ---------------------------------------------------------------
@@ -50,12 +53,10 @@ def measure_training(config: dict) -> dict:
     """Seconds per training step on one GPU, or, under torchrun, on every GPU at once (DDP; rank 0 reports)."""
     import torch
     import torch.distributed as dist
-    from torch.utils.flop_counter import FlopCounterMode
 
     from stages.core.io.params import TrainParams, read_section
-    from stages.core.model.devices import resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
-    from stages.core.training.components import BatchSettings, configure_loss, configure_optimizer
+    from stages.core.model.model import build_model
+    from stages.core.training.components import configure_loss, configure_optimizer
     from stages.core.training.loop import optimise
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -66,12 +67,12 @@ def measure_training(config: dict) -> dict:
         torch.cuda.set_device(device)
     if world > 1:
         dist.init_process_group("nccl" if on_cuda else "gloo")
-    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+    sync = sync_of(device)
     tile, batch = config.get("tile", TILE), config.get("batch", BATCH)
     train = read_section(params(), "train", TrainParams)
     torch.manual_seed(local_rank)
     encoder = config.get("encoder", params()["model"]["encoder"])
-    model = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)
+    model = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     network = (
         torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if on_cuda else None)
         if world > 1
@@ -79,21 +80,12 @@ def measure_training(config: dict) -> dict:
     )
     optimizer = configure_optimizer(model, train, device)
     loss_fn = configure_loss(train.loss)
-    images = (
-        torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8).pin_memory()
-        if on_cuda
-        else torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8)
-    )
+    images = torch.randint(0, 256, (batch, tile, tile, 3), dtype=torch.uint8)
+    images = images.pin_memory() if on_cuda else images
     masks = torch.randint(0, NUM_CLASSES, (batch, tile, tile), dtype=torch.long)
 
     # The trainer's own batch handling and optimizer step, in the precision train.precision resolves to
-    settings = BatchSettings(
-        device,
-        resolve_precision(train.precision, device, "train.precision"),
-        train.channels_last,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-    )
+    settings = training_batch_settings(train, device)
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
 
     def step() -> None:
@@ -121,9 +113,9 @@ def measure_training(config: dict) -> dict:
         "images_per_second": world * batch / seconds,
     }
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # forward x 3: forward + backward
-        model(torch.zeros(batch, 3, tile, tile, device=device))
-    result["step_flops_per_gpu"] = 3 * counter.get_total_flops()
+    sample = torch.zeros(batch, 3, tile, tile, device=device)
+    with torch.no_grad():  # the forward's count, x 3: forward + backward
+        result["step_flops_per_gpu"] = 3 * count_flops(lambda: model(sample))
     if world > 1:
         dist.destroy_process_group()
     return result
@@ -132,40 +124,23 @@ def measure_training(config: dict) -> dict:
 def measure_inference(config: dict) -> dict:
     """Seconds per 2448 px image with predict's settings: blending on the GPU against on the host."""
     import torch
-    from blending import host_classes
 
-    from stages.core.inference.blending import fit_window, model_probabilities, sliding_window_classes
-    from stages.core.model.devices import resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from benchmarks.blending import host_classes
+    from stages.core.inference.blending import fit_window, sliding_window_classes
 
     device = torch.device("cuda") if torch.cuda.is_available() and not config.get("cpu") else torch.device("cpu")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     size = config.get("size", IMAGE_SIZE)
     predict = params()["predict"]
-    torch.manual_seed(0)
-    encoder = config.get("encoder", params()["model"]["encoder"])
-    model = build_model(encoder, NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)
-    probability_fn = model_probabilities(
-        model,
-        device,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        resolve_precision(predict["precision"], device, "predict.precision"),
-        predict["tta"],
-    )
+    model = random_model(config.get("encoder", params()["model"]["encoder"]), device)
+    probability_fn = predict_probabilities(model, device, predict)
     settings = (NUM_CLASSES, fit_window(predict["window"], size, size), predict["overlap"], predict["batch_size"])
-    runs = {"device_blending": sliding_window_classes, "host_blending": host_classes}
+    runs = {
+        "device_blending": lambda image: sliding_window_classes(probability_fn, image, *settings),
+        "host_blending": lambda image: host_classes(probability_fn, image, *settings),
+    }
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    seconds = {name: [] for name in runs}
-    for run in runs.values():  # warm-up: kernels, cudnn's choices
-        run(probability_fn, image, *settings)
-    sync()
-    for _ in range(config["images"]):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(probability_fn, image, *settings)
-            sync()
-            seconds[name].append(time.perf_counter() - start)
+    # The warm-up on the whole image: kernels, cudnn's choices
+    seconds = time_alternating(runs, [image] * config["images"], image, sync_of(device))
     return {f"{name}_seconds_per_image": statistics.median(times) for name, times in seconds.items()} | {
         "image_size": size
     }
@@ -174,27 +149,21 @@ def measure_inference(config: dict) -> dict:
 MEASUREMENTS = {"training": measure_training, "inference": measure_inference}
 
 
-# --- The orchestrating side (speed.py's process) ---------------------------------------------------------
+# --- The orchestrating side (benchmarks.speed's process) -------------------------------------------------
 
 
 def launch(name: str, config: dict, processes: int = 1) -> dict:
     """Run one measurement in fresh processes (torchrun for several) and return rank 0's result."""
-    launcher = (
-        [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    )
-    process = subprocess.run(
-        [sys.executable, *launcher, str(Path(__file__)), "--measure", name, json.dumps(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    if process.returncode != 0:
-        raise RuntimeError(f"GPU benchmark '{name}' on {processes} process(es) failed:\n{process.stderr[-3000:]}")
-    return json.loads(process.stdout.strip().splitlines()[-1])
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    command = [sys.executable, *launcher, "-m", "benchmarks.gpu", "--measure", name, json.dumps(config)]
+    return run_for_json(command, f"GPU benchmark '{name}' on {processes} process(es)")
 
 
 def run_section(mode: str, peaks: dict) -> dict:
-    """The GPU section's results, or {"skipped": reason} without CUDA. `peaks`: speed.py's measure_peaks (on the GPU)."""
+    """The GPU section's results, or {"skipped": reason} without CUDA.
+
+    `peaks`: the machine's ceilings as benchmarks.speed_peaks measured them (on the GPU, where there is one).
+    """
     import torch
 
     if not torch.cuda.is_available():
@@ -241,7 +210,7 @@ def summarise(section: dict) -> dict:
 
 
 def report(section: dict | None) -> str:
-    """The GPU section's lines for speed.py's table."""
+    """The GPU section's lines for benchmarks.speed's table."""
     if not section:
         return ""
     if "skipped" in section:
@@ -252,14 +221,20 @@ def report(section: dict | None) -> str:
         "",
         f"GPU section: {section['gpus']} x {section['gpu']}, bf16 matmul peak "
         f"{section['bf16_matmul_gflops']:.0f} GFLOP/s",
-        f"| GPUs | training img/s ({TILE} px, batch {BATCH} per GPU) | of bf16 matmul peak (per GPU) | scaling |",
-        "|---:|---:|---:|---:|",
     ]
-    for gpus, row in summary["training"].items():
-        scaling = "" if gpus == 1 else f"{row['scaling_efficiency']:.0%}"
-        lines.append(
-            f"| {gpus} | {row['images_per_second']:.1f} | {row['fraction_of_bf16_matmul_peak']:.0%} | {scaling} |"
-        )
+    lines += markdown_table(
+        ["GPUs", f"training img/s ({TILE} px, batch {BATCH} per GPU)", "of bf16 matmul peak (per GPU)", "scaling"],
+        (
+            (
+                gpus,
+                f"{row['images_per_second']:.1f}",
+                f"{row['fraction_of_bf16_matmul_peak']:.0%}",
+                "" if gpus == 1 else f"{row['scaling_efficiency']:.0%}",
+            )
+            for gpus, row in summary["training"].items()
+        ),
+        "rrrr",
+    )
     seconds = summary["inference_seconds_per_image"]
     lines.append(
         f"- inference, s per {section['inference']['image_size']} px image (predict params): "
@@ -269,10 +244,21 @@ def report(section: dict | None) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run through `python -m benchmarks.speed` (make bench); --measure is its child's option.",
+    )
+    parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help="run one measurement, print its JSON")
+    args = parser.parse_args(argv)
+    if not args.measure:
+        parser.error("run through `python -m benchmarks.speed` (make bench); --measure NAME CONFIG is its child")
+    result = MEASUREMENTS[args.measure[0]](json.loads(args.measure[1]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
-        result = MEASUREMENTS[sys.argv[2]](json.loads(sys.argv[3]))
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(json.dumps(result))
-    else:
-        sys.exit("usage: run through benchmarks/speed.py (make bench); gpu.py --measure NAME CONFIG is its child")
+    main()

@@ -5,7 +5,7 @@ tiles take about 2 GB more), runs each measurement in a fresh process that repor
 RSS, and deletes everything afterwards. --repo measures another checkout of this project (e.g. an
 older commit), with Pillow's decompression-bomb limit lifted there so it can read the image at all.
 
-    .venv/bin/python benchmarks/large_image_memory.py [--side 15000] [--tile 512] [--repo PATH]
+    .venv/bin/python -m benchmarks.large_image_memory [--side 15000] [--tile 512] [--repo PATH]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,11 +21,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, params, run_for_json
+
 MIN_FREE_BYTES = 8 << 30
 
-# Runs in the child, in the measured checkout. VmHWM, not ru_maxrss: on Linux ru_maxrss survives
-# exec, so a child would report its parent's peak.
+# Runs in the child, in the measured checkout, which may be one without this package: it therefore reads
+# its own peak RSS (VmHWM, as benchmarks.common.peak_rss_kb does) instead of importing anything from here.
 CHILD = """
 import json, re, sys, time
 from pathlib import Path
@@ -65,19 +65,21 @@ def write_pair(folder: Path, side: int) -> None:
 
 
 def measure(repo: Path, *args: str) -> dict:
+    """CHILD in a fresh process working in `repo`: "read" an image, or "tile" with the tile stage's arguments."""
     lift = "lift" if repo.resolve() != REPO else "keep"  # this checkout must read the image under its own limit
-    result = subprocess.run([sys.executable, "-c", CHILD, lift, *args], cwd=repo, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{args[0]} failed in {repo}:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_for_json([sys.executable, "-c", CHILD, lift, *args], f"{args[0]} in {repo}", cwd=repo)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.large_image_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--side", type=int, default=15000)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose stages are measured")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     free = shutil.disk_usage(tempfile.gettempdir()).free
     if free < MIN_FREE_BYTES:
         raise SystemExit(f"only {free / 2**30:.1f} GiB free in {tempfile.gettempdir()}; need {MIN_FREE_BYTES >> 30}")
@@ -85,11 +87,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="landcover-large-") as scratch:
         work = Path(scratch)
         write_pair(work / "raw", args.side)
-        params = yaml.safe_load((REPO / "params.yaml").read_text())
-        params["tile"] = {"size": args.tile, "stride": args.tile}
-        (work / "params.yaml").write_text(yaml.safe_dump(params))
+        tile_params = params()
+        tile_params["tile"] = {"size": args.tile, "stride": args.tile}
+        (work / "params.yaml").write_text(yaml.safe_dump(tile_params))
+        jpeg_mb = (work / "raw" / "1_sat.jpg").stat().st_size >> 20
         results = {
-            "image": f"{args.side}x{args.side} ({args.side**2 / 1e6:.0f} MP), JPEG {(work / 'raw' / '1_sat.jpg').stat().st_size >> 20} MB",
+            "image": f"{args.side}x{args.side} ({args.side**2 / 1e6:.0f} MP), JPEG {jpeg_mb} MB",
             "repo": str(args.repo),
             "read_rgb": measure(args.repo, "read", str(work / "raw" / "1_sat.jpg")),
             "tile_stage": measure(

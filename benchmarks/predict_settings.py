@@ -5,43 +5,44 @@ images from the same generator as the training sample (its scales are in pixels,
 is more of the same scene statistics), whose masks are known. For each setting it prints seconds per
 image and mIoU over the land classes, so the defaults in params.yaml can be chosen on evidence.
 
-    .venv/bin/python benchmarks/predict_settings.py [--images 3] [--settings 256:0.5:8 256:0.25:8 ...]
+    .venv/bin/python -m benchmarks.predict_settings [--images 3] [--settings 256:0.5:8 256:0.25:8 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from stages.core.data.palette import colour_to_index  # noqa: E402
-from stages.core.evaluation.metrics import confusion_matrix, scores  # noqa: E402
-from stages.core.inference.blending import sliding_window_probabilities, trained_model_probabilities  # noqa: E402
-from stages.core.io.imageio import read_rgb  # noqa: E402
-from stages.core.model.checkpoint import load_trained_model  # noqa: E402
-from stages.core.model.devices import choose_device  # noqa: E402
+from benchmarks.common import DEFAULT_CACHE, REPO
+from benchmarks.inputs import prepare_inputs
+from stages.core.data.palette import colour_to_index
+from stages.core.evaluation.metrics import confusion_matrix, scores
+from stages.core.inference.blending import sliding_window_probabilities
+from stages.core.inference.probabilities import trained_model_probabilities
+from stages.core.io.imageio import read_rgb
+from stages.core.model.checkpoint import load_trained_model
+from stages.core.model.devices import choose_device
 
 DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.25:2", "512:0.125:2", "512:0:2"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.predict_settings",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", type=Path, default=REPO / "models" / "best.pt")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="window:overlap:batch_size ...")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "landcover-bench")
-    args = parser.parse_args()
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the speed benchmark's cached images")
+    args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         sys.exit(f"error: {args.checkpoint}: not found; run `make run` first to train the model")
-
-    from speed import prepare_inputs  # the same cached full-size images as the speed benchmark
 
     raw, _ = prepare_inputs(args.cache, args.images)
     trained = load_trained_model(args.checkpoint)

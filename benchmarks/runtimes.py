@@ -1,7 +1,7 @@
 """`make bench`'s runtime rows: seconds per 2448 px image for each predict.runtime and precision.
 
 Every row is predict's blended sliding window (the `predict` params: window, overlap, batch) on
-the same synthetic 2448 px images, through one runtime's probability function; benchmarks/speed.py
+the same synthetic 2448 px images, through one runtime's probability function; benchmarks.speed
 runs each in a fresh process and prints them beside the seed notebooks' fp32 loop. The model is
 the benchmark's randomly initialised DeepLabV3+ (speed does not depend on the weights), exported
 once to ONNX into the benchmark cache; its int8 version is calibrated on 32 of the cached 256 px
@@ -10,13 +10,13 @@ training tiles, the way the export stage does it.
 
 from __future__ import annotations
 
-import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from benchmarks.common import NUM_CLASSES, markdown_table, params, speed_part_main, time_per_image
+from benchmarks.speed_inference import blended_classes
 
-# (label, runtime, precision) in the order printed; torch bf16 is today's default path
+# (label, runtime, precision) in the order printed
 VARIANTS = (
     ("torch fp32", "torch", "fp32"),
     ("torch bf16", "torch", "bf16"),
@@ -36,7 +36,7 @@ def openvino_installed() -> bool:
     return True
 
 
-def exported_models(cache: Path, tiles: Path, encoder: str, num_classes: int) -> dict[str, Path]:
+def exported_models(cache: Path, tiles: Path, encoder: str) -> dict[str, Path]:
     """The benchmark model as model.onnx and model.int8.onnx in the cache, made once per encoder."""
     import torch
 
@@ -51,7 +51,7 @@ def exported_models(cache: Path, tiles: Path, encoder: str, num_classes: int) ->
     if not all(path.exists() for path in models.values()):
         folder.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        model = build_model(encoder, num_classes).eval()
+        model = build_model(encoder, NUM_CLASSES).eval()
         trained = TrainedModel(model, ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256)
         models["fp32"].write_bytes(onnx_bytes(trained))
         store = TileStore(tiles)
@@ -60,55 +60,43 @@ def exported_models(cache: Path, tiles: Path, encoder: str, num_classes: int) ->
     return models
 
 
-def measure_runtime(config: dict, predict: dict, encoder: str, num_classes: int) -> dict:
-    """Seconds per image through one runtime (run in a fresh process by speed.py)."""
+def measure_runtime(config: dict) -> dict:
+    """Seconds per image through one runtime and precision (run in a fresh process by benchmarks.speed)."""
     import torch
 
     from stages.core.data.geometry import window_grid
     from stages.core.data.palette import ClassTable
-    from stages.core.inference.blending import fit_window, sliding_window_probabilities, trained_model_probabilities
+    from stages.core.inference.blending import fit_window
+    from stages.core.inference.probabilities import trained_model_probabilities
     from stages.core.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
     from stages.core.io.imageio import read_rgb
     from stages.core.model.checkpoint import TrainedModel
     from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
+    predict, encoder = params()["predict"], params()["model"]["encoder"]
     runtime, precision = config["runtime"], config["precision"]
     images = [read_rgb(path) for path in config["images"]]
-    window = fit_window(predict["window"], *images[0].shape[:2])
+    height, width = images[0].shape[:2]
+    window = fit_window(predict["window"], height, width)
     if runtime == "torch":
         torch.manual_seed(0)
         trained = TrainedModel(
-            build_model(encoder, num_classes).eval(), ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256
+            build_model(encoder, NUM_CLASSES).eval(), ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256
         )
-        device = torch.device("cpu")
-        probability_fn = trained_model_probabilities(trained, device, precision, predict["tta"])
+        probability_fn = trained_model_probabilities(trained, torch.device("cpu"), precision, predict["tta"])
     else:
-        models = exported_models(Path(config["cache"]), Path(config["tiles"]), encoder, num_classes)
+        models = exported_models(Path(config["cache"]), Path(config["tiles"]), encoder)
         make = onnxruntime_probabilities if runtime == "onnxruntime" else openvino_probabilities
         probability_fn = make(models[precision], predict["tta"])
 
-    def run(image):
-        sliding_window_probabilities(
-            probability_fn, image, num_classes, window, predict["overlap"], predict["batch_size"]
-        ).argmax(axis=0).astype(np.uint8)
-
-    start = time.perf_counter()
-    run(images[0][: 2 * window, : 2 * window])  # warm-up: sessions allocate and pick kernels on first use
-    warmup = time.perf_counter() - start
-    times = []
-    for image in images:
-        start = time.perf_counter()
-        run(image)
-        times.append(time.perf_counter() - start)
-    return {
-        "seconds_per_image": statistics.median(times),
-        "warmup_seconds": warmup,
-        "windows": len(window_grid(*images[0].shape[:2], window, predict["overlap"])),
-    }
+    # The warm-up matters: sessions allocate and pick kernels on first use.
+    timing = time_per_image(lambda image: blended_classes(probability_fn, image, window, predict), images, window)
+    return {**timing, "windows": len(window_grid(height, width, window, predict["overlap"]))}
 
 
-def run_all(run_measurement, images: list[str], tiles: Path, cache: Path) -> dict:
-    """Every runtime variant that can run here, each measured in a fresh process."""
+def run_all(run_measurement: Callable[..., dict], images: list[str], tiles: Path, cache: Path) -> dict:
+    """Every runtime variant that can run here, each measured in a fresh process by `run_measurement`
+    (benchmarks.speed's, passed in: that module imports this one)."""
     results = {}
     for label, runtime, precision in VARIANTS:
         if runtime == "openvino" and not openvino_installed():
@@ -128,19 +116,25 @@ def run_all(run_measurement, images: list[str], tiles: Path, cache: Path) -> dic
 
 def report(results: dict, seed_seconds: float, target: float) -> str:
     """The table: seconds per image for each runtime and precision, against the seed's plain fp32 loop."""
-    lines = [
-        "",
-        "inference by runtime (predict's blended sliding window; seed: fp32 loop, no overlap):",
-        f"| runtime | s per 2448 px image | vs seed ({seed_seconds:.2f} s) | target {target:g}x | peak RSS MB |",
-        "|---|---:|---:|---|---:|",
-    ]
+    rows = []
     for label, result in results.items():
         if "skipped" in result:
-            lines.append(f"| {label} | {result['skipped']} | | | |")
+            rows.append((label, result["skipped"], "", "", ""))
             continue
         ratio = seed_seconds / result["seconds_per_image"]
-        lines.append(
-            f"| {label} | {result['seconds_per_image']:.2f} | {ratio:.2f}x | "
-            f"{'met' if ratio >= target else 'MISSED'} | {result['peak_rss_mb']:.0f} |"
+        rows.append(
+            (
+                label,
+                f"{result['seconds_per_image']:.2f}",
+                f"{ratio:.2f}x",
+                "met" if ratio >= target else "MISSED",
+                f"{result['peak_rss_mb']:.0f}",
+            )
         )
-    return "\n".join(lines)
+    header = ["runtime", "s per 2448 px image", f"vs seed ({seed_seconds:.2f} s)", f"target {target:g}x", "peak RSS MB"]
+    lines = ["", "inference by runtime (predict's blended sliding window; seed: fp32 loop, no overlap):"]
+    return "\n".join(lines + markdown_table(header, rows, "lrrlr"))
+
+
+if __name__ == "__main__":
+    speed_part_main("benchmarks.runtimes", __doc__)

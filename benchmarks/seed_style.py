@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from benchmarks.common import speed_part_main
 from stages.core.data.geometry import tile_grid
 from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 
@@ -31,6 +32,14 @@ from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 def one_hot_encode(label: np.ndarray, class_colours: np.ndarray) -> np.ndarray:
     """The seed's one-hot: HxWx3 colour mask -> HxWxC bool, one full-image comparison per class."""
     return np.stack([np.all(np.equal(label, colour), axis=-1) for colour in class_colours], axis=-1)
+
+
+def read_rgb_cv2(path: Path) -> np.ndarray:
+    """The seed's decode: OpenCV's imread, BGR to RGB. imread returns None for a file it cannot read."""
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise FileNotFoundError(f"{path}: OpenCV cannot read it")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class SeedDataset(Dataset):
@@ -48,8 +57,7 @@ class SeedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.pairs[index]
-        image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
-        mask = cv2.cvtColor(cv2.imread(str(mask_path)), cv2.COLOR_BGR2RGB)
+        image, mask = read_rgb_cv2(image_path), read_rgb_cv2(mask_path)
         mask = one_hot_encode(mask, self.class_colours).astype("float")  # float64, as in the seed
         sample = self.augmentation(image=image, mask=mask)
         # The seed's preprocessing: the encoder's normalisation, then to float32 CHW.
@@ -108,3 +116,7 @@ def seed_predict(model: nn.Module, image: np.ndarray, tile: int) -> np.ndarray:
         prediction = model(torch.from_numpy(crop)[None])[0]
         classes[y : y + tile, x : x + tile] = prediction.argmax(0).numpy()
     return classes
+
+
+if __name__ == "__main__":
+    speed_part_main("benchmarks.seed_style", __doc__)

@@ -1,11 +1,13 @@
 """The speed benchmark's reference side does what the seed notebooks did, and its report judges targets;
-the scale benchmark runs end to end at a tiny size and reports every figure.
+the scale benchmark runs end to end at a tiny size and reports every figure; every benchmark's command line
+answers --help.
 
 Speeds themselves are measured by `make bench` and `make bench-scale`, never asserted here.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -16,17 +18,15 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks import gpu, scale_dataset, scale_dvc, seed_style
+from benchmarks.common import time_alternating
+from benchmarks.speed_report import report, summarise
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import ClassTable, colour_to_index, one_hot
 from stages.core.io.imageio import read_rgb, write_jpeg
 from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.synthetic.scene import generate_scene
 from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import scale  # noqa: E402
-import seed_style  # noqa: E402
-import speed  # noqa: E402
 
 TABLE = ClassTable.deepglobe()
 
@@ -115,7 +115,7 @@ def canned_results(inference_seed_seconds: float) -> dict:
 
 
 def test_summary_ratios_and_fractions_of_peak():
-    summary = speed.summarise(canned_results(inference_seed_seconds=7.0))
+    summary = summarise(canned_results(inference_seed_seconds=7.0))
     assert summary["training_speedup"] == pytest.approx(2.5)  # medians: 2.5 s against 1.0 s
     assert summary["training_fraction_of_bf16_matmul_peak"] == pytest.approx(0.44)  # 4.4e11 FLOP in 1 s of 1e12/s
     assert summary["bf16_over_fp32_convolution"] == pytest.approx(2.2)
@@ -129,7 +129,7 @@ def test_summary_ratios_and_fractions_of_peak():
 @pytest.mark.parametrize("seed_seconds, expected", [(7.0, "met (target 3)"), (5.0, "MISSED (target 3)")])
 def test_report_marks_each_target_met_or_missed(seed_seconds, expected):
     results = canned_results(inference_seed_seconds=seed_seconds)
-    table = speed.report(results, speed.summarise(results))
+    table = report(results, summarise(results))
     inference_row = next(line for line in table.splitlines() if line.startswith("| inference"))
     assert expected in inference_row
 
@@ -138,19 +138,19 @@ def test_report_marks_each_target_met_or_missed(seed_seconds, expected):
 
 
 def test_scale_dataset_has_deepglobes_counts_and_distinct_ids_of_3_to_6_digits():
-    assert scale.split_counts(803) == {"train": 803, "valid": 171, "test": 172}
-    assert scale.split_counts(4) == {"train": 4, "valid": 1, "test": 1}
-    ids = scale.image_ids(scale.SEED, 1146)
+    assert scale_dataset.split_counts(803) == {"train": 803, "valid": 171, "test": 172}
+    assert scale_dataset.split_counts(4) == {"train": 4, "valid": 1, "test": 1}
+    ids = scale_dataset.image_ids(scale_dataset.SEED, 1146)
     assert len(set(ids)) == 1146 and all(100 <= i <= 999_999 for i in ids)
 
 
 def test_every_image_of_a_base_scene_gets_its_own_colour_offset_and_odd_shifts():
-    plans = scale.plan_derivations(scale.SEED, 803 + 171 + 172, 2448)
+    plans = scale_dataset.plan_derivations(scale_dataset.SEED, 803 + 171 + 172, 2448)
     offsets = defaultdict(list)
     for plan in plans:
         offsets[plan.base].append(plan.colour_offset)
         assert all(shift % 2 and shift % 3 for shift in plan.shift)  # primes: a multiple of no tile size
-    assert len(offsets) == scale.BASE_SCENES
+    assert len(offsets) == scale_dataset.BASE_SCENES
     assert all(len(set(values)) == len(values) for values in offsets.values())
 
 
@@ -159,15 +159,15 @@ def test_two_images_derived_from_one_base_scene_share_no_tile(tmp_path):
     so DVC's cache stores every tile of every image, as with real data. (Mask tiles of a single class
     are alike between images, as they are in DeepGlobe.)"""
     size = 256
-    plans = scale.plan_derivations(scale.SEED, 2 * scale.BASE_SCENES, size)
-    first, second = plans[0], plans[scale.BASE_SCENES]
+    plans = scale_dataset.plan_derivations(scale_dataset.SEED, 2 * scale_dataset.BASE_SCENES, size)
+    first, second = plans[0], plans[scale_dataset.BASE_SCENES]
     assert first.base == second.base
     image, labels = generate_scene(np.random.default_rng(0), size)
     tiles = []
     for k, plan in enumerate((first, second)):
-        derived, derived_labels = scale.derive(image, labels, plan)
+        derived, derived_labels = scale_dataset.derive(image, labels, plan)
         assert derived.shape == image.shape and derived_labels.shape == labels.shape
-        write_jpeg(tmp_path / f"{k}.jpg", derived, scale.JPEG_QUALITY)
+        write_jpeg(tmp_path / f"{k}.jpg", derived, scale_dataset.JPEG_QUALITY)
         decoded = read_rgb(tmp_path / f"{k}.jpg")
         tiles.append(
             {decoded[y : y + t, x : x + t].tobytes() for t in (32, 64, 128) for y, x in tile_grid(size, size, t, t)}
@@ -177,13 +177,13 @@ def test_two_images_derived_from_one_base_scene_share_no_tile(tmp_path):
 
 
 def test_scale_refuses_a_run_the_disk_cannot_hold_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(scale.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10**9})())
+    monkeypatch.setattr(scale_dvc.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10**9})())
     with pytest.raises(SystemExit) as refused:
-        scale.check_disk(tmp_path / "cache", tmp_path / "cache", 803, 2448, dataset_exists=False)
+        scale_dvc.check_disk(tmp_path / "cache", tmp_path / "cache", 803, 2448, dataset_exists=False)
     message = str(refused.value)
     assert "\n" not in message and message.startswith("error: not enough disk space")
     assert "needs about 18.3 GB" in message and "1.0 GB free" in message  # 8x a ~2.3 GB raw dataset
-    scale.check_disk(tmp_path / "cache", tmp_path / "cache", 4, 256, dataset_exists=False)  # 0.1 MB fits
+    scale_dvc.check_disk(tmp_path / "cache", tmp_path / "cache", 4, 256, dataset_exists=False)  # 0.1 MB fits
 
 
 def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
@@ -192,12 +192,13 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     output = tmp_path / "scale.json"
     earlier = {
         "dataset": {"image_size": 2448},
-        "stages": {name: {"seconds_per_image": 1.5, "peak_rss_mb": 123.0} for name in scale.DATA_STAGES},
+        "stages": {name: {"seconds_per_image": 1.5, "peak_rss_mb": 123.0} for name in scale_dvc.DATA_STAGES},
     }
     output.write_text(json.dumps({"runs": {"80": earlier}}))
     command = [
         sys.executable,
-        str(REPO / "benchmarks" / "scale.py"),
+        "-m",
+        "benchmarks.scale",
         "--images",
         "4",
         "--image-size",
@@ -213,7 +214,7 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
         "--output",
         str(output),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = json.loads(output.read_text())["runs"]
     assert runs["80"] == earlier and list(runs) == ["4", "80"]
@@ -225,7 +226,7 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     assert run["date"] and run["machine"]["cpu"] and run["params"]["tile.size"] == 128
     assert run["params"]["split.method"] == "ratios" and run["params"]["train.batch_size"] == 16
 
-    for name in scale.DATA_STAGES:
+    for name in scale_dvc.DATA_STAGES:
         stage = run["stages"][name]
         assert stage["seconds"] > stage["stage_seconds"] > 0 and stage["seconds_per_image"] > 0
         assert 10 < stage["peak_rss_mb"] < 4000 and stage["dvc_peak_rss_mb"] > 10
@@ -263,9 +264,7 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     assert next(line for line in side_by_side.splitlines() if line.startswith("tile ")).split()[-2:] == ["1.500", "123"]
 
 
-# --- The GPU section (benchmarks/gpu.py) ------------------------------------------------------------
-
-import gpu  # noqa: E402
+# --- The GPU section (benchmarks.gpu) --------------------------------------------------------------
 
 
 def test_gpu_section_says_it_was_skipped_without_cuda(monkeypatch, capsys):
@@ -307,3 +306,46 @@ def test_gpu_measurements_run_end_to_end_on_the_cpu_with_two_ranks():
     assert training["gpus"] == 2 and training["images_per_second"] > 0 and training["step_flops_per_gpu"] > 0
     inference = gpu.measure_inference({"cpu": True, "encoder": "resnet18", "size": 256, "images": 1})
     assert inference["device_blending_seconds_per_image"] > 0 and inference["host_blending_seconds_per_image"] > 0
+
+
+# --- What the benchmarks share ----------------------------------------------------------------------
+
+
+def test_alternating_timing_warms_each_run_up_then_alternates_and_compares_outputs():
+    calls = []
+
+    def recorded(name):
+        def run(item):
+            calls.append((name, item))
+            return item % 2
+
+        return run
+
+    runs = {"a": recorded("a"), "b": recorded("b")}
+    seconds = time_alternating(runs, [1, 3], warmup=0, same_output=lambda x, y: x == y)
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 3), ("b", 3)]
+    assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2}
+    runs["b"] = lambda item: item + 1
+    with pytest.raises(SystemExit, match="outputs of a, b differ"):
+        time_alternating(runs, [1], warmup=0, same_output=lambda x, y: x == y)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "speed",
+        "blending",
+        "scale",
+        "gpu",
+        "geotiff_streaming",
+        "large_image_memory",
+        "tile_memory",
+        "predict_settings",
+    ],
+)
+def test_every_benchmark_answers_help_as_python_m_benchmarks_name(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m benchmarks.{name}")
