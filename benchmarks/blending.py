@@ -18,7 +18,6 @@ batches of one image's windows against two images' (batching windows across imag
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from benchmarks.common import (
     IMAGE_SIZE,
     NUM_CLASSES,
     Sync,
+    benchmark_parser,
     device_and_sync,
     markdown_table,
     params,
@@ -121,11 +121,7 @@ def seconds_per_window(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.blending",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = benchmark_parser("benchmarks.blending", __doc__)
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

@@ -24,7 +24,6 @@ hour, and measures what streaming itself holds and costs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks.common import IMAGE_SIZE, REPO, answer_parent, cpu_model, measure_in_child
+from benchmarks.common import IMAGE_SIZE, REPO, answered_measurement, benchmark_parser, cpu_model, measure_in_child
 
 if TYPE_CHECKING:
     from stages.core.data.palette import ClassTable
@@ -253,11 +252,7 @@ def ensure_scene(cache: Path, width: int, height: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.geotiff_streaming",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = benchmark_parser("benchmarks.geotiff_streaming", __doc__, measures=True)
     parser.add_argument("--size", type=int, default=20000, help="scene width (and height unless --height)")
     parser.add_argument("--height", type=int, help="scene height (default: --size)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -270,10 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ratio-side", type=int, default=IMAGE_SIZE, help="side of the image of the ratio")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-ratio", action="store_true")
-    parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:
-        answer_parent(MEASUREMENTS[args.measure[0]](json.loads(args.measure[1])))
+    if answered_measurement(args, MEASUREMENTS):
         return
 
     model = {None: "DeepLabV3+ ResNet50, random init", "stub": "stub: per-pixel 1x1 convolution, no network"}

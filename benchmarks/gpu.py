@@ -18,7 +18,6 @@ under torchrun, rank 0 reporting). torch is imported only inside the measurement
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -30,6 +29,7 @@ import numpy as np
 from benchmarks.common import (
     IMAGE_SIZE,
     NUM_CLASSES,
+    benchmark_parser,
     count_flops,
     markdown_table,
     params,
@@ -245,10 +245,9 @@ def report(section: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gpu",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = benchmark_parser(
+        "benchmarks.gpu",
+        __doc__,
         epilog="Run through `python -m benchmarks.speed` (make bench); --measure is its child's option.",
     )
     parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help="run one measurement, print its JSON")

@@ -10,7 +10,6 @@ older commit), with Pillow's decompression-bomb limit lifted there so it can rea
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from benchmarks.common import REPO, params, run_for_json
+from benchmarks.common import REPO, benchmark_parser, params, run_for_json
 
 MIN_FREE_BYTES = 8 << 30
 
@@ -71,11 +70,7 @@ def measure(repo: Path, *args: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.large_image_memory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = benchmark_parser("benchmarks.large_image_memory", __doc__)
     parser.add_argument("--side", type=int, default=15000)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose stages are measured")

@@ -10,14 +10,13 @@ image and mIoU over the land classes, so the defaults in params.yaml can be chos
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_CACHE, REPO
+from benchmarks.common import DEFAULT_CACHE, REPO, benchmark_parser
 from benchmarks.inputs import prepare_inputs
 from stages.core.data.palette import colour_to_index
 from stages.core.evaluation.metrics import confusion_matrix, scores
@@ -31,11 +30,7 @@ DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.predict_settings",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = benchmark_parser("benchmarks.predict_settings", __doc__)
     parser.add_argument("--checkpoint", type=Path, default=REPO / "models" / "best.pt")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="window:overlap:batch_size ...")

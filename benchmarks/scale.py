@@ -63,7 +63,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import BENCHMARKS, IMAGE_SIZE, REPO, cpu_model, run_in_checkout
+from benchmarks.common import BENCHMARKS, IMAGE_SIZE, REPO, benchmark_parser, cpu_model, run_in_checkout
 from benchmarks.scale_dataset import DEEPGLOBE_IMAGES, dataset_folder, ensure_dataset
 from benchmarks.scale_dvc import (
     DATA_STAGES,
@@ -161,9 +161,7 @@ def default_cache() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser("benchmarks.scale", __doc__)
     parser.add_argument(
         "--images",
         type=int,

@@ -29,8 +29,6 @@ tables in speed_report; this module runs them and writes the results.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +39,8 @@ from benchmarks import gpu, runtimes
 from benchmarks.common import (
     BENCHMARKS,
     DEFAULT_CACHE,
-    answer_parent,
+    answered_measurement,
+    benchmark_parser,
     git_commit,
     machine,
     measure_in_child,
@@ -194,18 +193,14 @@ def explore(plan: dict, tiles: Path, images: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser("benchmarks.speed", __doc__, measures=True)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, no exploration (< 10 min on 2 cores)")
     parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where the synthetic full-size images are kept between runs"
     )
     parser.add_argument("--output", type=Path, default=BENCHMARKS / "results.json")
-    parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:
-        answer_parent(MEASUREMENTS[args.measure[0]](json.loads(args.measure[1])))
+    if answered_measurement(args, MEASUREMENTS):
         return
 
     mode = "quick" if args.quick else "full"

@@ -10,14 +10,19 @@ once into a cache folder.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_CACHE, IMAGE_SIZE, answer_parent, measure_in_child, params
+from benchmarks.common import (
+    DEFAULT_CACHE,
+    IMAGE_SIZE,
+    answered_measurement,
+    benchmark_parser,
+    measure_in_child,
+    params,
+)
 from benchmarks.speed_tiling import measure_tiling
 
 ALLOWED_GROWTH = 1.2
@@ -57,17 +62,11 @@ def measure(dataset: Path, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.tile_memory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = benchmark_parser("benchmarks.tile_memory", __doc__, measures=True)
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--measure", nargs=2, metavar=("NAME", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:
-        answer_parent(MEASUREMENTS[args.measure[0]](json.loads(args.measure[1])))
+    if answered_measurement(args, MEASUREMENTS):
         return
 
     raw = ensure_images(args.cache, args.images)
