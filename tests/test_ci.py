@@ -193,10 +193,13 @@ def test_make_installs_exactly_the_lock():
     makefile = (REPO / "Makefile").read_text()
     target = re.search(r"^\$\(BIN\)/\.installed: (.*)\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert target, "the Makefile has no $(BIN)/.installed rule"
-    assert target[1].split() == ["requirements.lock"]  # reinstalls when the lock changes
+    # reinstalls when the lock changes, or the project's own metadata (its console script)
+    assert target[1].split() == ["requirements.lock", "pyproject.toml"]
     install = [line for line in target[2].splitlines() if "pip install" in line]
-    assert len(install) == 1
+    assert len(install) == 2
     assert all(flag in install[0].split() for flag in ("--require-hashes", "--no-deps", "requirements.lock"))
+    # then the project itself, editable, adding nothing: its dependencies are the lock's
+    assert all(flag in install[1].split() for flag in ("--no-deps", "--no-build-isolation", "--editable", "."))
     assert "pip check" in target[2]
     for target, lock in (
         ("install-remote", "requirements-remote.lock"),
@@ -206,3 +209,12 @@ def test_make_installs_exactly_the_lock():
         recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
         assert "--require-hashes" in recipe[1] and "--no-deps" in recipe[1] and lock in recipe[1]
         assert "pip check" in recipe[1]
+
+
+def test_make_install_puts_the_mapping_command_on_the_venvs_path():
+    """pyproject.toml's console script, installed by `make install`'s editable install of the project."""
+    command = Path(sys.executable).parent / "landcover-map"
+    assert command.is_file(), "no landcover-map beside this Python: run `make install`"
+    result = subprocess.run([str(command), "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("usage: landcover-map ")
+    assert "--checkpoint" in result.stdout and "--polygons" in result.stdout
