@@ -20,7 +20,7 @@ from stages.core.evaluation.card import card_content, card_json, card_markdown, 
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.outputs import atomic_file
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import load_trained_model, read_training_record
+from stages.core.model.checkpoint import read_model_interface, read_training_record
 
 
 def read_json(path: Path) -> dict:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     predict = read_section(load_params(args.params), "predict", PredictParams)
 
     card = card_content(
-        load_trained_model(args.checkpoint),
+        read_model_interface(args.checkpoint),
         read_training_record(args.checkpoint),
         read_json(args.test),
         read_json(args.export_report),

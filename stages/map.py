@@ -26,7 +26,7 @@ from stages.core.geo.polygons import require_vector_writer
 from stages.core.inference.runtimes import run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import load_trained_model
+from stages.core.model.checkpoint import read_model_interface
 from stages.core.model.devices import choose_device
 from stages.core.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
 
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         require_vector_writer()
     ranks = ranks_from_environment()
     with process_group(ranks):
-        trained = load_trained_model(args.checkpoint)
+        interface = read_model_interface(args.checkpoint)
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
-        probability_fn = runtime_probabilities(predict_params, trained, device, args.export)
+        probability_fn = runtime_probabilities(predict_params, args.checkpoint, device, args.export)
         paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
-            map_file(path, args.output, probability_fn, trained.table, predict_params, options)
+            map_file(path, args.output, probability_fn, interface.table, predict_params, options)
     print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, device)})")
 
 

@@ -20,7 +20,7 @@ from stages.core.inference.class_maps import write_class_maps
 from stages.core.inference.runtimes import run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import load_trained_model
+from stages.core.model.checkpoint import read_model_interface
 from stages.core.model.devices import choose_device
 from stages.core.model.ranks import (
     die_with_launcher,
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
     ranks = ranks_from_environment()
     with process_group(ranks):
-        trained = load_trained_model(args.checkpoint)
+        interface = read_model_interface(args.checkpoint)
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
-        probability_fn = runtime_probabilities(predict_params, trained, device, args.export)
+        probability_fn = runtime_probabilities(predict_params, args.checkpoint, device, args.export)
         records = read_index(args.split)
         mine = set(ranks.share(list(group_by_image(records))))  # image ids r, r + W, ... of the split
         records = [record for record in records if record.image_id in mine]
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         with shared_atomic_dir(args.output, ranks) as staging:
             images = whole_images(records, TileStore(args.tiles).whole_image)
             done = write_class_maps(
-                staging, images, len(mine), probability_fn, trained.table, predict_params, progress=ranks.main
+                staging, images, len(mine), probability_fn, interface.table, predict_params, progress=ranks.main
             )
         if ranks.several:
             print(f"predict{ranks.label}: predicted {' '.join(done)}")

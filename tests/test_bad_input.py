@@ -451,7 +451,7 @@ def predict_with_a_stand_in_model(monkeypatch) -> None:
         return probabilities
 
     for command in (predict, map_command):
-        monkeypatch.setattr(command, "load_trained_model", lambda path: SimpleNamespace(table=table))
+        monkeypatch.setattr(command, "read_model_interface", lambda path: SimpleNamespace(table=table))
         monkeypatch.setattr(command, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
 
 

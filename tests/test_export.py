@@ -271,19 +271,19 @@ def test_predict_runtime_params_are_checked(values, message):
         read_section(predict_section(**values), "predict", PredictParams)
 
 
-def test_openvino_missing_says_how_to_install_it(trained, tmp_path, monkeypatch):
+def test_openvino_missing_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
     params = read_section(predict_section(runtime="openvino"), "predict", PredictParams)
     with pytest.raises(
         PipelineError, match=r"predict\.runtime openvino needs the openvino package.*make install-runtime"
     ):
-        runtime_probabilities(params, trained, torch.device("cpu"), tmp_path)
+        runtime_probabilities(params, tmp_path / "never-read.pt", torch.device("cpu"), tmp_path)
 
 
-def test_onnxruntime_without_an_export_says_which_stage_to_run(trained, tmp_path):
+def test_onnxruntime_without_an_export_says_which_stage_to_run(tmp_path):
     params = read_section(predict_section(runtime="onnxruntime", int8=True), "predict", PredictParams)
     with pytest.raises(PipelineError, match=r"model\.int8\.onnx: exported model not found; run the export stage"):
-        runtime_probabilities(params, trained, torch.device("cpu"), tmp_path)
+        runtime_probabilities(params, tmp_path / "never-read.pt", torch.device("cpu"), tmp_path)
 
 
 def test_a_checkpoint_round_trip_exports_the_same_bytes(exported, trained):

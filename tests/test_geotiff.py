@@ -130,7 +130,7 @@ def run_predict(tmp_path, monkeypatch):
     )
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
-        monkeypatch.setattr(map_command, "load_trained_model", lambda path: SimpleNamespace(table=TABLE))
+        monkeypatch.setattr(map_command, "read_model_interface", lambda path: SimpleNamespace(table=TABLE))
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
         map_command.main(
             [

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from stages.core.model.checkpoint import TrainedModel
+from stages.core.model.checkpoint import ModelInterface
 from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE
 
 CARD_FORMAT = 1
@@ -40,7 +40,7 @@ def content_hash(*folders: Path) -> str:
 
 
 def card_content(
-    trained: TrainedModel,
+    interface: ModelInterface,
     training: dict,
     test_metrics: dict,
     export_report: dict,
@@ -57,10 +57,10 @@ def card_content(
             name: {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
             for name, path in models.items()
         },
-        **_interface(trained, training["tile_size"]),
+        **_interface(interface, training["tile_size"]),
         "classes": [
             {"index": index, "name": name, "colour": [int(c) for c in colour]}
-            for index, (name, colour) in enumerate(zip(trained.table.names, trained.table.colours))
+            for index, (name, colour) in enumerate(zip(interface.table.names, interface.table.colours))
         ],
         "training": {
             "params": training["params"],
@@ -76,7 +76,7 @@ def card_content(
     }
 
 
-def _interface(trained: TrainedModel, tile_size: int) -> dict:
+def _interface(interface: ModelInterface, tile_size: int) -> dict:
     """The exported model's input, output and normalisation."""
     return {
         "input": {
@@ -95,8 +95,8 @@ def _interface(trained: TrainedModel, tile_size: int) -> dict:
         },
         "normalisation": {
             "applied": "inside the model: (pixel / 255 - mean) / std per channel",
-            "mean": list(trained.mean),
-            "std": list(trained.std),
+            "mean": list(interface.mean),
+            "std": list(interface.std),
         },
     }
 

@@ -19,7 +19,7 @@ from stages.core.inference.export import INPUT_NAME
 from stages.core.inference.probabilities import averaged_over_views, dihedral_view, trained_model_probabilities
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import PredictParams
-from stages.core.model.checkpoint import TrainedModel
+from stages.core.model.checkpoint import load_trained_model
 
 FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
 
@@ -93,10 +93,12 @@ def openvino_probabilities(path: Path, tta: bool = False) -> ProbabilityFn:
 
 
 def runtime_probabilities(
-    params: PredictParams, trained: TrainedModel, device: torch.device, export_dir: Path
+    params: PredictParams, checkpoint: Path, device: torch.device, export_dir: Path
 ) -> ProbabilityFn:
-    """The ProbabilityFn `predict.runtime` asks for (runtimes other than torch run on the CPU)."""
+    """The ProbabilityFn `predict.runtime` asks for: the checkpoint's model for torch; for the other
+    runtimes the export stage's ONNX model, on the CPU, and no PyTorch model is built."""
     if params.runtime == "torch":
+        trained = load_trained_model(checkpoint)
         return trained_model_probabilities(trained, device, params.precision, params.tta, compile=params.compile)
     if params.runtime == "openvino":
         require_openvino()  # before looking for the model: the missing package is the first thing to fix

@@ -85,13 +85,31 @@ class TrainedModel:
     tile_size: int  # the side of the tiles it was trained on
 
 
+@dataclass(frozen=True)
+class ModelInterface:
+    """What a trained model takes and gives, read from its checkpoint without building the model."""
+
+    table: ClassTable
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    tile_size: int
+
+
+def _interface(config: dict) -> ModelInterface:
+    table = ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
+    return ModelInterface(table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+
+
+def read_model_interface(path: Path) -> ModelInterface:
+    return _interface(load_checkpoint(path, mmap=True)["config"])
+
+
 def load_trained_model(path: Path) -> TrainedModel:
     checkpoint = load_checkpoint(path)
-    config = checkpoint["config"]
-    table = ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
-    model = build_model(config["encoder"], len(table))
+    interface = _interface(checkpoint["config"])
+    model = build_model(checkpoint["config"]["encoder"], len(interface.table))
     model.load_state_dict(checkpoint["model"])
-    return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+    return TrainedModel(model.eval(), interface.table, interface.mean, interface.std, interface.tile_size)
 
 
 def read_training_record(path: Path) -> dict:
