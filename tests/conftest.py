@@ -1,7 +1,8 @@
-"""Shared fixtures: tiny datasets written in the raw layouts the pipeline accepts."""
+"""Shared fixtures: tiny datasets written in the raw layouts the pipeline accepts, the reproduced project, a browser."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,31 @@ import yaml
 from PIL import Image
 
 from stages.core.data.palette import ClassTable
+from tests.browser import find_browser
+from tests.project import REPO, reproduced_template
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["REPO"]
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory) -> Path:
+    """The repository on the fast profile after a complete `dvc repro`, committed: built once for the
+    whole run, shared by every pytest-xdist worker. Read it, or work in a copy (`tests.project.copy_project`)."""
+    base = tmp_path_factory.getbasetemp()
+    # xdist gives each worker a folder of its own inside the run's folder
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return reproduced_template(shared)
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    found = find_browser()
+    if found is None:
+        pytest.skip(
+            "no headless browser: install Debian's chromium (`apt-get install chromium`; .ci/run does "
+            "this when it runs as root) to check that the plot pages render"
+        )
+    return found
 
 
 def write_pair(folder: Path, image_id: str, height: int, width: int, seed: int = 0) -> None:
@@ -72,3 +96,20 @@ def write_params(path: Path, **sections: dict) -> Path:
         params[name] = {**params[name], **values}
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+# The longest runs start first, so that under pytest-xdist the other workers fill in around them
+# rather than wait on them at the end.
+LONGEST_FIRST = (
+    "tests/test_readme_comparing.py",
+    "tests/test_pipeline.py::test_a_kill_during_any_stage",  # from scratch: it needs no reproduced project
+    "tests/test_pipeline.py",
+    "tests/test_readme.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((k for k, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

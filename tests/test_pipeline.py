@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,100 +28,26 @@ from stages.core.evaluation.metrics import read_confusion_csv
 from stages.core.io.imageio import read_index_png
 from stages.core.model.checkpoint import read_history
 from stages.plot import summary as plot_summary
-from tests.browser import find_browser, undrawn_plots
-from tests.conftest import REPO
-
-FAST_PROFILE = REPO / ".ci" / "fast-profile"
-
-
-def fast_profile() -> list[str]:
-    """The `key=value` overrides of .ci/fast-profile, which CI's experiment comparison uses too."""
-    lines = (line.strip() for line in FAST_PROFILE.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def as_sections(overrides: list[str]) -> dict:
-    """`train.lr=0.001` lines as nested {"train": {"lr": 0.001}} updates."""
-    sections: dict = {}
-    for override in overrides:
-        key, value = override.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = sections
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
-    return sections
-
+from tests.browser import undrawn_plots
+from tests.project import (
+    as_sections,
+    copy_project,
+    copy_repository,
+    dvc,
+    fast_profile,
+    git,
+    set_params,
+    tool_environment,
+)
 
 DATA_STAGES = ("sample", "tile", "encode", "split")
 MODEL_STAGES = ("train", "export", "predict", "evaluate", "plot", "card")
 
 
-def set_params(project: Path, sections: dict) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-
-    def merge(target: dict, updates: dict) -> None:
-        for key, value in updates.items():
-            if isinstance(value, dict):
-                merge(target[key], value)
-            else:
-                target[key] = value
-
-    merge(params, sections)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def dvc(project: Path, *args: str) -> str:
-    """Run the venv's dvc in `project`; fail the test with its output if it fails."""
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def git(project: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
-
-
-def copy_repository(destination: Path) -> Path:
-    """The working tree as git would see it (tracked and untracked, nothing ignored), as a fresh repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
-    for path in [destination / "dvc.lock", *destination.glob("metrics/**/*"), *destination.glob("plots/**/*")]:
-        if path.is_file():  # start from scratch, as on a fresh clone with nothing reproduced yet
-            path.unlink()
-    # A clone has history, and DVCLive needs a commit to find its baseline.
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy of the repository"]):
-        git(destination, *command)
-    return destination
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    project = copy_repository(tmp_path_factory.mktemp("repo"))
-    set_params(project, as_sections(fast_profile()))
-    return project
+@pytest.fixture
+def project(reproduced_project, tmp_path) -> Path:
+    """A copy of the reproduced fast-profile project, for one test to change."""
+    return copy_project(reproduced_project, tmp_path / "project")
 
 
 def stages_to_run(project: Path) -> set[str]:
@@ -131,8 +56,11 @@ def stages_to_run(project: Path) -> set[str]:
     return set(status)
 
 
-def test_repro_split_builds_the_data_half(project):
-    dvc(project, "repro", "split")
+def test_repro_split_builds_the_data_half(tmp_path):
+    project = copy_repository(tmp_path)
+    set_params(project, as_sections(fast_profile()))
+    output = dvc(project, "repro", "split")
+    assert set(re.findall(r"Running stage '(\w+)'", output)) == set(DATA_STAGES)
     tiles = (project / "data/tiles/index.csv").read_text().splitlines()
     assert tiles[0].startswith("tile,image_id,y,x") and len(tiles) == 1 + 8 * 4  # 8 images of 2x2 tiles
     assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8  # one class mask per image
@@ -147,7 +75,6 @@ def test_repro_split_builds_the_data_half(project):
 
 
 def test_full_pipeline_outputs_every_declared_output_and_metric(project):
-    dvc(project, "repro")
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
         for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
@@ -157,9 +84,9 @@ def test_full_pipeline_outputs_every_declared_output_and_metric(project):
     assert stages_to_run(project) == set()
 
 
-def test_evaluate_scores_the_predictions_against_the_test_masks(project):
+def test_evaluate_scores_the_predictions_against_the_test_masks(reproduced_project):
     """The metrics files hold the scores of the written predictions, recomputed here from scratch."""
-    dvc(project, "repro")
+    project = reproduced_project
     store = TileStore(project / "data/tiles", project / "data/encoded")
     names = store.class_table().names
     confusion = np.zeros((len(names), len(names)), dtype=np.int64)
@@ -193,8 +120,8 @@ def test_evaluate_scores_the_predictions_against_the_test_masks(project):
     assert test["mean_dice"] == pytest.approx(np.mean(dice))
 
 
-def test_summary_sets_train_and_val_at_the_best_epoch_beside_the_test_scores(project):
-    dvc(project, "repro")
+def test_summary_sets_train_and_val_at_the_best_epoch_beside_the_test_scores(reproduced_project):
+    project = reproduced_project
     summary = json.loads((project / "metrics/summary.json").read_text())
     history = read_history(project / "models/best.pt")
     assert summary["best_epoch"] == len(history) == 1  # the fast profile trains one epoch
@@ -221,7 +148,6 @@ def test_summary_takes_the_epoch_best_pt_was_saved_at():
 
 
 def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(project):
-    dvc(project, "repro")
     shown = dvc(project, "metrics", "show")
     assert max(len(line) for line in shown.splitlines()) <= 160, shown
     assert "miou_land" in shown and "val.miou_land" in shown
@@ -231,48 +157,58 @@ def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(
     assert "iou.agriculture_land" in details and "fw_iou" in details
 
 
-def stages_run_by_repro(project: Path) -> set[str]:
-    output = dvc(project, "repro")
-    return {stage for stage in (*DATA_STAGES, "preview", *MODEL_STAGES) if f"Running stage '{stage}'" in output}
-
-
-def test_editing_a_param_reruns_only_the_stages_that_read_it(project):
-    dvc(project, "repro")
-    set_params(project, {"train": {"lr": 0.002}})
-    # dvc status names the stage whose params changed; its downstream stages rerun when its outputs change
-    assert stages_to_run(project) == {"train"}
-    assert stages_run_by_repro(project) == set(MODEL_STAGES)
-    set_params(project, {"augment": {"scale_min": 0.6}})
-    assert stages_to_run(project) == {"preview", "train"}
-    assert stages_run_by_repro(project) == {"preview", *MODEL_STAGES}
-    set_params(project, {"predict": {"overlap": 0.125}})
-    assert stages_run_by_repro(project) == {"predict", "evaluate", "plot", "card"}
-    set_params(project, {"export": {"calibration_tiles": 8}})  # a new int8 model: what uses it reruns
-    ran = stages_run_by_repro(project)
-    assert {"export", "predict", "card"} <= ran and "train" not in ran
-
-
 def lock_outputs(project: Path) -> dict[str, str]:
     """Every stage output's md5, as dvc.lock records it."""
     stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
-def test_going_back_to_earlier_params_restores_train_from_the_run_cache(project):
-    dvc(project, "repro")
-    params = (project / "params.yaml").read_text()
-    before = lock_outputs(project)
-    set_params(project, {"train": {"resume": not yaml.safe_load(params)["train"]["resume"]}})
+def stages_run_by_repro(project: Path, *targets: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", dvc(project, "repro", *targets)))
+
+
+def test_editing_a_param_reruns_only_the_stages_that_read_it(project):
+    """dvc status names the stages that read an edited param; the stages that read their outputs follow.
+
+    (tests/test_readme.py checks whole chains: a train.lr experiment reruns every model stage, and a
+    predict.overlap edit predict, evaluate, plot and card.)"""
+    baseline = (project / "params.yaml").read_text()
+    set_params(project, {"train": {"resume": not yaml.safe_load(baseline)["train"]["resume"]}})
     assert stages_to_run(project) == set()  # train.resume changes no result, so it is no reason to rerun
-    (project / "params.yaml").write_text(params)
+    for edit, readers in (
+        ({"train": {"lr": 0.002}}, {"train"}),
+        ({"augment": {"scale_min": 0.6}}, {"preview", "train"}),
+        ({"predict": {"overlap": 0.125}}, {"predict", "card"}),  # the card says how the test maps were made
+        ({"export": {"calibration_tiles": 8}}, {"export"}),
+    ):
+        (project / "params.yaml").write_text(baseline)
+        set_params(project, edit)
+        assert stages_to_run(project) == readers, edit
+    # a new int8 model: what uses it is out of date, and nothing upstream
+    assert stages_run_by_repro(project, "export") == {"export"}
+    assert stages_to_run(project) == {"predict", "card"}
+
+
+def test_going_back_to_earlier_params_restores_train_from_the_run_cache(project):
+    baseline = (project / "params.yaml").read_text()
+    before = lock_outputs(project)
     set_params(project, {"train": {"lr": 0.0015}})
-    assert stages_run_by_repro(project) == set(MODEL_STAGES)
+    assert stages_run_by_repro(project, "train") == {"train"}
     assert lock_outputs(project)["models/best.pt"] != before["models/best.pt"]
-    (project / "params.yaml").write_text(params)
+    assert stages_to_run(project) == {"export", "predict", "plot", "card"}  # the stages that read the model
+    (project / "params.yaml").write_text(baseline)
     output = dvc(project, "repro")
-    assert "Stage 'train' is cached - skipping run" in output and "Running stage 'train'" not in output, output
+    assert "Stage 'train' is cached - skipping run" in output and "Running stage" not in output, output
     assert lock_outputs(project) == before
     assert hashlib.md5((project / "models/best.pt").read_bytes()).hexdigest() == before["models/best.pt"]
+
+
+def test_rerunning_train_where_its_outputs_are_gives_the_same_bytes(project):
+    """Training does not pick up the finished run's checkpoints: a forced rerun in place changes nothing."""
+    before = (project / "dvc.lock").read_text()
+    assert stages_run_by_repro(project, "--force", "--single-item", "train") == {"train"}
+    assert (project / "dvc.lock").read_text() == before
+    assert stages_to_run(project) == set()
 
 
 # Where each stage stages its output while it runs (outputs.atomic_dir/atomic_file), or, for train,
@@ -297,16 +233,10 @@ def kill_repro_during(project: Path, stage: str) -> str:
 
     Returns "mid-write", "running" (killed while the stage ran, before a write was seen) or "not run".
     """
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvc"), "repro"],
         cwd=project,
-        env=env,
+        env={**tool_environment(), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -325,7 +255,8 @@ def kill_repro_during(project: Path, stage: str) -> str:
                 break
         elif outcome == "running":  # the stage ended before a write was seen: kill in the next one
             break
-        time.sleep(0.002)
+        # glance while earlier stages run; look closely once the stage has started
+        time.sleep(0.002 if outcome == "running" else 0.02)
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage's python: no handler runs
     process.wait()
@@ -333,17 +264,19 @@ def kill_repro_during(project: Path, stage: str) -> str:
     return outcome
 
 
-def test_a_kill_during_any_stage_then_repro_gives_the_outputs_of_an_uninterrupted_run(project, tmp_path_factory):
-    dvc(project, "repro")
-    killed = copy_repository(tmp_path_factory.mktemp("killed"))
-    (killed / "params.yaml").write_text((project / "params.yaml").read_text())
+def test_a_kill_during_any_stage_then_repro_gives_the_outputs_of_an_uninterrupted_run(request, tmp_path):
+    """From scratch, with every stage killed once on the way: the same dvc.lock as the uninterrupted run."""
+    killed = copy_repository(tmp_path)
+    set_params(killed, as_sections(fast_profile()))
     outcomes = {stage: kill_repro_during(killed, stage) for stage in MID_STAGE_SIGNS}
     # each repro starts with the stage the previous one killed, so every stage gets killed once;
     # the long-writing ones are caught mid-write
     assert "not run" not in outcomes.values(), outcomes
     assert all(outcomes[stage] == "mid-write" for stage in ("sample", "tile", "encode", "predict")), outcomes
     dvc(killed, "repro")
-    assert lock_outputs(killed) == lock_outputs(project)
+    # asked for only now: the uninterrupted run may be built meanwhile, by another pytest-xdist worker
+    uninterrupted = request.getfixturevalue("reproduced_project")
+    assert (killed / "dvc.lock").read_text() == (uninterrupted / "dvc.lock").read_text()
     left = [
         str(path.relative_to(killed))
         for folder in ("data", "models", "metrics", "plots")
@@ -354,20 +287,19 @@ def test_a_kill_during_any_stage_then_repro_gives_the_outputs_of_an_uninterrupte
     assert stages_to_run(killed) == set()
 
 
-def test_reproducing_from_scratch_gives_the_same_lock(project):
-    dvc(project, "repro")
-    before = (project / "dvc.lock").read_text()
-    dvc(project, "repro", "--force")
-    assert (project / "dvc.lock").read_text() == before
+@pytest.fixture(scope="module")
+def plots_page(reproduced_project, tmp_path_factory) -> Path:
+    """`dvc plots show`'s page of the reproduced project."""
+    project = copy_project(reproduced_project, tmp_path_factory.mktemp("plots") / "project")
+    dvc(project, "plots", "show", "-o", "shown")
+    return project / "shown" / "index.html"
 
 
-def test_plots_show_writes_an_html_page_with_the_curves(project):
-    dvc(project, "repro")
-    dvc(project, "plots", "show", "-o", "plots_html")
-    page = (project / "plots_html" / "index.html").read_text()
+def test_plots_show_writes_an_html_page_with_the_curves(reproduced_project, plots_page):
+    page = plots_page.read_text()
     titles = [
         next(iter(entry))
-        for entry in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+        for entry in yaml.safe_load((reproduced_project / "dvc.yaml").read_text())["plots"]
         if isinstance(entry, dict)
     ]
     assert titles == [
@@ -381,47 +313,27 @@ def test_plots_show_writes_an_html_page_with_the_curves(project):
     assert len(re.findall(r"vegaEmbed\('#", page)) == len(titles)
 
 
-@pytest.fixture(scope="module")
-def browser() -> str:
-    found = find_browser()
-    if found is None:
-        pytest.skip(
-            "no headless browser: install Debian's chromium (`apt-get install chromium`; .ci/run does "
-            "this when it runs as root) to check that the plot pages render"
-        )
-    return found
-
-
-def test_plots_show_and_diff_render_in_a_browser(project, browser):
-    dvc(project, "repro")
-    dvc(project, "plots", "show", "-o", "shown")
-    charts, images, problems = undrawn_plots(project / "shown" / "index.html", browser)
+def test_plots_show_renders_in_a_browser(plots_page, browser):
+    charts, images, problems = undrawn_plots(plots_page, browser)
     # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the six pictures in
-    # plots/: nothing else, such as a chart per DVCLive series
+    # plots/: nothing else, such as a chart per DVCLive series (tests/test_readme_comparing.py renders a
+    # `dvc plots diff` page of two experiments)
     assert charts == 4 and images == 6 and problems == []
-    for name, lr in (("lr-a", "0.001"), ("lr-b", "0.002")):
-        dvc(project, "exp", "run", "--quiet", "-n", name, "-S", f"train.lr={lr}")
-    dvc(project, "plots", "diff", "lr-a", "lr-b", "-o", "diffed")
-    charts, images, problems = undrawn_plots(project / "diffed" / "index.html", browser)
-    assert charts == 4 and images == 12 and problems == []  # a chart draws both; each picture once per experiment
 
 
-def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(project, browser):
-    dvc(project, "repro")
-    dvc(project, "plots", "show", "-o", "shown")
-    page = (project / "shown" / "index.html").read_text()
+def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(plots_page, browser):
+    page = plots_page.read_text()
     first_chart = re.search(r"vegaEmbed\('#([^']+)'", page).group(1)
     broken = page.replace(f"vegaEmbed('#{first_chart}'", f"void('#{first_chart}'", 1)
     head, body = broken.split("<body>", 1)  # the inlined vega-embed source holds "<img src=" text too
     broken = head + "<body>" + re.sub(r'<img src="[^"]+"', '<img src="missing.png"', body, count=1)
-    (project / "shown" / "broken.html").write_text(broken)
-    _, _, problems = undrawn_plots(project / "shown" / "broken.html", browser)
+    (plots_page.parent / "broken.html").write_text(broken)
+    _, _, problems = undrawn_plots(plots_page.parent / "broken.html", browser)
     assert problems == [f"chart {first_chart}: no line was drawn", "image missing.png: did not load"]
 
 
 def test_a_second_clone_gets_the_model_with_dvc_pull(project, tmp_path):
     """Push to a local directory remote; a fresh clone pulls the model and needs no retraining."""
-    dvc(project, "repro")
     dvc(project, "remote", "add", "--default", "--force", "shared", str(tmp_path / "remote"))
     dvc(project, "push")
     git(project, "add", "-A")
