@@ -17,6 +17,13 @@ from tests.project import REPO, reproduced_template
 __all__ = ["REPO"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist runs a worker per core: each worker's processes use one thread rather than all of
+    # them, or OpenMP's spinning threads of one worker take the cores the other needs
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory) -> Path:
     """The repository on the fast profile after a complete `dvc repro`, committed: built once for the
