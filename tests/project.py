@@ -8,6 +8,7 @@ needs a reproduced project works in its own copy (`copy_project`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,11 @@ def dvc(project: Path, *args: str) -> str:
     )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '(\w+)'", output))
 
 
 def git(project: Path, *args: str) -> str:

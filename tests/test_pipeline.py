@@ -36,6 +36,7 @@ from tests.project import (
     dvc,
     fast_profile,
     git,
+    ran_stages,
     set_params,
     tool_environment,
 )
@@ -60,7 +61,7 @@ def test_repro_split_builds_the_data_half(tmp_path):
     project = copy_repository(tmp_path)
     set_params(project, as_sections(fast_profile()))
     output = dvc(project, "repro", "split")
-    assert set(re.findall(r"Running stage '(\w+)'", output)) == set(DATA_STAGES)
+    assert ran_stages(output) == set(DATA_STAGES)
     tiles = (project / "data/tiles/index.csv").read_text().splitlines()
     assert tiles[0].startswith("tile,image_id,y,x") and len(tiles) == 1 + 8 * 4  # 8 images of 2x2 tiles
     assert len(list((project / "data/encoded/masks").glob("*.png"))) == 8  # one class mask per image
@@ -164,7 +165,7 @@ def lock_outputs(project: Path) -> dict[str, str]:
 
 
 def stages_run_by_repro(project: Path, *targets: str) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", dvc(project, "repro", *targets)))
+    return ran_stages(dvc(project, "repro", *targets))
 
 
 def test_editing_a_param_reruns_only_the_stages_that_read_it(project):

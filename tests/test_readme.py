@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.project import copy_project, dvc, set_params, tool_environment
+from tests.project import copy_project, dvc, ran_stages, set_params, tool_environment
 from tests.test_pipeline import MODEL_STAGES
 
 # The page that holds the experiment blocks (README.md links to it)
@@ -62,10 +62,6 @@ def experiments(project: Path) -> dict[str, str]:
 def fits_a_terminal(table: str, params_changed: int) -> bool:
     """docs/experiments.md: 160 columns for experiments changing one param, and a column more for each further one."""
     return max(len(line) for line in table.splitlines()) <= 160 + 18 * (params_changed - 1)
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", output))
 
 
 @pytest.fixture(scope="module")

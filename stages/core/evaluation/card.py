@@ -57,7 +57,7 @@ def card_content(
             name: {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
             for name, path in models.items()
         },
-        **_interface(interface, training["tile_size"]),
+        **_interface(interface),
         "classes": [
             {"index": index, "name": name, "colour": [int(c) for c in colour]}
             for index, (name, colour) in enumerate(zip(interface.table.names, interface.table.colours))
@@ -76,7 +76,7 @@ def card_content(
     }
 
 
-def _interface(interface: ModelInterface, tile_size: int) -> dict:
+def _interface(interface: ModelInterface) -> dict:
     """The exported model's input, output and normalisation."""
     return {
         "input": {
@@ -85,7 +85,7 @@ def _interface(interface: ModelInterface, tile_size: int) -> dict:
             "layout": "NHWC",
             "channels": "RGB, 0-255",
             "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
-            "trained_on_tiles_of": tile_size,
+            "trained_on_tiles_of": interface.tile_size,
         },
         "output": {
             "name": "probabilities",
