@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from stages import launch
 from stages.core.data.datasets import ShardedSampler, contiguous_share, shard
 from stages.core.data.tilestore import TileStore, read_index
 from stages.core.io.errors import PipelineError
@@ -87,16 +88,19 @@ def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
 
 
 def run_stage(prepared: Path, out: Path, processes: int, **train_values) -> subprocess.CompletedProcess:
-    """The train stage as dvc.yaml runs it: torchrun --standalone with `processes` processes."""
+    """The train stage as dvc.yaml runs it: stages.launch, which starts torchrun --standalone for several."""
     out.mkdir(parents=True, exist_ok=True)
     params = params_file(prepared, out.parent / f"{out.name}.yaml", processes=processes, **train_values)
-    result = finished(
-        torchrun(
-            ["--standalone", "--nnodes=1", f"--nproc_per_node={processes}"],
-            ["-m", "stages.train", *stage_arguments(prepared, out, params)],
-            cwd=out,
-        )
+    command = [sys.executable, "-m", "stages.launch", str(processes), "stages.train"]
+    process = subprocess.Popen(
+        [*command, *stage_arguments(prepared, out, params)],
+        cwd=out,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    result = finished(process)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -415,3 +419,41 @@ def test_a_process_torchrun_started_ends_when_torchrun_is_killed(tmp_path):
     while Path(f"/proc/{child_pid}").exists() and process_alive(child_pid):
         assert time.monotonic() < deadline, "the child outlived its launcher"
         time.sleep(0.05)
+
+
+# --- How dvc.yaml starts train and predict (stages/launch.py) -----------------------------------------------
+
+
+@pytest.mark.parametrize("processes", ["1", "0", "-2", "two", "1.5", ""])
+def test_the_launcher_runs_one_process_or_a_bad_count_as_the_stage_itself(processes):
+    """With one process there is no torchrun; a bad count reaches the stage, whose params check names the key."""
+    assert launch.command(processes, "stages.train", ["tiles", "--live", "x"]) == [
+        sys.executable,
+        "-m",
+        "stages.train",
+        "tiles",
+        "--live",
+        "x",
+    ]
+
+
+def test_the_launcher_starts_several_processes_through_torchrun_on_this_machine():
+    assert launch.command("3", "stages.predict", ["--output", "out"]) == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=3",
+        "-m",
+        "stages.predict",
+        "--output",
+        "out",
+    ]
+
+
+@pytest.mark.parametrize("argv", [[], ["2"], ["2", "torch.distributed.run"]])
+def test_the_launcher_refuses_what_is_not_a_stage(argv, monkeypatch):
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"executed {args}"))
+    with pytest.raises(SystemExit, match="usage: python -m stages.launch PROCESSES stages.<name>"):
+        launch.main(argv)

@@ -76,18 +76,35 @@ def sections_read(script: Path) -> set[str]:
     }
 
 
+# `python -m stages.launch N stages.<name> ...`: the stage in N processes
+LAUNCHED = re.compile(r"python -m stages\.launch \S+\s+stages\.(\w+)")
+
+
 def stage_script(stage: dict) -> str:
-    """`stages/<name>.py` for a stage whose command is `python -m stages.<name> ...` or
-    `torchrun ... -m stages.<name> ...`."""
-    return "stages/{}.py".format(re.match(r"(?:python|torchrun [^|;&]*?) -m stages\.(\w+)", stage["cmd"]).group(1))
+    """`stages/<name>.py` for a stage whose command is `python -m stages.<name> ...` or is launched."""
+    match = LAUNCHED.match(stage["cmd"]) or re.match(r"python -m stages\.(\w+)", stage["cmd"])
+    return f"stages/{match.group(1)}.py"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_deps_are_exactly_the_script_and_its_core_imports(name):
+    """A launched stage depends on the launcher too: it decides how the stage's processes start."""
     stage = STAGES[name]
     script_path = stage_script(stage)
+    launcher = {"stages/launch.py"} if LAUNCHED.match(stage["cmd"]) else set()
     code_deps = {dep for dep in stage["deps"] if dep.startswith("stages/")}
-    assert code_deps == {script_path} | code_closure(REPO / script_path)
+    assert code_deps == {script_path} | code_closure(REPO / script_path) | launcher
+
+
+def test_the_launcher_imports_nothing_of_the_project():
+    """Its deps entry is the file alone, and it stays light: it runs before every launched stage."""
+    imported = imported_modules(REPO / "stages/launch.py")
+    assert not [module for module in imported if module.startswith(("stages", "torch"))], imported
+
+
+def test_train_and_predict_start_through_the_launcher_with_their_processes_param():
+    assert LAUNCHED.match(STAGES["train"]["cmd"]) and "launch ${train.processes} stages.train" in STAGES["train"]["cmd"]
+    assert "launch ${predict.processes} stages.predict" in STAGES["predict"]["cmd"]
 
 
 @pytest.mark.parametrize("package", ROOT_PACKAGES)

@@ -62,13 +62,9 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def run_predict(root: Path, out: Path, processes: int, tiles: Path | None = None) -> subprocess.CompletedProcess:
-    """The predict stage on the tiles' whole index, as plain python (1) or under torchrun (more)."""
+    """The predict stage on the tiles' whole index, as dvc.yaml starts it: plain python (1) or torchrun (more)."""
     tiles = tiles or root / "tiles"
-    launcher = (
-        ["-m", "stages.predict"]
-        if processes == 1
-        else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "stages.predict"]
-    )
+    launcher = ["-m", "stages.launch", str(processes), "stages.predict"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(name, None)
