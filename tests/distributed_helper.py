@@ -10,12 +10,16 @@ are made here, from outside, before the stage's main() runs.
   one process with batch 2B and two with batch B each can be compared number for number.
 - DDP_TEST_DIE_RANK=<r>: the process of that rank kills itself with SIGKILL (no handler, no
   cleanup) at its first optimizer step: a rank lost mid-epoch.
+- DDP_TEST_RECORD_BUFFERS=<folder>: each rank appends, at the start of every validation pass, the
+  sha256 of the validated model's buffers (batch norms' running statistics) to <folder>/rank<r>.txt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+from pathlib import Path
 
 from torch import nn
 
@@ -43,11 +47,28 @@ def die_at_first_step(rank: int) -> None:
     loop.optimise = dying_optimise
 
 
+def record_validation_buffers(folder: Path) -> None:
+    from stages.core.training import trainer
+
+    run_epoch = trainer.run_epoch
+
+    def recording_run_epoch(model, *args, **kwargs):
+        if args[4].endswith(" val"):  # the pass's description, "epoch <n> val"
+            buffers = b"".join(buffer.detach().cpu().numpy().tobytes() for buffer in model.buffers())
+            with open(folder / f"rank{os.environ['RANK']}.txt", "a") as record:
+                record.write(hashlib.sha256(buffers).hexdigest() + "\n")
+        return run_epoch(model, *args, **kwargs)
+
+    trainer.run_epoch = recording_run_epoch
+
+
 if __name__ == "__main__":
     if os.environ.get("DDP_TEST_BATCH_INDEPENDENT") == "1":
         batch_independent()
     if "DDP_TEST_DIE_RANK" in os.environ:
         die_at_first_step(int(os.environ["DDP_TEST_DIE_RANK"]))
+    if "DDP_TEST_RECORD_BUFFERS" in os.environ:
+        record_validation_buffers(Path(os.environ["DDP_TEST_RECORD_BUFFERS"]))
 
     from stages import train
     from stages.core.io.errors import run_stage

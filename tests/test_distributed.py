@@ -185,7 +185,8 @@ def free_port() -> int:
 def test_a_second_two_process_run_as_two_nodes_on_localhost_gives_identical_bytes(prepared, two_processes, tmp_path):
     """Two torchrun launchers, one process each, meeting at a c10d rendezvous, as on two machines: every output
     file is byte-identical to the module's one-node two-process run, so a run of two processes repeats to the
-    byte, and however its processes are launched."""
+    byte, and however its processes are launched. And both ranks validate one model, rank 0's (the helper
+    records the validated buffers; it changes nothing else)."""
     out, _ = two_processes
     run = tmp_path / "nodes"
     run.mkdir()
@@ -197,12 +198,16 @@ def test_a_second_two_process_run_as_two_nodes_on_localhost_gives_identical_byte
         f"--rdzv-endpoint=127.0.0.1:{free_port()}",
         "--rdzv-id=test-nodes",
     ]
-    launchers = [
-        torchrun(launch, ["-m", "stages.train", *stage_arguments(prepared, run, params)], cwd=run) for _ in range(2)
-    ]
+    buffers = tmp_path / "buffers"
+    buffers.mkdir()
+    env = environment(DDP_TEST_RECORD_BUFFERS=str(buffers))
+    program = [str(HELPER), *stage_arguments(prepared, run, params)]
+    launchers = [torchrun(launch, program, cwd=run, env=env) for _ in range(2)]
     for result in map(finished, launchers):
         assert result.returncode == 0, result.stderr
     assert hashes(run) == hashes(out)
+    validated = [(buffers / f"rank{rank}.txt").read_text().split() for rank in (0, 1)]
+    assert len(validated[0]) == 1 and validated[0] == validated[1]  # one epoch, the same buffers on both ranks
 
 
 def test_two_processes_train_the_model_one_process_trains_on_the_same_global_batches(prepared, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import pytest
 
 from stages.core.data.palette import IGNORE_INDEX
 from stages.core.evaluation.metrics import (
+    COUNTING,
     confusion_matrix,
     read_confusion_csv,
     scores,
@@ -35,6 +36,13 @@ def test_scores_by_hand():
     assert result["iou"]["forest_land"] is None and result["dice"]["forest_land"] is None  # not a perfect 1.0
     assert result["dice"]["urban_land"] == pytest.approx(12 / 15)
     assert result["miou_land"] == pytest.approx((6 / 9 + 3 / 8) / 2)  # unknown and the absent class left out
+    # the 2 unknown-labelled pixels predicted as water are water's false positives in the headline (GLNet's
+    # convention); with unknown-labelled pixels ignored, water is TP 3, FP 2, FN 1
+    assert result["miou_land_unknown_ignored"] == pytest.approx((6 / 9 + 3 / 6) / 2)
+    assert (
+        "false positives" in result["counting"]["miou_land"]
+        and "left out" in result["counting"]["miou_land_unknown_ignored"]
+    )
     assert result["miou"] == pytest.approx((6 / 9 + 3 / 8 + 2 / 4) / 3)
     assert result["mean_dice"] == pytest.approx((12 / 15 + 6 / 11 + 4 / 6) / 3)
     assert result["pixel_accuracy"] == pytest.approx(11 / 16)  # 16 pixels, 11 on the diagonal
@@ -69,6 +77,8 @@ def test_empty_confusion_has_no_scores_rather_than_zeros():
     result = scores(np.zeros((2, 2), dtype=int), ("a", "b"))
     assert result == {
         "miou_land": None,
+        "miou_land_unknown_ignored": None,
+        "counting": COUNTING,
         "miou": None,
         "mean_dice": None,
         "pixel_accuracy": None,
@@ -84,7 +94,8 @@ def test_headline_is_split_from_the_details():
     headline, details = split_headline(report)
     assert set(headline) == {"miou_land", "miou", "mean_dice", "pixel_accuracy"}
     assert headline["miou_land"] == pytest.approx(3 / 4)  # `unknown` left out of the headline
-    assert set(details) == {"fw_iou", "iou", "dice", "pixels"} and details["pixels"] == 8
+    assert set(details) == {"miou_land_unknown_ignored", "counting", "fw_iou", "iou", "dice", "pixels"}
+    assert details["pixels"] == 8 and details["miou_land_unknown_ignored"] == pytest.approx(3 / 4)
 
 
 def test_confusion_csv_is_labelled_by_class(tmp_path):

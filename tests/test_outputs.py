@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -359,6 +360,32 @@ def test_a_leftover_file_of_a_dead_run_is_removed(tmp_path, dead_pid):
     (tmp_path / f".out.{dead_pid}.{TOKEN[::-1]}.tmp").symlink_to(tmp_path / "missing")
     clean_stale(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_many_outputs_into_one_folder_lists_it_once(tmp_path, dead_pid, monkeypatch):
+    """Mapping thousands of scenes into one folder must not list it once per file written (quadratic time)."""
+    (tmp_path / f".out7.json.{dead_pid}.{TOKEN}.tmp").write_text("half")  # a killed run's, found by the one listing
+    listed = []
+    iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: listed.append(self) or iterdir(self))
+    for number in range(30):
+        write_json(tmp_path / f"out{number}.json", {"number": number})
+    with atomic_dir(tmp_path / "folder") as staging:
+        (staging / "a.txt").write_text("a")
+    assert listed == [tmp_path]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["folder", *(f"out{number}.json" for number in range(30))]
+    )
+
+
+def test_a_leftover_another_process_removed_after_the_listing_is_no_error(tmp_path, dead_pid):
+    (tmp_path / "a.json").write_text("{}")
+    leftover = tmp_path / f".b.json.{dead_pid}.{TOKEN}.old"
+    leftover.write_text("old b")
+    write_json(tmp_path / "a.json", {})  # lists the folder, leftover included
+    leftover.unlink()  # another run cleaned it meanwhile
+    write_json(tmp_path / "b.json", {"b": 1})
+    assert json.loads((tmp_path / "b.json").read_text()) == {"b": 1}
 
 
 # --- a full disk ---------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ IoU_c = TP / (TP + FP + FN) and Dice_c = 2TP / (2TP + FP + FN), per class, poole
 pixel of the split before averaging (the DeepGlobe challenge's definition). A class absent from
 both ground truth and prediction has no score (None) and is left out of the means; counting it
 as a perfect 1.0 would flatter small test sets.
+
+The headline `miou_land` averages the land classes' IoU (`unknown` left out of the mean), but the
+pixels labelled `unknown` still count: one the model calls a land class is that class's false
+positive. That is GLNet's convention, which the published DeepGlobe numbers use, so the headline
+keeps it; `miou_land_unknown_ignored` (in the details) leaves those pixels out altogether.
 """
 
 from __future__ import annotations
@@ -41,23 +46,43 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> dict:
-    """Every reported number: headline mIoU (land classes), mIoU (all), per-class IoU and Dice, and more."""
-    confusion = np.asarray(confusion, dtype=np.int64)
+# What metrics/test_details.json says about the two land-class means (a JSON file holds no comments).
+COUNTING = {
+    "miou_land": "land classes' mean IoU; pixels labelled unknown that are predicted as a land class "
+    "count as that class's false positives (GLNet's convention, as in the published DeepGlobe numbers)",
+    "miou_land_unknown_ignored": "land classes' mean IoU with the pixels labelled unknown left out",
+}
+
+
+def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float | None]]:
     true_positive = np.diag(confusion)
     false_positive = confusion.sum(axis=0) - true_positive
     false_negative = confusion.sum(axis=1) - true_positive
     union = true_positive + false_positive + false_negative
     iou = [float(tp / u) if u else None for tp, u in zip(true_positive, union)]
     dice = [float(2 * tp / (u + tp)) if u else None for tp, u in zip(true_positive, union)]
+    return iou, dice
+
+
+def _land_mean(values: list[float | None], class_names: tuple[str, ...] | list[str]) -> float | None:
+    return _mean([value for name, value in zip(class_names, values) if name not in EXCLUDED_FROM_HEADLINE])
+
+
+def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> dict:
+    """Every reported number: headline mIoU (land classes), mIoU (all), per-class IoU and Dice, and more."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    iou, dice = _iou_and_dice(confusion)
+    labelled_land = confusion.copy()
+    labelled_land[[name in EXCLUDED_FROM_HEADLINE for name in class_names], :] = 0  # their ground-truth rows
     total = int(confusion.sum())
     frequency = confusion.sum(axis=1) / total if total else np.zeros(len(class_names))
-    land = [value for name, value in zip(class_names, iou) if name not in EXCLUDED_FROM_HEADLINE]
     return {
-        "miou_land": _mean(land),
+        "miou_land": _land_mean(iou, class_names),
+        "miou_land_unknown_ignored": _land_mean(_iou_and_dice(labelled_land)[0], class_names),
+        "counting": COUNTING,
         "miou": _mean(iou),
         "mean_dice": _mean(dice),
-        "pixel_accuracy": float(true_positive.sum() / total) if total else None,
+        "pixel_accuracy": float(np.trace(confusion) / total) if total else None,
         "fw_iou": float(sum(f * value for f, value in zip(frequency, iou) if value is not None)) if total else None,
         "iou": dict(zip(class_names, iou)),
         "dice": dict(zip(class_names, dice)),

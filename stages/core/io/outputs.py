@@ -59,22 +59,36 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _leftovers(final: Path) -> list[tuple[Path, int, str]]:
-    """(path, pid, suffix) of every staging or set-aside sibling of `final`, whoever wrote it."""
-    pattern = re.compile(
-        re.escape(f".{final.name}.")
-        + r"(\d+)\.[0-9a-f]{16}("
-        + re.escape(STAGING_SUFFIX)
-        + "|"
-        + re.escape(ASIDE_SUFFIX)
-        + r")"
-    )
-    found = []
-    for path in final.parent.iterdir():
-        match = pattern.fullmatch(path.name)
+# `.<output name>.<pid>.<16 hex digits>.tmp` or `.old`: a staging or set-aside copy of an output
+STAGING_NAME = re.compile(
+    r"\.(?P<output>.+)\.(?P<pid>\d+)\.[0-9a-f]{16}"
+    + f"(?P<suffix>{re.escape(STAGING_SUFFIX)}|{re.escape(ASIDE_SUFFIX)})"
+)
+
+# What this process found in each output folder the one time it listed it: {output name: [(path, pid,
+# suffix)]}. Listing the folder again for every output written would make writing N outputs into
+# one folder (mapping a region's scenes) cost N listings of up to N entries. Keyed by process id,
+# so that a forked child lists for itself. Leftovers that appear after the listing belong to
+# runs still going, or are the next process's to clean.
+_FOLDER_LEFTOVERS: dict[tuple[int, Path], dict[str, list[tuple[Path, int, str]]]] = {}
+
+
+def _list_leftovers(folder: Path) -> dict[str, list[tuple[Path, int, str]]]:
+    found: dict[str, list[tuple[Path, int, str]]] = {}
+    for path in folder.iterdir():
+        match = STAGING_NAME.fullmatch(path.name)
         if match:
-            found.append((path, int(match.group(1)), match.group(2)))
+            found.setdefault(match["output"], []).append((path, int(match["pid"]), match["suffix"]))
     return found
+
+
+def _leftovers(final: Path) -> list[tuple[Path, int, str]]:
+    """(path, pid, suffix) of every staging or set-aside sibling of `final`, whoever wrote it, as this process
+    first found them; each output's are handed out once."""
+    key = (os.getpid(), final.parent.resolve())
+    if key not in _FOLDER_LEFTOVERS:
+        _FOLDER_LEFTOVERS[key] = _list_leftovers(final.parent)
+    return _FOLDER_LEFTOVERS[key].pop(final.name, [])
 
 
 def clean_stale(final: str | Path) -> None:
@@ -85,7 +99,8 @@ def clean_stale(final: str | Path) -> None:
     processes that are still running are theirs and stay.
     """
     final = Path(final)
-    dead = [(path, suffix) for path, pid, suffix in _leftovers(final) if not process_alive(pid)]
+    # _exists: another process may have cleaned up since this one listed the folder
+    dead = [(path, suffix) for path, pid, suffix in _leftovers(final) if not process_alive(pid) and _exists(path)]
     asides = sorted((path for path, suffix in dead if suffix == ASIDE_SUFFIX), key=lambda path: path.stat().st_mtime)
     if asides and not _exists(final):
         os.rename(asides[-1], final)  # the newest aside is the output most recently in place

@@ -75,6 +75,20 @@ def data_parallel(model: nn.Module, ranks: Ranks, sync_batchnorm: bool) -> nn.Mo
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def share_buffers_of_rank_0(model: nn.Module, ranks: Ranks) -> None:
+    """Give every rank rank 0's buffers (batch norms' running statistics) before validation.
+
+    DistributedDataParallel copies rank 0's buffers to the others only at the start of each training
+    forward pass, so after an epoch each rank's running statistics include its own last batch.
+    Validating those W slightly different models would mix them in the summed confusion matrix that
+    picks best.pt, which holds rank 0's.
+    """
+    if not ranks.several:
+        return
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+
+
 def unwrapped(model: nn.Module) -> nn.Module:
     """The model itself, without a DistributedDataParallel wrapper: what checkpoints hold and validation runs."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

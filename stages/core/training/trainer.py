@@ -30,7 +30,13 @@ from stages.core.training.components import (
     configure_optimizer,
     configure_scheduler,
 )
-from stages.core.training.distributed import data_parallel, start_processes, stop_processes, unwrapped
+from stages.core.training.distributed import (
+    data_parallel,
+    share_buffers_of_rank_0,
+    start_processes,
+    stop_processes,
+    unwrapped,
+)
 from stages.core.training.loop import epoch_metrics, run_epoch, seed_epoch
 
 
@@ -287,6 +293,7 @@ def train_epoch(
         run.scaler,
         ranks,
     )
+    share_buffers_of_rank_0(run.model, ranks)  # one model validated: rank 0's, the one checkpointed
     validated = run_epoch(
         run.model,
         val_loader,
