@@ -1,14 +1,15 @@
 """Mapping new imagery: rasters in, georeferenced class maps, confidence, areas and polygons out.
 
-Synthetic GeoTIFFs in a projected CRS (EPSG:32633), in EPSG:4326, without a CRS, with nodata, an
-alpha band, 4 bands, uint16 and float32, mapped by tiny stand-in models; streaming must equal the
-in-memory path bit for bit, also where the scene does not fit the window grid.
+Synthetic GeoTIFFs in projected CRSs (EPSG:32633, Web Mercator, LAEA), in EPSG:4326, without a CRS,
+with nodata, an alpha band, 4 bands, uint16 and float32, mapped by tiny stand-in models; streaming
+must equal the in-memory path bit for bit, also where the scene does not fit the window grid. Areas
+are checked here as the report and the polygons give them; tests/test_areas.py checks the pixel
+areas themselves.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -27,12 +28,12 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from stages import map as map_command
 from stages.core.data.palette import ClassTable
-from stages.core.geo.areas import GeographicPixelAreas, authalic_q, pixel_areas
 from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.inference.blending import blended_strips, sliding_window_probabilities
 from stages.core.io.params import PredictParams
 from tests.conftest import write_params
+from tests.test_areas import cell_area_reference, lonlat_rectangle_m2, mercator_latitude, mercator_y
 
 
 def from_origin(west: float, north: float, width: float, height: float) -> Affine:
@@ -260,56 +261,60 @@ def area_report(out: Path, image_id: str = "scene") -> dict:
     return report
 
 
-def test_projected_area_is_pixel_count_times_pixel_area(tmp_path, run_predict):
+def test_projected_area_is_ground_area(tmp_path, run_predict):
     rgb = random_rgb(150, 97)
     rgb[:, :10, :] = 0
     path = write_raster(tmp_path / "scene.tif", rgb, nodata=0)
     report = area_report(run_predict([path], tmp_path / "out"))
     labels = rgb[0] % len(TABLE)
-    assert report["crs"] == "EPSG:32633" and report["pixel_area_m2"] == 100.0
+    assert report["crs"] == "EPSG:32633" and report["pixel_area_m2"] is None
+    assert report["area_method"].startswith("projected CRS: ground area on the ellipsoid")
     assert report["no_prediction_pixels"] == 10 * 97 and report["predicted_pixels"] == 140 * 97
+    # on UTM's central meridian the map's scale is 0.9996: a 10 m pixel covers 100 / 0.9996^2 m^2
+    ground_m2 = 100 / 0.9996**2
     for row in report["classes"]:
         pixels = int((labels[10:] == row["class_id"]).sum())
         assert row["pixels"] == pixels
-        assert row["hectares"] == pytest.approx(pixels * 100 / 10_000, rel=1e-12)  # 10 m x 10 m = 0.01 ha
-    assert report["predicted_hectares"] == pytest.approx(140 * 97 * 0.01)
+        assert row["hectares"] == pytest.approx(pixels * ground_m2 / 10_000, rel=1e-6)
+    assert report["predicted_hectares"] == pytest.approx(140 * 97 * ground_m2 / 10_000, rel=1e-6)
 
 
 def test_projected_area_in_feet_converts_to_square_metres(tmp_path):
     path = write_raster(
         tmp_path / "scene.tif",
         random_rgb(40, 40),
-        crs=CRS.from_epsg(2263),  # NY, US survey feet
+        crs=CRS.from_epsg(2263),  # NY, US survey feet; between its standard parallels: scale within 1e-4 of 1
         transform=from_origin(1_000_000, 200_000, 10, 10),
     )
     report = map_file(path, tmp_path / "out", labels_from_red, TABLE, PARAMS, MapOptions())
-    assert report["pixel_area_m2"] == pytest.approx((10 * 1200 / 3937) ** 2, rel=1e-12)
+    assert report["predicted_hectares"] == pytest.approx(1600 * (10 * 1200 / 3937) ** 2 / 10_000, rel=1e-4)
 
 
-def cell_area_reference(latitude: float, height_degrees: float, width_degrees: float) -> float:
-    """An independent small-cell area on the WGS84 ellipsoid: M(lat) N(lat) cos(lat) dlat dlon at mid-latitude."""
-    a, f = 6_378_137.0, 1 / 298.257223563
-    e2 = f * (2 - f)
-    phi = math.radians(latitude)
-    w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
-    meridian, prime_vertical = a * (1 - e2) / w**3, a / w
-    return meridian * prime_vertical * math.cos(phi) * math.radians(height_degrees) * math.radians(width_degrees)
+def test_web_mercator_scene_reports_ground_hectares(tmp_path, run_predict):
+    # 300 x 300 pixels of 10 m at 60 N in EPSG:3857: 900 ha on the map, about 226 on the ground
+    top = mercator_y(60)
+    rgb = random_rgb(300, 300, seed=3)
+    path = write_raster(tmp_path / "scene.tif", rgb, crs=CRS.from_epsg(3857), transform=from_origin(0, top, 10, 10))
+    report = area_report(run_predict([path], tmp_path / "out"))
+    edges = mercator_latitude(top - 10 * np.arange(301))
+    row_m2 = lonlat_rectangle_m2(10 / 6_378_137, edges[:-1], edges[1:])
+    labels = rgb[0] % len(TABLE)
+    assert report["predicted_hectares"] == pytest.approx(row_m2.sum() * 300 / 10_000, rel=1e-6)
+    assert report["predicted_hectares"] == pytest.approx(225, rel=0.01)
+    for entry in report["classes"]:
+        expected = float(((labels == entry["class_id"]).sum(axis=1) * row_m2).sum()) / 10_000
+        assert entry["hectares"] == pytest.approx(expected, rel=1e-4)
 
 
-def test_geographic_pixel_areas_are_exact_row_by_row():
-    # A whole-Earth 1-degree grid adds up to the WGS84 ellipsoid's area, 510,065,621.7 km^2
-    areas, _ = pixel_areas(WGS84, from_origin(-180, 90, 1, 1), 180, pixel_size=None)
-    assert isinstance(areas, GeographicPixelAreas) and areas.pixel_area_m2 is None
-    assert (areas.rows(0, 180).sum() * 360) / 1e6 == pytest.approx(510_065_621.7, rel=1e-9)
-    # Small cells agree with the curvature radii at their middle latitude
-    fine = from_origin(10, 60, 0.001, 0.001)
-    areas, _ = pixel_areas(WGS84, fine, 1000, pixel_size=None)
-    rows = areas.rows(0, 1000)
-    for row in (0, 499, 999):
-        assert rows[row] == pytest.approx(cell_area_reference(60 - 0.001 * (row + 0.5), 0.001, 0.001), rel=1e-7)
-    assert rows[0] < rows[999]  # smaller toward the pole
-    # a sphere's q is 2 sin(lat)
-    np.testing.assert_allclose(authalic_q(np.array([0.3, -1.0]), 0.0), 2 * np.sin([0.3, -1.0]))
+def test_equal_area_scene_reports_its_map_area(tmp_path, run_predict):
+    # ETRS89-extended / LAEA Europe (EPSG:3035), in Portugal, far from the projection's centre
+    rgb = random_rgb(60, 80, seed=4)
+    transform = from_origin(2_700_000, 2_000_000, 20, 20)
+    path = write_raster(tmp_path / "scene.tif", rgb, crs=CRS.from_epsg(3035), transform=transform)
+    report = area_report(run_predict([path], tmp_path / "out"))
+    assert report["pixel_area_m2"] is None and report["area_method"].startswith("projected CRS: ground area")
+    for entry in report["classes"]:
+        assert entry["hectares"] == pytest.approx(entry["pixels"] * 400 / 10_000, rel=1e-7)
 
 
 def test_geographic_scene_areas_sum_row_areas(tmp_path, run_predict):
@@ -523,6 +528,24 @@ def test_polygons_carry_class_names_and_areas_that_add_up(tmp_path, run_predict,
     kept = read(out / "scene_polygons.gpkg")[3]
     assert len(kept[0]) == (area >= smallest * 1.5).sum() < len(area)
     assert kept[3].min() >= smallest * 1.5
+
+
+def test_web_mercator_polygons_have_ground_areas(tmp_path, run_predict):
+    pytest.importorskip("pyogrio")
+    from pyogrio.raw import read
+
+    top = mercator_y(60)
+    labels = blocky_labels(60, 50)
+    rgb = np.stack([labels.astype(np.uint8)] * 3)
+    path = write_raster(tmp_path / "scene.tif", rgb, crs=CRS.from_epsg(3857), transform=from_origin(0, top, 10, 10))
+    out = run_predict([path], tmp_path / "out", "--polygons")
+    report = area_report(out)
+    class_id, _, _, area = read(out / "scene_polygons.gpkg")[3]
+    for row in report["classes"]:
+        assert area[class_id == row["class_id"]].sum() == pytest.approx(row["hectares"], rel=1e-9)
+    edges = mercator_latitude(top - 10 * np.arange(61))
+    ground_ha = lonlat_rectangle_m2(10 / 6_378_137, edges[:-1], edges[1:]).sum() * 50 / 10_000
+    assert area.sum() == pytest.approx(ground_ha, rel=1e-4)  # 30 ha on the map
 
 
 def test_polygons_without_pyogrio_fail_in_one_line_before_predicting(tmp_path, run_predict, monkeypatch):

@@ -85,7 +85,9 @@ def scene_areas(scene: Scene, pixel_size: float | None) -> tuple[PixelAreas | No
     """How big the scene's pixels are, with one warning line where the area report can give no hectares."""
     if scene.crs is not None and pixel_size is not None:
         warn(f"{scene.path}: --pixel-size ignored: the raster's CRS gives its pixel size")
-    areas, reason = pixel_areas(scene.crs, scene.transform, scene.height, pixel_size if scene.crs is None else None)
+    areas, reason = pixel_areas(
+        scene.crs, scene.transform, scene.width, scene.height, pixel_size if scene.crs is None else None
+    )
     if scene.is_raster and scene.crs is None:
         tail = (
             f"areas come from --pixel-size {pixel_size:g} m"

@@ -3,8 +3,9 @@
 Regions are traced by GDAL (rasterio.features.shapes: 4-connected pixels of one value, holes
 kept), reading the class map a few rows at a time; their polygons are held in memory until written, so
 memory grows with the number of regions, not with the scene. Each polygon carries its class
-index and name, its pixel count and its area in hectares (areas.PixelAreas; empty where the map
-has no areas). Polygons under `--min-area` hectares are left out.
+index and name, its pixel count and its area on the ground in hectares (areas.PixelAreas: the sum of
+its pixels' areas, the same as the area report's, in any CRS; empty where the map has no areas).
+Polygons under `--min-area` hectares are left out.
 
 Writing GeoPackages takes pyogrio, an optional package (about 100 MB: it brings its own GDAL):
 `make install-vector` installs it from requirements-vector.lock.
