@@ -732,6 +732,10 @@ def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
             [png(out / "d.png")],
             rf"mapping it into {out} would replace it with its map; choose another --output$",
         ),
+        "a folder where an output goes": (
+            [(out / "e_areas.json").mkdir(parents=True) or png(tmp_path / "e.png")],
+            rf"its output {out}/e_areas.json is a folder; move it, or choose another --output$",
+        ),
     }
 
 
@@ -743,6 +747,7 @@ def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
         "one's class map is another's colours",
         "the same file twice",
         "an input in the output folder",
+        "a folder where an output goes",
     ],
 )
 def test_inputs_whose_outputs_share_a_name_are_refused_before_any_model_work(tmp_path, predict_input, no_model, case):

@@ -1,7 +1,7 @@
 """The mapping command's paths, checked before any model work: every input a readable image big enough to
-predict, `--output` a folder that can be made and written into, and no output file that two inputs, or an
-input and its own output, would share (docs/mapping.md). Each refusal is one line naming the path; nothing
-is written."""
+predict, `--output` a folder that can be made and written into, and every output name free for one input's
+file: not shared by two inputs, not an input itself, not a folder (docs/mapping.md). Each refusal is one line
+naming the path; nothing is written."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def check_map_paths(inputs: Sequence[Path], output: Path, options: MapOptions) -
     """Refuse bad inputs, an unusable output folder and outputs that would overwrite each other or an input."""
     kinds = [(path, check_scene(path, options.read)) for path in inputs]
     check_output_folder(output)
-    refuse_shared_outputs(kinds, output, options)
+    check_output_names(kinds, output, options)
 
 
 def check_output_folder(output: Path) -> None:
@@ -33,10 +33,10 @@ def check_output_folder(output: Path) -> None:
         raise PipelineError(f"{output}: --output cannot be written: no permission to write in {existing}")
 
 
-def refuse_shared_outputs(kinds: Sequence[tuple[Path, bool]], output: Path, options: MapOptions) -> None:
-    """Refuse two inputs whose outputs would have one name (a/119_sat.jpg and b/119_sat.jpg; x.tif and x.jpg),
-    and an input that one of its outputs would replace (--output its own folder): either is lost without a word
-    otherwise. `kinds`: (input, whether it is read as a raster)."""
+def check_output_names(kinds: Sequence[tuple[Path, bool]], output: Path, options: MapOptions) -> None:
+    """Refuse two inputs whose outputs would have one name (a/119_sat.jpg and b/119_sat.jpg; x.tif and x.jpg) and
+    an input that one of its outputs would replace (--output its own folder): either is lost without a word
+    otherwise; and a folder where an output goes, which no file can replace. `kinds`: (input, read as a raster)."""
     written_by: dict[str, tuple[int, Path]] = {}  # output name -> (position in --input, input)
     for position, (path, is_raster) in enumerate(kinds):
         for name in output_names(image_id_of(path), is_raster, options).values():
@@ -51,4 +51,8 @@ def refuse_shared_outputs(kinds: Sequence[tuple[Path, bool]], output: Path, opti
             if (output / name).resolve() == path.resolve():
                 raise PipelineError(
                     f"{path}: mapping it into {output} would replace it with its map; choose another --output"
+                )
+            if (output / name).is_dir():
+                raise PipelineError(
+                    f"{path}: its output {output / name} is a folder; move it, or choose another --output"
                 )
