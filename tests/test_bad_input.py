@@ -710,7 +710,7 @@ def no_model(monkeypatch) -> None:
 
 
 def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
-    """{case: (inputs, the error's message after the second input's path)}, mapped into tmp_path/out."""
+    """{case: (inputs, the error's message after the last input's path)}, mapped into tmp_path/out."""
     out = tmp_path / "out"
     first = png(tmp_path / "a" / "119_sat.jpg")
     return {
@@ -750,7 +750,8 @@ def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
         "a folder where an output goes",
     ],
 )
-def test_inputs_whose_outputs_share_a_name_are_refused_before_any_model_work(tmp_path, predict_input, no_model, case):
+def test_an_output_name_not_free_for_its_file_is_refused_before_any_model_work(tmp_path, predict_input, no_model, case):
+    """Two inputs writing one name, or an output replacing its input, would lose a file without a word."""
     inputs, message = shared_name_cases(tmp_path)[case]
     before = snapshot(tmp_path)
     with pytest.raises(PipelineError, match=rf"^{inputs[-1]}: {message}"):
@@ -798,8 +799,8 @@ def test_inputs_whose_outputs_share_a_name_are_refused_before_any_model_work(tmp
 def test_each_bad_path_of_the_mapping_command_is_one_error_naming_it(
     tmp_path, predict_input, no_model, make, output, message
 ):
-    """Each found before the model loads, with nothing written: today's NotADirectoryError and FileExistsError
-    tracebacks for an --output under or at a file, and a too-small image's error that named no file."""
+    """Each found before the model loads, with nothing written; unchecked, an --output at or under a file is a
+    FileExistsError or NotADirectoryError traceback, and a too-small image's error names no file."""
     (tmp_path / "file").write_text("a file where a folder was meant\n")
     path, out = make(tmp_path), tmp_path / output
     before = snapshot(tmp_path)
@@ -809,10 +810,18 @@ def test_each_bad_path_of_the_mapping_command_is_one_error_naming_it(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_4_band_png_checked_up_front_and_then_mapped_warns_once(tmp_path, predict_input, capsys):
+    path = tmp_path / "four.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8), mode="RGBA").save(path)
+    predict_input([path], tmp_path / "out")
+    assert capsys.readouterr().err.count(f"warning: {path}: image has 4 bands (mode RGBA)") == 1
+    assert (tmp_path / "out" / "four.png").is_file()
+
+
 def test_unreadable_input_and_unwritable_output_are_one_error_each(tmp_path, predict_input, no_model):
     locked, readable = png(tmp_path / "locked.png"), png(tmp_path / "a.png")
     locked.chmod(0)
-    if os.access(locked, os.R_OK):  # checked on this machine: root without its file capabilities reaches the asserts
+    if os.access(locked, os.R_OK):  # root ignores permissions; root without CAP_DAC_OVERRIDE runs the asserts
         pytest.skip("this user reads and writes whatever the permissions say (root)")
     with pytest.raises(PipelineError, match=rf"^{locked}: cannot read \(Permission denied\)$"):
         predict_input([locked], tmp_path / "out")

@@ -268,7 +268,7 @@ def check_scene(path: Path, options: ReadOptions) -> bool:
     except OSError as error:
         raise PipelineError(f"{path}: cannot read ({error.strerror})") from None
     if jpeg_or_png:
-        with open_image(path) as image:
+        with open_image(path, warn=False) as image:  # the read for mapping warns of a dropped band
             width, height = image.size
     else:
         with gdal_env(), _open_dataset(path) as dataset:
