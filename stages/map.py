@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.core.geo.georaster import ReadOptions, check_scene
+from stages.core.geo.georaster import ReadOptions
+from stages.core.geo.map_paths import check_map_paths
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.geo.polygons import require_vector_writer
 from stages.core.inference.runtimes import run_label, runtime_probabilities
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     options = map_options(args, arguments)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
-    for path in args.input:  # bad input is refused before the model is loaded
-        check_scene(path, options.read)
+    check_map_paths(args.input, args.output, options)  # bad paths are refused before the model is loaded
     if options.polygons:
         require_vector_writer()
     ranks = ranks_from_environment()

@@ -12,8 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
 from stages.core.model.checkpoint import ModelInterface
-from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE
 
 CARD_FORMAT = 1
 

@@ -26,8 +26,9 @@ from torch import nn
 
 from stages.core.data.tilestore import TileRecord, TileStore, crop, group_by_image
 from stages.core.io.errors import PipelineError
+from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
 from stages.core.model.checkpoint import TrainedModel
-from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE, normalise
+from stages.core.model.model import normalise
 
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 OPSET = 17

@@ -20,6 +20,10 @@ from stages.core.io.errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
 NO_ENCODER_WEIGHTS = "none"  # model.encoder_weights for a randomly initialised encoder
+# DeepLabV3+ halves its input four times (output stride 16) and scales back up: smp refuses sides that are
+# not multiples of 16. Every param whose size reaches the model whole is checked against it here, at params
+# time, rather than by smp's traceback stages later.
+OUTPUT_STRIDE_MULTIPLE = 16
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -91,6 +95,16 @@ def _require(condition: bool, key: str, message: str, value: Any) -> None:
         raise PipelineError(f"params: {key} {message}, got {value!r}")
 
 
+def _require_model_side(key: str, value: int) -> None:
+    """`value` is a side the model is given whole: a positive multiple of OUTPUT_STRIDE_MULTIPLE."""
+    _require(
+        value >= OUTPUT_STRIDE_MULTIPLE and value % OUTPUT_STRIDE_MULTIPLE == 0,
+        key,
+        f"must be a positive multiple of {OUTPUT_STRIDE_MULTIPLE} (DeepLabV3+'s output stride)",
+        value,
+    )
+
+
 @dataclass(frozen=True)
 class SampleParams:
     seed: int
@@ -114,7 +128,7 @@ class TileParams:
     stride: int
 
     def __post_init__(self) -> None:
-        _require(self.size >= 1, "tile.size", "must be at least 1", self.size)
+        _require_model_side("tile.size", self.size)  # training feeds tiles whole
         _require(self.stride >= 1, "tile.stride", "must be at least 1", self.stride)
         _require(
             self.stride <= self.size,
@@ -238,7 +252,7 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 @dataclass(frozen=True)
 class PredictParams:
-    window: int  # sliding-window side in pixels (a multiple of 16)
+    window: int  # sliding-window side in pixels (a multiple of OUTPUT_STRIDE_MULTIPLE)
     overlap: float  # fraction of the window shared with the next one
     batch_size: int
     tta: bool  # average over the 8 flips/90-degree rotations
@@ -257,12 +271,7 @@ class PredictParams:
             "needs predict.runtime onnxruntime or openvino (the int8 model is an ONNX file)",
             self.int8,
         )
-        _require(
-            self.window >= 16 and self.window % 16 == 0,
-            "predict.window",
-            "must be a positive multiple of 16",
-            self.window,
-        )
+        _require_model_side("predict.window", self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
         _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)
         _require(
