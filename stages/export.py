@@ -67,7 +67,7 @@ def check_int8(
     agreement = compare(
         reference, onnxruntime_probabilities(int8), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
     )
-    labels = np.concatenate(list(tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)))
+    labels = np.concatenate([batch.ravel() for batch in tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)])
     names = store.class_table().names
     scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, names)
     miou = {"pytorch_fp32": scores["reference_miou_land"], "onnxruntime_int8": scores["candidate_miou_land"]}

@@ -183,8 +183,8 @@ class Agreement:
     max_abs_diff: float  # largest absolute difference of any class probability at any pixel
     argmax_agreement: float  # fraction of pixels whose most probable class is the same
     pixels: int
-    # (N, H, W) uint8 class maps of every tile compared, the reference's and the candidate's, in batch
-    # order: what their scores against the tiles' labels are computed from
+    # The class of every pixel compared (uint8, flattened batch by batch, in the order of the batches),
+    # the reference's and the candidate's: what their scores against the tiles' labels come from
     reference_classes: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, np.uint8))
     candidate_classes: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, np.uint8))
 
@@ -198,7 +198,7 @@ def compare(
     batches: Iterator[np.ndarray],
 ) -> Agreement:
     """Run both probability functions on every batch; the largest difference, the argmax agreement and
-    both class maps."""
+    both class maps (flattened)."""
     largest, same, pixels = 0.0, 0, 0
     reference_classes: list[np.ndarray] = []
     candidate_classes: list[np.ndarray] = []
@@ -206,8 +206,8 @@ def compare(
         tensor = torch.from_numpy(batch)
         expected, actual = reference(tensor).float().cpu(), candidate(tensor).float().cpu()
         largest = max(largest, float((expected - actual).abs().max()))
-        reference_classes.append(expected.argmax(dim=1).to(torch.uint8).numpy())
-        candidate_classes.append(actual.argmax(dim=1).to(torch.uint8).numpy())
+        reference_classes.append(expected.argmax(dim=1).to(torch.uint8).numpy().ravel())
+        candidate_classes.append(actual.argmax(dim=1).to(torch.uint8).numpy().ravel())
         same += int((reference_classes[-1] == candidate_classes[-1]).sum())
         pixels += reference_classes[-1].size
     if not pixels:
