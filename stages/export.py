@@ -60,31 +60,52 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_fp32(
+    reference: ProbabilityFn, fp32: Path, store: TileStore, check_tiles: list[TileRecord], minimum: float
+) -> Agreement:
+    """The fp32 model's agreement with PyTorch fp32 on the check tiles; at least `minimum` (export.min_agreement)."""
+    agreement = compare(
+        reference, onnxruntime_probabilities(fp32), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
+    )
+    print(
+        f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
+        f"difference {agreement.max_abs_diff:.3g}, argmax agreement {agreement.argmax_agreement:.4%}"
+    )
+    require_agreement(agreement, minimum, "the ONNX model (onnxruntime, fp32)", "export.min_agreement")
+    return agreement
+
+
 def check_int8(
     reference: ProbabilityFn, int8: Path, store: TileStore, check_tiles: list[TileRecord], params: ExportParams
 ) -> tuple[Agreement, dict]:
-    """The int8 model's agreement with PyTorch fp32 and both models' mIoU on the check tiles, gated by the params."""
+    """The int8 model's agreement with PyTorch fp32, and both one's and the other's mIoU (land) on the check
+    tiles' labels, gated by export.min_int8_agreement and export.max_int8_miou_drop."""
     agreement = compare(
         reference, onnxruntime_probabilities(int8), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
     )
     labels = np.concatenate([batch.ravel() for batch in tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)])
-    names = store.class_table().names
-    scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, names)
+    table = store.class_table()
+    scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, table.names)
     miou = {"pytorch_fp32": scores["reference_miou_land"], "onnxruntime_int8": scores["candidate_miou_land"]}
+    shown = {name: "none" if value is None else f"{value:.4f}" for name, value in miou.items()}
     print(
         f"export: onnxruntime int8 vs PyTorch fp32: largest probability difference {agreement.max_abs_diff:.3g}, "
-        f"argmax agreement {agreement.argmax_agreement:.4%}, mIoU (land) {miou['onnxruntime_int8']} against "
-        f"{miou['pytorch_fp32']} (drop {scores['drop']})"
+        f"argmax agreement {agreement.argmax_agreement:.4%}; mIoU (land) on the test tiles "
+        f"{shown['onnxruntime_int8']} against {shown['pytorch_fp32']}"
     )
     require_agreement(agreement, params.min_int8_agreement, "the int8 model (onnxruntime)", "export.min_int8_agreement")
     require_miou_drop(scores["drop"], params.max_int8_miou_drop, len(check_tiles))
     return agreement, {**miou, "drop": scores["drop"]}
 
 
+def write_model(path: Path, model: bytes, interface: ModelInterface, weights: str, export_params: dict) -> None:
+    path.write_bytes(with_metadata(model, model_metadata(interface, weights, export_params)))
+
+
 def export_models(
     args: argparse.Namespace, params: ExportParams, interface: ModelInterface, scratch: Path
 ) -> tuple[dict, list[Path]]:
-    """Both models exported, their metadata written and checked, into `scratch`: the report and the files."""
+    """Both models exported with their metadata into `scratch` and checked: the report and the files."""
     trained = load_trained_model(args.checkpoint)
     store = TileStore(args.tiles, args.encoded)
     check_tiles = evenly_spaced(read_index(args.splits / "test.csv"), params.check_tiles)
@@ -95,32 +116,18 @@ def export_models(
     export_params = dataclasses.asdict(params)
 
     fp32, int8 = scratch / FP32_MODEL, scratch / INT8_MODEL
-    fp32.write_bytes(with_metadata(onnx_bytes(trained, params.opset), model_metadata(interface, "fp32", export_params)))
-    fp32_agreement = compare(
-        reference, onnxruntime_probabilities(fp32), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
-    )
-    print(
-        f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
-        f"difference {fp32_agreement.max_abs_diff:.3g}, argmax agreement {fp32_agreement.argmax_agreement:.4%}"
-    )
-    require_agreement(
-        fp32_agreement, params.min_agreement, "the ONNX model (onnxruntime, fp32)", "export.min_agreement"
-    )
-
+    write_model(fp32, onnx_bytes(trained, params.opset), interface, "fp32", export_params)
+    fp32_agreement = check_fp32(reference, fp32, store, check_tiles, params.min_agreement)
     quantize_int8(fp32, int8, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH))
     quantization = quantization_settings(len(calibration_tiles))
-    int8.write_bytes(
-        with_metadata(
-            int8.read_bytes(), model_metadata(interface, "int8", {**export_params, "quantization": quantization})
-        )
-    )
+    write_model(int8, int8.read_bytes(), interface, "int8", {**export_params, "quantization": quantization})
     int8_agreement, miou = check_int8(reference, int8, store, check_tiles, params)
     report = {
         "check_tiles": len(check_tiles),
         "calibration_tiles": len(calibration_tiles),
         "onnxruntime_fp32": fp32_agreement.as_dict(),
         "onnxruntime_int8": int8_agreement.as_dict(),
-        "miou_land": miou,  # on the check tiles, against their labels
+        "miou_land": miou,  # PyTorch fp32's and int8's on the check tiles' labels, and the drop
         "quantization": quantization,
     }
     return report, [fp32, int8]

@@ -16,6 +16,7 @@ from PIL import Image
 from stages import card as card_stage
 from stages import export as export_stage
 from stages import map as map_command
+from stages import predict as predict_stage
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileRecord, tile_name, write_index
 from stages.core.inference.blending import sliding_window_probabilities
@@ -475,6 +476,26 @@ def test_an_export_of_another_checkpoint_is_refused_naming_both_files(exported, 
     assert choose_runtime(predict_params(), CPU, root / "best.pt", int8, root / "export").model == int8
 
 
+def test_the_predict_stage_runs_only_the_export_of_its_checkpoint(exported, other_checkpoint, tmp_path, capsys):
+    root = exported["root"]
+    params = write_params(tmp_path / "params.yaml", predict={"window": 32, "batch_size": 4})
+    common = ["--tiles", str(root / "tiles"), "--split", str(root / "splits" / "test.csv"), "--params", str(params)]
+    common += ["--export", str(root / "export")]
+    with pytest.raises(SystemExit) as exit_info:
+        predict_stage.run_stage(
+            lambda: predict_stage.main(
+                ["--checkpoint", str(other_checkpoint), "--output", str(tmp_path / "refused"), *common]
+            )
+        )
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(other_checkpoint) in error[0] and "model.int8.onnx" in error[0]
+    assert not (tmp_path / "refused").exists()
+    predict_stage.main(["--checkpoint", str(root / "best.pt"), "--output", str(tmp_path / "predicted"), *common])
+    assert sorted(path.name for path in (tmp_path / "predicted").iterdir()) == ["2.png", "2_colour.png"]
+    assert "onnxruntime, model.int8.onnx (predict.runtime auto), cpu" in capsys.readouterr().out
+
+
 def mapping_args(model_args: list[str], image, out, params) -> list[str]:
     return [*model_args, "--input", str(image), "--output", str(out), "--params", str(params)]
 
@@ -505,6 +526,14 @@ def test_mapping_with_a_mismatched_checkpoint_fails_in_one_line(exported, other_
     assert len(error) == 1 and error[0].startswith("error: ") and str(other_checkpoint) in error[0]
     assert str(exported["root"] / "export" / "model.int8.onnx") in error[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_mapping_without_a_model_says_which_flags_give_one(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        map_command.main(["--input", str(tmp_path / "scene.png"), "--output", str(tmp_path / "out")])
+    assert "give the model: --checkpoint (a .pt checkpoint), --model (an exported .onnx), or both" in (
+        capsys.readouterr().err
+    )
 
 
 def test_openvino_missing_says_how_to_install_it(tmp_path, monkeypatch):
