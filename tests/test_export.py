@@ -414,6 +414,12 @@ def test_auto_runs_the_checkpoint_in_torch_on_a_gpu(exported):
     assert runtime.interface == read_model_interface(root / "best.pt")
 
 
+def test_auto_runs_a_checkpoint_without_an_export_in_torch(exported, tmp_path):
+    root = exported["root"]
+    runtime = choose_runtime(predict_params(), CPU, root / "best.pt", None, tmp_path / "no-export-here")
+    assert (runtime.name, runtime.model, runtime.device) == ("torch", root / "best.pt", CPU)
+
+
 def test_onnxruntime_uses_its_cuda_provider_where_it_is_installed(exported, monkeypatch):
     import onnxruntime
 

@@ -4,9 +4,10 @@
 `onnxruntime` (the export stage's model.onnx, or model.int8.onnx with `predict.int8`; part of the
 core install; on the GPU through its CUDA provider where onnxruntime-gpu is installed), `openvino`
 (the same files through OpenVINO on the CPU; optional: `make install-runtime`), or `auto`: torch on
-a CUDA GPU, onnxruntime everywhere else. Blending and TTA are the same for all: the sliding window
-gets one probability function. An ONNX model run next to a checkpoint must have been exported from
-it (the sha256 in its metadata), so classes and weights always come from one model.
+a CUDA GPU, onnxruntime everywhere else (torch where a checkpoint has no ONNX model beside it).
+Blending and TTA are the same for all: the sliding window gets one probability function. An ONNX
+model run next to a checkpoint must have been exported from it (the sha256 in its metadata), so
+classes and weights always come from one model.
 """
 
 from __future__ import annotations
@@ -61,12 +62,15 @@ def onnxruntime_on_gpu(device: torch.device) -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def resolve_runtime(requested: str, device: torch.device, checkpoint: Path | None) -> str:
-    """predict.runtime with auto resolved: torch where there is a CUDA GPU and a checkpoint to run on it,
-    else onnxruntime (int8 with predict.int8), which is faster than torch on a CPU."""
+def resolve_runtime(requested: str, device: torch.device, checkpoint: Path | None, onnx: Path | None) -> str:
+    """predict.runtime with auto resolved: torch for a checkpoint on a CUDA GPU, or for a checkpoint without
+    an ONNX model to run (`onnx`: given, or the export stage's if it exists); else onnxruntime (int8 with
+    predict.int8), which is faster than torch on a CPU."""
     if requested != "auto":
         return requested
-    return "torch" if device.type == "cuda" and checkpoint is not None else "onnxruntime"
+    if checkpoint is not None and (device.type == "cuda" or onnx is None):
+        return "torch"
+    return "onnxruntime"
 
 
 def require_same_checkpoint(onnx: Path, interface: ModelInterface, checkpoint: Path) -> None:
@@ -90,7 +94,9 @@ def choose_runtime(
 ) -> Runtime:
     """The runtime for `params` on `device`, given a checkpoint, an ONNX model, or both (then they must
     match); without an ONNX model the ONNX runtimes run the export stage's in `export_dir`."""
-    name = resolve_runtime(params.runtime, device, checkpoint)
+    exported = Path(export_dir) / (INT8_MODEL if params.int8 else FP32_MODEL)
+    available = model if model is not None else (exported if exported.is_file() else None)
+    name = resolve_runtime(params.runtime, device, checkpoint, available)
     auto = params.runtime == "auto"
     if name == "torch":
         if checkpoint is None:
