@@ -26,12 +26,12 @@ from stages.core.data.tilestore import TileRecord, TileStore, read_index
 from stages.core.evaluation.metrics import headline_drop
 from stages.core.inference.blending import ProbabilityFn
 from stages.core.inference.export import (
+    QUANTIZATION,
     Agreement,
     compare,
     evenly_spaced,
     model_metadata,
     onnx_bytes,
-    quantization_settings,
     quantize_int8,
     require_agreement,
     require_miou_drop,
@@ -119,7 +119,7 @@ def export_models(
     write_model(fp32, onnx_bytes(trained, params.opset), interface, "fp32", export_params)
     fp32_agreement = check_fp32(reference, fp32, store, check_tiles, params.min_agreement)
     quantize_int8(fp32, int8, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH))
-    quantization = quantization_settings(len(calibration_tiles))
+    quantization = {**dataclasses.asdict(QUANTIZATION), "calibration_tiles": len(calibration_tiles)}
     write_model(int8, int8.read_bytes(), interface, "int8", {**export_params, "quantization": quantization})
     int8_agreement, miou = check_int8(reference, int8, store, check_tiles, params)
     report = {

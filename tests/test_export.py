@@ -273,7 +273,7 @@ def test_export_check_fails_on_a_model_that_disagrees_and_writes_nothing(trained
 def other_model_as_int8(other: TrainedModel):
     """A stand-in for quantize_int8 that writes another model: an int8 model that disagrees."""
 
-    def quantize(fp32_model, output, calibration, reduce_range=True):
+    def quantize(fp32_model, output, calibration, settings=None):
         output.write_bytes(onnx_bytes(other))
 
     return quantize

@@ -5,7 +5,7 @@ runtime (N, H, W, 3; H and W multiples of 16, batch, height and width dynamic), 
 with the checkpoint's mean and std, runs DeepLabV3+ and returns softmax probabilities (N, C, H, W).
 So a user of the file needs no normalisation code, and every runtime sees the same graph.
 
-Each file carries what using it takes in its `metadata_props` (MODEL_METADATA_KEYS): the class
+Each file carries what using it takes in its `metadata_props` (model_metadata): the class
 table, the normalisation, the training tile size, the sha256 of the checkpoint it was exported
 from and the export params, so an exported model is usable on its own (read_onnx_interface) and a
 mismatched checkpoint is refused.
@@ -38,18 +38,7 @@ from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE, normalise
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 OPSET = 17
 
-METADATA_FORMAT = "1"  # the layout of the keys below; read_onnx_interface refuses any other
-MODEL_METADATA_KEYS = (
-    "landcover_format",
-    "class_names",  # JSON list, in class index order
-    "class_colours",  # JSON list of [r, g, b], in class index order
-    "mean",  # JSON list: the normalisation inside the graph, (pixel / 255 - mean) / std
-    "std",
-    "tile_size",  # the side of the tiles the model was trained on
-    "checkpoint_sha256",  # the checkpoint the weights were exported from
-    "weights",  # fp32 | int8
-    "export_params",  # JSON: the export section of params.yaml, and for int8 the quantization settings
-)
+METADATA_FORMAT = "1"  # the layout of model_metadata's keys; read_onnx_interface refuses any other
 
 
 class ProbabilityModel(nn.Module):
@@ -91,17 +80,17 @@ def onnx_bytes(trained: TrainedModel, opset: int = OPSET) -> bytes:
 
 
 def model_metadata(interface: ModelInterface, weights: str, export_params: dict) -> dict[str, str]:
-    """The metadata_props of an exported model: MODEL_METADATA_KEYS, every value a string."""
+    """The metadata_props of an exported model, every value a string (lists and dicts as JSON)."""
     return {
         "landcover_format": METADATA_FORMAT,
-        "class_names": json.dumps(list(interface.table.names)),
-        "class_colours": json.dumps(interface.table.colours.tolist()),
-        "mean": json.dumps(list(interface.mean)),
+        "class_names": json.dumps(list(interface.table.names)),  # in class index order
+        "class_colours": json.dumps(interface.table.colours.tolist()),  # [r, g, b] per class
+        "mean": json.dumps(list(interface.mean)),  # the normalisation inside the graph: (pixel / 255 - mean) / std
         "std": json.dumps(list(interface.std)),
-        "tile_size": str(interface.tile_size),
-        "checkpoint_sha256": interface.checkpoint_sha256,
-        "weights": weights,
-        "export_params": json.dumps(export_params, sort_keys=True),
+        "tile_size": str(interface.tile_size),  # the side of the tiles the model was trained on
+        "checkpoint_sha256": interface.checkpoint_sha256,  # the checkpoint the weights were exported from
+        "weights": weights,  # fp32 | int8
+        "export_params": json.dumps(export_params, sort_keys=True),  # for int8 with its quantization
     }
 
 
@@ -185,8 +174,8 @@ class Agreement:
     pixels: int
     # The class of every pixel compared (uint8, flattened batch by batch, in the order of the batches),
     # the reference's and the candidate's: what their scores against the tiles' labels come from
-    reference_classes: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, np.uint8))
-    candidate_classes: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, np.uint8))
+    reference_classes: np.ndarray = field(repr=False, compare=False)
+    candidate_classes: np.ndarray = field(repr=False, compare=False)
 
     def as_dict(self) -> dict:
         return {"max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement, "pixels": self.pixels}
@@ -236,34 +225,34 @@ def require_miou_drop(drop: float | None, limit: float, tiles: int) -> None:
         )
 
 
-# Weights quantized to 7 bits (-64..64) rather than 8. On x86 CPUs without VNNI (AVX2, AVX-512
-# without VNNI, such as this project's AMD EPYC Zen 3) onnxruntime multiplies uint8 activations by
-# int8 weights with VPMADDUBSW, which adds pairs of products into int16 and saturates:
-# 2 x 255 x 127 = 64,770 overflows 32,767, while 2 x 255 x 64 = 32,640 does not. On the default
-# run's check tiles, there, 8-bit weights agreed with PyTorch fp32 on 98.83% of pixels (largest
-# difference 0.51) and 7-bit ones on 99.58% (0.21). With VNNI (or on ARM) nothing saturates either
-# way, and 7 bits cost a little weight precision.
-REDUCE_RANGE = True
+@dataclass(frozen=True)
+class Quantization:
+    """The int8 model's quantization: onnxruntime quantize_static's settings, which its metadata records."""
+
+    # Weights quantized to 7 bits (-64..64) rather than 8. On x86 CPUs without VNNI (AVX2, AVX-512
+    # without VNNI, such as this project's AMD EPYC Zen 3) onnxruntime multiplies uint8 activations by
+    # int8 weights with VPMADDUBSW, which adds pairs of products into int16 and saturates:
+    # 2 x 255 x 127 = 64,770 overflows 32,767, while 2 x 255 x 64 = 32,640 does not. On the default
+    # run's check tiles, there, 8-bit weights agreed with PyTorch fp32 on 98.83% of pixels (largest
+    # difference 0.51) and 7-bit ones on 99.58% (0.21). With VNNI (or on ARM) nothing saturates
+    # either way, and 7 bits cost a little weight precision.
+    reduce_range: bool = True
+    quant_format: str = "QDQ"  # QuantFormat: quantize/dequantize pairs around fp32 operators
+    per_channel: bool = True  # a scale per output channel of each weight
+    activation_type: str = "QUInt8"  # QuantType of activations, MinMax-calibrated
+    weight_type: str = "QInt8"
+    # Convolutions are nearly all of the work; resize, concatenation and softmax stay fp32.
+    op_types_to_quantize: tuple[str, ...] = ("Conv",)
 
 
-def quantization_settings(calibration_tiles: int, reduce_range: bool = REDUCE_RANGE) -> dict:
-    """The int8 model's quantization, as its metadata records it."""
-    return {
-        "method": "onnxruntime quantize_static, QDQ",
-        "activations": "uint8, MinMax calibration",
-        "weights": "int8, per channel",
-        "reduce_range": reduce_range,
-        "calibration_tiles": calibration_tiles,
-        "op_types": ["Conv"],
-    }
+QUANTIZATION = Quantization()  # the export stage's
 
 
 def quantize_int8(
-    fp32_model: Path, output: Path, calibration: Iterator[np.ndarray], reduce_range: bool = REDUCE_RANGE
+    fp32_model: Path, output: Path, calibration: Iterator[np.ndarray], settings: Quantization = QUANTIZATION
 ) -> None:
-    """Post-training static int8 quantization (onnxruntime): QDQ format, per-channel int8 weights (7-bit
-    with `reduce_range`), uint8 activations with MinMax ranges from the calibration batches. Only
-    convolutions are quantized (nearly all of the work); resize, concatenation and softmax stay fp32."""
+    """Post-training static int8 quantization (onnxruntime) with `settings`, activation ranges from the
+    calibration batches."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -284,10 +273,10 @@ def quantize_int8(
             str(prepared),
             str(output),
             Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv"],
+            quant_format=QuantFormat[settings.quant_format],
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=QuantType[settings.activation_type],
+            weight_type=QuantType[settings.weight_type],
+            op_types_to_quantize=list(settings.op_types_to_quantize),
         )
