@@ -72,7 +72,10 @@ class Ranks:
         a process alone, which leaves each runtime its own default (all cores)."""
         if self.local_world == 1:
             return None
-        return max(1, len(os.sched_getaffinity(0)) // self.local_world)
+        # the cores this process may run on (a container's or taskset's share); all of them where the
+        # platform cannot say (macOS)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.local_world)
 
 
 # Set by torchrun in every process it starts (with LOCAL_WORLD_SIZE, the processes on its machine).
