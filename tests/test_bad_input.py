@@ -15,7 +15,6 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from stages.core.data.tilestore import TileStore
 from stages.core.inference import class_maps
 from stages.core.io import imageio
 from stages.core.io.errors import PipelineError
-from tests.conftest import REPO, write_pair, write_params
+from tests.conftest import REPO, stand_in_runtime, write_pair, write_params
 
 
 def run_tile(raw: Path, out: Path, params: Path) -> None:
@@ -527,7 +526,7 @@ def predict_with_a_stand_in_model(monkeypatch) -> None:
         return probabilities
 
     for command in (predict, map_command):
-        monkeypatch.setattr(command, "read_model_interface", lambda path: SimpleNamespace(table=table))
+        monkeypatch.setattr(command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(table))
         monkeypatch.setattr(command, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
 
 

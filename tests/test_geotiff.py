@@ -13,7 +13,6 @@ import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.inference.blending import blended_strips, sliding_window_probabilities
 from stages.core.io.params import PredictParams
-from tests.conftest import write_params
+from tests.conftest import stand_in_runtime, write_params
 
 
 def from_origin(west: float, north: float, width: float, height: float) -> Affine:
@@ -130,7 +129,7 @@ def run_predict(tmp_path, monkeypatch):
     )
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
-        monkeypatch.setattr(map_command, "read_model_interface", lambda path: SimpleNamespace(table=TABLE))
+        monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(TABLE))
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
         map_command.main(
             [
