@@ -705,7 +705,7 @@ def no_model(monkeypatch) -> None:
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded before the paths were checked")
 
-    monkeypatch.setattr(map_command, "read_model_interface", load)
+    monkeypatch.setattr(map_command, "choose_runtime", load)
 
 
 def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
