@@ -56,7 +56,7 @@ def exported_models(cache: Path, tiles: Path, encoder: str) -> dict[str, Path]:
         models["fp32"].write_bytes(onnx_bytes(trained))
         store = TileStore(tiles)
         records = evenly_spaced(store.index(), CALIBRATION_TILES)
-        quantize_int8(models["fp32"], models["int8"], tile_batches(store, records, 8))
+        quantize_int8(models["fp32"], models["int8"], tile_batches(store.whole_image, records, 8))
     return models
 
 

@@ -78,6 +78,8 @@ from benchmarks.scale_dvc import (
 )
 from benchmarks.scale_processes import command_env, git, run, run_watched
 from benchmarks.scale_report import judge, merge_results, report
+from stages.core.io.errors import PipelineError
+from stages.core.io.params import TileParams
 
 LOADER_WORKERS = (0, 2)
 TRAINING_SIDE = BENCHMARKS / "scale_training.py"  # run by path in the clone: see run_in_checkout
@@ -180,8 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.images < 3:
         parser.error("--images must be at least 3 (train, val and test each need an image)")
-    if not 16 <= args.tile_size <= args.image_size:
-        parser.error("--tile-size must be between 16 and --image-size")
+    try:
+        TileParams(args.tile_size, args.tile_size)  # the tile stage's own check, before the dataset is built
+    except PipelineError as error:
+        parser.error(f"--tile-size: {error}")
+    if args.tile_size > args.image_size:
+        parser.error("--tile-size must not exceed --image-size")
     cache, work = args.cache.expanduser().resolve(), (args.work or args.cache).expanduser().resolve()
     dataset_exists = (dataset_folder(cache, args.images, args.image_size) / "scale-dataset.json").is_file()
     check_disk(cache, work, args.images, args.image_size, dataset_exists)

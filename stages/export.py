@@ -1,38 +1,49 @@
 """export: models/best.pt as ONNX (fp32, and int8 calibrated on training tiles), checked against PyTorch.
 
-python -m stages.export --checkpoint models/best.pt --tiles data/tiles --splits data/splits \\
-    --output models/export --report metrics/export.json
+python -m stages.export --checkpoint models/best.pt --tiles data/tiles --encoded data/encoded \\
+    --splits data/splits --output models/export --report metrics/export.json
 
-Writes model.onnx and model.int8.onnx, and metrics/export.json: the fp32 model's largest absolute
-probability difference from PyTorch (fp32 both) and its argmax agreement on the test tiles, which
-must reach export.min_agreement, else the stage fails with one line and writes nothing; the int8
-model's agreement with PyTorch fp32 is reported beside it (its accuracy is judged by mIoU:
-docs/model-artifact.md).
+Writes model.onnx and model.int8.onnx, each with the class table, normalisation, tile size, the
+checkpoint's sha256 and the export params in its metadata, and metrics/export.json: each model's
+largest absolute probability difference from PyTorch fp32 and its argmax agreement on the test
+tiles, and the int8 model's mIoU (land classes) on them against PyTorch fp32's. The fp32 model must
+reach export.min_agreement, the int8 model export.min_int8_agreement and lose at most
+export.max_int8_miou_drop; else the stage fails with one line and writes nothing
+(docs/model-artifact.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from stages.core.data.tilestore import TileStore, read_index
+from stages.core.data.tilestore import TileRecord, TileStore, read_index
+from stages.core.evaluation.metrics import headline_drop
+from stages.core.inference.blending import ProbabilityFn
 from stages.core.inference.export import (
+    QUANTIZATION,
+    Agreement,
     compare,
     evenly_spaced,
+    model_metadata,
     onnx_bytes,
     quantize_int8,
     require_agreement,
+    require_miou_drop,
     tile_batches,
+    with_metadata,
 )
 from stages.core.inference.probabilities import trained_model_probabilities
 from stages.core.inference.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.outputs import atomic_file, write_json
 from stages.core.io.params import DEFAULT_PARAMS, ExportParams, load_params, read_section
-from stages.core.model.checkpoint import load_trained_model
+from stages.core.model.checkpoint import ModelInterface, load_trained_model, read_model_interface
 
 CHECK_BATCH = 8
 
@@ -41,6 +52,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--tiles", type=Path, required=True, help="output of the tile stage")
+    parser.add_argument("--encoded", type=Path, required=True, help="output of the encode stage: the tiles' labels")
     parser.add_argument("--splits", type=Path, required=True, help="output of the split stage")
     parser.add_argument("--output", type=Path, required=True, help="folder for model.onnx and model.int8.onnx")
     parser.add_argument("--report", type=Path, required=True, help="the check's figures (JSON)")
@@ -48,52 +60,89 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = arguments(argv)
-    params = read_section(load_params(args.params), "export", ExportParams)
+def check_fp32(
+    reference: ProbabilityFn, fp32: Path, store: TileStore, check_tiles: list[TileRecord], minimum: float
+) -> Agreement:
+    """The fp32 model's agreement with PyTorch fp32 on the check tiles; at least `minimum` (export.min_agreement)."""
+    agreement = compare(
+        reference, onnxruntime_probabilities(fp32), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
+    )
+    print(
+        f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
+        f"difference {agreement.max_abs_diff:.3g}, argmax agreement {agreement.argmax_agreement:.4%}"
+    )
+    require_agreement(agreement, minimum, "the ONNX model (onnxruntime, fp32)", "export.min_agreement")
+    return agreement
 
+
+def check_int8(
+    reference: ProbabilityFn, int8: Path, store: TileStore, check_tiles: list[TileRecord], params: ExportParams
+) -> tuple[Agreement, dict]:
+    """The int8 model's agreement with PyTorch fp32, and both one's and the other's mIoU (land) on the check
+    tiles' labels, gated by export.min_int8_agreement and export.max_int8_miou_drop."""
+    agreement = compare(
+        reference, onnxruntime_probabilities(int8), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
+    )
+    labels = np.concatenate([batch.ravel() for batch in tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)])
+    table = store.class_table()
+    scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, table.names)
+    miou = {"pytorch_fp32": scores["reference_miou_land"], "onnxruntime_int8": scores["candidate_miou_land"]}
+    shown = {name: "none" if value is None else f"{value:.4f}" for name, value in miou.items()}
+    print(
+        f"export: onnxruntime int8 vs PyTorch fp32: largest probability difference {agreement.max_abs_diff:.3g}, "
+        f"argmax agreement {agreement.argmax_agreement:.4%}; mIoU (land) on the test tiles "
+        f"{shown['onnxruntime_int8']} against {shown['pytorch_fp32']}"
+    )
+    require_agreement(agreement, params.min_int8_agreement, "the int8 model (onnxruntime)", "export.min_int8_agreement")
+    require_miou_drop(scores["drop"], params.max_int8_miou_drop, len(check_tiles))
+    return agreement, {**miou, "drop": scores["drop"]}
+
+
+def write_model(path: Path, model: bytes, interface: ModelInterface, weights: str, export_params: dict) -> None:
+    path.write_bytes(with_metadata(model, model_metadata(interface, weights, export_params)))
+
+
+def export_models(
+    args: argparse.Namespace, params: ExportParams, interface: ModelInterface, scratch: Path
+) -> tuple[dict, list[Path]]:
+    """Both models exported with their metadata into `scratch` and checked: the report and the files."""
     trained = load_trained_model(args.checkpoint)
-    store = TileStore(args.tiles)
+    store = TileStore(args.tiles, args.encoded)
     check_tiles = evenly_spaced(read_index(args.splits / "test.csv"), params.check_tiles)
     calibration_tiles = evenly_spaced(read_index(args.splits / "train.csv"), params.calibration_tiles)
     if not check_tiles:
         raise PipelineError("export check: the test split is empty; set split.ratios.test above 0")
     reference = trained_model_probabilities(trained, torch.device("cpu"), precision="fp32", tta=False)
+    export_params = dataclasses.asdict(params)
 
+    fp32, int8 = scratch / FP32_MODEL, scratch / INT8_MODEL
+    write_model(fp32, onnx_bytes(trained, params.opset), interface, "fp32", export_params)
+    fp32_agreement = check_fp32(reference, fp32, store, check_tiles, params.min_agreement)
+    quantize_int8(fp32, int8, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH))
+    quantization = {**dataclasses.asdict(QUANTIZATION), "calibration_tiles": len(calibration_tiles)}
+    write_model(int8, int8.read_bytes(), interface, "int8", {**export_params, "quantization": quantization})
+    int8_agreement, miou = check_int8(reference, int8, store, check_tiles, params)
+    report = {
+        "check_tiles": len(check_tiles),
+        "calibration_tiles": len(calibration_tiles),
+        "onnxruntime_fp32": fp32_agreement.as_dict(),
+        "onnxruntime_int8": int8_agreement.as_dict(),
+        "miou_land": miou,  # PyTorch fp32's and int8's on the check tiles' labels, and the drop
+        "quantization": quantization,
+    }
+    return report, [fp32, int8]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    params = read_section(load_params(args.params), "export", ExportParams)
+    interface = read_model_interface(args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="landcover-export-") as scratch:
-        fp32, int8 = Path(scratch) / FP32_MODEL, Path(scratch) / INT8_MODEL
-        fp32.write_bytes(onnx_bytes(trained, params.opset))
-        fp32_agreement = compare(
-            reference, onnxruntime_probabilities(fp32), tile_batches(store, check_tiles, CHECK_BATCH)
-        )
-        print(
-            f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
-            f"difference {fp32_agreement.max_abs_diff:.3g}, argmax agreement {fp32_agreement.argmax_agreement:.4%}"
-        )
-        require_agreement(fp32_agreement, params.min_agreement, "the ONNX model (onnxruntime, fp32)")
-
-        quantize_int8(fp32, int8, tile_batches(store, calibration_tiles, CHECK_BATCH))
-        int8_agreement = compare(
-            reference, onnxruntime_probabilities(int8), tile_batches(store, check_tiles, CHECK_BATCH)
-        )
-        print(
-            f"export: onnxruntime int8 vs PyTorch fp32: largest probability difference "
-            f"{int8_agreement.max_abs_diff:.3g}, argmax agreement {int8_agreement.argmax_agreement:.4%} "
-            f"(calibrated on {len(calibration_tiles)} training tiles)"
-        )
-
-        for staged in (fp32, int8):
+        report, staged_models = export_models(args, params, interface, Path(scratch))
+        for staged in staged_models:
             with atomic_file(args.output / staged.name) as staging:
                 staging.write_bytes(staged.read_bytes())
-    write_json(
-        args.report,
-        {
-            "check_tiles": len(check_tiles),
-            "calibration_tiles": len(calibration_tiles),
-            "onnxruntime_fp32": fp32_agreement.as_dict(),
-            "onnxruntime_int8": int8_agreement.as_dict(),
-        },
-    )
+    write_json(args.report, report)
     print(f"export: {args.output / FP32_MODEL}, {args.output / INT8_MODEL}, {args.report}")
 
 

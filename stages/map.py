@@ -1,7 +1,12 @@
 """map: land-cover maps of any imagery with a trained model: georeferenced class maps, areas, polygons.
 
     python -m stages.map --checkpoint models/best.pt --input scene.tif a.jpg --output out/
+    python -m stages.map --model model.int8.onnx --input scene.tif --output out/
     (installed as a console script too: landcover-map --checkpoint ... --input ... --output ...)
+
+The model is a checkpoint (--checkpoint), an exported ONNX model on its own (--model: its metadata
+has the classes, colours and normalisation), or both, which must match (the ONNX model exported
+from that checkpoint).
 
 A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud-Optimized GeoTIFF
 of class indices with the input's CRS and transform, the class colour table and nodata 255, and
@@ -20,13 +25,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.core.geo.georaster import ReadOptions, check_scene
+from stages.core.geo.georaster import ReadOptions
+from stages.core.geo.map_paths import check_map_paths
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.geo.polygons import require_vector_writer
-from stages.core.inference.runtimes import run_label, runtime_probabilities
+from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import read_model_interface
 from stages.core.model.devices import choose_device
 from stages.core.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
 
@@ -55,7 +60,12 @@ def positive(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint of the train stage (models/best.pt)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="an exported ONNX model (model.int8.onnx or model.onnx), usable alone; with --checkpoint, its export",
+    )
     parser.add_argument("--input", type=Path, nargs="+", required=True, help="rasters GDAL reads, JPEG, PNG")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="its predict section: windows, runtime")
@@ -63,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
         "--export",
         type=Path,
         default=Path("models/export"),
-        help="the export stage's folder: its ONNX models, for predict.runtime onnxruntime or openvino",
+        help="without --model: the export stage's folder, whose models the ONNX runtimes run (from --checkpoint)",
     )
     add_reading_and_output_arguments(parser)
     return parser
@@ -115,6 +125,8 @@ def add_reading_and_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> MapOptions:
+    if args.checkpoint is None and args.model is None:
+        parser.error("give the model: --checkpoint (a .pt checkpoint), --model (an exported .onnx), or both")
     low, high = args.percentiles
     if not 0 <= low < high <= 100:
         parser.error(f"--percentiles: need 0 <= LOW < HIGH <= 100, got {low:g},{high:g}")
@@ -132,19 +144,18 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     options = map_options(args, arguments)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
-    for path in args.input:  # bad input is refused before the model is loaded
-        check_scene(path, options.read)
+    check_map_paths(args.input, args.output, options)  # bad paths are refused before the model is loaded
     if options.polygons:
         require_vector_writer()
     ranks = ranks_from_environment()
     with process_group(ranks):
-        interface = read_model_interface(args.checkpoint)
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
-        probability_fn = runtime_probabilities(predict_params, args.checkpoint, device, args.export)
+        runtime = choose_runtime(predict_params, device, args.checkpoint, args.model, args.export, ranks.threads)
+        probability_fn = runtime_probabilities(runtime, predict_params)
         paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
-            map_file(path, args.output, probability_fn, interface.table, predict_params, options)
-    print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, device)})")
+            map_file(path, args.output, probability_fn, runtime.interface.table, predict_params, options)
+    print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 
 def console_main() -> None:

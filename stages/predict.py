@@ -17,10 +17,9 @@ from pathlib import Path
 
 from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
 from stages.core.inference.class_maps import write_class_maps
-from stages.core.inference.runtimes import run_label, runtime_probabilities
+from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import read_model_interface
 from stages.core.model.devices import choose_device
 from stages.core.model.ranks import (
     die_with_launcher,
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         "--export",
         type=Path,
         default=Path("models/export"),
-        help="the export stage's folder: its ONNX models, for predict.runtime onnxruntime or openvino",
+        help="the export stage's folder: its ONNX models, for the ONNX runtimes (exported from --checkpoint)",
     )
     if "--input" in (sys.argv[1:] if argv is None else argv):
         parser.error(MOVED)
@@ -53,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
     ranks = ranks_from_environment()
     with process_group(ranks):
-        interface = read_model_interface(args.checkpoint)
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
-        probability_fn = runtime_probabilities(predict_params, args.checkpoint, device, args.export)
+        runtime = choose_runtime(predict_params, device, args.checkpoint, None, args.export, ranks.threads)
+        probability_fn = runtime_probabilities(runtime, predict_params)
         records = read_index(args.split)
         mine = set(ranks.share(list(group_by_image(records))))  # image ids r, r + W, ... of the split
         records = [record for record in records if record.image_id in mine]
@@ -63,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         with shared_atomic_dir(args.output, ranks) as staging:
             images = whole_images(records, TileStore(args.tiles).whole_image)
             done = write_class_maps(
-                staging, images, len(mine), probability_fn, interface.table, predict_params, progress=ranks.main
+                staging, images, len(mine), probability_fn, runtime.interface.table, predict_params, progress=ranks.main
             )
         if ranks.several:
             print(f"predict{ranks.label}: predicted {' '.join(done)}")
-    print(f"predict{ranks.label}: {len(mine)} images -> {args.output} ({run_label(predict_params, device)})")
+    print(f"predict{ranks.label}: {len(mine)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 
 if __name__ == "__main__":

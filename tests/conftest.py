@@ -24,6 +24,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def stand_in_runtime(table: ClassTable):
+    """A chosen runtime for a stand-in model (the probability function is patched in too): `table`'s classes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from stages.core.inference.runtimes import Runtime
+
+    return Runtime("torch", Path("unused.pt"), SimpleNamespace(table=table), torch.device("cpu"), None)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory) -> Path:
     """The repository on the fast profile after a complete `dvc repro`, committed: built once for the

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from stages.core.data.tilestore import TileStore
 from stages.core.inference import class_maps
 from stages.core.io import imageio
 from stages.core.io.errors import PipelineError
-from tests.conftest import REPO, write_pair, write_params
+from tests.conftest import REPO, stand_in_runtime, write_pair, write_params
 
 
 def run_tile(raw: Path, out: Path, params: Path) -> None:
@@ -171,6 +170,7 @@ def test_tile_larger_than_a_later_image(plain_dataset, tmp_path, tiles_written):
     [
         ({"size": 128, "stride": 128}, r"tile.size \(128\) is larger than image .*/2_sat.jpg \(90x70\)"),
         ({"size": 32, "stride": 0}, r"tile.stride must be at least 1"),
+        ({"size": 40, "stride": 40}, r"^params: tile.size must be a positive multiple of 16 .*, got 40$"),
     ],
 )
 def test_bad_tile_params(plain_dataset, tmp_path, params, tile_params, message):
@@ -256,6 +256,81 @@ def test_csvs_saved_by_excel_with_a_utf8_bom_are_read(plain_dataset, tmp_path, p
     run_tile(plain_dataset, tmp_path / "plain", params)
     (plain_dataset / "metadata.csv").write_bytes(codecs.BOM_UTF8 + kaggle_metadata(plain_dataset).encode())
     (plain_dataset / "class_dict.csv").write_bytes(codecs.BOM_UTF8 + CLASS_DICT.replace("\n", "\r\n").encode())
+    run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert snapshot(tmp_path / "tiles") == snapshot(tmp_path / "plain")
+
+
+# --- metadata.csv rows: each image once, and inside data.raw --------------------------------------
+
+
+def with_metadata_row(raw: Path, row: str) -> None:
+    """metadata.csv of the four plain pairs (lines 2-5: ids 2, 11, 40, 305) and `row` as line 6."""
+    (raw / "metadata.csv").write_text(kaggle_metadata(raw) + row + "\n")
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("11,train,11_sat.jpg,11_mask.png", r"metadata.csv, lines 3 and 6: image id '11' is listed twice$"),
+        ("11,valid,valid/11_sat.jpg,", r"metadata.csv, lines 3 and 6: image id '11' is listed twice$"),
+        ("7,train,11_sat.jpg,11_mask.png", r"metadata.csv, lines 3 and 6: image .*/raw/11_sat.jpg is listed twice$"),
+    ],
+)
+def test_an_image_listed_twice_in_metadata_is_refused_with_both_lines(plain_dataset, tmp_path, params, row, message):
+    """Listed twice, an image's tiles would be indexed twice: double weight, and perhaps in two splits."""
+    with_metadata_row(plain_dataset, row)
+    with pytest.raises(PipelineError, match=message):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert_nothing_written(tmp_path / "tiles")
+
+
+@pytest.mark.parametrize("how", ["parent", "absolute", "symlink", "mask"])
+def test_a_metadata_row_leading_out_of_data_raw_is_refused_naming_it(plain_dataset, tmp_path, params, how):
+    """The files outside are real images: followed, they would be tiled and pushed with the data."""
+    write_pair(tmp_path, "outside", 70, 90)
+    write_pair(plain_dataset, "7", 70, 90)
+    outside = tmp_path / ("outside_mask.png" if how == "mask" else "outside_sat.jpg")
+    if how == "symlink":
+        (plain_dataset / "link_sat.jpg").symlink_to(outside)
+    image, mask = {
+        "parent": ("../outside_sat.jpg", "7_mask.png"),
+        "absolute": (str(outside), "7_mask.png"),
+        "symlink": ("link_sat.jpg", "7_mask.png"),
+        "mask": ("7_sat.jpg", "../outside_mask.png"),
+    }[how]
+    with_metadata_row(plain_dataset, f"7,train,{image},{mask}")
+    column, value = ("mask_path", mask) if how == "mask" else ("sat_image_path", image)
+    with pytest.raises(
+        PipelineError,
+        match=rf"^{plain_dataset}/metadata.csv, line 6: {column} '{value}' leads to {outside}, outside data.raw "
+        rf"\({plain_dataset}\)$",
+    ):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert_nothing_written(tmp_path / "tiles")
+
+
+def test_a_link_out_of_a_plain_folder_is_refused(plain_dataset, tmp_path, params):
+    write_pair(tmp_path, "outside", 70, 90)
+    (plain_dataset / "7_sat.jpg").symlink_to(tmp_path / "outside_sat.jpg")
+    (plain_dataset / "7_mask.png").symlink_to(plain_dataset / "11_mask.png")  # a link that stays inside is fine
+    with pytest.raises(
+        PipelineError, match=rf"^{plain_dataset}/7_sat.jpg: a link to {tmp_path}/outside_sat.jpg, outside data.raw"
+    ):
+        run_tile(plain_dataset, tmp_path / "tiles", params)
+    assert_nothing_written(tmp_path / "tiles")
+
+
+def test_paths_and_links_that_stay_inside_data_raw_are_followed(plain_dataset, tmp_path, params):
+    run_tile(plain_dataset, tmp_path / "plain", params)
+    (plain_dataset / "sub").mkdir()
+    (plain_dataset / "sub" / "alias_sat.jpg").symlink_to(plain_dataset / "305_sat.jpg")
+    rows = [
+        "2,train,sub/../2_sat.jpg,2_mask.png",
+        "11,train,11_sat.jpg,11_mask.png",
+        f"40,train,{plain_dataset / '40_sat.jpg'},40_mask.png",
+        "305,train,sub/alias_sat.jpg,305_mask.png",
+    ]
+    (plain_dataset / "metadata.csv").write_text("image_id,split,sat_image_path,mask_path\n" + "\n".join(rows) + "\n")
     run_tile(plain_dataset, tmp_path / "tiles", params)
     assert snapshot(tmp_path / "tiles") == snapshot(tmp_path / "plain")
 
@@ -451,7 +526,7 @@ def predict_with_a_stand_in_model(monkeypatch) -> None:
         return probabilities
 
     for command in (predict, map_command):
-        monkeypatch.setattr(command, "read_model_interface", lambda path: SimpleNamespace(table=table))
+        monkeypatch.setattr(command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(table))
         monkeypatch.setattr(command, "runtime_probabilities", lambda *args, **kwargs: first_class_everywhere)
 
 
@@ -615,6 +690,159 @@ def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {corrupt}: cannot read raster (")
     assert not (tmp_path / "out").exists()
+
+
+def png(path: Path, height: int = 64, width: int = 64) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def no_model(monkeypatch) -> None:
+    """The mapping command fails the test if it gets as far as loading a model: paths are checked before."""
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the paths were checked")
+
+    monkeypatch.setattr(map_command, "choose_runtime", load)
+
+
+def shared_name_cases(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
+    """{case: (inputs, the error's message after the last input's path)}, mapped into tmp_path/out."""
+    out = tmp_path / "out"
+    first = png(tmp_path / "a" / "119_sat.jpg")
+    return {
+        "one id in two folders": (
+            [first, png(tmp_path / "b" / "119_sat.jpg")],
+            rf"its outputs would replace those of {first} \(both write 119.png in {out}\); rename one, or map "
+            r"them into separate --output folders",
+        ),
+        "a raster and a JPEG": (
+            [geotiff(tmp_path / "x.tif", side=64), png(tmp_path / "x.jpg")],
+            rf"its outputs would replace those of {tmp_path}/x.tif \(both write x_areas.json in {out}\)",
+        ),
+        "one's class map is another's colours": (
+            [png(tmp_path / "c.png"), png(tmp_path / "c_colour.png")],
+            rf"its outputs would replace those of {tmp_path}/c.png \(both write c_colour.png in {out}\)",
+        ),
+        "the same file twice": ([first, tmp_path / "a" / ".." / "a" / "119_sat.jpg"], r"given twice in --input$"),
+        "an input in the output folder": (
+            [png(out / "d.png")],
+            rf"mapping it into {out} would replace it with its map; choose another --output$",
+        ),
+        "a folder where an output goes": (
+            [(out / "e_areas.json").mkdir(parents=True) or png(tmp_path / "e.png")],
+            rf"its output {out}/e_areas.json is a folder; move it, or choose another --output$",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "one id in two folders",
+        "a raster and a JPEG",
+        "one's class map is another's colours",
+        "the same file twice",
+        "an input in the output folder",
+        "a folder where an output goes",
+    ],
+)
+def test_an_output_name_not_free_for_its_file_is_refused_before_any_model_work(tmp_path, predict_input, no_model, case):
+    """Two inputs writing one name, or an output replacing its input, would lose a file without a word."""
+    inputs, message = shared_name_cases(tmp_path)[case]
+    before = snapshot(tmp_path)
+    with pytest.raises(PipelineError, match=rf"^{inputs[-1]}: {message}"):
+        predict_input(inputs, tmp_path / "out")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "make, output, message",
+    [
+        pytest.param(lambda tmp: tmp / "missing.png", "out", "{input}: file not found", id="missing"),
+        pytest.param(
+            lambda tmp: (tmp / "folder").mkdir() or tmp / "folder",
+            "out",
+            "{input}: is a folder, not an image file",
+            id="a folder",
+        ),
+        pytest.param(
+            lambda tmp: png(tmp / "small.png", 7, 10),
+            "out",
+            r"{input}: image of 10x7 pixels is too small to predict: both sides must be at least 16$",
+            id="a small PNG",
+        ),
+        pytest.param(
+            lambda tmp: geotiff(tmp / "small.tif", side=12),
+            "out",
+            r"{input}: image of 12x12 pixels is too small",
+            id="a small raster",
+        ),
+        pytest.param(
+            lambda tmp: (tmp / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 9) and tmp / "fake.png",
+            "out",
+            r"{input}: cannot decode image",
+            id="a PNG's signature, then garbage",
+        ),
+        pytest.param(lambda tmp: png(tmp / "a.png"), "file", r"{output}: --output is not a folder$", id="out a file"),
+        pytest.param(
+            lambda tmp: png(tmp / "a.png"),
+            "file/out",
+            r"{output}: --output cannot be made: {tmp}/file is not a folder$",
+            id="out under a file",
+        ),
+    ],
+)
+def test_each_bad_path_of_the_mapping_command_is_one_error_naming_it(
+    tmp_path, predict_input, no_model, make, output, message
+):
+    """Each found before the model loads, with nothing written; unchecked, an --output at or under a file is a
+    FileExistsError or NotADirectoryError traceback, and a too-small image's error names no file."""
+    (tmp_path / "file").write_text("a file where a folder was meant\n")
+    path, out = make(tmp_path), tmp_path / output
+    before = snapshot(tmp_path)
+    with pytest.raises(PipelineError, match="^" + message.format(input=path, output=out, tmp=tmp_path)):
+        predict_input([path], out)
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_4_band_png_checked_up_front_and_then_mapped_warns_once(tmp_path, predict_input, capsys):
+    path = tmp_path / "four.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8), mode="RGBA").save(path)
+    predict_input([path], tmp_path / "out")
+    assert capsys.readouterr().err.count(f"warning: {path}: image has 4 bands (mode RGBA)") == 1
+    assert (tmp_path / "out" / "four.png").is_file()
+
+
+def test_unreadable_input_and_unwritable_output_are_one_error_each(tmp_path, predict_input, no_model):
+    locked, readable = png(tmp_path / "locked.png"), png(tmp_path / "a.png")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root ignores permissions; root without CAP_DAC_OVERRIDE runs the asserts
+        pytest.skip("this user reads and writes whatever the permissions say (root)")
+    with pytest.raises(PipelineError, match=rf"^{locked}: cannot read \(Permission denied\)$"):
+        predict_input([locked], tmp_path / "out")
+    (tmp_path / "read-only").mkdir(mode=0o555)
+    out = tmp_path / "read-only" / "out"
+    with pytest.raises(
+        PipelineError, match=rf"^{out}: --output cannot be written: no permission to write in {tmp_path}/read-only$"
+    ):
+        predict_input([readable], out)
+    assert not out.exists()
+
+
+def test_an_output_under_a_file_is_one_line_and_exit_1_in_a_real_process(tmp_path):
+    """One real process: the line and the exit status are run_stage's, for every refusal above."""
+    (tmp_path / "file").write_text("a file where a folder was meant\n")
+    out = tmp_path / "file" / "out"
+    command = [sys.executable, "-m", "stages.map", "--checkpoint", str(tmp_path / "none.pt"), "--input"]
+    result = subprocess.run(
+        [*command, str(png(tmp_path / "a.png")), "--output", str(out)], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: {out}: --output cannot be made: {tmp_path}/file is not a folder\n"
 
 
 def test_predict_with_input_points_to_the_mapping_command(tmp_path, capsys):

@@ -186,6 +186,20 @@ def test_scale_refuses_a_run_the_disk_cannot_hold_in_one_line(tmp_path, monkeypa
     scale_dvc.check_disk(tmp_path / "cache", tmp_path / "cache", 4, 256, dataset_exists=False)  # 0.1 MB fits
 
 
+def test_scale_benchmark_refuses_a_tile_size_the_model_cannot_take(tmp_path, monkeypatch, capsys):
+    """The tile stage's own rule, before a dataset is built: smp takes multiples of 16 only."""
+    from benchmarks import scale
+
+    def past_the_arguments(*args, **kwargs):  # a size let through would go on to build a dataset
+        raise AssertionError("--tile-size 100 got past the argument checks")
+
+    monkeypatch.setattr(scale, "check_disk", past_the_arguments)
+    with pytest.raises(SystemExit) as exit_info:
+        scale.main(["--tile-size", "100", "--cache", str(tmp_path / "cache")])
+    assert exit_info.value.code == 2
+    assert "--tile-size: params: tile.size must be a positive multiple of 16" in capsys.readouterr().err
+
+
 def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     """The whole run (dataset, dvc repro of the data stages, sizes, no-op checks, push/pull, loader, a training
     step) on 4 images of 256 px; scale.json gets every figure, merged beside an earlier run's."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -14,32 +15,61 @@ from PIL import Image
 
 from stages import card as card_stage
 from stages import export as export_stage
+from stages import map as map_command
+from stages import predict as predict_stage
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileRecord, tile_name, write_index
 from stages.core.inference.blending import sliding_window_probabilities
-from stages.core.inference.export import compare, evenly_spaced, onnx_bytes
+from stages.core.inference.export import (
+    compare,
+    evenly_spaced,
+    model_metadata,
+    onnx_bytes,
+    read_onnx_interface,
+    read_onnx_metadata,
+    with_metadata,
+)
 from stages.core.inference.probabilities import trained_model_probabilities
-from stages.core.inference.runtimes import onnxruntime_probabilities, runtime_probabilities
+from stages.core.inference.runtimes import (
+    Runtime,
+    choose_runtime,
+    onnxruntime_probabilities,
+    onnxruntime_providers,
+    onnxruntime_session,
+    run_label,
+    runtime_probabilities,
+)
 from stages.core.io.errors import PipelineError
-from stages.core.io.params import PredictParams, read_section
-from stages.core.model.checkpoint import TrainedModel, checkpoint_config, load_trained_model, save_checkpoint
+from stages.core.io.imageio import read_index_png, read_rgb, write_png
+from stages.core.io.params import ExportParams, PredictParams, load_params, read_section
+from stages.core.model.checkpoint import (
+    ModelInterface,
+    TrainedModel,
+    checkpoint_config,
+    load_trained_model,
+    read_model_interface,
+    save_checkpoint,
+)
 from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from tests.conftest import REPO, write_params
 
 ENCODER, TILE = "resnet18", 32
 TABLE = ClassTable.deepglobe()
+CPU, GPU = torch.device("cpu"), torch.device("cuda", 1)
+INTERFACE = ModelInterface(TABLE, IMAGENET_MEAN, IMAGENET_STD, TILE, "0" * 64)
 
-# Built in a fresh process: the same seed must give the same bytes there as here.
+# Built in a fresh process: the same seed must give the same bytes there as here, metadata included.
 EXPORT_IN_A_PROCESS = f"""
 import hashlib, sys, torch
-from stages.core.model.checkpoint import TrainedModel
-from stages.core.inference.export import onnx_bytes
+from stages.core.model.checkpoint import ModelInterface, TrainedModel
+from stages.core.inference.export import model_metadata, onnx_bytes, with_metadata
 from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from stages.core.data.palette import ClassTable
 torch.manual_seed(0)
 model = build_model("{ENCODER}", 7).eval()
 trained = TrainedModel(model, ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, {TILE})
-print(hashlib.md5(onnx_bytes(trained)).hexdigest())
+interface = ModelInterface(ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, {TILE}, "0" * 64)
+print(hashlib.md5(with_metadata(onnx_bytes(trained), model_metadata(interface, "fp32", {{"opset": 17}}))).hexdigest())
 """
 
 
@@ -66,7 +96,7 @@ def random_batch(count: int, size: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_export_is_byte_identical_in_another_process(trained):
-    here = hashlib.md5(onnx_bytes(trained)).hexdigest()
+    here = hashlib.md5(with_metadata(onnx_bytes(trained), model_metadata(INTERFACE, "fp32", {"opset": 17}))).hexdigest()
     there = subprocess.run([sys.executable, "-c", EXPORT_IN_A_PROCESS], cwd=REPO, capture_output=True, text=True)
     assert there.returncode == 0, there.stderr
     assert there.stdout.strip() == here
@@ -103,16 +133,19 @@ def test_evenly_spaced_is_a_fixed_spread_subset():
     assert evenly_spaced(records, 1) == [0]  # type: ignore[arg-type]
 
 
-def write_tiny_project(root, trained: TrainedModel) -> dict:
-    """A checkpoint, tiles (two 64 px images, 32 px tiles) and splits, as the stages write them."""
+def write_tiny_project(root, trained: TrainedModel, **export) -> dict:
+    """A checkpoint, tiles (two 64 px images, 32 px tiles), their labels and splits, as the stages write them;
+    `export` params replace the repository's."""
     rng = np.random.default_rng(0)
     (root / "tiles" / "images").mkdir(parents=True)
+    (root / "encoded" / "masks").mkdir(parents=True)
     (root / "splits").mkdir()
     records = {}
     for image_id in ("1", "2"):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
             root / "tiles" / "images" / f"{image_id}.png"
         )
+        write_png(root / "encoded" / "masks" / f"{image_id}.png", rng.integers(0, len(TABLE), (64, 64), dtype=np.uint8))
         records[image_id] = [
             TileRecord(tile_name(image_id, y, x), image_id, y, x, TILE, 64, 64) for y in (0, 32) for x in (0, 32)
         ]
@@ -128,7 +161,7 @@ def write_tiny_project(root, trained: TrainedModel) -> dict:
         epoch=3,
         best_miou=0.5,
     )
-    params = write_params(root / "params.yaml", export={"check_tiles": 4, "calibration_tiles": 4})
+    params = write_params(root / "params.yaml", export={"check_tiles": 4, "calibration_tiles": 4, **export})
     return {"root": root, "params": params}
 
 
@@ -138,6 +171,8 @@ def export_args(root) -> list[str]:
         str(root / "best.pt"),
         "--tiles",
         str(root / "tiles"),
+        "--encoded",
+        str(root / "encoded"),
         "--splits",
         str(root / "splits"),
         "--output",
@@ -169,6 +204,43 @@ def test_export_stage_writes_both_models_and_the_check(exported, capsys):
     assert probs.shape == (2, len(TABLE), 32, 32)
     np.testing.assert_allclose(probs.sum(dim=1).numpy(), 1, atol=1e-3)
     assert (root / "export" / "model.int8.onnx").stat().st_size < (root / "export" / "model.onnx").stat().st_size / 2
+    # the int8 gate's figures: agreement, and both models' mIoU on the check tiles' labels
+    assert report["onnxruntime_int8"]["pixels"] == 4 * TILE * TILE
+    miou = report["miou_land"]
+    assert set(miou) == {"pytorch_fp32", "onnxruntime_int8", "drop"}
+    assert miou["drop"] == pytest.approx(miou["pytorch_fp32"] - miou["onnxruntime_int8"])
+    assert report["quantization"]["reduce_range"] is True and report["quantization"]["calibration_tiles"] == 4
+
+
+def test_each_exported_model_knows_its_classes_normalisation_tile_size_and_checkpoint(exported):
+    root = exported["root"]
+    from_checkpoint = read_model_interface(root / "best.pt")
+    assert from_checkpoint.checkpoint_sha256 == hashlib.sha256((root / "best.pt").read_bytes()).hexdigest()
+    export_params = dataclasses.asdict(read_section(load_params(exported["params"]), "export", ExportParams))
+    for name, weights in (("model.onnx", "fp32"), ("model.int8.onnx", "int8")):
+        path = root / "export" / name
+        assert (
+            read_onnx_interface(path)
+            == from_checkpoint
+            == ModelInterface(TABLE, IMAGENET_MEAN, IMAGENET_STD, TILE, from_checkpoint.checkpoint_sha256)
+        )
+        metadata = read_onnx_metadata(path)
+        assert metadata["weights"] == weights
+        assert json.loads(metadata["class_names"]) == list(TABLE.names)
+        recorded = json.loads(metadata["export_params"])
+        assert {key: recorded[key] for key in export_params} == export_params
+    int8_settings = json.loads(read_onnx_metadata(root / "export" / "model.int8.onnx")["export_params"])
+    assert int8_settings["quantization"]["reduce_range"] is True
+
+
+def test_an_onnx_file_without_the_metadata_is_refused_in_one_line(onnx_file, tmp_path):
+    with pytest.raises(PipelineError, match=r"model\.onnx: has no class table in its metadata.*dvc repro export"):
+        read_onnx_interface(onnx_file)
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(PipelineError, match=r"broken\.onnx: not an ONNX model"):
+        read_onnx_interface(tmp_path / "broken.onnx")
+    with pytest.raises(PipelineError, match=r"missing\.onnx: exported model not found"):
+        read_onnx_interface(tmp_path / "missing.onnx")
 
 
 def test_int8_export_is_deterministic(exported, tmp_path):
@@ -193,9 +265,61 @@ def test_export_check_fails_on_a_model_that_disagrees_and_writes_nothing(trained
     assert len(error) == 1 and error[0].startswith(
         "error: export check failed: the ONNX model (onnxruntime, fp32) agrees with PyTorch on"
     )
-    assert "below the 99.90% required" in error[0]
+    assert "below the 99.90% required by export.min_agreement" in error[0]
     assert not (tmp_path / "export").exists() or not any((tmp_path / "export").iterdir())
     assert not (tmp_path / "export.json").exists()
+
+
+def other_model_as_int8(other: TrainedModel):
+    """A stand-in for quantize_int8 that writes another model: an int8 model that disagrees."""
+
+    def quantize(fp32_model, output, calibration, settings=None):
+        output.write_bytes(onnx_bytes(other))
+
+    return quantize
+
+
+def run_export_expecting_one_error(root, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        export_stage.run_stage(lambda: export_stage.main(export_args(root)))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert not (root / "export").exists() or not any((root / "export").iterdir())  # nothing written
+    assert not (root / "export.json").exists()
+    return error[0]
+
+
+def test_an_int8_model_below_its_agreement_threshold_fails_the_stage(trained, tmp_path, monkeypatch, capsys):
+    write_tiny_project(tmp_path, trained)
+    monkeypatch.setattr(export_stage, "quantize_int8", other_model_as_int8(tiny_trained(seed=1)))
+    error = run_export_expecting_one_error(tmp_path, capsys)
+    assert error.startswith("error: export check failed: the int8 model (onnxruntime) agrees with PyTorch on")
+    assert "below the 98.00% required by export.min_int8_agreement" in error
+
+
+def label_tiles_with_the_models_classes(root, trained: TrainedModel) -> None:
+    """Each image's labels made the model's own classes, tile by tile: PyTorch fp32 scores an mIoU of 1 there."""
+    model = trained_model_probabilities(trained, CPU, "fp32", tta=False)
+    for image_id in ("1", "2"):
+        image = read_rgb(root / "tiles" / "images" / f"{image_id}.png")
+        labels = np.zeros(image.shape[:2], dtype=np.uint8)
+        for y in (0, TILE):
+            for x in (0, TILE):
+                window = torch.from_numpy(np.ascontiguousarray(image[None, y : y + TILE, x : x + TILE]))
+                labels[y : y + TILE, x : x + TILE] = model(window).argmax(dim=1)[0].numpy()
+        write_png(root / "encoded" / "masks" / f"{image_id}.png", labels)
+
+
+def test_an_int8_model_losing_more_miou_than_allowed_fails_the_stage(trained, tmp_path, monkeypatch, capsys):
+    write_tiny_project(tmp_path, trained, min_int8_agreement=0.0)
+    label_tiles_with_the_models_classes(tmp_path, trained)
+    labels = read_index_png(tmp_path / "encoded" / "masks" / "2.png")
+    assert len(np.unique(labels)) > 1  # the test tiles' labels are more than one class
+    monkeypatch.setattr(export_stage, "quantize_int8", other_model_as_int8(tiny_trained(seed=1)))
+    error = run_export_expecting_one_error(tmp_path, capsys)
+    assert error.startswith("error: export check failed: the int8 model's mIoU (land classes) on 4 test tiles is ")
+    assert "below PyTorch fp32's, more than export.max_int8_miou_drop 0.005; nothing was written" in error
 
 
 def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
@@ -249,47 +373,195 @@ def predict_section(**values) -> dict:
         "tta": False,
         "precision": "auto",
         "compile": False,
-        "runtime": "torch",
-        "int8": False,
+        "runtime": "auto",
+        "int8": True,
         "processes": 1,
     }
     return {"predict": {**base, **values}}
 
 
-@pytest.mark.parametrize(
-    "values, message",
-    [
-        (
-            {"runtime": "tensorrt"},
-            "params: predict.runtime must be one of torch, onnxruntime, openvino, got 'tensorrt'",
-        ),
-        ({"int8": True}, "params: predict.int8 needs predict.runtime onnxruntime or openvino"),
-    ],
-)
-def test_predict_runtime_params_are_checked(values, message):
-    with pytest.raises(PipelineError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        read_section(predict_section(**values), "predict", PredictParams)
+def predict_params(**values) -> PredictParams:
+    return read_section(predict_section(**values), "predict", PredictParams)
+
+
+def test_predict_runtime_params_are_checked():
+    with pytest.raises(
+        PipelineError,
+        match=r"params: predict\.runtime must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'",
+    ):
+        predict_params(runtime="tensorrt")
+
+
+def test_the_default_runtime_is_auto_and_runs_the_int8_onnx_model_on_a_cpu(exported):
+    """On a machine without a GPU auto is exactly the former default, onnxruntime with the int8 model."""
+    root = exported["root"]
+    default = read_section(load_params(REPO / "params.yaml"), "predict", PredictParams)
+    assert default.runtime == "auto" and default.int8
+    runtime = choose_runtime(default, CPU, root / "best.pt", None, root / "export")
+    assert (runtime.name, runtime.model, runtime.device, runtime.auto) == (
+        "onnxruntime",
+        root / "export" / "model.int8.onnx",
+        CPU,
+        True,
+    )
+    assert run_label(default, runtime).endswith("onnxruntime, model.int8.onnx (predict.runtime auto), cpu")
+
+
+def test_auto_runs_the_checkpoint_in_torch_on_a_gpu(exported):
+    root = exported["root"]
+    runtime = choose_runtime(predict_params(), GPU, root / "best.pt", None, root / "export")
+    assert (runtime.name, runtime.model, runtime.device) == ("torch", root / "best.pt", GPU)
+    assert runtime.interface == read_model_interface(root / "best.pt")
+
+
+def test_auto_runs_a_checkpoint_without_an_export_in_torch(exported, tmp_path):
+    root = exported["root"]
+    runtime = choose_runtime(predict_params(), CPU, root / "best.pt", None, tmp_path / "no-export-here")
+    assert (runtime.name, runtime.model, runtime.device) == ("torch", root / "best.pt", CPU)
+
+
+def test_onnxruntime_uses_its_cuda_provider_where_it_is_installed(exported, monkeypatch):
+    import onnxruntime
+
+    root, int8 = exported["root"], exported["root"] / "export" / "model.int8.onnx"
+    assert onnxruntime_providers(GPU) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert onnxruntime_providers(CPU) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert choose_runtime(predict_params(runtime="onnxruntime"), GPU, None, int8, root).device == CPU
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    # an ONNX model alone: auto runs it in onnxruntime, on the GPU through the CUDA provider
+    alone = choose_runtime(predict_params(), GPU, None, int8, root / "no-export-folder")
+    assert (alone.name, alone.model, alone.device) == ("onnxruntime", int8, GPU)
+
+
+def test_torch_is_one_setting_with_int8_left_on(exported):
+    """-S predict.runtime=torch alone: predict.int8 applies to the ONNX runtimes and does not block torch."""
+    root = exported["root"]
+    runtime = choose_runtime(predict_params(runtime="torch", int8=True), CPU, root / "best.pt", None, root / "export")
+    assert (runtime.name, runtime.model) == ("torch", root / "best.pt")
+
+
+def test_torch_without_a_checkpoint_says_what_to_give(exported):
+    int8 = exported["root"] / "export" / "model.int8.onnx"
+    with pytest.raises(PipelineError, match=r"model\.int8\.onnx: predict\.runtime torch runs a checkpoint"):
+        choose_runtime(predict_params(runtime="torch"), CPU, None, int8, exported["root"])
+
+
+def test_each_process_gets_its_share_of_the_cores(exported, onnx_file, monkeypatch):
+    assert onnxruntime_session(onnx_file, threads=1).get_session_options().intra_op_num_threads == 1
+    threads: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    root = exported["root"]
+    runtime = Runtime("torch", root / "best.pt", read_model_interface(root / "best.pt"), CPU, threads=3)
+    runtime_probabilities(runtime, predict_params(runtime="torch", precision="fp32"))
+    assert threads == [3]
+    assert run_label(predict_params(runtime="torch", precision="fp32"), runtime).endswith("torch, fp32, cpu, 3 threads")
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory):
+    """A checkpoint the exported models did not come from: the same classes, other weights."""
+    path = tmp_path_factory.mktemp("other") / "other.pt"
+    config = checkpoint_config(ENCODER, TABLE, TILE)
+    save_checkpoint(path, config=config, model=tiny_trained(seed=1).model.state_dict(), params={}, epoch=1)
+    return path
+
+
+def test_an_export_of_another_checkpoint_is_refused_naming_both_files(exported, other_checkpoint):
+    """predict --checkpoint other.pt with the default runtime would run models/export/model.int8.onnx."""
+    root, int8 = exported["root"], exported["root"] / "export" / "model.int8.onnx"
+    for runtime, model in (("auto", None), ("onnxruntime", None), ("torch", int8), ("auto", int8)):
+        with pytest.raises(PipelineError) as error:
+            choose_runtime(predict_params(runtime=runtime), CPU, other_checkpoint, model, root / "export")
+        message = str(error.value)
+        assert message.startswith(f"{int8}: exported from another checkpoint than {other_checkpoint} (sha256 ")
+        assert "\n" not in message
+    # the checkpoint it came from passes
+    assert choose_runtime(predict_params(), CPU, root / "best.pt", int8, root / "export").model == int8
+
+
+def test_the_predict_stage_runs_only_the_export_of_its_checkpoint(exported, other_checkpoint, tmp_path, capsys):
+    root = exported["root"]
+    params = write_params(tmp_path / "params.yaml", predict={"window": 32, "batch_size": 4})
+    common = ["--tiles", str(root / "tiles"), "--split", str(root / "splits" / "test.csv"), "--params", str(params)]
+    common += ["--export", str(root / "export")]
+    with pytest.raises(SystemExit) as exit_info:
+        predict_stage.run_stage(
+            lambda: predict_stage.main(
+                ["--checkpoint", str(other_checkpoint), "--output", str(tmp_path / "refused"), *common]
+            )
+        )
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(other_checkpoint) in error[0] and "model.int8.onnx" in error[0]
+    assert not (tmp_path / "refused").exists()
+    predict_stage.main(["--checkpoint", str(root / "best.pt"), "--output", str(tmp_path / "predicted"), *common])
+    assert sorted(path.name for path in (tmp_path / "predicted").iterdir()) == ["2.png", "2_colour.png"]
+    assert "onnxruntime, model.int8.onnx (predict.runtime auto), cpu" in capsys.readouterr().out
+
+
+def mapping_args(model_args: list[str], image, out, params) -> list[str]:
+    return [*model_args, "--input", str(image), "--output", str(out), "--params", str(params)]
+
+
+def test_mapping_runs_from_an_exported_model_alone(exported, tmp_path, capsys):
+    """The registry's ONNX artifact on its own: classes and colours come from its metadata, no checkpoint."""
+    int8 = tmp_path / "model.int8.onnx"
+    int8.write_bytes((exported["root"] / "export" / "model.int8.onnx").read_bytes())
+    image = tmp_path / "scene.png"
+    write_png(image, np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    params = write_params(tmp_path / "params.yaml", predict={"window": 32, "batch_size": 4})
+    map_command.main(mapping_args(["--model", str(int8)], image, tmp_path / "out", params))
+    classes = read_index_png(tmp_path / "out" / "scene.png")
+    colours = read_rgb(tmp_path / "out" / "scene_colour.png")
+    np.testing.assert_array_equal(colours, TABLE.colours[classes])
+    assert "onnxruntime, model.int8.onnx (predict.runtime auto), cpu" in capsys.readouterr().out
+
+
+def test_mapping_with_a_mismatched_checkpoint_fails_in_one_line(exported, other_checkpoint, tmp_path, capsys):
+    image = tmp_path / "scene.png"
+    write_png(image, np.zeros((32, 32, 3), dtype=np.uint8))
+    params = write_params(tmp_path / "params.yaml", predict={"window": 32})
+    model_args = ["--checkpoint", str(other_checkpoint), "--export", str(exported["root"] / "export")]
+    with pytest.raises(SystemExit) as exit_info:
+        map_command.run_stage(lambda: map_command.main(mapping_args(model_args, image, tmp_path / "out", params)))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and str(other_checkpoint) in error[0]
+    assert str(exported["root"] / "export" / "model.int8.onnx") in error[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_mapping_without_a_model_says_which_flags_give_one(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        map_command.main(["--input", str(tmp_path / "scene.png"), "--output", str(tmp_path / "out")])
+    assert "give the model: --checkpoint (a .pt checkpoint), --model (an exported .onnx), or both" in (
+        capsys.readouterr().err
+    )
 
 
 def test_openvino_missing_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
-    params = read_section(predict_section(runtime="openvino"), "predict", PredictParams)
     with pytest.raises(
         PipelineError, match=r"predict\.runtime openvino needs the openvino package.*make install-runtime"
     ):
-        runtime_probabilities(params, tmp_path / "never-read.pt", torch.device("cpu"), tmp_path)
+        choose_runtime(predict_params(runtime="openvino"), CPU, tmp_path / "never-read.pt", None, tmp_path)
 
 
 def test_onnxruntime_without_an_export_says_which_stage_to_run(tmp_path):
-    params = read_section(predict_section(runtime="onnxruntime", int8=True), "predict", PredictParams)
     with pytest.raises(PipelineError, match=r"model\.int8\.onnx: exported model not found; run the export stage"):
-        runtime_probabilities(params, tmp_path / "never-read.pt", torch.device("cpu"), tmp_path)
+        choose_runtime(predict_params(runtime="onnxruntime"), CPU, tmp_path / "never-read.pt", None, tmp_path)
 
 
 def test_a_checkpoint_round_trip_exports_the_same_bytes(exported, trained):
-    """The export stage loads best.pt: the loaded model exports exactly as the one saved."""
-    loaded = load_trained_model(exported["root"] / "best.pt")
-    assert onnx_bytes(loaded) == (exported["root"] / "export" / "model.onnx").read_bytes()
+    """The export stage loads best.pt: the loaded model exports exactly as the one saved (the metadata added)."""
+    root = exported["root"]
+    loaded = load_trained_model(root / "best.pt")
+    export_params = dataclasses.asdict(read_section(load_params(exported["params"]), "export", ExportParams))
+    metadata = model_metadata(read_model_interface(root / "best.pt"), "fp32", export_params)
+    assert with_metadata(onnx_bytes(loaded), metadata) == (root / "export" / "model.onnx").read_bytes()
 
 
 def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp_path):

@@ -14,7 +14,6 @@ import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.inference.blending import blended_strips, sliding_window_probabilities
 from stages.core.io.params import PredictParams
-from tests.conftest import write_params
+from tests.conftest import stand_in_runtime, write_params
 from tests.test_areas import cell_area_reference, lonlat_rectangle_m2, mercator_latitude, mercator_y
 
 
@@ -131,7 +130,7 @@ def run_predict(tmp_path, monkeypatch):
     )
 
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
-        monkeypatch.setattr(map_command, "read_model_interface", lambda path: SimpleNamespace(table=TABLE))
+        monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(TABLE))
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
         map_command.main(
             [

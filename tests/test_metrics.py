@@ -9,6 +9,7 @@ from stages.core.data.palette import IGNORE_INDEX
 from stages.core.evaluation.metrics import (
     COUNTING,
     confusion_matrix,
+    headline_drop,
     read_confusion_csv,
     scores,
     split_headline,
@@ -101,3 +102,21 @@ def test_headline_is_split_from_the_details():
 def test_confusion_csv_is_labelled_by_class(tmp_path):
     write_confusion_csv(tmp_path / "c.csv", np.array([[1, 2], [3, 4]]), ("a", "b"))
     assert (tmp_path / "c.csv").read_text() == "truth\\prediction,a,b\na,1,2\nb,3,4\n"
+
+
+def test_headline_drop_scores_both_predictions_on_the_same_pixels():
+    truth = np.array([0, 0, 1, 1, 2, 3, IGNORE_INDEX], dtype=np.uint8)
+    reference = np.array([0, 0, 1, 1, 2, 3, 1], dtype=np.uint8)  # every pixel right: land mIoU 1
+    candidate = np.array([0, 1, 1, 1, 2, 3, 0], dtype=np.uint8)  # one urban pixel called water
+    result = headline_drop(truth, reference, candidate, NAMES)
+    # candidate: urban 1/2, water 2/3, forest 1 (the ignored pixel counts for neither)
+    assert result["reference_miou_land"] == pytest.approx(1.0)
+    assert result["candidate_miou_land"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert result["drop"] == pytest.approx(1.0 - (1 / 2 + 2 / 3 + 1) / 3)
+    assert headline_drop(truth, candidate, reference, NAMES)["drop"] < 0  # above the reference: negative
+
+
+def test_headline_drop_is_none_without_scores():
+    ignored = np.full(4, IGNORE_INDEX, dtype=np.uint8)
+    result = headline_drop(ignored, np.zeros(4, np.uint8), np.ones(4, np.uint8), NAMES)
+    assert result == {"reference_miou_land": None, "candidate_miou_land": None, "drop": None}

@@ -6,6 +6,7 @@ import pytest
 
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import (
+    OUTPUT_STRIDE_MULTIPLE,
     AugmentParams,
     ModelParams,
     PredictParams,
@@ -40,6 +41,9 @@ def test_repository_params_are_valid():
     [
         ("tile", TileParams, {"size": 256, "stride": 0}, "tile.stride must be at least 1"),
         ("tile", TileParams, {"size": 256, "stride": 300}, "tile.stride must not exceed tile.size"),
+        # DeepLabV3+ takes sides in multiples of 16 only: refused here, not by smp's traceback in training
+        ("tile", TileParams, {"size": 100, "stride": 100}, r"^params: tile.size must be a positive multiple of 16 "),
+        ("tile", TileParams, {"size": 8, "stride": 8}, r"^params: tile.size must be a positive multiple of 16 "),
         ("tile", TileParams, {"size": "big", "stride": 1}, "tile.size must be int"),
         ("tile", TileParams, {"size": True, "stride": 1}, "tile.size must be int"),
         ("tile", TileParams, {"size": 256}, "missing key tile.stride"),
@@ -68,6 +72,19 @@ def test_repository_params_are_valid():
 def test_bad_values_are_named(section, cls, values, message):
     with pytest.raises(PipelineError, match=message):
         read_section({section: values}, section, cls)
+
+
+def test_every_size_the_model_takes_whole_follows_one_rule():
+    """tile.size and predict.window: the same multiple, the same words, from one place."""
+    assert OUTPUT_STRIDE_MULTIPLE == 16
+    assert read_section({"tile": {"size": 16, "stride": 16}}, "tile", TileParams).size == 16
+    refusals = []
+    for section, cls, key in (("tile", TileParams, "size"), ("predict", PredictParams, "window")):
+        with pytest.raises(PipelineError) as refused:
+            read_section(with_value(section, key, 200), section, cls)
+        refusals.append(str(refused.value).replace(f"{section}.{key}", "KEY"))
+    expected = "params: KEY must be a positive multiple of 16 (DeepLabV3+'s output stride), got 200"
+    assert refusals == [expected, expected]
 
 
 def test_missing_section_and_bad_yaml(tmp_path):

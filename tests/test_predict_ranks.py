@@ -31,13 +31,23 @@ def test_rank_r_takes_images_r_r_plus_w_and_so_on():
 
 
 def test_ranks_come_from_torchruns_environment(monkeypatch):
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     assert ranks_from_environment() == Ranks(0, 1, 0)  # plain python: one rank
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert ranks_from_environment() == Ranks(3, 4, 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert ranks_from_environment() == Ranks(3, 4, 1, local_world=2)
+
+
+def test_processes_on_one_machine_share_its_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert Ranks().threads is None  # alone: each runtime's own default, all cores
+    assert Ranks(0, 4, 0, local_world=4).threads == 4
+    assert Ranks(1, 6, 1, local_world=3).threads == 5
+    assert Ranks(0, 32, 0, local_world=32).threads == 1  # never none
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from stages.core.model.checkpoint import ModelInterface
-from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE
+from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
+from stages.core.model.checkpoint import ModelInterface, file_sha256
 
 CARD_FORMAT = 1
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_hash(*folders: Path) -> str:

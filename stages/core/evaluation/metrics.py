@@ -90,6 +90,23 @@ def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> d
     }
 
 
+def headline_drop(
+    target: np.ndarray, reference: np.ndarray, candidate: np.ndarray, class_names: tuple[str, ...]
+) -> dict:
+    """Two predictions of the same pixels scored against `target`: each one's headline mIoU (land classes)
+    and how far the candidate's is below the reference's (`drop`; negative where it is above, None where
+    either has no score)."""
+    num_classes = len(class_names)
+    first, second = (
+        scores(confusion_matrix(target, p, num_classes), class_names)["miou_land"] for p in (reference, candidate)
+    )
+    return {
+        "reference_miou_land": first,
+        "candidate_miou_land": second,
+        "drop": None if first is None or second is None else first - second,
+    }
+
+
 def split_headline(report: dict) -> tuple[dict, dict]:
     """(headline scores, everything else) of a `scores()` report."""
     return (

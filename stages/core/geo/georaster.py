@@ -44,9 +44,9 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from stages.core.data.palette import IGNORE_INDEX, ClassTable
-from stages.core.inference.blending import ArrayRows
+from stages.core.inference.blending import ArrayRows, too_small_to_predict
 from stages.core.io.errors import PipelineError
-from stages.core.io.imageio import read_rgb
+from stages.core.io.imageio import open_image, read_rgb
 from stages.core.io.outputs import STAGING_SUFFIX, _staging_name
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
@@ -253,15 +253,32 @@ def _open_dataset(path: Path) -> Iterator:
         yield dataset
 
 
-def check_scene(path: Path, options: ReadOptions) -> None:
-    """Refuse a raster whose bands or band types cannot be read, before any prediction starts.
-
-    JPEG and PNG files are checked as they are read (imageio)."""
-    if path.is_file() and is_jpeg_or_png(path):
-        return
-    with gdal_env(), _open_dataset(path) as dataset:
-        bands, _ = choose_bands(path, dataset, options.bands)
-        check_dtypes(path, dataset, bands)
+def check_scene(path: Path, options: ReadOptions) -> bool:
+    """Refuse, before any prediction starts, an input that cannot be mapped: not a readable file, too small to
+    predict, a raster whose bands or band types cannot be read, a JPEG or PNG whose header imageio refuses (its
+    pixels are checked as they are decoded). Returns whether it is read as a raster (else as a JPEG or PNG)."""
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a folder, not an image file")
+    if not path.exists():
+        raise PipelineError(f"{path}: file not found")
+    if not path.is_file():
+        raise PipelineError(f"{path}: not a regular file")
+    try:
+        jpeg_or_png = is_jpeg_or_png(path)
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read ({error.strerror})") from None
+    if jpeg_or_png:
+        with open_image(path, warn=False) as image:  # the read for mapping warns of a dropped band
+            width, height = image.size
+    else:
+        with gdal_env(), _open_dataset(path) as dataset:
+            bands, _ = choose_bands(path, dataset, options.bands)
+            check_dtypes(path, dataset, bands)
+            width, height = dataset.width, dataset.height
+    reason = too_small_to_predict(height, width)
+    if reason is not None:
+        raise PipelineError(f"{path}: {reason}")
+    return not jpeg_or_png
 
 
 @contextmanager

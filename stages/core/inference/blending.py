@@ -24,7 +24,7 @@ import torch
 
 from stages.core.data.geometry import window_grid
 from stages.core.io.errors import PipelineError
-from stages.core.model.model import OUTPUT_STRIDE_MULTIPLE
+from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
 
 # (uint8 NHWC batch) -> float32 NCHW class probabilities
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -40,15 +40,22 @@ def window_weights(window: int) -> np.ndarray:
     return np.outer(profile, profile)
 
 
+def too_small_to_predict(height: int, width: int) -> str | None:
+    """Why an image of this size cannot be predicted (no window of the model's input rule fits in it), or None."""
+    if min(height, width) >= OUTPUT_STRIDE_MULTIPLE:
+        return None
+    side = OUTPUT_STRIDE_MULTIPLE
+    return f"image of {width}x{height} pixels is too small to predict: both sides must be at least {side}"
+
+
 def fit_window(window: int, height: int, width: int) -> int:
-    """The window, shrunk to the largest multiple of 16 that fits an image smaller than it."""
-    fitted = min(window, min(height, width) // OUTPUT_STRIDE_MULTIPLE * OUTPUT_STRIDE_MULTIPLE)
-    if fitted < OUTPUT_STRIDE_MULTIPLE:
-        raise PipelineError(
-            f"image of {width}x{height} pixels is too small to predict: "
-            f"both sides must be at least {OUTPUT_STRIDE_MULTIPLE}"
-        )
-    return fitted
+    """The window, shrunk to the largest multiple of 16 that fits an image smaller than it.
+
+    Callers that know the image's file check too_small_to_predict first, so that the error names it."""
+    reason = too_small_to_predict(height, width)
+    if reason is not None:
+        raise PipelineError(reason)
+    return min(window, min(height, width) // OUTPUT_STRIDE_MULTIPLE * OUTPUT_STRIDE_MULTIPLE)
 
 
 class BlendAccumulator:

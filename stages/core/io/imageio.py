@@ -52,7 +52,7 @@ def _warn(message: str) -> None:
     tqdm.write(f"warning: {message}", file=sys.stderr)  # between progress bars, not through them
 
 
-def _check_mode(path: Path, image: Image.Image, role: str) -> None:
+def _check_mode(path: Path, image: Image.Image, role: str, warn: bool) -> None:
     mode = image.mode
     if _bit_depth_16(image):
         raise PipelineError(f"{path}: 16-bit {role} (mode {mode}) is not supported; convert it to 8-bit RGB first")
@@ -64,10 +64,11 @@ def _check_mode(path: Path, image: Image.Image, role: str) -> None:
             "PNGs: read as colours, every pixel would become a black or white class"
         )
     if mode in EXTRA_BAND_MODES:
-        _warn(
-            f"{path}: {role} has {len(image.getbands())} bands (mode {mode}); band {len(image.getbands())} "
-            "(alpha or near-infrared) is dropped and the rest read as RGB"
-        )
+        if warn:
+            _warn(
+                f"{path}: {role} has {len(image.getbands())} bands (mode {mode}); band {len(image.getbands())} "
+                "(alpha or near-infrared) is dropped and the rest read as RGB"
+            )
         return
     if role == "mask":
         if mode not in _MASK_MODES:
@@ -77,10 +78,11 @@ def _check_mode(path: Path, image: Image.Image, role: str) -> None:
 
 
 @contextmanager
-def open_image(path: str | Path, role: str = "image") -> Iterator[Image.Image]:
+def open_image(path: str | Path, role: str = "image", warn: bool = True) -> Iterator[Image.Image]:
     """The image at `path`, header read and checked (size, mode for `role`: "image" or "mask"), not yet decoded.
 
-    decode() decodes it; its size is known before that, so mismatches fail before any work.
+    decode() decodes it; its size is known before that, so mismatches fail before any work. `warn` False: no
+    warning line for a dropped band, for a check ahead of the read that warns.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,7 +102,7 @@ def open_image(path: str | Path, role: str = "image") -> Iterator[Image.Image]:
                 f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
                 f"{MAX_IMAGE_PIXELS:,} pixels; cut it into smaller images"
             )
-        _check_mode(path, image, role)
+        _check_mode(path, image, role, warn)
         yield image
 
 

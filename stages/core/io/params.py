@@ -20,6 +20,10 @@ from stages.core.io.errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
 NO_ENCODER_WEIGHTS = "none"  # model.encoder_weights for a randomly initialised encoder
+# DeepLabV3+ halves its input four times (output stride 16) and scales back up: smp refuses sides that are
+# not multiples of 16. Every param whose size reaches the model whole is checked against it here, at params
+# time, rather than by smp's traceback stages later.
+OUTPUT_STRIDE_MULTIPLE = 16
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -91,6 +95,16 @@ def _require(condition: bool, key: str, message: str, value: Any) -> None:
         raise PipelineError(f"params: {key} {message}, got {value!r}")
 
 
+def _require_model_side(key: str, value: int) -> None:
+    """`value` is a side the model is given whole: a positive multiple of OUTPUT_STRIDE_MULTIPLE."""
+    _require(
+        value >= OUTPUT_STRIDE_MULTIPLE and value % OUTPUT_STRIDE_MULTIPLE == 0,
+        key,
+        f"must be a positive multiple of {OUTPUT_STRIDE_MULTIPLE} (DeepLabV3+'s output stride)",
+        value,
+    )
+
+
 @dataclass(frozen=True)
 class SampleParams:
     seed: int
@@ -114,7 +128,7 @@ class TileParams:
     stride: int
 
     def __post_init__(self) -> None:
-        _require(self.size >= 1, "tile.size", "must be at least 1", self.size)
+        _require_model_side("tile.size", self.size)  # training feeds tiles whole
         _require(self.stride >= 1, "tile.stride", "must be at least 1", self.stride)
         _require(
             self.stride <= self.size,
@@ -233,36 +247,27 @@ class TrainParams:
         _require(self.nodes >= 1, "train.nodes", "must be at least 1", self.nodes)
 
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
 class PredictParams:
-    window: int  # sliding-window side in pixels (a multiple of 16)
+    window: int  # sliding-window side in pixels (a multiple of OUTPUT_STRIDE_MULTIPLE)
     overlap: float  # fraction of the window shared with the next one
     batch_size: int
     tta: bool  # average over the 8 flips/90-degree rotations
     precision: str  # auto | bf16 | fp16 | fp32, as train.precision (device is chosen as train.device auto)
     compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
     processes: int = 1  # processes (GPUs) the test split is divided among: torchrun's --nproc_per_node in dvc.yaml
-    runtime: str = "torch"  # torch | onnxruntime | openvino (the last two run the export stage's ONNX model)
-    int8: bool = False  # with onnxruntime or openvino: the export stage's int8 model instead of the fp32 one
+    # auto (torch on a CUDA GPU, else onnxruntime) | torch | onnxruntime | openvino (the last two run the
+    # export stage's ONNX model)
+    runtime: str = "auto"
+    int8: bool = False  # with onnxruntime or openvino: the export stage's int8 model; torch has none and ignores it
 
     def __post_init__(self) -> None:
         _require(self.processes >= 1, "predict.processes", "must be at least 1", self.processes)
         _require(self.runtime in RUNTIMES, "predict.runtime", f"must be one of {', '.join(RUNTIMES)}", self.runtime)
-        _require(
-            not self.int8 or self.runtime != "torch",
-            "predict.int8",
-            "needs predict.runtime onnxruntime or openvino (the int8 model is an ONNX file)",
-            self.int8,
-        )
-        _require(
-            self.window >= 16 and self.window % 16 == 0,
-            "predict.window",
-            "must be a positive multiple of 16",
-            self.window,
-        )
+        _require_model_side("predict.window", self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
         _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)
         _require(
@@ -276,9 +281,23 @@ class ExportParams:
     check_tiles: int  # test tiles the ONNX model is compared with PyTorch on (evenly spaced)
     min_agreement: float  # least fraction of pixels with the same argmax class; below it the stage fails
     calibration_tiles: int  # training tiles that calibrate the int8 model (evenly spaced)
+    min_int8_agreement: float  # the same for the int8 model against PyTorch fp32
+    max_int8_miou_drop: float  # most the int8 model's mIoU (land) on the check tiles may be below PyTorch fp32's
 
     def __post_init__(self) -> None:
         _require(self.opset >= 13, "export.opset", "must be at least 13", self.opset)
         _require(self.check_tiles >= 1, "export.check_tiles", "must be at least 1", self.check_tiles)
         _require(0 <= self.min_agreement <= 1, "export.min_agreement", "must be between 0 and 1", self.min_agreement)
         _require(self.calibration_tiles >= 1, "export.calibration_tiles", "must be at least 1", self.calibration_tiles)
+        _require(
+            0 <= self.min_int8_agreement <= 1,
+            "export.min_int8_agreement",
+            "must be between 0 and 1",
+            self.min_int8_agreement,
+        )
+        _require(
+            0 <= self.max_int8_miou_drop <= 1,
+            "export.max_int8_miou_drop",
+            "must be between 0 and 1",
+            self.max_int8_miou_drop,
+        )

@@ -6,6 +6,7 @@ plot and the benchmarks read a `TrainedModel` or the training history back throu
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -87,29 +88,54 @@ class TrainedModel:
 
 @dataclass(frozen=True)
 class ModelInterface:
-    """What a trained model takes and gives, read from its checkpoint without building the model."""
+    """What a trained model takes and gives, and which checkpoint its weights are: read from a checkpoint
+    (read_model_interface) or from an exported ONNX model's metadata (inference.export.read_onnx_interface)
+    without building the model."""
 
     table: ClassTable
     mean: tuple[float, ...]
     std: tuple[float, ...]
     tile_size: int
+    checkpoint_sha256: str  # the checkpoint file's sha256: an export records its checkpoint's
 
 
-def _interface(config: dict) -> ModelInterface:
-    table = ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
-    return ModelInterface(table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """A checkpoint file's sha256: its identity, which an export records in its metadata."""
+    if not Path(path).is_file():
+        raise PipelineError(f"{path}: checkpoint not found")
+    return file_sha256(path)
+
+
+def _class_table(config: dict) -> ClassTable:
+    return ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
+
+
+def interface_from_config(config: dict, checkpoint_sha256: str) -> ModelInterface:
+    """A ModelInterface from checkpoint_config's keys (which an export's metadata repeats)."""
+    return ModelInterface(
+        _class_table(config), tuple(config["mean"]), tuple(config["std"]), int(config["tile_size"]), checkpoint_sha256
+    )
 
 
 def read_model_interface(path: Path) -> ModelInterface:
-    return _interface(load_checkpoint(path, mmap=True)["config"])
+    config = load_checkpoint(path, mmap=True)["config"]
+    return interface_from_config(config, checkpoint_sha256(path))
 
 
 def load_trained_model(path: Path) -> TrainedModel:
     checkpoint = load_checkpoint(path)
-    interface = _interface(checkpoint["config"])
-    model = build_model(checkpoint["config"]["encoder"], len(interface.table))
+    config, table = checkpoint["config"], _class_table(checkpoint["config"])
+    model = build_model(config["encoder"], len(table))
     model.load_state_dict(checkpoint["model"])
-    return TrainedModel(model.eval(), interface.table, interface.mean, interface.std, interface.tile_size)
+    return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
 
 
 def read_training_record(path: Path) -> dict:

@@ -14,7 +14,6 @@ from stages.core.io.params import NO_ENCODER_WEIGHTS
 # ImageNet statistics, written out here because smp's get_preprocessing_fn fetches them from the hub.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-OUTPUT_STRIDE_MULTIPLE = 16  # DeepLabV3+ needs input sides divisible by 16 (2448 = 16 x 153)
 
 
 def build_model(encoder: str, num_classes: int, encoder_weights: str | None = None) -> nn.Module:

@@ -39,6 +39,7 @@ class Ranks:
     world: int = 1  # processes in all
     local_rank: int = 0  # this process on its machine: its GPU
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where its collectives run
+    local_world: int = 1  # processes on this machine, sharing its cores
 
     @property
     def main(self) -> bool:
@@ -65,8 +66,19 @@ class Ranks:
     def label(self) -> str:
         return "" if self.world == 1 else f" (rank {self.rank} of {self.world})"
 
+    @property
+    def threads(self) -> int | None:
+        """This process's share of the machine's cores (at least 1) where several processes share it; None for
+        a process alone, which leaves each runtime its own default (all cores)."""
+        if self.local_world == 1:
+            return None
+        # the cores this process may run on (a container's or taskset's share); all of them where the
+        # platform cannot say (macOS)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.local_world)
 
-# Set by torchrun in every process it starts.
+
+# Set by torchrun in every process it starts (with LOCAL_WORLD_SIZE, the processes on its machine).
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
@@ -78,7 +90,11 @@ def ranks_from_environment() -> Ranks:
     """The ranks torchrun set; one rank when it did not. The one place that reads torchrun's variables."""
     if not launched_by_torchrun():
         return Ranks()
-    return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    # LOCAL_WORLD_SIZE is torchrun's; a launcher without it leaves each runtime its default threads
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return Ranks(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), local_world=local_world
+    )
 
 
 # prctl(2) option: the signal this process gets when its parent ends.
