@@ -22,7 +22,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15
 
 # Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
 # Every benchmark runs as a module from here (python -m benchmarks.NAME --help: its options).
