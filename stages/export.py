@@ -24,11 +24,10 @@ import torch
 
 from stages.core.data.tilestore import TileRecord, TileStore, read_index
 from stages.core.evaluation.metrics import headline_drop
-from stages.core.inference.blending import ProbabilityFn
 from stages.core.inference.export import (
     QUANTIZATION,
     Agreement,
-    compare,
+    compare_all,
     evenly_spaced,
     model_metadata,
     onnx_bytes,
@@ -60,29 +59,18 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_fp32(
-    reference: ProbabilityFn, fp32: Path, store: TileStore, check_tiles: list[TileRecord], minimum: float
-) -> Agreement:
+def check_fp32(agreement: Agreement, tiles: int, minimum: float) -> None:
     """The fp32 model's agreement with PyTorch fp32 on the check tiles; at least `minimum` (export.min_agreement)."""
-    agreement = compare(
-        reference, onnxruntime_probabilities(fp32), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
-    )
     print(
-        f"export: onnxruntime fp32 vs PyTorch fp32 on {len(check_tiles)} test tiles: largest probability "
+        f"export: onnxruntime fp32 vs PyTorch fp32 on {tiles} test tiles: largest probability "
         f"difference {agreement.max_abs_diff:.3g}, argmax agreement {agreement.argmax_agreement:.4%}"
     )
     require_agreement(agreement, minimum, "the ONNX model (onnxruntime, fp32)", "export.min_agreement")
-    return agreement
 
 
-def check_int8(
-    reference: ProbabilityFn, int8: Path, store: TileStore, check_tiles: list[TileRecord], params: ExportParams
-) -> tuple[Agreement, dict]:
+def check_int8(agreement: Agreement, store: TileStore, check_tiles: list[TileRecord], params: ExportParams) -> dict:
     """The int8 model's agreement with PyTorch fp32, and both one's and the other's mIoU (land) on the check
     tiles' labels, gated by export.min_int8_agreement and export.max_int8_miou_drop."""
-    agreement = compare(
-        reference, onnxruntime_probabilities(int8), tile_batches(store.whole_image, check_tiles, CHECK_BATCH)
-    )
     labels = np.concatenate([batch.ravel() for batch in tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)])
     table = store.class_table()
     scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, table.names)
@@ -95,7 +83,7 @@ def check_int8(
     )
     require_agreement(agreement, params.min_int8_agreement, "the int8 model (onnxruntime)", "export.min_int8_agreement")
     require_miou_drop(scores["drop"], params.max_int8_miou_drop, len(check_tiles))
-    return agreement, {**miou, "drop": scores["drop"]}
+    return {**miou, "drop": scores["drop"]}
 
 
 def write_model(path: Path, model: bytes, interface: ModelInterface, weights: str, export_params: dict) -> None:
@@ -117,11 +105,14 @@ def export_models(
 
     fp32, int8 = scratch / FP32_MODEL, scratch / INT8_MODEL
     write_model(fp32, onnx_bytes(trained, params.opset), interface, "fp32", export_params)
-    fp32_agreement = check_fp32(reference, fp32, store, check_tiles, params.min_agreement)
     quantize_int8(fp32, int8, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH))
     quantization = {**dataclasses.asdict(QUANTIZATION), "calibration_tiles": len(calibration_tiles)}
     write_model(int8, int8.read_bytes(), interface, "int8", {**export_params, "quantization": quantization})
-    int8_agreement, miou = check_int8(reference, int8, store, check_tiles, params)
+    candidates = {"fp32": onnxruntime_probabilities(fp32), "int8": onnxruntime_probabilities(int8)}
+    agreements = compare_all(reference, candidates, tile_batches(store.whole_image, check_tiles, CHECK_BATCH))
+    fp32_agreement, int8_agreement = agreements["fp32"], agreements["int8"]
+    check_fp32(fp32_agreement, len(check_tiles), params.min_agreement)
+    miou = check_int8(int8_agreement, store, check_tiles, params)
     report = {
         "check_tiles": len(check_tiles),
         "calibration_tiles": len(calibration_tiles),

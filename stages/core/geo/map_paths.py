@@ -41,9 +41,9 @@ def check_output_names(kinds: Sequence[tuple[Path, bool]], output: Path, options
     for position, (path, is_raster) in enumerate(kinds):
         for name in output_names(image_id_of(path), is_raster, options).values():
             first, other = written_by.setdefault(name, (position, path))
-            if first != position and other.resolve() == path.resolve():
-                raise PipelineError(f"{path}: given twice in --input")
             if first != position:
+                if other.resolve() == path.resolve():
+                    raise PipelineError(f"{path}: given twice in --input")
                 raise PipelineError(
                     f"{path}: its outputs would replace those of {other} (both write {name} in {output}); "
                     "rename one, or map them into separate --output folders"

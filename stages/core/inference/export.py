@@ -182,29 +182,43 @@ class Agreement:
         return {"max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement, "pixels": self.pixels}
 
 
+def compare_all(
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    candidates: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    batches: Iterator[np.ndarray],
+) -> dict[str, Agreement]:
+    """Run the reference once and every candidate on each batch: per candidate, the largest difference, the
+    argmax agreement and both class maps (flattened). One pass: the reference is the costly one."""
+    largest = dict.fromkeys(candidates, 0.0)
+    reference_classes: list[np.ndarray] = []
+    candidate_classes: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
+    for batch in batches:
+        tensor = torch.from_numpy(batch)
+        expected = reference(tensor).float().cpu()
+        reference_classes.append(expected.argmax(dim=1).to(torch.uint8).numpy().ravel())
+        for name, candidate in candidates.items():
+            actual = candidate(tensor).float().cpu()
+            largest[name] = max(largest[name], float((expected - actual).abs().max()))
+            candidate_classes[name].append(actual.argmax(dim=1).to(torch.uint8).numpy().ravel())
+    if not reference_classes:
+        raise PipelineError("export check: no tiles to compare on (the test split is empty)")
+    expected_classes = np.concatenate(reference_classes)
+    agreements = {}
+    for name, classes in candidate_classes.items():
+        actual_classes = np.concatenate(classes)
+        same = int((expected_classes == actual_classes).sum())
+        pixels = expected_classes.size
+        agreements[name] = Agreement(largest[name], same / pixels, pixels, expected_classes, actual_classes)
+    return agreements
+
+
 def compare(
     reference: Callable[[torch.Tensor], torch.Tensor],
     candidate: Callable[[torch.Tensor], torch.Tensor],
     batches: Iterator[np.ndarray],
 ) -> Agreement:
-    """Run both probability functions on every batch; the largest difference, the argmax agreement and
-    both class maps (flattened)."""
-    largest, same, pixels = 0.0, 0, 0
-    reference_classes: list[np.ndarray] = []
-    candidate_classes: list[np.ndarray] = []
-    for batch in batches:
-        tensor = torch.from_numpy(batch)
-        expected, actual = reference(tensor).float().cpu(), candidate(tensor).float().cpu()
-        largest = max(largest, float((expected - actual).abs().max()))
-        reference_classes.append(expected.argmax(dim=1).to(torch.uint8).numpy().ravel())
-        candidate_classes.append(actual.argmax(dim=1).to(torch.uint8).numpy().ravel())
-        same += int((reference_classes[-1] == candidate_classes[-1]).sum())
-        pixels += reference_classes[-1].size
-    if not pixels:
-        raise PipelineError("export check: no tiles to compare on (the test split is empty)")
-    return Agreement(
-        largest, same / pixels, pixels, np.concatenate(reference_classes), np.concatenate(candidate_classes)
-    )
+    """compare_all for one candidate."""
+    return compare_all(reference, {"candidate": candidate}, batches)["candidate"]
 
 
 def require_agreement(agreement: Agreement, minimum: float, what: str, key: str) -> None:

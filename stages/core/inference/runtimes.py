@@ -46,8 +46,13 @@ class Runtime:
     auto: bool = False  # chosen by predict.runtime auto
 
 
+def exported_path(export_dir: Path, int8: bool) -> Path:
+    """Where the export stage writes the fp32 or int8 model in `export_dir`."""
+    return Path(export_dir) / (INT8_MODEL if int8 else FP32_MODEL)
+
+
 def exported_model(export_dir: Path, int8: bool) -> Path:
-    path = Path(export_dir) / (INT8_MODEL if int8 else FP32_MODEL)
+    path = exported_path(export_dir, int8)
     if not path.is_file():
         raise PipelineError(f"{path}: exported model not found; run the export stage (dvc repro export)")
     return path
@@ -94,7 +99,7 @@ def choose_runtime(
 ) -> Runtime:
     """The runtime for `params` on `device`, given a checkpoint, an ONNX model, or both (then they must
     match); without an ONNX model the ONNX runtimes run the export stage's in `export_dir`."""
-    exported = Path(export_dir) / (INT8_MODEL if params.int8 else FP32_MODEL)
+    exported = exported_path(export_dir, params.int8)
     available = model if model is not None else (exported if exported.is_file() else None)
     name = resolve_runtime(params.runtime, device, checkpoint, available)
     auto = params.runtime == "auto"
