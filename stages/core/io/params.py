@@ -105,6 +105,24 @@ def _require_model_side(key: str, value: int) -> None:
     )
 
 
+LAYOUTS = ("deepglobe", "scenes", "landcoverai", "openearthmap", "loveda")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    raw: str  # dataset root; reaches the tile stage through its command line (dvc.yaml), not read_section
+    # How the dataset is laid out under data.raw (stages/core/data/scenes.py, docs/data.md).
+    layout: str
+    # Vector labels: the attribute holding each polygon's class name or label value.
+    label_attribute: str
+    bands: list  # TEMPORARY until the bands branch lands
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bands", tuple(self.bands))
+        _require(self.layout in LAYOUTS, "data.layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
+        _require(bool(self.label_attribute), "data.label_attribute", "must name an attribute", self.label_attribute)
+
+
 @dataclass(frozen=True)
 class SampleParams:
     seed: int
