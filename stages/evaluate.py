@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.data.tilestore import TileStore, split_regions
 from stages.core.evaluation.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.imageio import read_index_png
@@ -39,17 +39,19 @@ def main(argv: list[str] | None = None) -> None:
 
     store = TileStore(args.tiles, args.encoded)
     table = store.class_table()
-    records = read_index(args.split)
-    image_count = len(group_by_image(records))
+    regions = split_regions(args.split)  # whole images, or blocks of scenes
+    image_count = len(regions)
     if not image_count:
         raise PipelineError(f"{args.split}: no test images to evaluate; set split.ratios.test above 0")
     confusion = np.zeros((len(table), len(table)), dtype=np.int64)
-    for image_id, truth in whole_images(records, store.whole_class_mask):
-        prediction = read_index_png(args.predictions / f"{image_id}.png")
+    for region in regions:
+        truth = store.region_class_mask(region)
+        path = args.predictions / f"{region.name}.png"
+        prediction = read_index_png(path)
         if prediction.shape != truth.shape:
             raise PipelineError(
-                f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"
-                f"{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}"
+                f"{path}: prediction is {prediction.shape[1]}x{prediction.shape[0]}, "
+                f"ground truth {truth.shape[1]}x{truth.shape[0]}"
             )
         confusion += confusion_matrix(truth, prediction, len(table))
 

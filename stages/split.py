@@ -1,4 +1,4 @@
-"""split: assign whole images (never single tiles) to train, val and test."""
+"""split: assign whole images (never single tiles), or blocks of scenes, to train, val and test."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from stages.core.data.encoding import read_pixel_counts
-from stages.core.data.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
+from stages.core.data.splitting import (
+    block_class_distribution,
+    class_distribution,
+    split_blocks,
+    split_by_lists,
+    split_by_ratios,
+    write_block_splits,
+    write_splits,
+)
 from stages.core.data.tilestore import TileStore
 from stages.core.io.errors import run_stage
 from stages.core.io.outputs import atomic_dir, write_json
@@ -26,6 +34,20 @@ def main(argv: list[str] | None = None) -> None:
     store = TileStore(args.tiles, args.encoded)
     table = store.class_table()
     records = store.index()
+    if split_params.method == "blocks":
+        tiles, blocks = split_blocks(
+            records, split_params.ratios, split_params.seed, split_params.block_size, split_params.buffer
+        )
+        with atomic_dir(args.out) as staging:
+            write_block_splits(staging, tiles, blocks)
+        write_json(args.distribution, block_class_distribution(tiles, blocks, store.region_class_mask, table))
+        left_out = len(records) - sum(len(split) for split in tiles.values())
+        print(
+            "split: "
+            + ", ".join(f"{name} {sum(split == name for _, split in blocks)} blocks" for name in SPLIT_NAMES)
+            + f"; {left_out} tiles reach blocks of two splits and are left out"
+        )
+        return
     counts = read_pixel_counts(store.pixel_counts_path, table)
     image_ids = [image.image_id for image in counts]
     if split_params.method == "lists":

@@ -92,7 +92,7 @@ def _cells(classes: np.ndarray, cell: int, transform: Affine):
     for top in range(0, height, cell):
         for left in range(0, width, cell):
             bottom, right = min(top + cell, height), min(left + cell, width)
-            corners = [transform * (x, y) for x, y in ((left, top), (right, top), (right, bottom), (left, bottom))]
+            corners = [transform @ (x, y) for x, y in ((left, top), (right, top), (right, bottom), (left, bottom))]
             yield [*corners, corners[0]], int(classes[top, left])
 
 

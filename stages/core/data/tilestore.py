@@ -206,6 +206,23 @@ class TileStore:
                 return checked(read_window(dataset, path, 1, _whole_window(record)), record, path)
         return checked(read_index_png(path), record, path)
 
+    # Regions: what predict and evaluate score, a whole image or a block of a scene (split.method blocks).
+    def region_image(self, region: Region) -> np.ndarray:
+        return self._region(region, self.whole_image, self.bands)
+
+    def region_class_mask(self, region: Region) -> np.ndarray:
+        return self._region(region, self.whole_class_mask, 1)
+
+    def _region(self, region: Region, read_whole: Callable[[TileRecord], np.ndarray], bands) -> np.ndarray:
+        if region.whole:
+            return read_whole(region.record)
+        windows = ImageWindows(self, region.record, masks=bands == 1)
+        try:
+            reader = windows._mask if bands == 1 else windows._image
+            return reader(region.window)  # type: ignore[misc]
+        finally:
+            windows.close()
+
     def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
         """`record`'s image (and class mask) opened for reading any of its tiles: close it when done."""
         return ImageWindows(self, record, masks)
@@ -222,6 +239,90 @@ class TileStore:
         return crop(self.whole_class_mask(record), record)
 
 
+BLOCKS_FILE = "blocks.csv"  # the split stage's blocks of scenes (split.method blocks), beside the split indexes
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of an image that predict maps and evaluate scores: the whole image, or one block of a scene."""
+
+    record: TileRecord  # any tile of its image: the image's id and size
+    y: int = 0
+    x: int = 0
+    height: int | None = None  # None: the whole image
+    width: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.height is None
+
+    @property
+    def image_id(self) -> str:
+        return self.record.image_id
+
+    @property
+    def name(self) -> str:
+        """The prediction's file stem: the image id, or for a block the id and its place, as a tile's."""
+        return self.image_id if self.whole else tile_name(self.image_id, self.y, self.x)
+
+    @property
+    def window(self) -> Window:
+        return Window(self.x, self.y, self.width, self.height)
+
+
+def split_regions(split_index: Path) -> list[Region]:
+    """What predict maps and evaluate scores for a split's index (e.g. splits/test.csv): its blocks where the
+    split stage cut scenes into blocks (blocks.csv beside it), else its whole images."""
+    split_index = Path(split_index)
+    blocks = split_index.parent / BLOCKS_FILE
+    if not blocks.is_file():
+        return [Region(tiles[0]) for tiles in group_by_image(read_index(split_index)).values()]
+    return [block for block, split in read_blocks(blocks) if split == split_index.stem]
+
+
+BLOCK_COLUMNS = ("image_id", "y", "x", "height", "width", "image_height", "image_width", "split")
+
+
+def write_blocks(path: Path, blocks: Iterable[tuple[Region, str]]) -> None:
+    """Every block of every scene and its split (the split stage's blocks.csv)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(BLOCK_COLUMNS)
+        for block, split in blocks:
+            image = block.record
+            writer.writerow(
+                [
+                    block.image_id,
+                    block.y,
+                    block.x,
+                    block.height,
+                    block.width,
+                    image.image_height,
+                    image.image_width,
+                    split,
+                ]
+            )
+
+
+def read_blocks(path: Path) -> list[tuple[Region, str]]:
+    with open(path, newline="") as handle:
+        return [
+            (
+                Region(
+                    TileRecord(
+                        row["image_id"], row["image_id"], 0, 0, 0, int(row["image_height"]), int(row["image_width"])
+                    ),
+                    int(row["y"]),
+                    int(row["x"]),
+                    int(row["height"]),
+                    int(row["width"]),
+                ),
+                row["split"],
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
 class ImageWindows:
     """One image's tiles (and their class masks), read without decoding the image for each.
 
@@ -231,29 +332,32 @@ class ImageWindows:
 
     def __init__(self, store: TileStore, record: TileRecord, masks: bool = True) -> None:
         self._files = ExitStack()
-        self.image = self._reader(store.image_path(record.image_id), record, store.bands, store.whole_image)
-        self.mask = (
+        self._image = self._reader(store.image_path(record.image_id), record, store.bands, store.whole_image)
+        self._mask = (
             self._reader(store.class_mask_path(record.image_id), record, 1, store.whole_class_mask) if masks else None
         )
 
-    def _reader(self, path: Path, record: TileRecord, bands, read_whole) -> Callable[[TileRecord], np.ndarray]:
+    def image(self, record: TileRecord) -> np.ndarray:
+        return self._image(Window(record.x, record.y, record.size, record.size))
+
+    def mask(self, record: TileRecord) -> np.ndarray:
+        assert self._mask is not None, "opened without masks"
+        return self._mask(Window(record.x, record.y, record.size, record.size))
+
+    def _reader(self, path: Path, record: TileRecord, bands, read_whole) -> Callable[[Window], np.ndarray]:
         if path.suffix != ".tif":
             whole = read_whole(record)
-            return lambda tile: crop(whole, tile)
+            return lambda window: whole[
+                window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
+            ].copy()
         dataset = self._files.enter_context(open_raster(path))
         checked(np.empty((dataset.height, dataset.width, 0)), record, path)
         if isinstance(bands, int):
-            return lambda tile: read_window(dataset, path, bands, _tile_window(tile))
-        return lambda tile: np.ascontiguousarray(
-            np.moveaxis(read_window(dataset, path, bands, _tile_window(tile)), 0, -1)
-        )
+            return lambda window: read_window(dataset, path, bands, window)
+        return lambda window: np.ascontiguousarray(np.moveaxis(read_window(dataset, path, bands, window), 0, -1))
 
     def close(self) -> None:
         self._files.close()
-
-
-def _tile_window(record: TileRecord) -> Window:
-    return Window(record.x, record.y, record.size, record.size)
 
 
 def _whole_window(record: TileRecord) -> Window:

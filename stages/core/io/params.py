@@ -161,13 +161,22 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SplitParams:
-    method: str  # "ratios": seeded random split by image; "lists": explicit id lists
+    method: str  # "ratios": seeded random split by image; "lists": explicit id lists; "blocks": blocks of scenes
     seed: int
     ratios: dict[str, float]
     lists: str  # directory holding train.txt, val.txt, test.txt (used when method is "lists")
+    block_size: int  # method blocks: side of the blocks each scene is cut into, in pixels
+    buffer: int  # method blocks: pixels around a tile that must lie in its own split's blocks
 
     def __post_init__(self) -> None:
-        _require(self.method in ("ratios", "lists"), "split.method", "must be 'ratios' or 'lists'", self.method)
+        _require(
+            self.method in ("ratios", "lists", "blocks"),
+            "split.method",
+            "must be 'ratios', 'lists' or 'blocks'",
+            self.method,
+        )
+        _require(self.block_size >= 1, "split.block_size", "must be at least 1 pixel", self.block_size)
+        _require(self.buffer >= 0, "split.buffer", "must be 0 or more pixels", self.buffer)
         _require(
             set(self.ratios) == set(SPLIT_NAMES),
             "split.ratios",
