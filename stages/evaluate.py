@@ -1,8 +1,9 @@
 """evaluate: score whole stitched predictions against whole ground-truth masks of the test split.
 
 One confusion matrix over every pixel of the split (ignored pixels left out): the headline is
-mIoU over the land classes (`unknown` excluded), the DeepGlobe challenge metric. The headline
-scores go to metrics/test.json, the per-class ones and the counts to metrics/test_details.json.
+mIoU over the land classes, the class table's headline classes (DeepGlobe's: all but `unknown`, the
+challenge metric). The headline scores go to metrics/test.json, the per-class ones and the counts to
+metrics/test_details.json.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         confusion += confusion_matrix(truth, prediction, len(table))
 
-    report = scores(confusion, table.names)
+    report = scores(confusion, table)
     headline, details = split_headline(report)
     write_json(args.metrics, headline)
     write_json(args.details, {"images": image_count, **details})

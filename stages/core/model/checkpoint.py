@@ -30,6 +30,8 @@ def checkpoint_config(encoder: str, table: ClassTable, tile_size: int) -> dict:
         "encoder": encoder,
         "class_names": list(table.names),
         "class_colours": table.colours.tolist(),
+        "class_values": list(table.values),  # each class's label value in an index raster
+        "class_headline": list(table.headline),  # whether each class counts in the headline mean
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "tile_size": tile_size,
@@ -115,7 +117,15 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 def _class_table(config: dict) -> ClassTable:
-    return ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
+    """The class table of checkpoint_config's keys; a config from before class_values and class_headline
+    were recorded gives the defaults those checkpoints were trained with (values 0..n-1, every class but
+    `unknown` in the headline)."""
+    return ClassTable(
+        tuple(config["class_names"]),
+        np.array(config["class_colours"], dtype=np.uint8),
+        tuple(config.get("class_values") or ()),
+        tuple(config.get("class_headline") or ()),
+    )
 
 
 def interface_from_config(config: dict, checkpoint_sha256: str) -> ModelInterface:
