@@ -132,10 +132,6 @@ class ClassTable:
         except ValueError:
             raise PipelineError(f"class table: no class named {name!r}") from None
 
-    @property
-    def values(self) -> tuple[int, ...]:  # TEMPORARY until the class-table branch lands
-        return tuple(range(len(self.names)))
-
     @classmethod
     def deepglobe(cls) -> ClassTable:
         return cls(
@@ -347,8 +343,3 @@ def reverse_one_hot(scores: np.ndarray, ignore_empty: bool = True) -> np.ndarray
         index[~np.any(scores, axis=-1)] = IGNORE_INDEX
     return index
 
-
-def values_to_index(labels: np.ndarray, table: ClassTable, nodata: float | None = None) -> tuple[np.ndarray, int]:
-    """TEMPORARY until the class-table branch lands: label value = class index."""
-    index = np.where(labels < len(table), labels, IGNORE_INDEX).astype(np.uint8)
-    return index, int(np.count_nonzero(index == IGNORE_INDEX))

@@ -30,8 +30,6 @@ LAYOUTS = ("deepglobe", *SCENE_LAYOUTS)
 MANIFEST = "scenes.csv"
 MANIFEST_COLUMNS = ("scene_id", "image", "labels")
 CLASS_TABLE = "classes.csv"
-# The presets' class tables ship with the pipeline (a dvc.yaml dep of the tile stage).
-PRESETS = Path(__file__).resolve().parents[3] / "presets"
 
 
 @dataclass(frozen=True)
@@ -52,10 +50,9 @@ def scene_class_table(root: Path, layout: str) -> ClassTable:
     own = Path(root) / CLASS_TABLE
     if own.is_file():
         return ClassTable.from_csv(own)
-    preset = PRESETS / layout / CLASS_TABLE
-    if layout == "scenes" or not preset.is_file():
+    if layout == "scenes":
         raise PipelineError(f"data.raw: {own} not found; a '{layout}' dataset needs its class table there")
-    return ClassTable.from_csv(preset)
+    return ClassTable.preset(layout)  # the presets' tables ship with the pipeline (a dvc.yaml dep of tile)
 
 
 def find_scenes(root: str | Path, layout: str) -> list[SceneFiles]:
