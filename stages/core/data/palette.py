@@ -342,4 +342,3 @@ def reverse_one_hot(scores: np.ndarray, ignore_empty: bool = True) -> np.ndarray
     if ignore_empty:
         index[~np.any(scores, axis=-1)] = IGNORE_INDEX
     return index
-
