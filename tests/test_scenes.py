@@ -14,15 +14,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject
 
-from stages import encode, split, tile
+from stages import encode, preview, split, tile
 from stages.core.data.datasets import TileDataset
 from stages.core.data.labels import _wkb_polygons
 from stages.core.data.palette import IGNORE_INDEX, ClassTable
 from stages.core.data.splitting import split_blocks
 from stages.core.data.tilestore import TileStore, split_regions
+from stages.core.evaluation.data_plots import display_rgb
 from stages.core.geo.polygons import polygon_wkb
 from stages.core.io.errors import PipelineError
-from stages.synthetic.scenes import write_scene, write_scene_dataset
+from stages.synthetic.scenes import write_lookalike, write_scene, write_scene_dataset
 from tests.conftest import write_params
 
 TABLE = ClassTable(("field", "forest", "water"), np.array([[250, 220, 90], [30, 120, 40], [40, 80, 220]]))
@@ -315,3 +316,63 @@ def test_a_manifest_that_names_a_missing_file_or_an_id_twice_is_refused(tmp_path
     (raw / "classes.csv").unlink()
     manifest.write_text(text)
     refused(tmp_path, raw, r"classes.csv not found; a 'scenes' dataset needs its class table there")
+
+
+@pytest.mark.parametrize("preset", ["landcoverai", "openearthmap", "loveda"])
+def test_each_preset_layout_is_found_and_encoded_with_its_class_table(tmp_path, preset):
+    write_lookalike(tmp_path / "raw", preset, scenes=4, size=SIZE)
+    path = write_params(
+        tmp_path / "params.yaml", data={"raw": str(tmp_path / "raw"), "layout": preset}, tile={"size": 32, "stride": 32}
+    )
+    tile.main([str(tmp_path / "raw"), str(tmp_path / "tiles"), "--params", str(path)])
+    encode.main([str(tmp_path / "tiles"), str(tmp_path / "encoded"), "--report", str(tmp_path / "encode.json")])
+    store = TileStore(tmp_path / "tiles", tmp_path / "encoded")
+    table = ClassTable.preset(preset)
+    assert store.class_table() == table
+    ids = sorted({record.image_id for record in store.index()})
+    expected_ids = {
+        "landcoverai": ["M-33-20-D-c-4-1", "M-33-20-D-c-4-2", "M-33-20-D-c-4-3", "M-33-20-D-c-4-4"],
+        "openearthmap": ["aachen-1", "aachen-3", "tokyo-2", "tokyo-4"],
+        "loveda": ["train-rural-1368", "train-urban-1366", "val-rural-1369", "val-urban-1367"],
+    }[preset]
+    assert ids == expected_ids
+    report = json.loads((tmp_path / "encode.json").read_text())
+    no_data_rows = 0 if preset == "landcoverai" else 4
+    assert report["ignored_pixels"] == 4 * no_data_rows * SIZE[1]  # 0 (no data) is in no class: ignored
+    mask = store.whole_class_mask(store.index()[0])
+    assert (mask[:no_data_rows] == IGNORE_INDEX).all() and (mask[no_data_rows:] < len(table)).all()
+
+
+def test_preview_draws_a_scene_and_the_map_of_its_blocks(tmp_path):
+    write_scene_dataset(tmp_path / "raw", TABLE, scenes=2, size=(128, 128))
+    store = tile_and_encode(tmp_path, tmp_path / "raw")
+    path = write_params(
+        tmp_path / "blocks.yaml",
+        split={"method": "blocks", "block_size": 64, "buffer": 0, "ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
+    )
+    splits = tmp_path / "splits"
+    split.main(
+        [
+            str(store.tiles),
+            str(store.encoded),
+            str(splits),
+            "--params",
+            str(path),
+            "--distribution",
+            str(tmp_path / "d.json"),
+        ]
+    )
+    preview.main([str(store.tiles), str(store.encoded), str(splits), str(tmp_path / "plots"), "--params", str(path)])
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
+        "augmentations.png",
+        "blocks.png",
+        "sample.png",
+    ]
+
+
+def test_images_of_other_types_are_shown_stretched_and_uint8_rgb_as_it_is():
+    rgb = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert display_rgb(rgb) is rgb
+    bands = np.stack([np.linspace(0, 10_000, 100).reshape(10, 10)] * 4, axis=-1).astype(np.uint16)
+    shown = display_rgb(bands)
+    assert shown.shape == (10, 10, 3) and shown.dtype == np.uint8 and shown.min() == 0 and shown.max() == 255

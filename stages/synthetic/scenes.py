@@ -18,6 +18,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from stages.core.data.palette import ClassTable
+from stages.core.io.imageio import write_png
 
 PIXEL_SIZE = 0.5  # metres
 ORIGIN = (500_000.0, 5_600_000.0)  # a UTM easting/northing
@@ -145,3 +146,52 @@ def write_scene_dataset(
         writer.writerows(rows)
     table.to_csv(root / "classes.csv")
     return grids
+
+
+# --- look-alikes of public datasets, in their published layouts (docs/data.md, "Presets") --------------------------
+
+
+def write_lookalike(root: Path, preset: str, scenes: int = 3, size: tuple[int, int] = (96, 128), seed: int = 0) -> None:
+    """A tiny dataset in `preset`'s layout, its label values its class table's (0 = no data where it has one):
+    `landcoverai` (GeoTIFFs in EPSG:2180, images/ and masks/), `openearthmap` (<region>/images/ and
+    <region>/labels/ GeoTIFFs, names <region>_<k>), `loveda` (Train/ and Val/, Urban/ and Rural/, PNG
+    images_png/ and masks_png/)."""
+    table = ClassTable.preset(preset)
+    for number in range(scenes):
+        rng = np.random.default_rng(seed + number)
+        classes = class_grid(*size, 16, len(table), rng)
+        values = np.array(table.values, dtype=np.uint8)[classes]
+        if preset != "landcoverai":
+            values[:4] = 0  # a strip of no data, as the datasets' own masks have
+        image = band_values(classes, 3, "uint8", rng)
+        if preset == "loveda":
+            folder = root / ("Train", "Val")[number % 2] / ("Urban", "Rural")[number // 2 % 2]
+            (folder / "images_png").mkdir(parents=True, exist_ok=True)
+            (folder / "masks_png").mkdir(parents=True, exist_ok=True)
+            write_png(folder / "images_png" / f"{1366 + number}.png", np.moveaxis(image, 0, -1))
+            write_png(folder / "masks_png" / f"{1366 + number}.png", values)
+            continue
+        if preset == "landcoverai":
+            images, labels, name, crs = root / "images", root / "masks", f"M-33-20-D-c-4-{number + 1}", "EPSG:2180"
+        else:
+            region = ("aachen", "tokyo")[number % 2]
+            images, labels, name, crs = (
+                root / region / "images",
+                root / region / "labels",
+                f"{region}_{number + 1}",
+                DEFAULT_CRS,
+            )
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        transform = Affine(PIXEL_SIZE, 0, ORIGIN[0] + 1000 * number, 0, -PIXEL_SIZE, ORIGIN[1])
+        profile = {
+            "driver": "GTiff",
+            "height": size[0],
+            "width": size[1],
+            "crs": CRS.from_user_input(crs),
+            "transform": transform,
+        }
+        with rasterio.open(images / f"{name}.tif", "w", count=3, dtype="uint8", **profile) as out:
+            out.write(image)
+        with rasterio.open(labels / f"{name}.tif", "w", count=1, dtype="uint8", **profile) as out:
+            out.write(values, 1)

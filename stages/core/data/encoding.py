@@ -4,11 +4,13 @@ pixel counts."""
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from tqdm import tqdm
 
@@ -117,7 +119,9 @@ def encode_scene(store: TileStore, scene: dict, label_attribute: str, table: Cla
         profile.update(crs=header.crs, transform=header.transform)
     out_path = store.class_masks_dir / f"{scene['scene_id']}.tif"
     with open_labels(store.labels_dir / scene["labels"], header, table, label_attribute) as labels:
-        with rasterio.open(out_path, "w", **profile) as out:
+        with warnings.catch_warnings(), rasterio.open(out_path, "w", **profile) as out:
+            # a JPEG or PNG scene has no georeference, and so has its class mask: nothing to warn about
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             for top in range(0, header.height, CLASS_MASK_BLOCK):
                 window = Window(0, top, header.width, min(CLASS_MASK_BLOCK, header.height - top))
                 index, strip_off_table, strip_unlabelled = labels.read(window)
