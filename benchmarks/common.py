@@ -223,22 +223,22 @@ def random_model(encoder: str, device: torch.device) -> nn.Module:
 
 def predict_probabilities(model: nn.Module, device: torch.device, predict: dict) -> ProbabilityFn:
     """`model` as predict's probability function on `device`, with the `predict` params' precision and TTA."""
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference.probabilities import model_probabilities
     from stages.core.model.devices import resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 
     precision = resolve_precision(predict["precision"], device, "predict.precision")
-    return model_probabilities(model, device, IMAGENET_MEAN, IMAGENET_STD, precision, predict["tta"])
+    return model_probabilities(model, device, UINT8_RGB, precision, predict["tta"])
 
 
 def training_batch_settings(train: TrainParams, device: torch.device) -> BatchSettings:
     """The trainer's batch handling on `device`: train.precision resolved there, train.channels_last."""
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.model.devices import resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
     from stages.core.training.components import BatchSettings
 
     precision = resolve_precision(train.precision, device, "train.precision")
-    return BatchSettings(device, precision, train.channels_last, IMAGENET_MEAN, IMAGENET_STD)
+    return BatchSettings(device, precision, train.channels_last, UINT8_RGB)
 
 
 # --- The machine -------------------------------------------------------------------------------------------

@@ -107,10 +107,11 @@ def probability_fn(checkpoint: str | None) -> tuple[Callable, ClassTable, Predic
     import torch
 
     from stages.core.data.palette import ClassTable
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference.probabilities import trained_model_probabilities
     from stages.core.io.params import PredictParams, load_params, read_section
     from stages.core.model.checkpoint import TrainedModel, load_trained_model
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.model.model import build_model
 
     params = read_section(load_params(REPO / "params.yaml"), "predict", PredictParams)
     if checkpoint == "stub":
@@ -121,7 +122,7 @@ def probability_fn(checkpoint: str | None) -> tuple[Callable, ClassTable, Predic
     else:
         torch.manual_seed(0)
         table = ClassTable.deepglobe()
-        trained = TrainedModel(build_model("resnet50", len(table)).eval(), table, IMAGENET_MEAN, IMAGENET_STD, 256)
+        trained = TrainedModel(build_model("resnet50", len(table)).eval(), table, UINT8_RGB, 256)
     fn = trained_model_probabilities(trained, torch.device("cpu"), params.precision, params.tta, compile=params.compile)
     return fn, trained.table, params
 

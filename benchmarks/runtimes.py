@@ -41,10 +41,11 @@ def exported_models(cache: Path, tiles: Path, encoder: str) -> dict[str, Path]:
     import torch
 
     from stages.core.data.palette import ClassTable
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.data.tilestore import TileStore
     from stages.core.inference.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
     from stages.core.model.checkpoint import TrainedModel
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.model.model import build_model
 
     folder = cache / f"onnx-{encoder}"
     models = {"fp32": folder / "model.onnx", "int8": folder / "model.int8.onnx"}
@@ -52,7 +53,7 @@ def exported_models(cache: Path, tiles: Path, encoder: str) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         model = build_model(encoder, NUM_CLASSES).eval()
-        trained = TrainedModel(model, ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256)
+        trained = TrainedModel(model, ClassTable.deepglobe(), UINT8_RGB, 256)
         models["fp32"].write_bytes(onnx_bytes(trained))
         store = TileStore(tiles)
         records = evenly_spaced(store.index(), CALIBRATION_TILES)
@@ -66,12 +67,13 @@ def measure_runtime(config: dict) -> dict:
 
     from stages.core.data.geometry import window_grid
     from stages.core.data.palette import ClassTable
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference.blending import fit_window
     from stages.core.inference.probabilities import trained_model_probabilities
     from stages.core.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
     from stages.core.io.imageio import read_rgb
     from stages.core.model.checkpoint import TrainedModel
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.model.model import build_model
 
     predict, encoder = params()["predict"], params()["model"]["encoder"]
     runtime, precision = config["runtime"], config["precision"]
@@ -80,9 +82,7 @@ def measure_runtime(config: dict) -> dict:
     window = fit_window(predict["window"], height, width)
     if runtime == "torch":
         torch.manual_seed(0)
-        trained = TrainedModel(
-            build_model(encoder, NUM_CLASSES).eval(), ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, 256
-        )
+        trained = TrainedModel(build_model(encoder, NUM_CLASSES).eval(), ClassTable.deepglobe(), UINT8_RGB, 256)
         probability_fn = trained_model_probabilities(trained, torch.device("cpu"), precision, predict["tta"])
     else:
         models = exported_models(Path(config["cache"]), Path(config["tiles"]), encoder)

@@ -102,8 +102,8 @@ def training_consumption(steps: int) -> dict:
     """Samples per second a training step consumes: the trainer's components and loop, random uint8 batches."""
     import torch
 
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.model.devices import choose_device, resolve_precision
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
     from stages.core.training.components import (
         BatchSettings,
         configure_loss,
@@ -139,7 +139,7 @@ def training_consumption(steps: int) -> dict:
     optimizer = configure_optimizer(model, train, device)
     scheduler = configure_scheduler(optimizer, train)
     loss_fn = configure_loss(train.loss)
-    batch_settings = BatchSettings(device, precision, train.channels_last, IMAGENET_MEAN, IMAGENET_STD)
+    batch_settings = BatchSettings(device, precision, train.channels_last, UINT8_RGB)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
     masks = torch.randint(0, num_classes, (batch, size, size), dtype=torch.uint8, generator=generator)

@@ -31,8 +31,9 @@ def measure_training(config: dict) -> dict:
 
     from benchmarks.seed_style import seed_model, seed_train_step
     from stages.core.data.palette import one_hot
+    from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD
     from stages.core.io.params import TrainParams, read_section
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+    from stages.core.model.model import build_model
     from stages.core.training.components import configure_loss, configure_optimizer
     from stages.core.training.loop import run_epoch
 

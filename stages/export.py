@@ -3,7 +3,7 @@
 python -m stages.export --checkpoint models/best.pt --tiles data/tiles --encoded data/encoded \\
     --splits data/splits --output models/export --report metrics/export.json
 
-Writes model.onnx and model.int8.onnx, each with the class table, normalisation, tile size, the
+Writes model.onnx and model.int8.onnx, each with the class table, bands and scaling, tile size, the
 checkpoint's sha256 and the export params in its metadata, and metrics/export.json: each model's
 largest absolute probability difference from PyTorch fp32 and its argmax agreement on the test
 tiles, and the int8 model's mIoU (land classes) on them against PyTorch fp32's. The fp32 model must
@@ -24,6 +24,7 @@ import torch
 
 from stages.core.data.tilestore import TileRecord, TileStore, read_index
 from stages.core.evaluation.metrics import headline_drop
+from stages.core.inference.blending import model_input
 from stages.core.inference.export import (
     QUANTIZATION,
     Agreement,
@@ -105,11 +106,13 @@ def export_models(
 
     fp32, int8 = scratch / FP32_MODEL, scratch / INT8_MODEL
     write_model(fp32, onnx_bytes(trained, params.opset), interface, "fp32", export_params)
-    quantize_int8(fp32, int8, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH))
+    # batches in the exported model's input type (uint8 as they are; other types as float32)
+    quantize_int8(fp32, int8, map(model_input, tile_batches(store.whole_image, calibration_tiles, CHECK_BATCH)))
     quantization = {**dataclasses.asdict(QUANTIZATION), "calibration_tiles": len(calibration_tiles)}
     write_model(int8, int8.read_bytes(), interface, "int8", {**export_params, "quantization": quantization})
     candidates = {"fp32": onnxruntime_probabilities(fp32), "int8": onnxruntime_probabilities(int8)}
-    agreements = compare_all(reference, candidates, tile_batches(store.whole_image, check_tiles, CHECK_BATCH))
+    check_batches = map(model_input, tile_batches(store.whole_image, check_tiles, CHECK_BATCH))
+    agreements = compare_all(reference, candidates, check_batches)
     fp32_agreement, int8_agreement = agreements["fp32"], agreements["int8"]
     check_fp32(fp32_agreement, len(check_tiles), params.min_agreement)
     miou = check_int8(int8_agreement, store, check_tiles, params)

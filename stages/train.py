@@ -9,11 +9,37 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.tilestore import TileStore, read_index
+from stages.core.data.scaling import BandScaling, read_band_statistics, scaling_from_params
+from stages.core.data.tilestore import TileRecord, TileStore, read_index
 from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, ModelParams, TrainParams, load_params, read_section
+from stages.core.io.params import (
+    DEFAULT_PARAMS,
+    AugmentParams,
+    DataParams,
+    ModelParams,
+    TrainParams,
+    load_params,
+    read_section,
+)
 from stages.core.model.ranks import die_with_launcher, ranks_from_environment
 from stages.core.training.trainer import TrainingData, train
+
+BAND_STATISTICS = "band_statistics.json"  # in the split stage's output, where its scenes have them
+
+
+def training_scaling(data_params: DataParams, store: TileStore, first: TileRecord, splits: Path) -> BandScaling:
+    """The scaling the model trains with: data.bands and data.scaling for the tiles' type (read from the first
+    training tile), with the training split's band statistics where the split stage wrote them."""
+    tile = store.read_image(first)
+    channels = tile.shape[2] if tile.ndim == 3 else 1
+    if channels != len(data_params.bands):
+        raise PipelineError(
+            f"params: data.bands lists {len(data_params.bands)} bands, but the tiles of {first.image_id} have "
+            f"{channels}"
+        )
+    statistics_path = splits / BAND_STATISTICS
+    statistics = read_band_statistics(statistics_path, data_params.bands) if statistics_path.is_file() else None
+    return scaling_from_params(data_params, str(tile.dtype), statistics)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,13 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     model_params = read_section(params, "model", ModelParams)
     train_params = read_section(params, "train", TrainParams)
     augment_params = read_section(params, "augment", AugmentParams)
+    data_params = read_section(params, "data", DataParams)
 
     train_tiles = read_index(args.splits / "train.csv")
     val_tiles = read_index(args.splits / "val.csv")
     if not val_tiles:
         raise PipelineError("params: split.ratios.val is 0, but training needs validation images to pick best.pt")
     store = TileStore(args.tiles, args.encoded)
-    data = TrainingData(train_tiles, val_tiles, store, store.class_table(), tile_size=train_tiles[0].size)
+    scaling = training_scaling(data_params, store, train_tiles[0], args.splits)
+    data = TrainingData(train_tiles, val_tiles, store, store.class_table(), train_tiles[0].size, scaling)
     last = train(model_params, train_params, augment_params, data, args.models, args.live)
     if ranks_from_environment().main:  # one summary line, from rank 0
         print(

@@ -23,8 +23,8 @@ from benchmarks.common import time_alternating
 from benchmarks.speed_report import report, summarise
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import ClassTable, colour_to_index, one_hot
+from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.io.imageio import read_rgb, write_jpeg
-from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.synthetic.scene import generate_scene
 from tests.conftest import REPO
 

@@ -18,8 +18,9 @@ from stages import export as export_stage
 from stages import map as map_command
 from stages import predict as predict_stage
 from stages.core.data.palette import ClassTable
-from stages.core.data.tilestore import TileRecord, tile_name, write_index
-from stages.core.inference.blending import sliding_window_probabilities
+from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
+from stages.core.data.tilestore import TileRecord, TileStore, tile_name, write_index
+from stages.core.inference.blending import model_input, sliding_window_probabilities
 from stages.core.inference.export import (
     compare,
     evenly_spaced,
@@ -50,25 +51,26 @@ from stages.core.model.checkpoint import (
     read_model_interface,
     save_checkpoint,
 )
-from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+from stages.core.model.model import build_model
 from tests.conftest import REPO, write_params
 
 ENCODER, TILE = "resnet18", 32
 TABLE = ClassTable.deepglobe()
 CPU, GPU = torch.device("cpu"), torch.device("cuda", 1)
-INTERFACE = ModelInterface(TABLE, IMAGENET_MEAN, IMAGENET_STD, TILE, "0" * 64)
+INTERFACE = ModelInterface(TABLE, UINT8_RGB, TILE, "0" * 64)
 
 # Built in a fresh process: the same seed must give the same bytes there as here, metadata included.
 EXPORT_IN_A_PROCESS = f"""
 import hashlib, sys, torch
 from stages.core.model.checkpoint import ModelInterface, TrainedModel
 from stages.core.inference.export import model_metadata, onnx_bytes, with_metadata
-from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+from stages.core.data.scaling import UINT8_RGB
+from stages.core.model.model import build_model
 from stages.core.data.palette import ClassTable
 torch.manual_seed(0)
 model = build_model("{ENCODER}", 7).eval()
-trained = TrainedModel(model, ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, {TILE})
-interface = ModelInterface(ClassTable.deepglobe(), IMAGENET_MEAN, IMAGENET_STD, {TILE}, "0" * 64)
+trained = TrainedModel(model, ClassTable.deepglobe(), UINT8_RGB, {TILE})
+interface = ModelInterface(ClassTable.deepglobe(), UINT8_RGB, {TILE}, "0" * 64)
 print(hashlib.md5(with_metadata(onnx_bytes(trained), model_metadata(interface, "fp32", {{"opset": 17}}))).hexdigest())
 """
 
@@ -76,7 +78,7 @@ print(hashlib.md5(with_metadata(onnx_bytes(trained), model_metadata(interface, "
 def tiny_trained(seed: int = 0) -> TrainedModel:
     torch.manual_seed(seed)
     model = build_model(ENCODER, len(TABLE)).eval()
-    return TrainedModel(model, TABLE, IMAGENET_MEAN, IMAGENET_STD, TILE)
+    return TrainedModel(model, TABLE, UINT8_RGB, TILE)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,7 @@ def write_tiny_project(root, trained: TrainedModel, **export) -> dict:
     write_index(root / "splits" / "test.csv", records["2"])
     save_checkpoint(
         root / "best.pt",
-        config=checkpoint_config(ENCODER, TABLE, TILE),
+        config=checkpoint_config(ENCODER, TABLE, TILE, trained.scaling),
         model=trained.model.state_dict(),
         params={"model.encoder": ENCODER, "train.lr": 0.003},
         epoch=3,
@@ -222,7 +224,7 @@ def test_each_exported_model_knows_its_classes_normalisation_tile_size_and_check
         assert (
             read_onnx_interface(path)
             == from_checkpoint
-            == ModelInterface(TABLE, IMAGENET_MEAN, IMAGENET_STD, TILE, from_checkpoint.checkpoint_sha256)
+            == ModelInterface(TABLE, UINT8_RGB, TILE, from_checkpoint.checkpoint_sha256)
         )
         metadata = read_onnx_metadata(path)
         assert metadata["weights"] == weights
@@ -231,6 +233,62 @@ def test_each_exported_model_knows_its_classes_normalisation_tile_size_and_check
         assert {key: recorded[key] for key in export_params} == export_params
     int8_settings = json.loads(read_onnx_metadata(root / "export" / "model.int8.onnx")["export_params"])
     assert int8_settings["quantization"]["reduce_range"] is True
+
+
+# A model of 4 uint16 bands (blue, green, red, near-infrared), standardised by their statistics
+UINT16_BANDS = statistics_scaling((1, 2, 3, 4), "uint16", (900.0, 1100.0, 1000.0, 2500.0), (300.0, 350.0, 400.0, 900.0))
+
+
+def uint16_image(seed: int, side: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 4000, (side, side, 4), dtype=np.uint16)
+
+
+@pytest.fixture(scope="module")
+def exported_uint16(tmp_path_factory):
+    """The export stage run on a 4-band uint16 model and tiles (the store's images replaced by uint16 ones)."""
+    torch.manual_seed(0)
+    trained = TrainedModel(build_model(ENCODER, len(TABLE), in_channels=4).eval(), TABLE, UINT16_BANDS, TILE)
+    project = write_tiny_project(tmp_path_factory.mktemp("uint16"), trained)
+    images = {"1": uint16_image(1), "2": uint16_image(2)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TileStore, "whole_image", lambda store, record: images[record.image_id])
+        export_stage.main(export_args(project["root"]))
+    return project | {"trained": trained, "images": images}
+
+
+def test_a_4_band_uint16_model_exports_with_float32_input_and_its_scaling_inside(exported_uint16):
+    root, trained = exported_uint16["root"], exported_uint16["trained"]
+    report = json.loads((root / "export.json").read_text())
+    assert report["onnxruntime_fp32"]["argmax_agreement"] >= 0.999 and report["onnxruntime_fp32"]["max_abs_diff"] < 1e-4
+    assert report["onnxruntime_int8"]["argmax_agreement"] >= 0.9  # the int8 check ran, calibrated on uint16 tiles
+    for name in ("model.onnx", "model.int8.onnx"):
+        path = root / "export" / name
+        assert read_onnx_interface(path).scaling == UINT16_BANDS == read_model_interface(root / "best.pt").scaling
+        assert json.loads(read_onnx_metadata(path)["scaling"]) == UINT16_BANDS.to_config()
+        (graph_input,) = onnxruntime_session(path).get_inputs()
+        assert graph_input.type == "tensor(float)" and graph_input.shape[3] == 4
+    # raw band values in: the graph scales them as PyTorch does
+    image = exported_uint16["images"]["2"]
+    batch = torch.from_numpy(image[None, :32, :32])
+    expected = trained_model_probabilities(trained, CPU, "fp32", tta=False)(batch)
+    actual = onnxruntime_probabilities(root / "export" / "model.onnx")(
+        torch.from_numpy(model_input(image[None, :32, :32]))
+    )
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_a_uint8_model_keeps_its_uint8_rgb_input(onnx_file):
+    (graph_input,) = onnxruntime_session(onnx_file).get_inputs()
+    assert graph_input.type == "tensor(uint8)" and graph_input.shape[3] == 3
+
+
+def test_an_export_without_a_recorded_scaling_reads_as_uint8_rgb(onnx_file, tmp_path):
+    """Exports from before scalings were recorded took uint8 RGB, as their graphs say."""
+    metadata = model_metadata(INTERFACE, "fp32", {"opset": 17})
+    del metadata["scaling"]
+    old = tmp_path / "old.onnx"
+    old.write_bytes(with_metadata(onnx_file.read_bytes(), metadata))
+    assert read_onnx_interface(old).scaling == UINT8_RGB
 
 
 def test_an_onnx_file_without_the_metadata_is_refused_in_one_line(onnx_file, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -130,8 +132,9 @@ class SmallSegmenter(torch.nn.Module):
 
 
 def test_a_compiled_model_predicts_what_the_eager_model_predicts():
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference.probabilities import model_probabilities
-    from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, compile_for_inference
+    from stages.core.model.model import compile_for_inference
 
     model = SmallSegmenter().eval().to(memory_format=torch.channels_last)
     compiled_model = compile_for_inference(model)
@@ -139,7 +142,7 @@ def test_a_compiled_model_predicts_what_the_eager_model_predicts():
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     eager, compiled = (
         sliding_window_probabilities(
-            model_probabilities(network, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, precision="fp32", tta=False),
+            model_probabilities(network, torch.device("cpu"), UINT8_RGB, precision="fp32", tta=False),
             image,
             NUM_CLASSES,
             window=64,
@@ -167,18 +170,20 @@ class CornerSensitive(torch.nn.Module):
 @pytest.mark.parametrize("tta", [False, True])
 def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(tta, monkeypatch):
     from stages.core.data.palette import ClassTable
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference import probabilities as inference
     from stages.core.model.checkpoint import TrainedModel
 
-    model, mean, std = CornerSensitive().eval(), (0.2, 0.4, 0.6), (0.1, 0.2, 0.3)
+    model = CornerSensitive().eval()
+    scaling = dataclasses.replace(UINT8_RGB, mean=(0.2, 0.4, 0.6), std=(0.1, 0.2, 0.3))
     # channels_last weights from the start, as trained_model_probabilities makes them: the same convolution
     # kernels then run for `expected` and `predicted`, so they can be compared bit for bit
     model = model.to(memory_format=torch.channels_last)
-    trained = TrainedModel(model, ClassTable.deepglobe(), mean, std, tile_size=16)
+    trained = TrainedModel(model, ClassTable.deepglobe(), scaling, tile_size=16)
     batch = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
     cpu = torch.device("cpu")
-    expected = inference.model_probabilities(model, cpu, mean, std, precision="fp32", tta=tta)(batch)
-    other_tta = inference.model_probabilities(model, cpu, mean, std, precision="fp32", tta=not tta)(batch)
+    expected = inference.model_probabilities(model, cpu, scaling, precision="fp32", tta=tta)(batch)
+    other_tta = inference.model_probabilities(model, cpu, scaling, precision="fp32", tta=not tta)(batch)
     assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
     # auto is bf16 only where the device has it natively; fp32 is fp32 whatever the hardware
     from stages.core.model import devices

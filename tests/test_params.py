@@ -21,6 +21,7 @@ from stages.core.io.params import (
 from tests.conftest import REPO
 
 SECTIONS = {
+    "data": DataParams,
     "sample": SampleParams,
     "tile": TileParams,
     "split": SplitParams,
@@ -117,7 +118,14 @@ def test_repository_params_are_valid():
         (
             "data",
             DataParams,
-            {"raw": "x", "layout": "kaggle", "label_attribute": "class", "bands": [1, 2, 3]},
+            {
+                "raw": "x",
+                "layout": "kaggle",
+                "label_attribute": "class",
+                "bands": [1, 2, 3],
+                "scaling": "auto",
+                "value_range": [0, 255],
+            },
             "data.layout must be one of deepglobe, scenes",
         ),
         ("augment", AugmentParams, {"scale_min": 0, "colour_jitter": 0.1}, "augment.scale_min must be in"),
@@ -256,3 +264,30 @@ def test_boundary_values_are_accepted(section, key, value):
 def test_each_bad_value_is_refused_naming_its_key(section, key, value, message):
     with pytest.raises(PipelineError, match=message):
         read_section(with_value(section, key, value), section, SECTIONS[section])
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("bands", [], r"^params: data.bands must list at least one band, got \[\]$"),
+        ("bands", [1, 2, 1], r"^params: data.bands must not repeat a band \(band 1 is repeated\), got \[1, 2, 1\]$"),
+        ("bands", [0, 1], "data.bands must number bands from 1"),
+        ("bands", [1, "2"], r"data.bands\[1\] must be int"),
+        ("bands", 3, "data.bands must be a list"),
+        ("scaling", "minmax", "data.scaling must be one of auto, range, statistics"),
+        ("value_range", [0], r"data.value_range must be \[low, high\] or one \[low, high\] per band \(3\)"),
+        ("value_range", [[0, 1], [0, 1]], r"data.value_range must be \[low, high\] or one \[low, high\] per band"),
+        ("value_range", [255, 0], "data.value_range must have low below high"),
+        ("value_range", [0, "high"], r"data.value_range\[1\] must be float"),
+    ],
+)
+def test_bad_band_and_scaling_params_are_named(key, value, message):
+    with pytest.raises(PipelineError, match=message):
+        read_section(with_value("data", key, value), "data", DataParams)
+
+
+def test_band_params_are_read_as_tuples_with_a_range_per_band():
+    params = read_section(with_value("data", "value_range", [[0, 10], [1, 2], [-3, 3.5]]), "data", DataParams)
+    assert params.bands == (1, 2, 3) and params.scaling == "auto"
+    assert params.value_range == ((0.0, 10.0), (1.0, 2.0), (-3.0, 3.5))
+    assert read_section(load_params(REPO / "params.yaml"), "data", DataParams).value_range == ((0.0, 255.0),) * 3

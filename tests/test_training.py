@@ -19,6 +19,7 @@ import yaml
 from stages.core.data.datasets import TileDataset
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.scaling import UINT8_RGB
 from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
@@ -264,7 +265,7 @@ class NaNModel(torch.nn.Module):
 
 def test_a_non_finite_loss_stops_training_with_a_clear_error():
     loader = [(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), torch.zeros(2, 16, 16, dtype=torch.uint8))]
-    settings = BatchSettings(torch.device("cpu"), "fp32", False, (0.5,) * 3, (0.5,) * 3)
+    settings = BatchSettings(torch.device("cpu"), "fp32", False, UINT8_RGB)
     with pytest.raises(PipelineError, match="loss became nan in epoch 1 train, batch 1"):
         run_epoch(
             NaNModel(),

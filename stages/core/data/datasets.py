@@ -167,7 +167,7 @@ class TileDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.records[index]
         windows = self._windows(record)
-        image, mask = windows.image(record), windows.mask(record)  # type: ignore[misc]
+        image, mask = windows.image(record), windows.mask(record)
         if self.augment is not None:
             self.augment.set_random_seed(sample_seed(self.seed, self.epoch, index))
             augmented = self.augment(image=image, mask=mask)

@@ -298,7 +298,7 @@ class VectorLabels:
 def _box(shape: dict) -> tuple[float, float, float, float]:
     rings = shape["coordinates"] if shape["type"] == "Polygon" else [r for part in shape["coordinates"] for r in part]
     points = np.array([point for ring in rings for point in ring], dtype=np.float64).reshape(-1, 2)
-    return (*points.min(axis=0), *points.max(axis=0))  # type: ignore[return-value]
+    return (*points.min(axis=0), *points.max(axis=0))
 
 
 @contextmanager

@@ -267,6 +267,8 @@ class Region:
 
     @property
     def window(self) -> Window:
+        if self.height is None or self.width is None:
+            return Window(0, 0, self.record.image_width, self.record.image_height)
         return Window(self.x, self.y, self.width, self.height)
 
 

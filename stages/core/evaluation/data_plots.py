@@ -44,9 +44,10 @@ def plot_blocks(blocks: list[tuple[Region, str]], path: str | Path) -> None:
     for axis, (scene_id, scene_blocks) in zip(axes.ravel(), scenes.items()):
         image = scene_blocks[0][0].record
         for block, split in scene_blocks:
+            window = block.window
             axis.add_patch(
                 Rectangle(
-                    (block.x, block.y), block.width, block.height, facecolor=SPLIT_COLOURS[split], edgecolor="white"
+                    (block.x, block.y), window.width, window.height, facecolor=SPLIT_COLOURS[split], edgecolor="white"
                 )
             )
         axis.set_xlim(0, image.image_width)

@@ -26,8 +26,14 @@ from stages.core.data.geometry import window_grid
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
 
-# (uint8 NHWC batch) -> float32 NCHW class probabilities
+# (NHWC batch of the model's bands: uint8, or float32 raw values) -> float32 NCHW class probabilities
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def model_input(batch: np.ndarray) -> np.ndarray:
+    """A batch of band values as models take them: uint8 as it is, any other type (uint16, int16) as float32,
+    which holds their values exactly (BandScaling.input_dtype; an exported model's input type)."""
+    return batch if batch.dtype in (np.uint8, np.float32) else batch.astype(np.float32)
 
 
 def window_weights(window: int) -> np.ndarray:
@@ -219,7 +225,9 @@ def blended_strips(
     for index, batch in enumerate(batches):
         image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
         has_data[: len(image_has_data)] = image_has_data
-        crops = torch.from_numpy(np.stack([image[y - top : y - top + window, x : x + window] for y, x in batch]))
+        crops = torch.from_numpy(
+            model_input(np.stack([image[y - top : y - top + window, x : x + window] for y, x in batch]))
+        )
         sums.add(probability_fn(crops), batch, top)
         if progress is not None:
             progress(len(batch))

@@ -1,12 +1,14 @@
 """The trained model as a portable file: ONNX export, its check against PyTorch, int8 quantization.
 
-The exported graph is self-contained: it takes uint8 RGB batches as predict hands them to every
-runtime (N, H, W, 3; H and W multiples of 16, batch, height and width dynamic), normalises them
-with the checkpoint's mean and std, runs DeepLabV3+ and returns softmax probabilities (N, C, H, W).
-So a user of the file needs no normalisation code, and every runtime sees the same graph.
+The exported graph is self-contained: it takes batches of the model's bands as predict hands them
+to every runtime (N, H, W, bands; H and W multiples of 16, batch, height and width dynamic), uint8
+for a model of uint8 images (DeepGlobe's RGB), float32 raw band values for any other type (uint16
+and int16 convert to float32 exactly); scales them as the checkpoint's BandScaling says, runs
+DeepLabV3+ and returns softmax probabilities (N, C, H, W). So a user of the file needs no
+normalisation code, and every runtime sees the same graph.
 
 Each file carries what using it takes in its `metadata_props` (model_metadata): the class
-table, the normalisation, the training tile size, the sha256 of the checkpoint it was exported
+table, the bands and their scaling, the training tile size, the sha256 of the checkpoint it was exported
 from and the export params, so an exported model is usable on its own (read_onnx_interface) and a
 mismatched checkpoint is refused.
 
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.core.data.scaling import BandScaling
 from stages.core.data.tilestore import TileRecord, crop, group_by_image
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
@@ -43,21 +46,27 @@ METADATA_FORMAT = "1"  # the layout of model_metadata's keys; read_onnx_interfac
 
 
 class ProbabilityModel(nn.Module):
-    """uint8 NHWC RGB -> float32 NCHW softmax probabilities: normalisation and softmax inside the graph."""
+    """NHWC bands (uint8, or float32 raw values) -> float32 NCHW softmax probabilities: scaling and softmax inside
+    the graph."""
 
     def __init__(self, trained: TrainedModel) -> None:
         super().__init__()
         self.model = trained.model
-        self.mean, self.std = trained.mean, trained.std
+        self.scaling = trained.scaling
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise(images, self.mean, self.std)).softmax(dim=1)
+        return self.model(normalise(images, self.scaling)).softmax(dim=1)
+
+
+def input_example(scaling: BandScaling, side: int = 64) -> torch.Tensor:
+    """A batch of one zero image as the exported model takes it: its bands, in its input type."""
+    return torch.zeros(1, side, side, scaling.channels, dtype=getattr(torch, scaling.input_dtype))
 
 
 def onnx_bytes(trained: TrainedModel, opset: int = OPSET) -> bytes:
     """The ONNX serialisation of a trained model (CPU, fp32), with dynamic batch, height and width."""
     wrapper = ProbabilityModel(trained).eval().cpu()
-    example = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    example = input_example(trained.scaling)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # dynamo=False: the TorchScript-based exporter needs only the `onnx` package (the dynamo
@@ -88,8 +97,11 @@ def model_metadata(interface: ModelInterface, weights: str, export_params: dict)
         "class_colours": json.dumps(interface.table.colours.tolist()),  # [r, g, b] per class
         "class_values": json.dumps(list(interface.table.values)),  # label value per class (index rasters)
         "class_headline": json.dumps(list(interface.table.headline)),  # counted in the headline mean
-        "mean": json.dumps(list(interface.mean)),  # the normalisation inside the graph: (pixel / 255 - mean) / std
+        # the scaling's mean and std (uint8 RGB: (pixel / 255 - mean) / std), as exports before "scaling" had them
+        "mean": json.dumps(list(interface.mean)),
         "std": json.dumps(list(interface.std)),
+        # the bands the input holds, their type and scaling (BandScaling.to_config); absent in older exports
+        "scaling": json.dumps(interface.scaling.to_config()),
         "tile_size": str(interface.tile_size),  # the side of the tiles the model was trained on
         "checkpoint_sha256": interface.checkpoint_sha256,  # the checkpoint the weights were exported from
         "weights": weights,  # fp32 | int8
@@ -123,7 +135,8 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def read_onnx_interface(path: Path) -> ModelInterface:
-    """An exported model's classes, colours, normalisation, tile size and checkpoint, from its metadata."""
+    """An exported model's classes, colours, bands and scaling, tile size and checkpoint, from its metadata (an
+    export from before scalings were recorded takes uint8 RGB: the scaling is then UINT8_RGB)."""
     metadata = read_onnx_metadata(path)
     if metadata.get("landcover_format") != METADATA_FORMAT:
         raise PipelineError(
@@ -134,6 +147,8 @@ def read_onnx_interface(path: Path) -> ModelInterface:
         config = {key: json.loads(metadata[key]) for key in ("class_names", "class_colours", "mean", "std")}
         # Models exported before these keys existed have the defaults (interface_from_config)
         config |= {key: json.loads(metadata[key]) for key in ("class_values", "class_headline") if key in metadata}
+        if "scaling" in metadata:
+            config["scaling"] = json.loads(metadata["scaling"])
         interface = interface_from_config(
             {**config, "tile_size": int(metadata["tile_size"])}, metadata["checkpoint_sha256"]
         )
@@ -155,7 +170,7 @@ def evenly_spaced(records: list[TileRecord], count: int) -> list[TileRecord]:
 def tile_batches(
     read_whole: Callable[[TileRecord], np.ndarray], records: list[TileRecord], batch_size: int
 ) -> Iterator[np.ndarray]:
-    """uint8 (N, side, side, ...) batches of the tiles `records` of the whole images (or masks) `read_whole`
+    """(N, side, side, ...) batches of the tiles `records` of the whole images (or masks) `read_whole`
     gives for a tile, e.g. TileStore.whole_image, each decoded once; tiles of one size, cut to the largest
     multiple of 16 (the model's input rule) where the tile size is none. The same records give the same
     order whatever is read, so a batch of images and a batch of their class masks line up."""

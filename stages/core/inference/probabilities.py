@@ -1,5 +1,6 @@
-"""A model as a probability function: uint8 windows in, softmax class probabilities out, normalised as in
-training, autocast to the resolved precision, and optionally averaged over the 8 dihedral views (TTA)."""
+"""A model as a probability function: windows of its bands in (uint8, or float32 raw values), softmax class
+probabilities out, scaled as in training, autocast to the resolved precision, and optionally averaged over the 8
+dihedral views (TTA)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from stages.core.data.scaling import BandScaling
 from stages.core.inference.blending import ProbabilityFn
 from stages.core.model.checkpoint import TrainedModel
 from stages.core.model.devices import autocast, resolve_precision
@@ -15,14 +17,14 @@ from stages.core.model.model import compile_for_inference, normalise
 
 
 def model_probabilities(
-    model: nn.Module, device: torch.device, mean: tuple[float, ...], std: tuple[float, ...], precision: str, tta: bool
+    model: nn.Module, device: torch.device, scaling: BandScaling, precision: str, tta: bool
 ) -> ProbabilityFn:
-    """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`, autocast to `precision`
-    (bf16, fp16 or fp32: resolved already)."""
+    """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`, its inputs scaled by `scaling`,
+    autocast to `precision` (bf16, fp16 or fp32: resolved already)."""
 
     @torch.inference_mode()
     def window_probabilities(batch: torch.Tensor) -> torch.Tensor:
-        images = normalise(batch.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        images = normalise(batch.to(device), scaling).contiguous(memory_format=torch.channels_last)
 
         def view_probabilities(view: tuple[int, bool]) -> torch.Tensor:
             with autocast(device, precision):
@@ -53,7 +55,7 @@ def trained_model_probabilities(
     if compile:
         model = compile_for_inference(model)
     return model_probabilities(
-        model, device, trained.mean, trained.std, resolve_precision(precision, device, "predict.precision"), tta
+        model, device, trained.scaling, resolve_precision(precision, device, "predict.precision"), tta
     )
 
 

@@ -56,6 +56,11 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         if value is None and type(None) in options:
             return None
         expected = next(option for option in options if option is not type(None))
+    if typing.get_origin(expected) in (list, tuple):
+        # checked item by item by the section's __post_init__, which knows their shape
+        if not isinstance(value, list | tuple):
+            raise PipelineError(f"params: {key} must be a list, got {value!r}")
+        return value
     if typing.get_origin(expected) is dict:
         if not isinstance(value, dict):
             raise PipelineError(f"params: {key} must be a mapping, got {value!r}")
@@ -108,6 +113,15 @@ def _require_model_side(key: str, value: int) -> None:
 LAYOUTS = ("deepglobe", "scenes", "landcoverai", "openearthmap", "loveda")
 
 
+SCALINGS = ("auto", "range", "statistics")
+
+
+def _numbers(key: str, value: Any) -> tuple[float, ...]:
+    """A list of finite numbers (ints accepted), as floats, or PipelineError naming `key`."""
+    _require(isinstance(value, list), key, "must be a list of numbers", value)
+    return tuple(_check_type(f"{key}[{index}]", item, float) for index, item in enumerate(value))
+
+
 @dataclass(frozen=True)
 class DataParams:
     raw: str  # dataset root; reaches the tile stage through its command line (dvc.yaml), not read_section
@@ -115,12 +129,42 @@ class DataParams:
     layout: str
     # Vector labels: the attribute holding each polygon's class name or label value.
     label_attribute: str
-    bands: list  # TEMPORARY until the bands branch lands
+    # The image bands the model sees, numbered from 1 as GDAL numbers them, in the order it sees them.
+    bands: tuple[int, ...]
+    # How band values reach the model (stages/core/data/scaling.py): auto (uint8 images as /255 with ImageNet's
+    # mean and std; other types: statistics), range (data.value_range to 0..1) or statistics (each band
+    # standardised by its mean and std over the training split).
+    scaling: str
+    # data.scaling range: [low, high] for every band, or one [low, high] per band (in data.bands' order).
+    value_range: tuple[tuple[float, float], ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bands", tuple(self.bands))
         _require(self.layout in LAYOUTS, "data.layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
         _require(bool(self.label_attribute), "data.label_attribute", "must name an attribute", self.label_attribute)
+        bands = self.bands
+        _require(isinstance(bands, list | tuple) and len(bands) > 0, "data.bands", "must list at least one band", bands)
+        checked = tuple(_check_type(f"data.bands[{index}]", band, int) for index, band in enumerate(bands))
+        _require(all(band >= 1 for band in checked), "data.bands", "must number bands from 1", bands)
+        repeated = next((band for band in checked if checked.count(band) > 1), None)
+        _require(repeated is None, "data.bands", f"must not repeat a band (band {repeated} is repeated)", bands)
+        object.__setattr__(self, "bands", checked)
+        _require(self.scaling in SCALINGS, "data.scaling", f"must be one of {', '.join(SCALINGS)}", self.scaling)
+        object.__setattr__(self, "value_range", self._ranges(self.value_range))
+
+    def _ranges(self, value: Any) -> tuple[tuple[float, float], ...]:
+        """data.value_range as one (low, high) per band: a single pair applies to every band."""
+        key, count = "data.value_range", len(self.bands)
+        shape = f"must be [low, high] or one [low, high] per band ({count})"
+        _require(isinstance(value, list | tuple) and len(value) > 0, key, shape, value)
+        if all(isinstance(item, list | tuple) for item in value):
+            _require(len(value) == count, key, shape, value)
+            pairs = [_numbers(f"{key}[{index}]", list(item)) for index, item in enumerate(value)]
+        else:
+            pairs = [_numbers(key, list(value))] * count
+        for index, pair in enumerate(pairs):
+            _require(len(pair) == 2, key, shape, value)
+            _require(pair[0] < pair[1], key, f"must have low below high (band {self.bands[index]})", value)
+        return tuple((low, high) for low, high in pairs)
 
 
 @dataclass(frozen=True)

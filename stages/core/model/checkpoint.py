@@ -1,4 +1,4 @@
-"""Checkpoints: weights plus everything needed to use them (classes, colours, encoder, normalisation).
+"""Checkpoints: weights plus everything needed to use them (classes, colours, encoder, bands and their scaling).
 
 Only this module knows a checkpoint's layout: the train stage saves through it, and predict,
 plot and the benchmarks read a `TrainedModel` or the training history back through it.
@@ -17,14 +17,15 @@ import torch
 from torch import nn
 
 from stages.core.data.palette import ClassTable
+from stages.core.data.scaling import UINT8_RGB, BandScaling
 from stages.core.io.errors import PipelineError
 from stages.core.io.outputs import atomic_file
-from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+from stages.core.model.model import build_model
 
 CHECKPOINT_FORMAT = 1
 
 
-def checkpoint_config(encoder: str, table: ClassTable, tile_size: int) -> dict:
+def checkpoint_config(encoder: str, table: ClassTable, tile_size: int, scaling: BandScaling = UINT8_RGB) -> dict:
     """What predict needs besides the weights, so a checkpoint is usable on its own."""
     return {
         "encoder": encoder,
@@ -32,8 +33,10 @@ def checkpoint_config(encoder: str, table: ClassTable, tile_size: int) -> dict:
         "class_colours": table.colours.tolist(),
         "class_values": list(table.values),  # each class's label value in an index raster
         "class_headline": list(table.headline),  # whether each class counts in the headline mean
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "mean": list(scaling.mean),  # also in scaling; kept for readers from before scalings were recorded
+        "std": list(scaling.std),
+        "scaling": scaling.to_config(),  # bands, their type and scaling (absent in older checkpoints: UINT8_RGB)
+        "in_channels": scaling.channels,  # the first convolution's input channels
         "tile_size": tile_size,
     }
 
@@ -79,13 +82,20 @@ def read_history(path: Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained model with what using it takes: its classes and colours, and its input normalisation."""
+    """A trained model with what using it takes: its classes and colours, and its bands and their scaling."""
 
     model: nn.Module  # eval mode, on the CPU
     table: ClassTable
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    scaling: BandScaling
     tile_size: int  # the side of the tiles it was trained on
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.scaling.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.scaling.std
 
 
 @dataclass(frozen=True)
@@ -95,10 +105,17 @@ class ModelInterface:
     without building the model."""
 
     table: ClassTable
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    scaling: BandScaling  # the bands the model takes, their type and scaling
     tile_size: int
     checkpoint_sha256: str  # the checkpoint file's sha256: an export records its checkpoint's
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.scaling.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.scaling.std
 
 
 def file_sha256(path: Path) -> str:
@@ -130,22 +147,32 @@ def _class_table(config: dict) -> ClassTable:
 
 def interface_from_config(config: dict, checkpoint_sha256: str) -> ModelInterface:
     """A ModelInterface from checkpoint_config's keys (which an export's metadata repeats)."""
-    return ModelInterface(
-        _class_table(config), tuple(config["mean"]), tuple(config["std"]), int(config["tile_size"]), checkpoint_sha256
-    )
+    return ModelInterface(_class_table(config), _scaling(config), int(config["tile_size"]), checkpoint_sha256)
+
+
+def _scaling(config: dict, path: Path | None = None) -> BandScaling:
+    """The config's scaling; a checkpoint from before scalings were recorded was trained on uint8 RGB."""
+    try:
+        return BandScaling.from_config(config.get("scaling"))
+    except (ValueError, KeyError, TypeError) as error:
+        if path is None:
+            raise
+        raise PipelineError(f"{path}: its scaling is malformed ({type(error).__name__}: {error})") from None
 
 
 def read_model_interface(path: Path) -> ModelInterface:
     config = load_checkpoint(path, mmap=True)["config"]
+    _scaling(config, path)  # a malformed one named with its file
     return interface_from_config(config, checkpoint_sha256(path))
 
 
 def load_trained_model(path: Path) -> TrainedModel:
     checkpoint = load_checkpoint(path)
     config, table = checkpoint["config"], _class_table(checkpoint["config"])
-    model = build_model(config["encoder"], len(table))
+    scaling = _scaling(config, path)
+    model = build_model(config["encoder"], len(table), in_channels=int(config.get("in_channels", scaling.channels)))
     model.load_state_dict(checkpoint["model"])
-    return TrainedModel(model.eval(), table, tuple(config["mean"]), tuple(config["std"]), config["tile_size"])
+    return TrainedModel(model.eval(), table, scaling, config["tile_size"])
 
 
 def read_training_record(path: Path) -> dict:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.scaling import BandScaling
 from stages.core.io.params import ModelParams, TrainParams
 from stages.core.model.devices import autocast
 from stages.core.model.model import build_model, normalise
@@ -19,11 +20,16 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def configure_model(
-    model_params: ModelParams, num_classes: int, device: torch.device, channels_last: bool, seed: int
+    model_params: ModelParams,
+    num_classes: int,
+    device: torch.device,
+    channels_last: bool,
+    seed: int,
+    in_channels: int = 3,
 ) -> nn.Module:
-    """DeepLabV3+ with its random initialisation drawn from `seed`, on `device`."""
+    """DeepLabV3+ taking `in_channels` bands, with its random initialisation drawn from `seed`, on `device`."""
     torch.manual_seed(seed)
-    model = build_model(model_params.encoder, num_classes, model_params.encoder_weights).to(device)
+    model = build_model(model_params.encoder, num_classes, model_params.encoder_weights, in_channels).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
@@ -67,17 +73,16 @@ def configure_scheduler(
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How a loader's batch reaches the model: on which device, in which precision and memory layout."""
+    """How a loader's batch reaches the model: on which device, in which precision, memory layout and scaling."""
 
     device: torch.device
     precision: str  # bf16, fp16 or fp32, resolved for the device (devices.resolve_precision)
     channels_last: bool
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    scaling: BandScaling  # the bands' scaling, recorded in the checkpoint
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC images -> normalised float NCHW on the device (channels_last if asked)."""
-        inputs = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
+        """NHWC images (the scaling's type) -> scaled float NCHW on the device (channels_last if asked)."""
+        inputs = normalise(images.to(self.device, non_blocking=True), self.scaling)
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
 
     def targets(self, masks: torch.Tensor) -> torch.Tensor:

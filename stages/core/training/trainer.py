@@ -15,12 +15,12 @@ from tqdm import tqdm
 from stages.core.data.augment import training_augmentation
 from stages.core.data.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
 from stages.core.data.palette import ClassTable
+from stages.core.data.scaling import UINT8_RGB, BandScaling
 from stages.core.data.tilestore import TileRecord, TileStore
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import AugmentParams, ModelParams, TrainParams
 from stages.core.model.checkpoint import checkpoint_config
 from stages.core.model.devices import choose_device, make_deterministic, resolve_precision
-from stages.core.model.model import IMAGENET_MEAN, IMAGENET_STD
 from stages.core.model.ranks import Ranks
 from stages.core.training.checkpoints import CheckpointPolicy, training_params
 from stages.core.training.components import (
@@ -47,6 +47,8 @@ class TrainingData:
     store: TileStore  # where the tiles' images and class masks lie
     table: ClassTable
     tile_size: int
+    # the bands the tiles' arrays hold, in order, and how their values are scaled (the train stage's, from params)
+    scaling: BandScaling = UINT8_RGB
 
 
 def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
@@ -177,11 +179,13 @@ def build_run(
     """Everything one process trains with, built in a fixed order (the model's seeded initialisation first)."""
     device = ranks.device
     precision = resolve_precision(train_params.precision, device, "train.precision")
-    model = configure_model(model_params, len(data.table), device, train_params.channels_last, train_params.seed)
+    model = configure_model(
+        model_params, len(data.table), device, train_params.channels_last, train_params.seed, data.scaling.channels
+    )
     optimizer = configure_optimizer(model, train_params, device)
     checkpoints = CheckpointPolicy(
         models_dir,
-        checkpoint_config(model_params.encoder, data.table, data.tile_size),
+        checkpoint_config(model_params.encoder, data.table, data.tile_size, data.scaling),
         training_params(model_params, train_params, augment_params),
         ranks.world,
     )
@@ -192,7 +196,7 @@ def build_run(
         scheduler=configure_scheduler(optimizer, train_params),
         scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,
         loss_fn=configure_loss(train_params.loss),
-        batch_settings=BatchSettings(device, precision, train_params.channels_last, IMAGENET_MEAN, IMAGENET_STD),
+        batch_settings=BatchSettings(device, precision, train_params.channels_last, data.scaling),
         checkpoints=checkpoints,
     )
 
