@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-blending bench-scale bench-geotiff install install-remote install-vector install-runtime lock clean
+.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff install install-remote install-vector install-runtime lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -41,6 +41,12 @@ bench-blending: $(BIN)/.installed
 SCALE_ARGS ?=
 bench-scale: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
+
+# Your own imagery at size: tile, encode, split on 10 scenes of 10,000 px, 4-band uint16 with polygon labels, and
+# the training loader's windows: table + benchmarks/scenes.json. Options in SCENES_ARGS (--scenes, --size).
+SCENES_ARGS ?=
+bench-scenes: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.scenes $(SCENES_ARGS)
 
 # Streaming GeoTIFF prediction: peak RSS and MP/s on a large scene, streaming against in memory.
 # SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); docs/mapping.md.

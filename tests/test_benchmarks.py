@@ -363,3 +363,22 @@ def test_every_benchmark_answers_help_as_python_m_benchmarks_name(name, capsys):
         module.main(["--help"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: python -m benchmarks.{name}")
+
+
+def test_scenes_benchmark_end_to_end_at_a_tiny_size(tmp_path):
+    pytest.importorskip("pyogrio", reason="the scenes benchmark's polygon labels need the vector group")
+    output = tmp_path / "scenes.json"
+    args = ["--scenes", "3", "--size", "256", "--tile-size", "64", "--loader-samples", "5"]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.scenes", *args, "--cache", str(tmp_path / "cache"), "--output", str(output)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads(output.read_text())
+    assert set(results["stages"]) == {"3 scenes", "2 scenes"}
+    for stages in results["stages"].values():
+        assert set(stages) == {"tile", "encode", "split"}
+        assert all(stats["peak_rss_mb"] > 0 and stats["seconds_per_megapixel"] > 0 for stats in stages.values())
+    assert set(results["loader"]) == {"256 px scenes", "128 px scenes"}
+    assert results["loader_processes_per_gpu"] >= 1

@@ -195,3 +195,67 @@ def write_lookalike(root: Path, preset: str, scenes: int = 3, size: tuple[int, i
             out.write(image)
         with rasterio.open(labels / f"{name}.tif", "w", count=1, dtype="uint8", **profile) as out:
             out.write(values, 1)
+
+
+def write_large_scene(
+    folder: Path,
+    scene_id: str,
+    side: int,
+    table: ClassTable,
+    bands: int = 4,
+    dtype: str = "uint16",
+    cell: int = 256,
+    seed: int = 0,
+    blocksize: int = 512,
+    origin: tuple[float, float] = ORIGIN,
+) -> tuple[Path, Path]:
+    """A `side` x `side` scene written a strip of blocks at a time (bounded memory at any size): a tiled, deflated
+    GeoTIFF of `bands` bands with 512 px blocks (a COG's layout, without overviews), and its cells as polygons
+    in a GeoPackage. For benchmarks of the scenes path."""
+    rng = np.random.default_rng(seed)
+    cells_per_side = -(-side // cell)
+    cells = rng.integers(0, len(table), (cells_per_side, cells_per_side))
+    top = 255 if dtype == "uint8" else 10_000
+    levels = rng.uniform(0.1 * top, 0.9 * top, (len(table), bands))
+    transform = Affine(PIXEL_SIZE, 0, origin[0], 0, -PIXEL_SIZE, origin[1])
+    profile = {
+        "driver": "GTiff",
+        "height": side,
+        "width": side,
+        "count": bands,
+        "dtype": dtype,
+        "crs": CRS.from_user_input(DEFAULT_CRS),
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": "deflate",
+    }
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    image = folder / "images" / f"{scene_id}.tif"
+    with rasterio.open(image, "w", **profile) as out:
+        for row in range(0, side, blocksize):
+            rows = min(blocksize, side - row)
+            first, last = row // cell, (row + rows - 1) // cell
+            part = np.repeat(np.repeat(cells[first : last + 1], cell, axis=0), cell, axis=1)
+            strip_classes = part[row - first * cell : row - first * cell + rows, :side]
+            values = levels[strip_classes].transpose(2, 0, 1) + rng.normal(0, 0.05 * top, (bands, rows, side))
+            out.write(np.clip(values, 0, top).astype(dtype), window=((row, row + rows), (0, side)))
+    label = folder / "labels" / f"{scene_id}.gpkg"
+    write_cell_polygons(label, _cell_grid_as_pixels(cells, cell, side), cell, transform, table, DEFAULT_CRS)
+    return image, label
+
+
+class _CellGrid:
+    """A class grid of `cell`-pixel cells, indexable at cell corners like a full-size array (for _cells)."""
+
+    def __init__(self, cells: np.ndarray, cell: int, side: int) -> None:
+        self.cells, self.cell, self.shape = cells, cell, (side, side)
+
+    def __getitem__(self, where: tuple[int, int]) -> int:
+        return int(self.cells[where[0] // self.cell, where[1] // self.cell])
+
+
+def _cell_grid_as_pixels(cells: np.ndarray, cell: int, side: int) -> np.ndarray:
+    return _CellGrid(cells, cell, side)  # type: ignore[return-value]
