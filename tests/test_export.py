@@ -277,6 +277,19 @@ def test_a_4_band_uint16_model_exports_with_float32_input_and_its_scaling_inside
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
+def test_whole_4_band_uint16_images_predict_alike_in_torch_and_onnxruntime(exported_uint16):
+    """The predict stage's path: sliding windows over an H x W x 4 uint16 array, for every runtime."""
+    root, image = exported_uint16["root"], exported_uint16["images"]["1"][:48]
+    maps = [
+        sliding_window_probabilities(fn, image, len(TABLE), 32, 0.25, 3).argmax(axis=0)
+        for fn in (
+            trained_model_probabilities(exported_uint16["trained"], CPU, "fp32", False),
+            onnxruntime_probabilities(root / "export" / "model.onnx"),
+        )
+    ]
+    assert (maps[0] == maps[1]).mean() >= 0.999
+
+
 def test_a_uint8_model_keeps_its_uint8_rgb_input(onnx_file):
     (graph_input,) = onnxruntime_session(onnx_file).get_inputs()
     assert graph_input.type == "tensor(uint8)" and graph_input.shape[3] == 3
