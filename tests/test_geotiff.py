@@ -492,6 +492,18 @@ def test_a_4_band_uint16_scene_maps_as_its_raw_array_does(tmp_path):
     assert (other != expected).any()
 
 
+def test_a_float32_models_nan_gets_no_prediction_and_does_not_spread(tmp_path):
+    values = np.random.default_rng(4).uniform(0, 1, (4, 64, 64)).astype(np.float32)
+    values[1, 20:25, 20:25] = np.nan
+    path = write_raster(tmp_path / "scene.tif", values)
+    scaling = statistics_scaling((1, 2, 3, 4), "float32", (0.5,) * 4, (0.3,) * 4)
+    options = MapOptions(read=ReadOptions(scaling=scaling), confidence=True)
+    map_file(path, tmp_path / "out", four_band_model(scaling), TABLE, PARAMS, options)
+    classes = read_band(tmp_path / "out" / "scene.tif")
+    assert (classes[20:25, 20:25] == 255).sum() == 25 and (classes != 255).sum() == 64 * 64 - 25
+    assert (read_band(tmp_path / "out" / "scene_confidence.tif")[classes != 255] > 0).all()  # NaN fed as 0
+
+
 class RecordingModel:
     """A stand-in that records what it is fed and calls every pixel class 0."""
 
@@ -563,10 +575,12 @@ def test_bands_override_the_models_for_a_raster_of_another_order(tmp_path, map_w
     ],
 )
 def test_a_raster_the_model_cannot_take_is_one_line_naming_it(tmp_path, map_with_model, raster, flags, message):
+    """Before anything is mapped: a good scene given first is not mapped either."""
     run, model = map_with_model
     path = write_raster(tmp_path / "scene.tif", raster)
+    good = [] if flags else [write_raster(tmp_path / "good.tif", uint16_bands(64, 64))]
     with pytest.raises(PipelineError, match=rf"^{path}: {message}"):
-        run([path], *flags)
+        run([*good, path], *flags)
     assert not model.batches and not (tmp_path / "out").exists()
 
 
