@@ -5,8 +5,9 @@
     (installed as a console script too: landcover-map --checkpoint ... --input ... --output ...)
 
 The model is a checkpoint (--checkpoint), an exported ONNX model on its own (--model: its metadata
-has the classes, colours and normalisation), or both, which must match (the ONNX model exported
-from that checkpoint).
+has the classes, colours, bands and their scaling), or both, which must match (the ONNX model
+exported from that checkpoint). A model of other bands than uint8 RGB reads the bands it was
+trained on (--bands: others), as raw values of its type.
 
 A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud-Optimized GeoTIFF
 of class indices with the input's CRS and transform, the class colour table and nodata 255, and
@@ -20,17 +21,19 @@ are computed.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.core.geo.georaster import ReadOptions
+from stages.core.data.scaling import BandScaling
+from stages.core.geo.georaster import ReadOptions, check_scene, reads_rgb
 from stages.core.geo.map_paths import check_map_paths
 from stages.core.geo.mapping import MapOptions, map_file
 from stages.core.geo.polygons import require_vector_writer
 from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
-from stages.core.io.errors import run_stage
+from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from stages.core.model.devices import choose_device
 from stages.core.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
@@ -49,6 +52,17 @@ def numbers(kind: Callable[[str], float], count: int, what: str) -> Callable[[st
         return values
 
     return parse
+
+
+def band_numbers(text: str) -> tuple[int, ...]:
+    """An argparse type: band numbers from 1, comma-separated, e.g. 3,2,1 or 4,3,2."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected band numbers from 1, comma-separated, e.g. 3,2,1, got {text!r}")
+    return values
 
 
 def positive(text: str) -> float:
@@ -83,21 +97,22 @@ def add_reading_and_output_arguments(parser: argparse.ArgumentParser) -> None:
     """How rasters are read (bands, stretch) and what is written besides the class map."""
     parser.add_argument(
         "--bands",
-        type=numbers(int, 3, "three band numbers R,G,B, e.g. 3,2,1"),
-        help="raster bands read as red, green, blue, numbered from 1 (default: by colour interpretation, else 1,2,3)",
+        type=band_numbers,
+        help="raster bands the model reads, numbered from 1, as many as it takes (default: the bands it was trained "
+        "on; a uint8 RGB model's: red, green, blue by colour interpretation, else 1,2,3)",
     )
     parser.add_argument(
         "--percentiles",
         type=numbers(float, 2, "LOW,HIGH, e.g. 2,98"),
-        default=(2.0, 98.0),
         metavar="LOW,HIGH",
-        help="stretch of bands that are not uint8: these percentiles of each band become 0 and 255 (default 2,98)",
+        help="uint8 RGB models: stretch of bands that are not uint8: these percentiles of each band become 0 and 255 "
+        "(default 2,98)",
     )
     parser.add_argument(
         "--value-range",
         type=numbers(float, 2, "MIN,MAX, e.g. 0,3000"),
         metavar="MIN,MAX",
-        help="a fixed stretch instead: MIN becomes 0 and MAX 255 in every band that is not uint8",
+        help="uint8 RGB models: a fixed stretch instead: MIN becomes 0 and MAX 255 in every band that is not uint8",
     )
     parser.add_argument(
         "--pixel-size",
@@ -127,15 +142,31 @@ def add_reading_and_output_arguments(parser: argparse.ArgumentParser) -> None:
 def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> MapOptions:
     if args.checkpoint is None and args.model is None:
         parser.error("give the model: --checkpoint (a .pt checkpoint), --model (an exported .onnx), or both")
-    low, high = args.percentiles
+    percentiles = args.percentiles if args.percentiles is not None else ReadOptions.percentiles
+    low, high = percentiles
     if not 0 <= low < high <= 100:
         parser.error(f"--percentiles: need 0 <= LOW < HIGH <= 100, got {low:g},{high:g}")
     if args.value_range is not None and not args.value_range[0] < args.value_range[1]:
         parser.error("--value-range: MIN must be below MAX")
     if args.min_area < 0:
         parser.error("--min-area: must be 0 or more")
-    read = ReadOptions(args.bands, args.percentiles, args.value_range)
+    stretch_given = args.percentiles is not None or args.value_range is not None
+    read = ReadOptions(args.bands, percentiles, args.value_range, stretch_given=stretch_given)
     return MapOptions(read, args.pixel_size, args.confidence, args.polygons, args.min_area)
+
+
+def for_model(options: MapOptions, scaling: BandScaling, inputs: Sequence[Path]) -> MapOptions:
+    """The options reading the bands of the model of `scaling`, every input checked against it (band count and
+    type) before the model loads."""
+    if options.read.stretch_given and not reads_rgb(scaling):
+        raise PipelineError(
+            f"--percentiles and --value-range stretch bands for models of uint8 RGB; this model takes bands "
+            f"{','.join(map(str, scaling.bands))} as raw {scaling.dtype} values and scales them itself"
+        )
+    options = dataclasses.replace(options, read=dataclasses.replace(options.read, scaling=scaling))
+    for path in inputs:
+        check_scene(path, options.read)
+    return options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     with process_group(ranks):
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
         runtime = choose_runtime(predict_params, device, args.checkpoint, args.model, args.export, ranks.threads)
+        options = for_model(options, runtime.interface.scaling, args.input)
         probability_fn = runtime_probabilities(runtime, predict_params)
         paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):

@@ -30,9 +30,11 @@ def stand_in_runtime(table: ClassTable):
 
     import torch
 
+    from stages.core.data.scaling import UINT8_RGB
     from stages.core.inference.runtimes import Runtime
 
-    return Runtime("torch", Path("unused.pt"), SimpleNamespace(table=table), torch.device("cpu"), None)  # type: ignore[arg-type]
+    interface = SimpleNamespace(table=table, scaling=UINT8_RGB)
+    return Runtime("torch", Path("unused.pt"), interface, torch.device("cpu"), None)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -655,9 +655,19 @@ def test_raster_with_too_few_bands(tmp_path, predict_input):
 
 def test_malformed_band_list_is_a_usage_error(tmp_path, predict_input, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        predict_input([geotiff(tmp_path / "a.tif")], tmp_path / "out", "--bands", "3,2")
+        predict_input([geotiff(tmp_path / "a.tif")], tmp_path / "out", "--bands", "3,x")
     assert exit_info.value.code == 2
-    assert "argument --bands: expected three band numbers R,G,B, e.g. 3,2,1, got '3,2'" in capsys.readouterr().err
+    assert "argument --bands: expected band numbers from 1, comma-separated, e.g. 3,2,1, got '3,x'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_band_list_of_another_count_than_the_models_is_one_line(tmp_path, predict_input):
+    """--bands takes any count, as many as the model's bands: a uint8 RGB model takes three."""
+    path = geotiff(tmp_path / "a.tif")
+    with pytest.raises(PipelineError, match=rf"^{path}: --bands 3,2: the model takes 3 bands \(R,G,B\)$"):
+        predict_input([path], tmp_path / "out", "--bands", "3,2")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_raster_among_inputs_is_refused_before_any_prediction(tmp_path, predict_input):

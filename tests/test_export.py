@@ -20,6 +20,7 @@ from stages import predict as predict_stage
 from stages.core.data.palette import ClassTable
 from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
 from stages.core.data.tilestore import TileRecord, TileStore, tile_name, write_index
+from stages.core.evaluation.card import card_content
 from stages.core.inference.blending import model_input, sliding_window_probabilities
 from stages.core.inference.export import (
     compare,
@@ -275,6 +276,32 @@ def test_a_4_band_uint16_model_exports_with_float32_input_and_its_scaling_inside
         torch.from_numpy(model_input(image[None, :32, :32]))
     )
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_whole_4_band_uint16_images_predict_alike_in_torch_and_onnxruntime(exported_uint16):
+    """The predict stage's path: sliding windows over an H x W x 4 uint16 array, for every runtime."""
+    root, image = exported_uint16["root"], exported_uint16["images"]["1"][:48]
+    maps = [
+        sliding_window_probabilities(fn, image, len(TABLE), 32, 0.25, 3).argmax(axis=0)
+        for fn in (
+            trained_model_probabilities(exported_uint16["trained"], CPU, "fp32", False),
+            onnxruntime_probabilities(root / "export" / "model.onnx"),
+        )
+    ]
+    assert (maps[0] == maps[1]).mean() >= 0.999
+
+
+def test_the_card_of_a_4_band_uint16_model_gives_its_bands_type_and_scaling(exported_uint16):
+    root = exported_uint16["root"]
+    training = {"encoder": ENCODER, "best_epoch": 1, "best_val_miou_land": 0.5, "params": {}}
+    models = {"fp32": root / "export" / "model.onnx"}
+    card = card_content(read_model_interface(root / "best.pt"), training, {}, {}, {}, "0" * 64, models)
+    assert (
+        card["input"]["dtype"] == "float32"
+        and card["input"]["channels"] == "bands 1,2,3,4 of uint16 images, raw values"
+    )
+    assert card["normalisation"]["mean"] == list(UINT16_BANDS.mean) and card["normalisation"]["low"] == [0.0] * 4
+    assert card["normalisation"]["applied"] == "inside the model: ((x - low) / (high - low) - mean) / std per band"
 
 
 def test_a_uint8_model_keeps_its_uint8_rgb_input(onnx_file):

@@ -27,9 +27,12 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from stages import map as map_command
 from stages.core.data.palette import ClassTable
+from stages.core.data.scaling import BandScaling, statistics_scaling, uint8_scaling
 from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
 from stages.core.geo.mapping import MapOptions, map_file
-from stages.core.inference.blending import blended_strips, sliding_window_probabilities
+from stages.core.inference.blending import blended_strips, sliding_window_classes, sliding_window_probabilities
+from stages.core.inference.probabilities import model_probabilities
+from stages.core.io.errors import PipelineError
 from stages.core.io.params import PredictParams
 from tests.conftest import stand_in_runtime, write_params
 from tests.test_areas import cell_area_reference, lonlat_rectangle_m2, mercator_latitude, mercator_y
@@ -453,6 +456,152 @@ def test_to_uint8_clips_and_rounds():
     values = np.array([-5.0, 0.0, 0.5, 1.0, 2.0, np.nan])
     np.testing.assert_array_equal(to_uint8(values, (0.0, 1.0)), [0, 0, 128, 255, 255, 0])
     np.testing.assert_array_equal(to_uint8(np.array([3, 7], dtype=np.uint8), None), [3, 7])
+
+
+# --- models of other bands: their own bands, raw values, no flags ---------------------------------------------
+
+# A model of 4 uint16 bands (blue, green, red, near-infrared), standardised by its training split's statistics
+UINT16_BANDS = statistics_scaling((1, 2, 3, 4), "uint16", (900.0, 1100.0, 1000.0, 2500.0), (300.0, 350.0, 400.0, 900.0))
+
+
+def four_band_model(scaling: BandScaling = UINT16_BANDS):
+    """A tiny 4-band network as a probability function, its inputs scaled by `scaling` as a trained model's are."""
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(4, len(TABLE), 5, padding=2).eval().to(memory_format=torch.channels_last)
+    return model_probabilities(network, torch.device("cpu"), scaling, precision="fp32", tta=False)
+
+
+def uint16_bands(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 4000, (4, height, width), dtype=np.uint16)
+
+
+def test_a_4_band_uint16_scene_maps_as_its_raw_array_does(tmp_path):
+    """map_file reads the model's bands as raw uint16 values, streamed: the classes of the whole array in memory."""
+    bands = uint16_bands(150, 97)
+    path = write_raster(tmp_path / "scene.tif", bands)
+    model = four_band_model()
+    read = ReadOptions(scaling=UINT16_BANDS)
+    map_file(path, tmp_path / "out", model, TABLE, PARAMS, MapOptions(read=read, blocksize=128))
+    raw = np.ascontiguousarray(np.moveaxis(bands, 0, -1))  # H x W x 4 uint16, as the model was trained on
+    expected = sliding_window_classes(model, raw, len(TABLE), PARAMS.window, PARAMS.overlap, PARAMS.batch_size)
+    np.testing.assert_array_equal(read_band(tmp_path / "out" / "scene.tif"), expected)
+    assert len(np.unique(expected)) > 1
+    # stretched to uint8 (what a uint8 RGB model's read would do) the classes differ: the values are raw
+    stretched = np.rint(raw / 4000 * 255).astype(np.uint16)
+    other = sliding_window_classes(model, stretched, len(TABLE), PARAMS.window, PARAMS.overlap, PARAMS.batch_size)
+    assert (other != expected).any()
+
+
+def test_a_float32_models_nan_gets_no_prediction_and_does_not_spread(tmp_path):
+    values = np.random.default_rng(4).uniform(0, 1, (4, 64, 64)).astype(np.float32)
+    values[1, 20:25, 20:25] = np.nan
+    path = write_raster(tmp_path / "scene.tif", values)
+    scaling = statistics_scaling((1, 2, 3, 4), "float32", (0.5,) * 4, (0.3,) * 4)
+    options = MapOptions(read=ReadOptions(scaling=scaling), confidence=True)
+    map_file(path, tmp_path / "out", four_band_model(scaling), TABLE, PARAMS, options)
+    classes = read_band(tmp_path / "out" / "scene.tif")
+    assert (classes[20:25, 20:25] == 255).sum() == 25 and (classes != 255).sum() == 64 * 64 - 25
+    assert (read_band(tmp_path / "out" / "scene_confidence.tif")[classes != 255] > 0).all()  # NaN fed as 0
+
+
+class RecordingModel:
+    """A stand-in that records what it is fed and calls every pixel class 0."""
+
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.batches.append(batch)
+        probabilities = torch.zeros(batch.shape[0], len(TABLE), *batch.shape[1:3])
+        probabilities[:, 0] = 1
+        return probabilities
+
+
+@pytest.fixture
+def map_with_model(tmp_path, monkeypatch):
+    """The mapping command with a stand-in model of `scaling`'s bands: (run(inputs, *flags) -> output, model)."""
+    params = write_params(tmp_path / "params.yaml", predict={"window": 64, "batch_size": 4, "precision": "fp32"})
+    model = RecordingModel()
+
+    def run(inputs: list[Path], *flags: str, scaling: BandScaling = UINT16_BANDS) -> Path:
+        runtime = stand_in_runtime(TABLE)
+        runtime.interface.scaling = scaling
+        monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: runtime)
+        monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
+        out = tmp_path / "out"
+        args = ["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out), "--params"]
+        map_command.main([*args, str(params), *flags])
+        return out
+
+    return run, model
+
+
+def test_mapping_with_a_4_band_model_needs_no_flags_and_feeds_raw_values(tmp_path, map_with_model):
+    run, model = map_with_model
+    bands = uint16_bands(80, 70)
+    out = run([write_raster(tmp_path / "scene.tif", bands)])
+    assert (out / "scene.tif").is_file()
+    fed = torch.cat([batch.reshape(-1, 4) for batch in model.batches])
+    assert model.batches[0].dtype == torch.float32 and model.batches[0].shape[-1] == 4  # raw uint16 as float32
+    assert fed.max() > 255 and set(fed[:, 3].tolist()) <= set(bands[3].ravel().tolist())  # band 4 raw, unstretched
+
+
+def test_bands_override_the_models_for_a_raster_of_another_order(tmp_path, map_with_model):
+    run, model = map_with_model
+    bands = uint16_bands(64, 64)
+    path = write_raster(tmp_path / "scene.tif", bands[::-1].copy())  # NIR, red, green, blue
+    run([path], "--bands", "4,3,2,1")
+    np.testing.assert_array_equal(model.batches[0][0].numpy(), np.moveaxis(bands, 0, -1)[:64, :64])
+
+
+@pytest.mark.parametrize(
+    "raster, flags, message",
+    [
+        (
+            uint16_bands(64, 64)[:3],
+            (),
+            r"the model reads bands 1,2,3,4 \(its data.bands; --bands picks others\): "
+            r"the raster has 3 bands, so no band 4$",
+        ),
+        (uint16_bands(64, 64), ("--bands", "1,2,5,3"), r"--bands 1,2,5,3: the raster has 4 bands, so no band 5$"),
+        (
+            uint16_bands(64, 64),
+            ("--bands", "1,2,3"),
+            r"--bands 1,2,3: the model takes 4 bands \(bands 1,2,3,4 when "
+            r"it was trained\)$",
+        ),
+        (random_rgb(64, 64).repeat(2, axis=0)[:4], (), r"band 1 is uint8, but the model takes uint16 bands"),
+        (uint16_bands(64, 64).astype(np.float32), (), r"band 1 is float32, but the model takes uint16 bands"),
+    ],
+)
+def test_a_raster_the_model_cannot_take_is_one_line_naming_it(tmp_path, map_with_model, raster, flags, message):
+    """Before anything is mapped: a good scene given first is not mapped either."""
+    run, model = map_with_model
+    path = write_raster(tmp_path / "scene.tif", raster)
+    good = [] if flags else [write_raster(tmp_path / "good.tif", uint16_bands(64, 64))]
+    with pytest.raises(PipelineError, match=rf"^{path}: {message}"):
+        run([*good, path], *flags)
+    assert not model.batches and not (tmp_path / "out").exists()
+
+
+def test_a_stretch_for_a_raw_value_model_and_a_jpeg_for_a_uint16_model_are_refused(tmp_path, map_with_model):
+    run, _ = map_with_model
+    path = write_raster(tmp_path / "scene.tif", uint16_bands(64, 64))
+    with pytest.raises(PipelineError, match=r"^--percentiles and --value-range stretch bands for models of uint8 RGB"):
+        run([path], "--value-range", "0,3000")
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(np.moveaxis(random_rgb(64, 64), 0, -1)).save(jpeg)
+    with pytest.raises(PipelineError, match=rf"^{jpeg}: a JPEG or PNG holds uint8 bands, but the model takes uint16"):
+        run([jpeg])
+
+
+def test_a_uint8_model_of_other_bands_reads_them_from_a_jpeg(tmp_path, map_with_model):
+    run, model = map_with_model
+    rgb = np.moveaxis(random_rgb(64, 64), 0, -1)
+    png = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(png)
+    run([png], scaling=uint8_scaling((3, 2)))
+    np.testing.assert_array_equal(model.batches[0][0].numpy(), rgb[..., [2, 1]])
 
 
 # --- JPEG and PNG keep working --------------------------------------------------------------------------------

@@ -19,16 +19,17 @@ import yaml
 from stages.core.data.datasets import TileDataset
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.scaling import UINT8_RGB
+from stages.core.data.scaling import UINT8_RGB, statistics_scaling, write_band_statistics
 from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
 from stages.core.io.errors import PipelineError
-from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
+from stages.core.io.params import AugmentParams, DataParams, ModelParams, TrainParams, load_params, read_section
 from stages.core.model.checkpoint import load_checkpoint
 from stages.core.training import trainer
 from stages.core.training.checkpoints import training_params
 from stages.core.training.components import BatchSettings, configure_loss
 from stages.core.training.loop import run_epoch
 from stages.core.training.trainer import TrainingData, train
+from stages.train import training_scaling
 from tests.conftest import REPO, prepare_tiny_sample
 
 
@@ -325,3 +326,31 @@ def test_validation_counts_each_pixel_of_overlapping_edge_tiles_once():
     assert (corner[:16] == IGNORE_INDEX).all() and (corner[:, :16] == IGNORE_INDEX).all()
     assert (corner[16:, 16:] == 1).all()
     assert (validation[0][1] == 1).all()  # the first tile, cut from the same kept mask, lost no pixel to it
+
+
+def test_training_takes_batches_of_any_band_count_and_type_through_their_scaling():
+    """A 4-band uint16 batch reaches the model scaled (here standardised by its statistics), and trains."""
+    scaling = statistics_scaling((1, 2, 3, 4), "uint16", (1000.0,) * 4, (500.0,) * 4)
+    settings = BatchSettings(torch.device("cpu"), "fp32", False, scaling)
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 3000, (2, 16, 16, 4), dtype=np.uint16))
+    inputs = settings.inputs(images)
+    torch.testing.assert_close(inputs, (images.permute(0, 3, 1, 2).float() - 1000) / 500)
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(4, 3, 3, padding=1)
+    before = model.weight.detach().clone()
+    loader = [(images, torch.zeros(2, 16, 16, dtype=torch.uint8))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run_epoch(model, loader, settings, configure_loss("ce"), 3, "epoch 1 train", optimizer=optimizer, progress=False)
+    assert not torch.equal(model.weight, before)
+
+
+def test_the_train_stage_scales_the_tiles_type_by_the_data_params(prepared, tmp_path):
+    params_path, data = prepared
+    params = read_section(load_params(params_path), "data", DataParams)
+    assert training_scaling(params, data.store, data.train[0], tmp_path) == UINT8_RGB  # uint8 RGB tiles: as before
+    with pytest.raises(PipelineError, match=r"^params: data.bands lists 4 bands, but the tiles of \S+ have 3$"):
+        four_bands = dataclasses.replace(params, bands=(1, 2, 3, 4), value_range=[0, 255])
+        training_scaling(four_bands, data.store, data.train[0], tmp_path)
+    write_band_statistics(tmp_path / "band_statistics.json", (1, 2, 3), "uint8", ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)))
+    stats = training_scaling(dataclasses.replace(params, scaling="statistics"), data.store, data.train[0], tmp_path)
+    assert stats.mean == (1.0, 2.0, 3.0) and stats.std == (4.0, 5.0, 6.0) and not stats.clip

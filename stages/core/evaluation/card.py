@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from stages.core.data.scaling import UINT8_RGB
 from stages.core.io.params import OUTPUT_STRIDE_MULTIPLE
 from stages.core.model.checkpoint import ModelInterface, file_sha256
 
@@ -72,7 +73,10 @@ def card_content(
 
 
 def _interface(interface: ModelInterface) -> dict:
-    """The exported model's input, output and normalisation."""
+    """The exported model's input, output and normalisation (its scaling: uint8 RGB's as always, or its own)."""
+    scaling = interface.scaling
+    if scaling != UINT8_RGB:
+        return _scaled_interface(interface)
     return {
         "input": {
             "name": "image",
@@ -92,6 +96,35 @@ def _interface(interface: ModelInterface) -> dict:
             "applied": "inside the model: (pixel / 255 - mean) / std per channel",
             "mean": list(interface.mean),
             "std": list(interface.std),
+        },
+    }
+
+
+def _scaled_interface(interface: ModelInterface) -> dict:
+    """_interface for a model of other bands or another scaling than uint8 RGB's: its bands, type and scaling."""
+    scaling = interface.scaling
+    clip = "clip01((x - low) / (high - low))" if scaling.clip else "(x - low) / (high - low)"
+    return {
+        "input": {
+            "name": "image",
+            "dtype": scaling.input_dtype,
+            "layout": "NHWC",
+            "channels": f"bands {','.join(map(str, scaling.bands))} of {scaling.dtype} images, raw values",
+            "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
+            "trained_on_tiles_of": interface.tile_size,
+        },
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "meaning": "softmax class probabilities; argmax over C is the class index",
+        },
+        "normalisation": {
+            "applied": f"inside the model: ({clip} - mean) / std per band",
+            "mean": list(scaling.mean),
+            "std": list(scaling.std),
+            "low": list(scaling.low),
+            "high": list(scaling.high),
         },
     }
 

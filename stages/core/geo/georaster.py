@@ -5,13 +5,19 @@ Reading (docs/mapping.md):
   same accepted modes, size limit and decoding that training saw). They carry no georeference.
 - Any other raster is read through rasterio (GDAL): GeoTIFF, JPEG 2000, VRT, ERDAS IMG, ... of
   any size, a strip of rows at a time.
-- Bands: `--bands R,G,B` (numbered from 1, as GDAL numbers them); by default the bands whose
-  colour interpretation is red, green and blue, else bands 1, 2, 3. A raster of fewer than three
-  bands is refused (`--bands 1,1,1` reads a grey band as RGB).
-- uint8 bands are read as they are. Bands of any other type are scaled to 0..255:
-  v -> round(255 * clip((v - low) / (high - low), 0, 1)), with low, high from `--value-range`
-  if given, else the band's 2nd and 98th percentiles (`--percentiles`) over its valid pixels, in a
-  sample of about a million evenly spaced pixels (a per-band stretch, as QGIS shows such imagery).
+- A model of uint8 RGB (bands 1, 2, 3 of uint8 images: DeepGlobe's, and every model from before
+  bands were recorded) reads RGB:
+  - Bands: `--bands R,G,B` (numbered from 1, as GDAL numbers them); by default the bands whose
+    colour interpretation is red, green and blue, else bands 1, 2, 3. A raster of fewer than three
+    bands is refused (`--bands 1,1,1` reads a grey band as RGB).
+  - uint8 bands are read as they are. Bands of any other type are scaled to 0..255:
+    v -> round(255 * clip((v - low) / (high - low), 0, 1)), with low, high from `--value-range`
+    if given, else the band's 2nd and 98th percentiles (`--percentiles`) over its valid pixels, in a
+    sample of about a million evenly spaced pixels (a per-band stretch, as QGIS shows such imagery).
+- Any other model (its BandScaling says which bands it was trained on, of which type) reads those
+  bands (`--bands`: others of the raster, as many as the model takes) as raw values of the model's
+  type: the scaling is the model's own, inside it, so nothing is stretched. A band of another type
+  than the model's is refused (no conversion guesses what the values mean).
 - A pixel gets no prediction where every chosen band is masked (its nodata value, an alpha or
   mask band) or where any chosen band is NaN or infinite.
 
@@ -44,6 +50,7 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from stages.core.data.palette import IGNORE_INDEX, ClassTable
+from stages.core.data.scaling import RGB, UINT8_RGB, BandScaling
 from stages.core.inference.blending import ArrayRows, too_small_to_predict
 from stages.core.io.errors import PipelineError
 from stages.core.io.imageio import open_image, read_rgb
@@ -62,11 +69,24 @@ def warn(message: str) -> None:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How a raster's bands become the RGB the model was trained on (docs/mapping.md)."""
+    """How a raster's bands become what the model was trained on (docs/mapping.md)."""
 
-    bands: tuple[int, int, int] | None = None  # numbered from 1; None: by colour interpretation, else 1,2,3
-    percentiles: tuple[float, float] = (2.0, 98.0)  # the stretch of bands that are not uint8
+    # numbered from 1; None: the model's bands (a uint8 RGB model's: by colour interpretation, else 1,2,3)
+    bands: tuple[int, ...] | None = None
+    percentiles: tuple[float, float] = (2.0, 98.0)  # a uint8 RGB model's stretch of bands that are not uint8
     value_range: tuple[float, float] | None = None  # a fixed stretch instead (MIN, MAX)
+    scaling: BandScaling = UINT8_RGB  # the model's bands, their type and scaling
+    stretch_given: bool = False  # --percentiles or --value-range was given (refused for a raw-value model)
+
+    @property
+    def reads_rgb(self) -> bool:
+        """Whether the model takes uint8 RGB, which any raster is made into (else: its own bands, raw)."""
+        return reads_rgb(self.scaling)
+
+
+def reads_rgb(scaling: BandScaling) -> bool:
+    """A model of bands 1, 2, 3 of uint8 images: rasters are read as RGB for it, stretched where not uint8."""
+    return scaling.dtype == "uint8" and scaling.bands == RGB
 
 
 class Scene:
@@ -81,12 +101,13 @@ class Scene:
     block_rows = 1  # rows of the storage blocks: reads aligned to them decode each block once
 
     def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows top..bottom-1: (h x W x 3 uint8 RGB, h x W bool: pixel has data)."""
+        """Rows top..bottom-1: (h x W x bands, the model's: uint8 RGB, or raw values of its type; h x W bool:
+        pixel has data)."""
         raise NotImplementedError
 
 
 class ImageScene(ArrayRows, Scene):
-    """A JPEG or PNG, decoded whole by Pillow: every pixel has data."""
+    """A JPEG or PNG, decoded whole by Pillow (its bands, for a model of others than RGB): every pixel has data."""
 
     def __init__(self, path: Path, image: np.ndarray) -> None:
         super().__init__(image)
@@ -105,14 +126,16 @@ def to_uint8(values: np.ndarray, value_range: tuple[float, float] | None) -> np.
 
 
 class RasterScene(Scene):
-    """A raster read through rasterio, its chosen bands made uint8 RGB a strip at a time."""
+    """A raster read through rasterio a strip at a time: its chosen bands made uint8 RGB (`value_ranges` per band),
+    or (`value_ranges` None) as they are, raw values of their type (NaN and infinities as 0, pixels without data)."""
 
     is_raster = True
 
     def __init__(
-        self, path: Path, dataset, bands: tuple[int, int, int], value_ranges: Sequence[tuple[float, float] | None]
+        self, path: Path, dataset, bands: tuple[int, ...], value_ranges: Sequence[tuple[float, float] | None] | None
     ) -> None:
-        self.path, self.dataset, self.bands, self.value_ranges = path, dataset, bands, tuple(value_ranges)
+        self.path, self.dataset, self.bands = path, dataset, bands
+        self.value_ranges = None if value_ranges is None else tuple(value_ranges)
         self.height, self.width = dataset.height, dataset.width
         self.crs, self.transform = dataset.crs, dataset.transform
         self.block_rows = dataset.block_shapes[bands[0] - 1][0]
@@ -136,6 +159,11 @@ class RasterScene(Scene):
             valid = self.valid(data, window=window)
         except (RasterioError, CPLE_BaseError) as error:
             raise raster_error(self.path, error) from None
+        if self.value_ranges is None:  # raw values, as the model takes them
+            image = np.ascontiguousarray(np.moveaxis(data, 0, -1))
+            if self.floating:
+                image[~np.isfinite(image)] = 0
+            return image, valid
         rgb = np.empty((bottom - top, self.width, 3), dtype=np.uint8)
         for channel in range(3):
             rgb[..., channel] = to_uint8(data[channel], self.value_ranges[channel])
@@ -145,7 +173,7 @@ class RasterScene(Scene):
         """About SAMPLE_PIXELS evenly spaced pixels of the chosen bands (GDAL's nearest-neighbour
         decimation; an overview where the file has one), and which of them have data."""
         step = max(1, math.ceil(math.sqrt(self.height * self.width / SAMPLE_PIXELS)))
-        shape = (3, math.ceil(self.height / step), math.ceil(self.width / step))
+        shape = (len(self.bands), math.ceil(self.height / step), math.ceil(self.width / step))
         where = {"out_shape": shape, "resampling": Resampling.nearest}
         try:
             data = self.dataset.read(self.bands, **where)
@@ -154,17 +182,39 @@ class RasterScene(Scene):
             raise raster_error(self.path, error) from None
 
 
-def choose_bands(path: Path, dataset, bands: tuple[int, int, int] | None) -> tuple[tuple[int, int, int], str | None]:
-    """The bands read as R, G, B, and a note where bands are left out without --bands; PipelineError if impossible."""
+def band_list(bands: Sequence[int]) -> str:
+    return ",".join(map(str, bands))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def require_bands_exist(path: Path, bands: Sequence[int], count: int, what: str) -> None:
+    """Every band of `bands` (`what` names where they come from) is one of the raster's `count` bands."""
+    missing = [band for band in bands if not 1 <= band <= count]
+    if missing:
+        raise PipelineError(f"{path}: {what}: the raster has {plural(count, 'band')}, so no band {missing[0]}")
+
+
+def choose_bands(
+    path: Path, dataset, bands: tuple[int, ...] | None, scaling: BandScaling = UINT8_RGB
+) -> tuple[tuple[int, ...], str | None]:
+    """The bands read for a model of `scaling` (as R, G, B for a uint8 RGB model), and a note where bands are left
+    out without --bands; PipelineError if impossible."""
     count = dataset.count
     if bands is not None:
-        missing = [band for band in bands if not 1 <= band <= count]
-        if missing:
+        require_bands_exist(path, bands, count, f"--bands {band_list(bands)}")
+        if len(bands) != scaling.channels:
+            takes = "R,G,B" if reads_rgb(scaling) else f"bands {band_list(scaling.bands)} when it was trained"
             raise PipelineError(
-                f"{path}: --bands {','.join(map(str, bands))}: the raster has {count} "
-                f"band{'s' if count != 1 else ''}, so no band {missing[0]}"
+                f"{path}: --bands {band_list(bands)}: the model takes {plural(scaling.channels, 'band')} ({takes})"
             )
         return bands, None
+    if not reads_rgb(scaling):
+        what = f"the model reads bands {band_list(scaling.bands)} (its data.bands; --bands picks others)"
+        require_bands_exist(path, scaling.bands, count, what)
+        return scaling.bands, None
     if count < 3:
         raise PipelineError(
             f"{path}: raster has {count} band{'s' if count != 1 else ''}; RGB needs 3 (to read a "
@@ -187,11 +237,38 @@ def choose_bands(path: Path, dataset, bands: tuple[int, int, int] | None) -> tup
     return chosen, note
 
 
-def check_dtypes(path: Path, dataset, bands: Sequence[int]) -> None:
+def check_dtypes(path: Path, dataset, bands: Sequence[int], scaling: BandScaling | None = None) -> None:
+    """The bands can be read: integer or float, and for a model of raw values (not uint8 RGB) of its type."""
     for band in bands:
         dtype = np.dtype(dataset.dtypes[band - 1])
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise PipelineError(f"{path}: band {band} is of type {dtype}; only integer and float bands can be read")
+        if scaling is not None and not reads_rgb(scaling) and dtype != np.dtype(scaling.dtype):
+            raise PipelineError(
+                f"{path}: band {band} is {dtype}, but the model takes {scaling.dtype} bands (the type it was "
+                f"trained on); a raster of the same values as {scaling.dtype} is read (gdal_translate -ot)"
+            )
+
+
+def image_bands(path: Path, image: np.ndarray, options: ReadOptions) -> np.ndarray:
+    """A decoded JPEG or PNG (uint8 RGB) as the model's bands: itself for a uint8 RGB model, else its bands
+    `options.bands` (or the model's) of 1 (red), 2 (green), 3 (blue), for a model of uint8 bands."""
+    if options.reads_rgb:
+        return image
+    scaling = options.scaling
+    if scaling.dtype != "uint8":
+        raise PipelineError(f"{path}: a JPEG or PNG holds uint8 bands, but the model takes {scaling.dtype} bands")
+    bands = options.bands if options.bands is not None else scaling.bands
+    given = "--bands" if options.bands is not None else "the model reads bands"
+    missing = [band for band in bands if not 1 <= band <= 3]
+    if missing:
+        raise PipelineError(f"{path}: {given} {band_list(bands)}: a JPEG or PNG has 3 bands, so no band {missing[0]}")
+    if len(bands) != scaling.channels:
+        raise PipelineError(
+            f"{path}: --bands {band_list(bands)}: the model takes {plural(scaling.channels, 'band')} "
+            f"(bands {band_list(scaling.bands)} when it was trained)"
+        )
+    return np.ascontiguousarray(image[..., [band - 1 for band in bands]])
 
 
 def value_ranges(scene: RasterScene, options: ReadOptions) -> list[tuple[float, float] | None]:
@@ -217,10 +294,13 @@ def value_ranges(scene: RasterScene, options: ReadOptions) -> list[tuple[float, 
     return ranges
 
 
-def check_scene(path: Path, options: ReadOptions) -> bool:
+def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> bool:
     """Refuse, before any prediction starts, an input that cannot be mapped: not a readable file, too small to
     predict, a raster whose bands or band types cannot be read, a JPEG or PNG whose header imageio refuses (its
-    pixels are checked as they are decoded). Returns whether it is read as a raster (else as a JPEG or PNG)."""
+    pixels are checked as they are decoded). Returns whether it is read as a raster (else as a JPEG or PNG).
+
+    Without `model_known` (paths are checked before the model is chosen) only what any model needs is checked:
+    given --bands exist and are of a type that can be read; with it, also the model's band count and type."""
     if path.is_dir():
         raise PipelineError(f"{path}: is a folder, not an image file")
     if not path.exists():
@@ -234,10 +314,16 @@ def check_scene(path: Path, options: ReadOptions) -> bool:
     if jpeg_or_png:
         with open_image(path, warn=False) as image:  # the read for mapping warns of a dropped band
             width, height = image.size
+        if model_known:
+            image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
     else:
         with gdal_env(), open_raster(path) as dataset:
-            bands, _ = choose_bands(path, dataset, options.bands)
-            check_dtypes(path, dataset, bands)
+            if model_known:
+                bands, _ = choose_bands(path, dataset, options.bands, options.scaling)
+                check_dtypes(path, dataset, bands, options.scaling)
+            elif options.bands is not None:
+                require_bands_exist(path, options.bands, dataset.count, f"--bands {band_list(options.bands)}")
+                check_dtypes(path, dataset, options.bands)
             width, height = dataset.width, dataset.height
     reason = too_small_to_predict(height, width)
     if reason is not None:
@@ -247,18 +333,22 @@ def check_scene(path: Path, options: ReadOptions) -> bool:
 
 @contextmanager
 def open_scene(path: Path, options: ReadOptions) -> Iterator[Scene]:
-    """The scene at `path`, ready to read: a raster through rasterio, a JPEG or PNG through Pillow."""
+    """The scene at `path`, ready to read: a raster through rasterio, a JPEG or PNG through Pillow; the bands the
+    model of `options.scaling` takes."""
     path = Path(path)
     if path.is_file() and is_jpeg_or_png(path):
-        yield ImageScene(path, read_rgb(path))
+        yield ImageScene(path, image_bands(path, read_rgb(path), options))
         return
     with open_raster(path) as dataset:
-        bands, note = choose_bands(path, dataset, options.bands)
-        check_dtypes(path, dataset, bands)
+        bands, note = choose_bands(path, dataset, options.bands, options.scaling)
+        check_dtypes(path, dataset, bands, options.scaling)
         if note:
             warn(note)
-        scene = RasterScene(path, dataset, bands, [None, None, None])
-        scene.value_ranges = tuple(value_ranges(scene, options))
+        if options.reads_rgb:
+            scene = RasterScene(path, dataset, bands, [None, None, None])
+            scene.value_ranges = tuple(value_ranges(scene, options))
+        else:
+            scene = RasterScene(path, dataset, bands, None)  # raw values: the model scales them itself
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             yield scene

@@ -17,7 +17,7 @@ from stages.core.io.errors import PipelineError
 
 def check_map_paths(inputs: Sequence[Path], output: Path, options: MapOptions) -> None:
     """Refuse bad inputs, an unusable output folder and outputs that would overwrite each other or an input."""
-    kinds = [(path, check_scene(path, options.read)) for path in inputs]
+    kinds = [(path, check_scene(path, options.read, model_known=False)) for path in inputs]
     check_output_folder(output)
     check_output_names(kinds, output, options)
 

@@ -137,12 +137,14 @@ class RowSource(Protocol):
     block_rows: int  # rows of the storage blocks: reads aligned to them decode each block once
 
     def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows top..bottom-1: (h x W x 3 uint8 RGB, h x W bool: pixel has data)."""
+        """Rows top..bottom-1: (h x W x bands, the model's (uint8 RGB, or raw values of its type); h x W bool:
+        pixel has data)."""
         ...
 
 
 class ArrayRows:
-    """An HxWx3 uint8 image already in memory as a RowSource: rows are views of it, every pixel has data."""
+    """An HxWxC image (the model's bands) already in memory as a RowSource: rows are views of it, every pixel has
+    data."""
 
     def __init__(self, image: np.ndarray) -> None:
         self.image = image
@@ -166,26 +168,29 @@ class RowReader:
         block = source.block_rows if 1 <= source.block_rows <= MAX_BLOCK_ROWS else 1
         self.source, self.chunk = source, -(-rows_at_least // block) * block
         self.top = self.bottom = 0
-        self.rgb = np.empty((0, source.width, 3), dtype=np.uint8)
-        self.has_data = np.empty((0, source.width), dtype=bool)
+        # rows self.top..self.bottom-1 (the source's bands and type) and which pixels have data; none read yet
+        self.image: np.ndarray | None = None
+        self.has_data: np.ndarray | None = None
 
     def rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self.source, ArrayRows):
             return self.source.read_rows(top, bottom)
         drop = top - self.top
-        parts_rgb, parts_data = [self.rgb[drop:]], [self.has_data[drop:]]
+        parts_image = [] if self.image is None else [self.image[drop:]]
+        parts_data = [] if self.has_data is None else [self.has_data[drop:]]
         while self.bottom < bottom:
             end = min(self.source.height, self.bottom + self.chunk)
-            rgb, has_data = self.source.read_rows(self.bottom, end)
-            parts_rgb.append(rgb)
+            image, has_data = self.source.read_rows(self.bottom, end)
+            parts_image.append(image)
             parts_data.append(has_data)
             self.bottom = end
-        if len(parts_rgb) > 1:
-            self.rgb, self.has_data = np.concatenate(parts_rgb), np.concatenate(parts_data)
+        if len(parts_image) > 1:
+            self.image, self.has_data = np.concatenate(parts_image), np.concatenate(parts_data)
         else:
-            self.rgb, self.has_data = parts_rgb[0], parts_data[0]
+            self.image, self.has_data = parts_image[0], parts_data[0]
         self.top = top
-        return self.rgb[: bottom - top], self.has_data[: bottom - top]
+        assert self.image is not None and self.has_data is not None  # a strip is read whole before it is asked for
+        return self.image[: bottom - top], self.has_data[: bottom - top]
 
 
 def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[int, list[tuple[int, int]]]:
@@ -249,8 +254,8 @@ def blend_windows(
     batch_size: int,
     numpy_on_cpu: bool = True,
 ) -> torch.Tensor:
-    """(num_classes, H, W) float32 blended class probabilities of one HxWx3 uint8 image, left on the device the
-    probability function returns them on."""
+    """(num_classes, H, W) float32 blended class probabilities of one HxWxC image (the model's bands), left on
+    the device the probability function returns them on."""
     strips = blended_strips(
         probability_fn, ArrayRows(image), num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
     )
@@ -266,7 +271,7 @@ def sliding_window_probabilities(
     batch_size: int,
     numpy_on_cpu: bool = True,
 ) -> np.ndarray:
-    """(num_classes, H, W) float32 blended class probabilities of one HxWx3 uint8 image, on the host."""
+    """(num_classes, H, W) float32 blended class probabilities of one HxWxC image (the model's bands), on the host."""
     return blend_windows(probability_fn, image, num_classes, window, overlap, batch_size, numpy_on_cpu).cpu().numpy()
 
 
@@ -295,8 +300,8 @@ def sliding_window_classes(
     batch_size: int,
     numpy_on_cpu: bool = True,
 ) -> np.ndarray:
-    """(H, W) uint8 class map of one HxWx3 uint8 image: each strip argmaxed on the device as it is final, only
-    the class rows copied to the host."""
+    """(H, W) uint8 class map of one HxWxC image (the model's bands): each strip argmaxed on the device as it is
+    final, only the class rows copied to the host."""
     strips = blended_strips(
         probability_fn, ArrayRows(image), num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
     )
