@@ -19,6 +19,8 @@ from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.imageio import read_index_png
 from stages.core.io.outputs import atomic_file, write_json
 
+CONFUSION_ROWS = 1024  # rows of a region counted at a time
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -54,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{path}: prediction is {prediction.shape[1]}x{prediction.shape[0]}, "
                 f"ground truth {truth.shape[1]}x{truth.shape[0]}"
             )
-        confusion += confusion_matrix(truth, prediction, len(table))
+        for top in range(0, truth.shape[0], CONFUSION_ROWS):  # bounded temporaries for a scene of any size
+            rows = slice(top, top + CONFUSION_ROWS)
+            confusion += confusion_matrix(truth[rows], prediction[rows], len(table))
 
     report = scores(confusion, table)
     headline, details = split_headline(report)

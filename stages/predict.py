@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from stages.core.data.tilestore import TileStore, split_regions
+import numpy as np
+
+from stages.core.data.tilestore import Region, RegionRows, TileStore, split_regions
 from stages.core.inference.class_maps import write_class_maps
 from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
@@ -31,6 +34,16 @@ from stages.core.model.ranks import (
 )
 
 MOVED = "--input moved to the mapping command: python -m stages.map --checkpoint MODEL --input FILES --output DIR"
+
+
+def region_images(store: TileStore, regions: list[Region]) -> Iterator[tuple[str, np.ndarray | RegionRows]]:
+    """Each region's image: a scene's GeoTIFF read a strip at a time (any size, bounded memory), a JPEG whole."""
+    for region in regions:
+        if store.image_path(region.image_id).suffix == ".tif":
+            with store.region_rows(region) as rows:
+                yield region.name, rows
+        else:
+            yield region.name, store.region_image(region)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         store = TileStore(args.tiles)
         # the output appears whole or not at all, written by every rank
         with shared_atomic_dir(args.output, ranks) as staging:
-            images = ((region.name, store.region_image(region)) for region in regions)
+            images = region_images(store, regions)
             done = write_class_maps(
                 staging, images, len(mine), probability_fn, runtime.interface.table, predict_params, progress=ranks.main
             )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -223,6 +223,14 @@ class TileStore:
         finally:
             windows.close()
 
+    @contextmanager
+    def region_rows(self, region: Region) -> Iterator[RegionRows]:
+        """A scene's region (its image a GeoTIFF) opened to be read a strip of rows at a time."""
+        path = self.image_path(region.image_id)
+        with open_raster(path) as dataset:
+            checked(np.empty((dataset.height, dataset.width, 0)), region.record, path)
+            yield RegionRows(dataset, path, self.bands, region)
+
     def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
         """`record`'s image (and class mask) opened for reading any of its tiles: close it when done."""
         return ImageWindows(self, record, masks)
@@ -323,6 +331,22 @@ def read_blocks(path: Path) -> list[tuple[Region, str]]:
             )
             for row in csv.DictReader(handle)
         ]
+
+
+class RegionRows:
+    """A region of a scene's GeoTIFF as a row source for prediction (inference.blending.RowSource): its bands,
+    a strip of rows at a time, every pixel with data."""
+
+    def __init__(self, dataset, path: Path, bands: tuple[int, ...], region: Region) -> None:
+        self.dataset, self.path, self.bands, self.region = dataset, path, bands, region
+        window = region.window
+        self.height, self.width = int(window.height), int(window.width)
+        self.block_rows = dataset.block_shapes[0][0]
+
+    def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        window = Window(self.region.x, self.region.y + top, self.width, bottom - top)
+        rows = interleaved(read_window(self.dataset, self.path, self.bands, window))
+        return rows, np.ones((bottom - top, self.width), dtype=bool)
 
 
 class ImageWindows:

@@ -291,6 +291,21 @@ def classes_of(
     return indices.to(torch.uint8).cpu().numpy(), torch.round(best * 255).to(torch.uint8).cpu().numpy()
 
 
+def streamed_classes(
+    probability_fn: ProbabilityFn,
+    source: RowSource,
+    num_classes: int,
+    window: int,
+    overlap: float,
+    batch_size: int,
+    numpy_on_cpu: bool = True,
+) -> np.ndarray:
+    """(H, W) uint8 class map of an image read a strip of rows at a time: each strip argmaxed on the device as it
+    is final, only the class rows copied to the host (memory: the class map and a strip's probabilities)."""
+    strips = blended_strips(probability_fn, source, num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu)
+    return np.concatenate([classes_of(probs, numpy_on_cpu=numpy_on_cpu)[0] for _, probs, _ in strips])
+
+
 def sliding_window_classes(
     probability_fn: ProbabilityFn,
     image: np.ndarray,
@@ -300,9 +315,7 @@ def sliding_window_classes(
     batch_size: int,
     numpy_on_cpu: bool = True,
 ) -> np.ndarray:
-    """(H, W) uint8 class map of one HxWxC image (the model's bands): each strip argmaxed on the device as it is
-    final, only the class rows copied to the host."""
-    strips = blended_strips(
+    """(H, W) uint8 class map of one HxWxC image in memory (the model's bands)."""
+    return streamed_classes(
         probability_fn, ArrayRows(image), num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
     )
-    return np.concatenate([classes_of(probs, numpy_on_cpu=numpy_on_cpu)[0] for _, probs, _ in strips])

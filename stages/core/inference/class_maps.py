@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stages.core.data.palette import ClassTable, index_to_colour
-from stages.core.inference.blending import ProbabilityFn, sliding_window_classes
+from stages.core.inference.blending import ArrayRows, ProbabilityFn, RowSource, streamed_classes
 from stages.core.io.imageio import write_png
 from stages.core.io.outputs import atomic_file
 from stages.core.io.params import PredictParams
@@ -17,7 +17,7 @@ from stages.core.io.params import PredictParams
 
 def write_class_maps(
     out_dir: Path,
-    images: Iterator[tuple[str, np.ndarray]],
+    images: Iterator[tuple[str, np.ndarray | RowSource]],
     total: int,
     probability_fn: ProbabilityFn,
     table: ClassTable,
@@ -25,12 +25,14 @@ def write_class_maps(
     progress: bool = True,
 ) -> list[str]:
     """Write <id>.png (class indices) and <id>_colour.png (class colours) for each (id, image), each file
-    atomically; returns the ids."""
+    atomically; returns the ids. An image is an array in memory, or a RowSource read a strip at a time (a scene's
+    GeoTIFF: only its class map is held whole)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
     for image_id, image in tqdm(images, total=total, desc="predict", unit="image", disable=not progress):
-        index = sliding_window_classes(
-            probability_fn, image, len(table), predict_params.window, predict_params.overlap, predict_params.batch_size
+        source = ArrayRows(image) if isinstance(image, np.ndarray) else image
+        index = streamed_classes(
+            probability_fn, source, len(table), predict_params.window, predict_params.overlap, predict_params.batch_size
         )
         for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", index_to_colour(index, table))):
             with atomic_file(out_dir / name) as staging:
