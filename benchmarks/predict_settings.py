@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             predicted = probs.argmax(axis=0)
             seconds += time.perf_counter() - start
             confusion += confusion_matrix(truth, predicted, len(table))
-        miou_land = scores(confusion, table.names)["miou_land"]
+        miou_land = scores(confusion, table)["miou_land"]
         print(f"{window:>6} {overlap:>7} {batch_size:>5} {seconds / len(pairs):>8.2f} {miou_land:>9.4f}", flush=True)
 
 

@@ -1,11 +1,12 @@
-"""encode: colour masks -> single-channel class-index masks, reporting off-palette pixels."""
+"""encode: labels (colour masks, label rasters, polygons) -> single-channel class-index masks, reporting
+off-table pixels."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stages.core.data.encoding import encode_images, encode_report, write_pixel_counts
+from stages.core.data.encoding import encode_images, encode_report, encode_scenes, write_pixel_counts
 from stages.core.data.palette import IGNORE_INDEX
 from stages.core.data.tilestore import TileStore
 from stages.core.io.errors import run_stage
@@ -24,14 +25,19 @@ def main(argv: list[str] | None = None) -> None:
     records = tiles.index()
     with atomic_dir(args.out) as staging:
         store = TileStore(args.tiles, encoded=staging)
-        counts = encode_images(records, store, table)
+        if store.scenes is None:
+            counts, unlabelled = encode_images(records, store, table), None
+        else:
+            counts, unlabelled = encode_scenes(store, table)
         write_pixel_counts(store.pixel_counts_path, counts, table)
-    report = encode_report(counts)
+    report = encode_report(counts, unlabelled)
     write_json(args.report, report)
     print(
         f"encode: {len(counts)} masks; {report['ignored_pixels']} pixels "
-        f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a colour "
-        f"in no class and were set to {IGNORE_INDEX}"
+        f"({report['ignored_fraction']:.4%}) in {report['images_with_ignored_pixels']} images had a "
+        f"{'label' if unlabelled is not None else 'colour'} in no class"
+        + (f" or no label ({unlabelled} unlabelled)" if unlabelled is not None else "")
+        + f" and were set to {IGNORE_INDEX}"
     )
 
 

@@ -1,8 +1,9 @@
 """evaluate: score whole stitched predictions against whole ground-truth masks of the test split.
 
 One confusion matrix over every pixel of the split (ignored pixels left out): the headline is
-mIoU over the land classes (`unknown` excluded), the DeepGlobe challenge metric. The headline
-scores go to metrics/test.json, the per-class ones and the counts to metrics/test_details.json.
+mIoU over the land classes, the class table's headline classes (DeepGlobe's: all but `unknown`, the
+challenge metric). The headline scores go to metrics/test.json, the per-class ones and the counts to
+metrics/test_details.json.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.data.tilestore import TileStore, split_regions
 from stages.core.evaluation.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.imageio import read_index_png
@@ -39,21 +40,23 @@ def main(argv: list[str] | None = None) -> None:
 
     store = TileStore(args.tiles, args.encoded)
     table = store.class_table()
-    records = read_index(args.split)
-    image_count = len(group_by_image(records))
+    regions = split_regions(args.split)  # whole images, or blocks of scenes
+    image_count = len(regions)
     if not image_count:
         raise PipelineError(f"{args.split}: no test images to evaluate; set split.ratios.test above 0")
     confusion = np.zeros((len(table), len(table)), dtype=np.int64)
-    for image_id, truth in whole_images(records, store.whole_class_mask):
-        prediction = read_index_png(args.predictions / f"{image_id}.png")
+    for region in regions:
+        truth = store.region_class_mask(region)
+        path = args.predictions / f"{region.name}.png"
+        prediction = read_index_png(path)
         if prediction.shape != truth.shape:
             raise PipelineError(
-                f"{args.predictions / f'{image_id}.png'}: prediction is {prediction.shape[1]}x"
-                f"{prediction.shape[0]}, ground truth {truth.shape[1]}x{truth.shape[0]}"
+                f"{path}: prediction is {prediction.shape[1]}x{prediction.shape[0]}, "
+                f"ground truth {truth.shape[1]}x{truth.shape[0]}"
             )
         confusion += confusion_matrix(truth, prediction, len(table))
 
-    report = scores(confusion, table.names)
+    report = scores(confusion, table)
     headline, details = split_headline(report)
     write_json(args.metrics, headline)
     write_json(args.details, {"images": image_count, **details})

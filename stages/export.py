@@ -74,7 +74,7 @@ def check_int8(agreement: Agreement, store: TileStore, check_tiles: list[TileRec
     tiles' labels, gated by export.min_int8_agreement and export.max_int8_miou_drop."""
     labels = np.concatenate([batch.ravel() for batch in tile_batches(store.whole_class_mask, check_tiles, CHECK_BATCH)])
     table = store.class_table()
-    scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, table.names)
+    scores = headline_drop(labels, agreement.reference_classes, agreement.candidate_classes, table)
     miou = {"pytorch_fp32": scores["reference_miou_land"], "onnxruntime_int8": scores["candidate_miou_land"]}
     shown = {name: "none" if value is None else f"{value:.4f}" for name, value in miou.items()}
     print(

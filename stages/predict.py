@@ -3,7 +3,8 @@
     python -m stages.predict --checkpoint models/best.pt --tiles data/tiles \\
         --split data/splits/test.csv --output data/predictions
 
-Each test image gets <id>.png (class indices) and <id>_colour.png (the class colours). Started by
+Each test image (or, where the split stage cut scenes into blocks, each test block, named as a tile:
+<id>_y<row>_x<column>) gets <id>.png (class indices) and <id>_colour.png (the class colours). Started by
 torchrun with several processes, each maps its share of the images into one output that appears
 whole or not at all (docs/multi-gpu.md). Mapping other imagery (GeoTIFFs of any size, areas,
 polygons) is the mapping command's: python -m stages.map (docs/mapping.md).
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from stages.core.data.tilestore import TileStore, split_regions
 from stages.core.inference.class_maps import write_class_maps
 from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
 from stages.core.io.errors import run_stage
@@ -55,12 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
         runtime = choose_runtime(predict_params, device, args.checkpoint, None, args.export, ranks.threads)
         probability_fn = runtime_probabilities(runtime, predict_params)
-        records = read_index(args.split)
-        mine = set(ranks.share(list(group_by_image(records))))  # image ids r, r + W, ... of the split
-        records = [record for record in records if record.image_id in mine]
+        regions = split_regions(args.split)  # whole images, or blocks of scenes
+        mine = set(ranks.share([region.name for region in regions]))  # regions r, r + W, ... of the split
+        regions = [region for region in regions if region.name in mine]
+        store = TileStore(args.tiles)
         # the output appears whole or not at all, written by every rank
         with shared_atomic_dir(args.output, ranks) as staging:
-            images = whole_images(records, TileStore(args.tiles).whole_image)
+            images = ((region.name, store.region_image(region)) for region in regions)
             done = write_class_maps(
                 staging, images, len(mine), probability_fn, runtime.interface.table, predict_params, progress=ranks.main
             )

@@ -1,4 +1,5 @@
-"""preview: pictures of the prepared data in plots/data (an image with its mask, the augmentations)."""
+"""preview: pictures of the prepared data in plots/data (an image with its mask, the augmentations, and for a block
+split the map of which block went where)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 from pathlib import Path
 
 from stages.core.data.augment import training_augmentation
-from stages.core.data.tilestore import TileStore, group_by_image, read_index
-from stages.core.evaluation.data_plots import plot_augmentations, plot_sample
+from stages.core.data.palette import index_to_colour
+from stages.core.data.tilestore import BLOCKS_FILE, TileStore, group_by_image, read_blocks, read_index
+from stages.core.evaluation.data_plots import plot_augmentations, plot_blocks, plot_sample
 from stages.core.io.errors import run_stage
 from stages.core.io.outputs import atomic_dir
 from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
@@ -31,15 +33,19 @@ def main(argv: list[str] | None = None) -> None:
     table = store.class_table()
     train_tiles = read_index(args.splits / "train.csv")
     image_id, tiles = next(iter(group_by_image(train_tiles).items()))
-    image, colour_mask, class_mask = (
-        read(tiles[0]) for read in (store.whole_image, store.whole_colour_mask, store.whole_class_mask)
-    )
+    image, class_mask = store.whole_image(tiles[0]), store.whole_class_mask(tiles[0])
+    # scenes keep their labels as they came (rasters, polygons): the class colours stand for them
+    colour_mask = store.whole_colour_mask(tiles[0]) if store.scenes is None else index_to_colour(class_mask, table)
     picks = [
         train_tiles[i * len(train_tiles) // AUGMENTED_TILES] for i in range(min(AUGMENTED_TILES, len(train_tiles)))
     ]
     examples = [(tile.tile, store.read_image(tile), store.read_class_mask(tile)) for tile in picks]
     transform = training_augmentation(
-        tiles[0].size, augment_params.scale_min, augment_params.colour_jitter, seed=PREVIEW_SEED
+        tiles[0].size,
+        augment_params.scale_min,
+        augment_params.colour_jitter,
+        seed=PREVIEW_SEED,
+        rgb=store.dtype == "uint8" and len(store.bands) == 3,
     )
     with atomic_dir(args.out) as staging:
         plot_sample(
@@ -51,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             staging / "sample.png",
         )
         plot_augmentations(examples, transform, table, AUGMENTED_VARIANTS, staging / "augmentations.png")
+        if (args.splits / BLOCKS_FILE).is_file():
+            plot_blocks(read_blocks(args.splits / BLOCKS_FILE), staging / "blocks.png")
     print(f"preview: pictures of image {image_id} and {len(examples)} augmented tiles in {args.out}")
 
 

@@ -1,16 +1,46 @@
-"""split: assign whole images (never single tiles) to train, val and test."""
+"""split: assign whole images (never single tiles), or blocks of scenes, to train, val and test."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from stages.core.data.encoding import read_pixel_counts
-from stages.core.data.splitting import class_distribution, split_by_lists, split_by_ratios, write_splits
-from stages.core.data.tilestore import TileStore
+from stages.core.data.scaling import BAND_STATISTICS, band_statistics, write_band_statistics
+from stages.core.data.splitting import (
+    block_class_distribution,
+    class_distribution,
+    split_blocks,
+    split_by_lists,
+    split_by_ratios,
+    write_block_splits,
+    write_splits,
+)
+from stages.core.data.tilestore import TileStore, group_by_image
 from stages.core.io.errors import run_stage
 from stages.core.io.outputs import atomic_dir, write_json
 from stages.core.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
+
+STATISTICS_TILES = 512  # training tiles (evenly spaced) whose pixels give a scene dataset's band statistics
+
+
+def write_training_statistics(store: TileStore, train_tiles: list, out_dir: Path) -> None:
+    """Each band's mean and std over (up to STATISTICS_TILES evenly spaced) training tiles of a scene dataset, for
+    data.scaling statistics (and auto on types other than uint8): measured once, here, on the training split only."""
+    if store.scenes is None or not train_tiles:
+        return  # DeepGlobe's uint8 RGB takes ImageNet's numbers
+    step = max(1, len(train_tiles) // STATISTICS_TILES)
+    picked = train_tiles[::step]
+    samples: list[np.ndarray] = []
+    for tiles in group_by_image(picked).values():
+        windows = store.windows(tiles[0], masks=False)
+        try:
+            samples.extend(windows.image(tile) for tile in tiles)
+        finally:
+            windows.close()
+    write_band_statistics(out_dir / BAND_STATISTICS, store.bands, store.dtype, band_statistics(samples))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +56,21 @@ def main(argv: list[str] | None = None) -> None:
     store = TileStore(args.tiles, args.encoded)
     table = store.class_table()
     records = store.index()
+    if split_params.method == "blocks":
+        tiles, blocks = split_blocks(
+            records, split_params.ratios, split_params.seed, split_params.block_size, split_params.buffer
+        )
+        with atomic_dir(args.out) as staging:
+            write_block_splits(staging, tiles, blocks)
+            write_training_statistics(store, tiles["train"], staging)
+        write_json(args.distribution, block_class_distribution(tiles, blocks, store.region_class_mask, table))
+        left_out = len(records) - sum(len(split) for split in tiles.values())
+        print(
+            "split: "
+            + ", ".join(f"{name} {sum(split == name for _, split in blocks)} blocks" for name in SPLIT_NAMES)
+            + f"; {left_out} tiles reach blocks of two splits and are left out"
+        )
+        return
     counts = read_pixel_counts(store.pixel_counts_path, table)
     image_ids = [image.image_id for image in counts]
     if split_params.method == "lists":
@@ -38,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with atomic_dir(args.out) as staging:
         write_splits(staging, splits, records)
+        train_ids = set(splits["train"])
+        write_training_statistics(store, [record for record in records if record.image_id in train_ids], staging)
     write_json(args.distribution, class_distribution(splits, counts, records, table))
     print("split: " + ", ".join(f"{name} {len(splits[name])} images" for name in SPLIT_NAMES))
 

@@ -1,4 +1,4 @@
-"""tile: cut every labelled image of the raw dataset and its colour mask into tiles."""
+"""tile: cut every labelled image of the raw dataset (DeepGlobe's layout, or scenes of any raster) into tiles."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from stages.core.data.rawdata import find_pairs, read_class_table
-from stages.core.data.tilestore import TileStore
-from stages.core.data.tiling import tile_dataset
-from stages.core.io.errors import run_stage
+from stages.core.data.scenes import find_scenes, scene_class_table
+from stages.core.data.tilestore import RGB_BANDS, TileStore
+from stages.core.data.tiling import SceneSettings, tile_dataset, tile_scenes
+from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.outputs import atomic_dir
-from stages.core.io.params import DEFAULT_PARAMS, TileParams, load_params, read_section
+from stages.core.io.params import DEFAULT_PARAMS, DataParams, TileParams, load_params, read_section
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,18 +20,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="tiles directory to write (replaced if present)")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
-    tile_params = read_section(load_params(args.params), "tile", TileParams)
+    params = load_params(args.params)
+    tile_params = read_section(params, "tile", TileParams)
+    data_params = read_section(params, "data", DataParams)
+    size, stride = tile_params.size, tile_params.stride
 
-    # Read the class table and list the pairs first: a bad table or a missing mask fails in seconds.
-    table = read_class_table(args.raw)
-    pairs = find_pairs(args.raw)
-    with atomic_dir(args.out) as staging:
-        tiles = tile_dataset(pairs, staging, tile_params.size, tile_params.stride)
-        table.to_csv(TileStore(staging).class_table_path)
-    print(
-        f"tile: {len(pairs)} images -> {tiles} tiles of {tile_params.size}px (stride {tile_params.stride}) "
-        f"in {args.out}"
-    )
+    # Read the class table and list the images first: a bad table or a missing label fails in seconds.
+    if data_params.layout == "deepglobe":
+        if data_params.bands != RGB_BANDS:
+            raise PipelineError(f"params: data.bands {list(data_params.bands)}: DeepGlobe's layout is RGB, [1, 2, 3]")
+        table = read_class_table(args.raw)
+        pairs = find_pairs(args.raw)
+        with atomic_dir(args.out) as staging:
+            tiles = tile_dataset(pairs, staging, size, stride)
+            table.to_csv(TileStore(staging).class_table_path)
+        count, unit = len(pairs), "images"
+    else:
+        table = scene_class_table(args.raw, data_params.layout)
+        scenes = find_scenes(args.raw, data_params.layout)
+        settings = SceneSettings(table, data_params.bands, data_params.label_attribute)
+        with atomic_dir(args.out) as staging:
+            tiles = tile_scenes(scenes, staging, size, stride, settings)
+            table.to_csv(TileStore(staging).class_table_path)
+        count, unit = len(scenes), "scenes"
+    print(f"tile: {count} {unit} -> {tiles} tiles of {size}px (stride {stride}) in {args.out}")
 
 
 if __name__ == "__main__":

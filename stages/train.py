@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.scaling import BandScaling, read_band_statistics, scaling_from_params
+from stages.core.data.scaling import BAND_STATISTICS, BandScaling, read_band_statistics, scaling_from_params
 from stages.core.data.tilestore import TileRecord, TileStore, read_index
 from stages.core.io.errors import PipelineError, run_stage
 from stages.core.io.params import (
@@ -23,8 +23,6 @@ from stages.core.io.params import (
 )
 from stages.core.model.ranks import die_with_launcher, ranks_from_environment
 from stages.core.training.trainer import TrainingData, train
-
-BAND_STATISTICS = "band_statistics.json"  # in the split stage's output, where its scenes have them
 
 
 def training_scaling(data_params: DataParams, store: TileStore, first: TileRecord, splits: Path) -> BandScaling:

@@ -328,6 +328,51 @@ def test_an_onnx_file_without_the_metadata_is_refused_in_one_line(onnx_file, tmp
         read_onnx_interface(tmp_path / "missing.onnx")
 
 
+def identity_onnx() -> bytes:
+    """The smallest ONNX model: what its metadata says is all these tests read."""
+    from onnx import TensorProto, helper
+
+    tensor = helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 2, 2, 3])
+    output = helper.make_tensor_value_info("probabilities", TensorProto.UINT8, [1, 2, 2, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["probabilities"])], "g", [tensor], [output])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_checkpoint_and_onnx_metadata_record_the_class_values_and_headline(tmp_path):
+    table = ClassTable(
+        ("land", "sea", "cloud"), np.array([[0, 255, 0], [0, 0, 255], [9, 9, 9]]), (1, 2, 40000), (True, True, False)
+    )
+    config = checkpoint_config(ENCODER, table, TILE)
+    assert config["class_values"] == [1, 2, 40000] and config["class_headline"] == [True, True, False]
+    save_checkpoint(tmp_path / "best.pt", config=config, model={}, params={}, epoch=1)
+    interface = read_model_interface(tmp_path / "best.pt")
+    assert interface.table == table and interface.table.left_out == ("cloud",)
+    metadata = model_metadata(interface, "fp32", {})
+    assert json.loads(metadata["class_values"]) == [1, 2, 40000]
+    assert json.loads(metadata["class_headline"]) == [True, True, False]
+    (tmp_path / "model.onnx").write_bytes(with_metadata(identity_onnx(), metadata))
+    assert read_onnx_interface(tmp_path / "model.onnx") == interface
+
+
+def test_checkpoints_and_onnx_models_from_before_the_class_values_read_as_they_did(tmp_path):
+    """Saved without class_values and class_headline: values 0..n-1, every class but `unknown` in the headline."""
+    old_config = checkpoint_config(ENCODER, TABLE, TILE)
+    del old_config["class_values"], old_config["class_headline"]
+    save_checkpoint(tmp_path / "old.pt", config=old_config, model={}, params={}, epoch=1)
+    interface = read_model_interface(tmp_path / "old.pt")
+    assert interface.table == TABLE == ClassTable.deepglobe()
+    assert interface.table.values == tuple(range(7)) and interface.table.left_out == ("unknown",)
+    old_metadata = model_metadata(interface, "fp32", {})
+    del old_metadata["class_values"], old_metadata["class_headline"]
+    (tmp_path / "old.onnx").write_bytes(with_metadata(identity_onnx(), old_metadata))
+    assert read_onnx_interface(tmp_path / "old.onnx") == interface
+    # a class table the metadata cannot hold is refused naming the file
+    bad = model_metadata(interface, "fp32", {}) | {"class_values": json.dumps([0, 1, 2, 3, 4, 5, 5])}
+    (tmp_path / "bad.onnx").write_bytes(with_metadata(identity_onnx(), bad))
+    with pytest.raises(PipelineError, match=r"bad\.onnx: its metadata is malformed \(class table: label value 5"):
+        read_onnx_interface(tmp_path / "bad.onnx")
+
+
 def test_int8_export_is_deterministic(exported, tmp_path):
     """Calibration on the same tiles gives the same int8 bytes (so dvc.lock does not change on a rerun)."""
     root = exported["root"]
@@ -447,7 +492,9 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
     assert card["files"]["fp32"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert len(card["data_version"]["sha256"]) == 64
     markdown = (root / "export" / "model_card.md").read_text()
-    assert "| 4 | water | (0, 0, 255) |" in markdown and "multiples of 16" in markdown and "0.6100" in markdown
+    assert "| 4 | water | 4 | (0, 0, 255) | yes |" in markdown and "| 6 | unknown | 6 | (0, 0, 0) | no |" in markdown
+    assert "multiples of 16" in markdown and "0.6100" in markdown and "land cover in 7 classes" in markdown
+    assert [(c["value"], c["headline"]) for c in card["classes"]] == [(i, i != 6) for i in range(7)]
 
 
 def predict_section(**values) -> dict:

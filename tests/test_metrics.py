@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.palette import IGNORE_INDEX, ClassTable
 from stages.core.evaluation.metrics import (
-    COUNTING,
     confusion_matrix,
+    counting,
     headline_drop,
     read_confusion_csv,
     scores,
@@ -17,6 +17,13 @@ from stages.core.evaluation.metrics import (
 )
 
 NAMES = ("urban_land", "water", "forest_land", "unknown")
+
+
+def table(names, headline=()) -> ClassTable:
+    return ClassTable(tuple(names), np.arange(len(names) * 3).reshape(-1, 3), headline=headline)
+
+
+TABLE = table(NAMES)  # the default headline: all but `unknown`
 
 
 def test_confusion_matrix_counts_pairs_and_skips_ignored_pixels():
@@ -31,7 +38,7 @@ def test_confusion_matrix_counts_pairs_and_skips_ignored_pixels():
 def test_scores_by_hand():
     # rows truth, columns prediction; forest_land appears in neither (row and column empty)
     confusion = np.array([[6, 2, 0, 0], [1, 3, 0, 0], [0, 0, 0, 0], [0, 2, 0, 2]])
-    result = scores(confusion, NAMES)
+    result = scores(confusion, TABLE)
     # urban: TP 6, FP 1, FN 2 -> IoU 6/9, Dice 12/15; water: TP 3, FP 4, FN 1 -> 3/8, 6/11; unknown: 2/4, 4/6
     assert result["iou"] == pytest.approx({"urban_land": 6 / 9, "water": 3 / 8, "forest_land": None, "unknown": 2 / 4})
     assert result["iou"]["forest_land"] is None and result["dice"]["forest_land"] is None  # not a perfect 1.0
@@ -51,7 +58,7 @@ def test_scores_by_hand():
 
 
 def test_class_predicted_but_never_true_scores_zero_not_none():
-    result = scores(np.array([[3, 1], [0, 0]]), ("a", "b"))
+    result = scores(np.array([[3, 1], [0, 0]]), table("ab"))
     assert result["iou"]["b"] == 0.0
 
 
@@ -75,11 +82,11 @@ def test_class_index_out_of_range_is_refused_but_ignored_pixels_are_not_checked(
 
 
 def test_empty_confusion_has_no_scores_rather_than_zeros():
-    result = scores(np.zeros((2, 2), dtype=int), ("a", "b"))
+    result = scores(np.zeros((2, 2), dtype=int), table("ab"))
     assert result == {
         "miou_land": None,
         "miou_land_unknown_ignored": None,
-        "counting": COUNTING,
+        "counting": counting(table("ab")),
         "miou": None,
         "mean_dice": None,
         "pixel_accuracy": None,
@@ -91,7 +98,7 @@ def test_empty_confusion_has_no_scores_rather_than_zeros():
 
 
 def test_headline_is_split_from_the_details():
-    report = scores(np.array([[3, 1], [0, 4]]), ("a", "unknown"))
+    report = scores(np.array([[3, 1], [0, 4]]), table(("a", "unknown")))
     headline, details = split_headline(report)
     assert set(headline) == {"miou_land", "miou", "mean_dice", "pixel_accuracy"}
     assert headline["miou_land"] == pytest.approx(3 / 4)  # `unknown` left out of the headline
@@ -108,15 +115,62 @@ def test_headline_drop_scores_both_predictions_on_the_same_pixels():
     truth = np.array([0, 0, 1, 1, 2, 3, IGNORE_INDEX], dtype=np.uint8)
     reference = np.array([0, 0, 1, 1, 2, 3, 1], dtype=np.uint8)  # every pixel right: land mIoU 1
     candidate = np.array([0, 1, 1, 1, 2, 3, 0], dtype=np.uint8)  # one urban pixel called water
-    result = headline_drop(truth, reference, candidate, NAMES)
+    result = headline_drop(truth, reference, candidate, TABLE)
     # candidate: urban 1/2, water 2/3, forest 1 (the ignored pixel counts for neither)
     assert result["reference_miou_land"] == pytest.approx(1.0)
     assert result["candidate_miou_land"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
     assert result["drop"] == pytest.approx(1.0 - (1 / 2 + 2 / 3 + 1) / 3)
-    assert headline_drop(truth, candidate, reference, NAMES)["drop"] < 0  # above the reference: negative
+    assert headline_drop(truth, candidate, reference, TABLE)["drop"] < 0  # above the reference: negative
 
 
 def test_headline_drop_is_none_without_scores():
     ignored = np.full(4, IGNORE_INDEX, dtype=np.uint8)
-    result = headline_drop(ignored, np.zeros(4, np.uint8), np.ones(4, np.uint8), NAMES)
+    result = headline_drop(ignored, np.zeros(4, np.uint8), np.ones(4, np.uint8), TABLE)
     assert result == {"reference_miou_land": None, "candidate_miou_land": None, "drop": None}
+
+
+# --- the headline set comes from the class table ---------------------------------------------------
+
+CONFUSION = np.array([[6, 2, 0, 0], [1, 3, 0, 0], [0, 0, 0, 0], [0, 2, 0, 2]])  # as in test_scores_by_hand
+
+
+def test_the_left_out_class_is_the_tables_not_the_one_named_unknown():
+    """A table whose non-headline class is `water` (index 1), and whose `unknown` is a headline class."""
+    names = ("urban_land", "water", "forest_land", "unknown")
+    result = scores(CONFUSION, table(names, headline=(True, False, True, True)))
+    # urban 6/9, unknown 2/4 (water left out of the mean, forest_land absent)
+    assert result["miou_land"] == pytest.approx((6 / 9 + 2 / 4) / 2)
+    # pixels labelled water ignored: urban TP 6, FP 0, FN 2 -> 6/8; unknown TP 2, FP 0, FN 2 -> 2/4
+    assert result["miou_land_unknown_ignored"] == pytest.approx((6 / 8 + 2 / 4) / 2)
+    assert "pixels labelled water that are predicted" in result["counting"]["miou_land"]
+    assert "with the pixels labelled water left out" in result["counting"]["miou_land_unknown_ignored"]
+    assert result["miou"] == pytest.approx((6 / 9 + 3 / 8 + 2 / 4) / 3)  # all classes: unchanged
+    # two classes left out
+    two = scores(CONFUSION, table(("a", "b", "c", "d"), headline=(True, False, True, False)))
+    assert two["miou_land"] == pytest.approx(6 / 9)
+    assert "pixels labelled b or d that" in two["counting"]["miou_land"]
+
+
+def test_every_class_in_the_headline():
+    everything = table(("urban_land", "water", "forest_land", "unknown"), headline=(True,) * 4)
+    result = scores(CONFUSION, everything)
+    assert result["miou_land"] == pytest.approx(result["miou"]) == pytest.approx((6 / 9 + 3 / 8 + 2 / 4) / 3)
+    assert result["miou_land_unknown_ignored"] == pytest.approx(result["miou_land"])  # no pixel left out
+    assert result["counting"] == counting(everything) and "none left out" in result["counting"]["miou_land"]
+    truth = np.array([0, 1, 3, 3], dtype=np.uint8)
+    drop = headline_drop(truth, truth, np.array([0, 1, 3, 0], dtype=np.uint8), everything)
+    assert drop["candidate_miou_land"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)  # unknown counts here
+
+
+def test_deepglobe_counting_text_is_what_test_details_always_said():
+    """metrics/test_details.json of the default run must not change by a byte."""
+    assert counting(ClassTable.deepglobe()) == {
+        "miou_land": "land classes' mean IoU; pixels labelled unknown that are predicted as a land class "
+        "count as that class's false positives (GLNet's convention, as in the published DeepGlobe numbers)",
+        "miou_land_unknown_ignored": "land classes' mean IoU with the pixels labelled unknown left out",
+    }
+
+
+def test_scores_refuse_a_confusion_matrix_of_another_size():
+    with pytest.raises(ValueError, match=r"confusion matrix of shape \(3, 3\) for 4 classes"):
+        scores(np.zeros((3, 3)), TABLE)

@@ -6,8 +6,11 @@ import albumentations as A
 import cv2
 
 
-def training_augmentation(tile_size: int, scale_min: float, colour_jitter: float, seed: int | None = None) -> A.Compose:
-    """Flips, 90-degree rotations, a random-resized crop back to `tile_size` and mild colour jitter.
+def training_augmentation(
+    tile_size: int, scale_min: float, colour_jitter: float, seed: int | None = None, rgb: bool = True
+) -> A.Compose:
+    """Flips, 90-degree rotations, a random-resized crop back to `tile_size` and, for 8-bit RGB (`rgb`), mild
+    colour jitter: hue and saturation mean nothing for other bands, and OpenCV's jitter takes 8-bit RGB only.
 
     Overhead imagery has no up or down, so all eight flips/rotations are equally valid. Masks are
     always resampled with nearest neighbour: interpolating class indices invents classes.
@@ -25,7 +28,7 @@ def training_augmentation(tile_size: int, scale_min: float, colour_jitter: float
             p=1.0,
         ),
     ]
-    if colour_jitter > 0:
+    if colour_jitter > 0 and rgb:
         transforms.append(
             A.ColorJitter(
                 brightness=colour_jitter, contrast=colour_jitter, saturation=colour_jitter, hue=colour_jitter / 4, p=0.8

@@ -1,9 +1,10 @@
 """Tiles as a PyTorch dataset: uint8 image and class-index mask, augmented on the fly.
 
 Tiles are windows of whole images (see tilestore), so the dataset keeps the last few images it
-decoded and crops from them. A fully random order would decode a whole 2448 px image for every
-512 px tile; `ImageBlockSampler` shuffles tiles within blocks of images instead, so each image
-is decoded once per block (per loader worker) and a batch still mixes tiles of several images.
+opened: a JPEG decoded, to crop from; a GeoTIFF open, to read windows from. A fully random order
+would decode a whole 2448 px JPEG for every 512 px tile; `ImageBlockSampler` shuffles tiles
+within blocks of images instead, so each image is decoded once per block (per loader worker) and
+a batch still mixes tiles of several images.
 
 For validation, `count_once` makes every pixel of an image count once: the edge tiles overlap
 their neighbours (see geometry), and pixels an earlier tile already covers are set to the ignore
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 
 from stages.core.data.geometry import first_cover_offsets
 from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.tilestore import TileRecord, TileStore, crop, group_by_image
+from stages.core.data.tilestore import ImageWindows, TileRecord, TileStore, group_by_image
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -144,28 +145,29 @@ class TileDataset(Dataset):
         self.epoch = 0  # set by the trainer before each epoch; workers get a fresh copy per epoch
         self.first_cover = first_cover_corners(records) if count_once else None
         self.cached_images = max(1, cached_images)
-        self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[str, ImageWindows] = OrderedDict()
 
     def __getstate__(self) -> dict:
-        # Worker processes start with an empty cache: decoded images are not worth pickling.
+        # Worker processes start with an empty cache: decoded images are not worth pickling, open files cannot be.
         return {**self.__dict__, "_cache": OrderedDict()}
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _whole(self, record: TileRecord) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded image and class mask of `record`'s image, the most recently used kept."""
+    def _windows(self, record: TileRecord) -> ImageWindows:
+        """`record`'s image and class mask, open (a GeoTIFF) or decoded (a JPEG), the most recently used kept."""
         if record.image_id in self._cache:
             self._cache.move_to_end(record.image_id)
         else:
-            self._cache[record.image_id] = self.store.whole_image(record), self.store.whole_class_mask(record)
+            self._cache[record.image_id] = self.store.windows(record)
             while len(self._cache) > self.cached_images:
-                self._cache.popitem(last=False)
+                self._cache.popitem(last=False)[1].close()
         return self._cache[record.image_id]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.records[index]
-        image, mask = (crop(whole, record) for whole in self._whole(record))
+        windows = self._windows(record)
+        image, mask = windows.image(record), windows.mask(record)
         if self.augment is not None:
             self.augment.set_random_seed(sample_seed(self.seed, self.epoch, index))
             augmented = self.augment(image=image, mask=mask)

@@ -1,17 +1,24 @@
-"""The encode stage's work: colour masks -> class-index masks, and per-image class pixel counts."""
+"""The encode stage's work: labels (colour masks, label rasters, polygons) -> class-index masks, and per-image class
+pixel counts."""
 
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 from tqdm import tqdm
 
+from stages.core.data.labels import open_labels, read_image_header
 from stages.core.data.palette import IGNORE_INDEX, ClassTable, colour_to_index
 from stages.core.data.tilestore import TileRecord, TileStore, group_by_image, whole_images
 from stages.core.io.imageio import write_png
+from stages.core.io.rasters import gdal_env
 
 IGNORED_COLUMN = "ignored"
 
@@ -68,14 +75,75 @@ def read_pixel_counts(path: Path, table: ClassTable) -> list[ImagePixels]:
         ]
 
 
-def encode_report(counts: list[ImagePixels]) -> dict[str, int | float]:
-    """What metrics/encode.json holds: how many mask pixels had a colour in no class."""
+def encode_report(counts: list[ImagePixels], unlabelled: int | None = None) -> dict[str, int | float]:
+    """What metrics/encode.json holds: how many mask pixels had a colour (or label value) in no class, and for
+    scenes how many of those had no label at all (outside the labels, no polygon, nodata)."""
     total = sum(sum(image.per_class) + image.ignored for image in counts)
     ignored = sum(image.ignored for image in counts)
-    return {
+    report: dict[str, int | float] = {
         "images": len(counts),
         "pixels": total,
         "ignored_pixels": ignored,
         "ignored_fraction": round(ignored / total, 8) if total else 0.0,
         "images_with_ignored_pixels": sum(1 for image in counts if image.ignored),
     }
+    if unlabelled is not None:
+        report["unlabelled_pixels"] = unlabelled
+    return report
+
+
+# Class masks of scenes: tiled GeoTIFFs on the image's grid, read a tile's window at a time by training.
+CLASS_MASK_BLOCK = 256
+CLASS_MASK_PROFILE = {
+    "driver": "GTiff",
+    "count": 1,
+    "dtype": "uint8",
+    "nodata": IGNORE_INDEX,
+    "tiled": True,
+    "blockxsize": CLASS_MASK_BLOCK,
+    "blockysize": CLASS_MASK_BLOCK,
+    "compress": "deflate",
+}
+
+
+def encode_scene(store: TileStore, scene: dict, label_attribute: str, table: ClassTable) -> tuple[ImagePixels, int]:
+    """Write one scene's class-index GeoTIFF from its labels, a strip of rows at a time.
+
+    Returns its class pixel counts (ignored: off-table and unlabelled pixels together) and its unlabelled pixels.
+    """
+    header = read_image_header(store.images_dir / scene["image"])
+    histogram = np.zeros(256, dtype=np.int64)
+    off_table = unlabelled = 0
+    profile = {**CLASS_MASK_PROFILE, "width": header.width, "height": header.height}
+    if header.georeferenced:
+        profile.update(crs=header.crs, transform=header.transform)
+    out_path = store.class_masks_dir / f"{scene['scene_id']}.tif"
+    with open_labels(store.labels_dir / scene["labels"], header, table, label_attribute) as labels:
+        with warnings.catch_warnings(), rasterio.open(out_path, "w", **profile) as out:
+            # a JPEG or PNG scene has no georeference, and so has its class mask: nothing to warn about
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            for top in range(0, header.height, CLASS_MASK_BLOCK):
+                window = Window(0, top, header.width, min(CLASS_MASK_BLOCK, header.height - top))
+                index, strip_off_table, strip_unlabelled = labels.read(window)
+                out.write(index, 1, window=window)
+                histogram += np.bincount(index.ravel(), minlength=256)
+                off_table += strip_off_table
+                unlabelled += strip_unlabelled
+    counts = ImagePixels(
+        scene["scene_id"], tuple(int(n) for n in histogram[: len(table)]), int(histogram[IGNORE_INDEX])
+    )
+    return counts, unlabelled
+
+
+def encode_scenes(store: TileStore, table: ClassTable, progress: bool = True) -> tuple[list[ImagePixels], int]:
+    """Every scene's class-index GeoTIFF into `store`'s encoded folder; returns the counts and all unlabelled pixels."""
+    record = store.scenes
+    assert record is not None, "encode_scenes needs a tile store of scenes"
+    store.class_masks_dir.mkdir(parents=True, exist_ok=True)
+    counts, unlabelled = [], 0
+    with gdal_env():
+        for scene in tqdm(record["scenes"], desc="encode", unit="scene", disable=not progress):
+            pixels, scene_unlabelled = encode_scene(store, scene, record["label_attribute"], table)
+            counts.append(pixels)
+            unlabelled += scene_unlabelled
+    return counts, unlabelled

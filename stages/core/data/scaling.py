@@ -31,6 +31,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bands beyond ImageNet's three (near-infrared, ...) of a fixed range: about ImageNet's average.
 OTHER_BAND_MEAN, OTHER_BAND_STD = 0.45, 0.225
+BAND_STATISTICS = "band_statistics.json"  # the split stage writes it beside the split indexes, for scene datasets
 # The types an image's bands may have (numpy's names), each exactly representable in float32.
 DTYPES = ("uint8", "uint16", "int16", "float32")
 RGB = (1, 2, 3)

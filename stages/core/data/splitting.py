@@ -1,16 +1,18 @@
-"""Splitting by image, never by tile: tiles of one image in two splits would leak."""
+"""Splitting by image, never by tile: tiles of one image in two splits would leak; or, for a few large scenes,
+by blocks of each scene, with a buffer of unused pixels between blocks of different splits."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from stages.core.data.encoding import ImagePixels
 from stages.core.data.naming import IMAGE_SUFFIX, natural_key
-from stages.core.data.palette import ClassTable
-from stages.core.data.tilestore import TileRecord, write_index
+from stages.core.data.palette import IGNORE_INDEX, ClassTable
+from stages.core.data.tilestore import BLOCKS_FILE, Region, TileRecord, group_by_image, write_blocks, write_index
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import SPLIT_NAMES
 
@@ -107,6 +109,87 @@ def class_distribution(
             "tiles": sum(tiles_per_image.get(image_id, 0) for image_id in splits[name]),
             "labelled_pixels": labelled,
             "ignored_pixels": ignored,
+            "class_share": {
+                class_name: round(int(n) / labelled, 6) if labelled else None
+                for class_name, n in zip(table.names, per_class)
+            },
+        }
+    return report
+
+
+# --- block split: a few large scenes cut into blocks ---------------------------------------------------
+
+
+def scene_blocks(records: list[TileRecord], block_size: int) -> list[Region]:
+    """Every scene of `records` cut into blocks of `block_size` (the last row and column smaller)."""
+    blocks = []
+    for _, tiles in sorted(group_by_image(records).items(), key=lambda item: natural_key(item[0])):
+        height, width = tiles[0].image_height, tiles[0].image_width
+        for y in range(0, height, block_size):
+            for x in range(0, width, block_size):
+                blocks.append(Region(tiles[0], y, x, min(block_size, height - y), min(block_size, width - x)))
+    return blocks
+
+
+def split_blocks(
+    records: list[TileRecord], ratios: dict[str, float], seed: int, block_size: int, buffer: int
+) -> tuple[dict[str, list[TileRecord]], list[tuple[Region, str]]]:
+    """Blocks shuffled (seeded) and cut by ratio; each tile goes to its blocks' split, and is left out where it
+    (widened by `buffer` pixels each side) reaches a block of another split: no training tile comes within
+    `buffer` pixels of a test block."""
+    blocks = scene_blocks(records, block_size)
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    counts = split_counts(len(blocks), ratios)
+    names = [name for name in SPLIT_NAMES for _ in range(counts[name])]
+    split_of_block = [""] * len(blocks)
+    for position, block_index in enumerate(order):
+        split_of_block[block_index] = names[position]
+    split_of = {
+        (block.image_id, block.y // block_size, block.x // block_size): split
+        for block, split in zip(blocks, split_of_block)
+    }
+    tiles: dict[str, list[TileRecord]] = {name: [] for name in SPLIT_NAMES}
+    for record in records:
+        top, left = max(0, record.y - buffer), max(0, record.x - buffer)
+        bottom = min(record.image_height, record.y + record.size + buffer) - 1
+        right = min(record.image_width, record.x + record.size + buffer) - 1
+        touched = {
+            split_of[(record.image_id, row, column)]
+            for row in range(top // block_size, bottom // block_size + 1)
+            for column in range(left // block_size, right // block_size + 1)
+        }
+        if len(touched) == 1:
+            tiles[touched.pop()].append(record)
+    return tiles, list(zip(blocks, split_of_block))
+
+
+def write_block_splits(out_dir: Path, tiles: dict[str, list[TileRecord]], blocks: list[tuple[Region, str]]) -> None:
+    """out_dir/blocks.csv (every block and its split) and out_dir/<split>.csv (that split's tiles)."""
+    write_blocks(out_dir / BLOCKS_FILE, blocks)
+    for name in SPLIT_NAMES:
+        write_index(out_dir / f"{name}.csv", tiles[name])
+
+
+def block_class_distribution(
+    tiles: dict[str, list[TileRecord]],
+    blocks: list[tuple[Region, str]],
+    read_mask: Callable[[Region], np.ndarray],
+    table: ClassTable,
+) -> dict[str, dict]:
+    """Per split: blocks, tiles, labelled pixels and each class's share of them, counted over the split's blocks."""
+    report = {}
+    for name in SPLIT_NAMES:
+        histogram = np.zeros(256, dtype=np.int64)
+        mine = [block for block, split in blocks if split == name]
+        for block in mine:
+            histogram += np.bincount(read_mask(block).ravel(), minlength=256)
+        per_class = histogram[: len(table)]
+        labelled = int(per_class.sum())
+        report[name] = {
+            "blocks": len(mine),
+            "tiles": len(tiles[name]),
+            "labelled_pixels": labelled,
+            "ignored_pixels": int(histogram[IGNORE_INDEX]),
             "class_share": {
                 class_name: round(int(n) / labelled, 6) if labelled else None
                 for class_name, n in zip(table.names, per_class)

@@ -16,18 +16,26 @@ size, and a tile's pixels are exactly those of decoding the source image (docs/d
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from rasterio.windows import Window
 
 from stages.core.data.palette import ClassTable
 from stages.core.io.errors import PipelineError
 from stages.core.io.imageio import read_index_png, read_rgb
+from stages.core.io.rasters import open_raster, read_window
 
-# Image files keep their source's format: .jpg (bytes as downloaded) or .png (converted, lossless).
-IMAGE_SUFFIXES = (".jpg", ".png")
+# Image files keep their source's format: .jpg (bytes as downloaded), .png (converted, lossless), or
+# .tif (a scene's GeoTIFF as it came); class masks are .png, or .tif for scenes (read a window at a time).
+IMAGE_SUFFIXES = (".jpg", ".png", ".tif")
+MASK_SUFFIXES = (".png", ".tif")
+RGB_BANDS = (1, 2, 3)
 
 INDEX_COLUMNS = ("tile", "image_id", "y", "x", "size", "image_height", "image_width")
 
@@ -138,28 +146,54 @@ class TileStore:
     def index(self) -> list[TileRecord]:
         return read_index(self.index_path)
 
+    @property
+    def scenes_path(self) -> Path:
+        """The scenes' record (scenes datasets only): bands, type, and each scene's labels."""
+        return self.tiles / "scenes.json"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.tiles / "labels"
+
     def class_table(self) -> ClassTable:
         return ClassTable.from_csv(self.class_table_path)
 
+    @cached_property
+    def scenes(self) -> dict | None:
+        """tiles/scenes.json where the dataset is made of scenes, else None (DeepGlobe's layout)."""
+        return json.loads(self.scenes_path.read_text()) if self.scenes_path.is_file() else None
+
+    @property
+    def bands(self) -> tuple[int, ...]:
+        """The image bands every read returns, in order (data.bands; RGB for DeepGlobe's layout)."""
+        return RGB_BANDS if self.scenes is None else tuple(self.scenes["bands"])
+
+    @property
+    def dtype(self) -> str:
+        """The images' type: uint8 for DeepGlobe's layout, the scenes' own otherwise."""
+        return "uint8" if self.scenes is None else str(self.scenes["dtype"])
+
     def image_path(self, image_id: str) -> Path:
-        """The image's file: `<id>.jpg` where the source's bytes were kept, else `<id>.png`."""
-        for suffix in IMAGE_SUFFIXES:
-            path = self.images_dir / f"{image_id}{suffix}"
-            if path.is_file():
-                return path
-        return self.images_dir / f"{image_id}{IMAGE_SUFFIXES[0]}"  # read_rgb names it in its "file not found"
+        """The image's file: `<id>.jpg` where the source's bytes were kept, `<id>.tif` for a scene's GeoTIFF,
+        else `<id>.png`."""
+        return _first_existing(self.images_dir, image_id, IMAGE_SUFFIXES)
 
     def colour_mask_path(self, image_id: str) -> Path:
         return self.colour_masks_dir / f"{image_id}.png"
 
     def class_mask_path(self, image_id: str) -> Path:
-        return self.class_masks_dir / f"{image_id}.png"
+        return _first_existing(self.class_masks_dir, image_id, MASK_SUFFIXES)
 
-    # Whole images, given any tile of theirs: HxWx3 uint8 RGB (image, colour mask) or HxW uint8 class
-    # indices. Sizes are checked against the index, so a file replaced by hand fails with its name.
+    # Whole images, given any tile of theirs: HxWxC (image: its bands, of its type; colour mask: RGB) or
+    # HxW uint8 class indices. Sizes are checked against the index, so a file replaced by hand fails with its name.
     def whole_image(self, record: TileRecord) -> np.ndarray:
         path = self.image_path(record.image_id)
-        return checked(read_rgb(path), record, path)
+        if path.suffix == ".tif":
+            with open_raster(path) as dataset:
+                whole = np.moveaxis(read_window(dataset, path, self.bands, _whole_window(record)), 0, -1)
+            return checked(np.ascontiguousarray(whole), record, path)
+        rgb = checked(read_rgb(path), record, path)
+        return rgb if self.bands == RGB_BANDS else np.ascontiguousarray(rgb[..., [band - 1 for band in self.bands]])
 
     def whole_colour_mask(self, record: TileRecord) -> np.ndarray:
         path = self.colour_mask_path(record.image_id)
@@ -167,7 +201,31 @@ class TileStore:
 
     def whole_class_mask(self, record: TileRecord) -> np.ndarray:
         path = self.class_mask_path(record.image_id)
+        if path.suffix == ".tif":
+            with open_raster(path) as dataset:
+                return checked(read_window(dataset, path, 1, _whole_window(record)), record, path)
         return checked(read_index_png(path), record, path)
+
+    # Regions: what predict and evaluate score, a whole image or a block of a scene (split.method blocks).
+    def region_image(self, region: Region) -> np.ndarray:
+        return self._region(region, self.whole_image, self.bands)
+
+    def region_class_mask(self, region: Region) -> np.ndarray:
+        return self._region(region, self.whole_class_mask, 1)
+
+    def _region(self, region: Region, read_whole: Callable[[TileRecord], np.ndarray], bands) -> np.ndarray:
+        if region.whole:
+            return read_whole(region.record)
+        windows = ImageWindows(self, region.record, masks=bands == 1)
+        try:
+            reader = windows._mask if bands == 1 else windows._image
+            return reader(region.window)  # type: ignore[misc]
+        finally:
+            windows.close()
+
+    def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
+        """`record`'s image (and class mask) opened for reading any of its tiles: close it when done."""
+        return ImageWindows(self, record, masks)
 
     # Single tiles. Each decodes its whole image: to read many tiles, decode once and crop
     # (TileDataset keeps the images it is reading).
@@ -179,6 +237,141 @@ class TileStore:
 
     def read_class_mask(self, record: TileRecord) -> np.ndarray:
         return crop(self.whole_class_mask(record), record)
+
+
+BLOCKS_FILE = "blocks.csv"  # the split stage's blocks of scenes (split.method blocks), beside the split indexes
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of an image that predict maps and evaluate scores: the whole image, or one block of a scene."""
+
+    record: TileRecord  # any tile of its image: the image's id and size
+    y: int = 0
+    x: int = 0
+    height: int | None = None  # None: the whole image
+    width: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.height is None
+
+    @property
+    def image_id(self) -> str:
+        return self.record.image_id
+
+    @property
+    def name(self) -> str:
+        """The prediction's file stem: the image id, or for a block the id and its place, as a tile's."""
+        return self.image_id if self.whole else tile_name(self.image_id, self.y, self.x)
+
+    @property
+    def window(self) -> Window:
+        if self.height is None or self.width is None:
+            return Window(0, 0, self.record.image_width, self.record.image_height)
+        return Window(self.x, self.y, self.width, self.height)
+
+
+def split_regions(split_index: Path) -> list[Region]:
+    """What predict maps and evaluate scores for a split's index (e.g. splits/test.csv): its blocks where the
+    split stage cut scenes into blocks (blocks.csv beside it), else its whole images."""
+    split_index = Path(split_index)
+    blocks = split_index.parent / BLOCKS_FILE
+    if not blocks.is_file():
+        return [Region(tiles[0]) for tiles in group_by_image(read_index(split_index)).values()]
+    return [block for block, split in read_blocks(blocks) if split == split_index.stem]
+
+
+BLOCK_COLUMNS = ("image_id", "y", "x", "height", "width", "image_height", "image_width", "split")
+
+
+def write_blocks(path: Path, blocks: Iterable[tuple[Region, str]]) -> None:
+    """Every block of every scene and its split (the split stage's blocks.csv)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(BLOCK_COLUMNS)
+        for block, split in blocks:
+            image = block.record
+            writer.writerow(
+                [
+                    block.image_id,
+                    block.y,
+                    block.x,
+                    block.height,
+                    block.width,
+                    image.image_height,
+                    image.image_width,
+                    split,
+                ]
+            )
+
+
+def read_blocks(path: Path) -> list[tuple[Region, str]]:
+    with open(path, newline="") as handle:
+        return [
+            (
+                Region(
+                    TileRecord(
+                        row["image_id"], row["image_id"], 0, 0, 0, int(row["image_height"]), int(row["image_width"])
+                    ),
+                    int(row["y"]),
+                    int(row["x"]),
+                    int(row["height"]),
+                    int(row["width"]),
+                ),
+                row["split"],
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+class ImageWindows:
+    """One image's tiles (and their class masks), read without decoding the image for each.
+
+    A GeoTIFF is kept open and each tile's window read from it (a scene of any size takes the memory
+    of its tiles); a JPEG or PNG, which cannot be read a window at a time, is decoded once and cropped.
+    """
+
+    def __init__(self, store: TileStore, record: TileRecord, masks: bool = True) -> None:
+        self._files = ExitStack()
+        self._image = self._reader(store.image_path(record.image_id), record, store.bands, store.whole_image)
+        self._mask = (
+            self._reader(store.class_mask_path(record.image_id), record, 1, store.whole_class_mask) if masks else None
+        )
+
+    def image(self, record: TileRecord) -> np.ndarray:
+        return self._image(Window(record.x, record.y, record.size, record.size))
+
+    def mask(self, record: TileRecord) -> np.ndarray:
+        assert self._mask is not None, "opened without masks"
+        return self._mask(Window(record.x, record.y, record.size, record.size))
+
+    def _reader(self, path: Path, record: TileRecord, bands, read_whole) -> Callable[[Window], np.ndarray]:
+        if path.suffix != ".tif":
+            whole = read_whole(record)
+            return lambda window: whole[
+                window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
+            ].copy()
+        dataset = self._files.enter_context(open_raster(path))
+        checked(np.empty((dataset.height, dataset.width, 0)), record, path)
+        if isinstance(bands, int):
+            return lambda window: read_window(dataset, path, bands, window)
+        return lambda window: np.ascontiguousarray(np.moveaxis(read_window(dataset, path, bands, window), 0, -1))
+
+    def close(self) -> None:
+        self._files.close()
+
+
+def _whole_window(record: TileRecord) -> Window:
+    return Window(0, 0, record.image_width, record.image_height)
+
+
+def _first_existing(folder: Path, image_id: str, suffixes: tuple[str, ...]) -> Path:
+    for suffix in suffixes:
+        path = folder / f"{image_id}{suffix}"
+        if path.is_file():
+            return path
+    return folder / f"{image_id}{suffixes[0]}"  # the reader names it in its "file not found"
 
 
 def checked(whole: np.ndarray, record: TileRecord, path: Path) -> np.ndarray:

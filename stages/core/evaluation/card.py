@@ -42,6 +42,7 @@ def card_content(
     models: dict[str, Path],
 ) -> dict:
     """The card as JSON-ready data."""
+    table = interface.table
     return {
         "format": CARD_FORMAT,
         "name": "landcover-deeplabv3plus",
@@ -52,8 +53,10 @@ def card_content(
         },
         **_interface(interface),
         "classes": [
-            {"index": index, "name": name, "colour": [int(c) for c in colour]}
-            for index, (name, colour) in enumerate(zip(interface.table.names, interface.table.colours))
+            {"index": index, "name": name, "value": value, "colour": [int(c) for c in colour], "headline": counted}
+            for index, (name, value, colour, counted) in enumerate(
+                zip(table.names, table.values, table.colours, table.headline)
+            )
         ],
         "training": {
             "params": training["params"],
@@ -129,7 +132,8 @@ def _scaled_interface(interface: ModelInterface) -> dict:
 def card_markdown(card: dict) -> str:
     """The card for people: the same facts as the JSON, a section each."""
     sections = (_files_section, _interface_section, _classes_section, _training_section, _test_section)
-    lines = [f"# Model card: {card['name']}", "", f"{card['architecture']}, land cover in 7 DeepGlobe classes."]
+    summary = f"{card['architecture']}, land cover in {len(card['classes'])} classes."
+    lines = [f"# Model card: {card['name']}", "", summary]
     for section in sections:
         lines += section(card)
     lines += _export_section(card["export_check"])
@@ -160,8 +164,10 @@ def _interface_section(card: dict) -> list[str]:
 
 
 def _classes_section(card: dict) -> list[str]:
-    return ["", "## Classes", "", "| index | class | colour (RGB) |", "|---:|---|---|"] + [
-        f"| {c['index']} | {c['name']} | {tuple(c['colour'])} |" for c in card["classes"]
+    header = "| index | class | label value | colour (RGB) | in the headline mean |"
+    return ["", "## Classes", "", header, "|---:|---|---:|---|---|"] + [
+        f"| {c['index']} | {c['name']} | {c['value']} | {tuple(c['colour'])} | {'yes' if c['headline'] else 'no'} |"
+        for c in card["classes"]
     ]
 
 

@@ -5,10 +5,12 @@ pixel of the split before averaging (the DeepGlobe challenge's definition). A cl
 both ground truth and prediction has no score (None) and is left out of the means; counting it
 as a perfect 1.0 would flatter small test sets.
 
-The headline `miou_land` averages the land classes' IoU (`unknown` left out of the mean), but the
-pixels labelled `unknown` still count: one the model calls a land class is that class's false
-positive. That is GLNet's convention, which the published DeepGlobe numbers use, so the headline
-keeps it; `miou_land_unknown_ignored` (in the details) leaves those pixels out altogether.
+The headline `miou_land` averages the IoU of the class table's headline classes (the "land
+classes"; DeepGlobe's: all but `unknown`), but the pixels labelled with a class left out of the
+headline still count: one the model calls a headline class is that class's false positive. That is
+GLNet's convention, which the published DeepGlobe numbers use, so the headline keeps it;
+`miou_land_unknown_ignored` (in the details) leaves those pixels out altogether. The key names stay
+as they are whatever the table (renaming them would break `dvc metrics diff` across versions).
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.data.palette import IGNORE_INDEX
+from stages.core.data.palette import IGNORE_INDEX, ClassTable
 
-# The challenge's headline mIoU is over the land classes: `unknown` (clouds and other) is excluded.
-EXCLUDED_FROM_HEADLINE = ("unknown",)
 # The scores that `dvc metrics show` and `dvc exp show` display; the rest go to a details file, so
 # the default views stay readable (a column per key, whatever file it is in).
 HEADLINE = ("miou_land", "miou", "mean_dice", "pixel_accuracy")
@@ -46,12 +46,22 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-# What metrics/test_details.json says about the two land-class means (a JSON file holds no comments).
-COUNTING = {
-    "miou_land": "land classes' mean IoU; pixels labelled unknown that are predicted as a land class "
-    "count as that class's false positives (GLNet's convention, as in the published DeepGlobe numbers)",
-    "miou_land_unknown_ignored": "land classes' mean IoU with the pixels labelled unknown left out",
-}
+def counting(table: ClassTable) -> dict[str, str]:
+    """What metrics/test_details.json says about the two headline means (a JSON file holds no comments).
+
+    DeepGlobe's table gives the text the pipeline always wrote (`unknown` the one class left out).
+    """
+    left_out = " or ".join(table.left_out)
+    if not left_out:
+        return {
+            "miou_land": "land classes' mean IoU; every class of the class table is in the headline, none left out",
+            "miou_land_unknown_ignored": "the same as miou_land: no class is left out of the headline",
+        }
+    return {
+        "miou_land": f"land classes' mean IoU; pixels labelled {left_out} that are predicted as a land class "
+        "count as that class's false positives (GLNet's convention, as in the published DeepGlobe numbers)",
+        "miou_land_unknown_ignored": f"land classes' mean IoU with the pixels labelled {left_out} left out",
+    }
 
 
 def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float | None]]:
@@ -64,22 +74,26 @@ def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float
     return iou, dice
 
 
-def _land_mean(values: list[float | None], class_names: tuple[str, ...] | list[str]) -> float | None:
-    return _mean([value for name, value in zip(class_names, values) if name not in EXCLUDED_FROM_HEADLINE])
+def _headline_mean(values: list[float | None], table: ClassTable) -> float | None:
+    return _mean([value for value, counted in zip(values, table.headline) if counted])
 
 
-def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> dict:
-    """Every reported number: headline mIoU (land classes), mIoU (all), per-class IoU and Dice, and more."""
+def scores(confusion: np.ndarray, table: ClassTable) -> dict:
+    """Every reported number: headline mIoU (the table's headline classes), mIoU (all), per-class IoU and
+    Dice, and more. `confusion` is over the table's classes, in its order."""
     confusion = np.asarray(confusion, dtype=np.int64)
+    if confusion.shape != (len(table), len(table)):
+        raise ValueError(f"confusion matrix of shape {confusion.shape} for {len(table)} classes")
+    class_names = table.names
     iou, dice = _iou_and_dice(confusion)
-    labelled_land = confusion.copy()
-    labelled_land[[name in EXCLUDED_FROM_HEADLINE for name in class_names], :] = 0  # their ground-truth rows
+    labelled_headline = confusion.copy()
+    labelled_headline[[not counted for counted in table.headline], :] = 0  # the left-out classes' truth rows
     total = int(confusion.sum())
     frequency = confusion.sum(axis=1) / total if total else np.zeros(len(class_names))
     return {
-        "miou_land": _land_mean(iou, class_names),
-        "miou_land_unknown_ignored": _land_mean(_iou_and_dice(labelled_land)[0], class_names),
-        "counting": COUNTING,
+        "miou_land": _headline_mean(iou, table),
+        "miou_land_unknown_ignored": _headline_mean(_iou_and_dice(labelled_headline)[0], table),
+        "counting": counting(table),
         "miou": _mean(iou),
         "mean_dice": _mean(dice),
         "pixel_accuracy": float(np.trace(confusion) / total) if total else None,
@@ -90,15 +104,12 @@ def scores(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> d
     }
 
 
-def headline_drop(
-    target: np.ndarray, reference: np.ndarray, candidate: np.ndarray, class_names: tuple[str, ...]
-) -> dict:
-    """Two predictions of the same pixels scored against `target`: each one's headline mIoU (land classes)
-    and how far the candidate's is below the reference's (`drop`; negative where it is above, None where
-    either has no score)."""
-    num_classes = len(class_names)
+def headline_drop(target: np.ndarray, reference: np.ndarray, candidate: np.ndarray, table: ClassTable) -> dict:
+    """Two predictions of the same pixels scored against `target`: each one's headline mIoU (the table's
+    headline classes) and how far the candidate's is below the reference's (`drop`; negative where it is
+    above, None where either has no score)."""
     first, second = (
-        scores(confusion_matrix(target, p, num_classes), class_names)["miou_land"] for p in (reference, candidate)
+        scores(confusion_matrix(target, p, len(table)), table)["miou_land"] for p in (reference, candidate)
     )
     return {
         "reference_miou_land": first,

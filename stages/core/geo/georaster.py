@@ -55,38 +55,16 @@ from stages.core.inference.blending import ArrayRows, too_small_to_predict
 from stages.core.io.errors import PipelineError
 from stages.core.io.imageio import open_image, read_rgb
 from stages.core.io.outputs import STAGING_SUFFIX, _staging_name
+from stages.core.io.rasters import gdal_env, is_jpeg_or_png, open_raster, raster_error
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
 NODATA_CONFIDENCE = 0  # a prediction's confidence is at least 255 / number of classes, so never 0
 BLOCKSIZE = 512  # side of the output GeoTIFFs' tiles
 SAMPLE_PIXELS = 1 << 20  # pixels per band sampled for the percentile stretch
-# GDAL's block cache would otherwise grow to 5% of the machine's memory; no .aux.xml sidecars
-# beside staging files (everything the outputs carry is stored inside them).
-GDAL_OPTIONS = {"GDAL_CACHEMAX": 128, "GDAL_PAM_ENABLED": "NO"}
-JPEG_PNG_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
 def warn(message: str) -> None:
     tqdm.write(f"warning: {message}", file=sys.stderr)  # between progress bars, not through them
-
-
-def gdal_env() -> rasterio.Env:
-    return rasterio.Env(**GDAL_OPTIONS)
-
-
-def is_jpeg_or_png(path: Path) -> bool:
-    """By the file's first bytes, not its name."""
-    with open(path, "rb") as file:
-        head = file.read(8)
-    return any(head.startswith(signature) for signature in JPEG_PNG_SIGNATURES)
-
-
-def raster_error(path: Path, error: BaseException, doing: str = "cannot read raster") -> PipelineError:
-    """One line naming the file, in GDAL's own words (its innermost error says most)."""
-    cause: BaseException = error
-    while (inner := cause.__cause__ or cause.__context__) is not None:
-        cause = inner
-    return PipelineError(f"{path}: {doing} ({cause})")
 
 
 @dataclass(frozen=True)
@@ -316,20 +294,6 @@ def value_ranges(scene: RasterScene, options: ReadOptions) -> list[tuple[float, 
     return ranges
 
 
-@contextmanager
-def _open_dataset(path: Path) -> Iterator:
-    if not path.is_file():
-        raise PipelineError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once, in our own words, by the caller
-            dataset = rasterio.open(path)
-    except (RasterioError, CPLE_BaseError) as error:
-        raise raster_error(path, error) from None
-    with dataset:
-        yield dataset
-
-
 def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> bool:
     """Refuse, before any prediction starts, an input that cannot be mapped: not a readable file, too small to
     predict, a raster whose bands or band types cannot be read, a JPEG or PNG whose header imageio refuses (its
@@ -353,7 +317,7 @@ def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> b
         if model_known:
             image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
     else:
-        with gdal_env(), _open_dataset(path) as dataset:
+        with gdal_env(), open_raster(path) as dataset:
             if model_known:
                 bands, _ = choose_bands(path, dataset, options.bands, options.scaling)
                 check_dtypes(path, dataset, bands, options.scaling)
@@ -375,7 +339,7 @@ def open_scene(path: Path, options: ReadOptions) -> Iterator[Scene]:
     if path.is_file() and is_jpeg_or_png(path):
         yield ImageScene(path, image_bands(path, read_rgb(path), options))
         return
-    with _open_dataset(path) as dataset:
+    with open_raster(path) as dataset:
         bands, note = choose_bands(path, dataset, options.bands, options.scaling)
         check_dtypes(path, dataset, bands, options.scaling)
         if note:

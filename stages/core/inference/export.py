@@ -95,6 +95,8 @@ def model_metadata(interface: ModelInterface, weights: str, export_params: dict)
         "landcover_format": METADATA_FORMAT,
         "class_names": json.dumps(list(interface.table.names)),  # in class index order
         "class_colours": json.dumps(interface.table.colours.tolist()),  # [r, g, b] per class
+        "class_values": json.dumps(list(interface.table.values)),  # label value per class (index rasters)
+        "class_headline": json.dumps(list(interface.table.headline)),  # counted in the headline mean
         # the scaling's mean and std (uint8 RGB: (pixel / 255 - mean) / std), as exports before "scaling" had them
         "mean": json.dumps(list(interface.mean)),
         "std": json.dumps(list(interface.std)),
@@ -143,6 +145,8 @@ def read_onnx_interface(path: Path) -> ModelInterface:
         )
     try:
         config = {key: json.loads(metadata[key]) for key in ("class_names", "class_colours", "mean", "std")}
+        # Models exported before these keys existed have the defaults (interface_from_config)
+        config |= {key: json.loads(metadata[key]) for key in ("class_values", "class_headline") if key in metadata}
         if "scaling" in metadata:
             config["scaling"] = json.loads(metadata["scaling"])
         interface = interface_from_config(
@@ -151,6 +155,8 @@ def read_onnx_interface(path: Path) -> ModelInterface:
     except (KeyError, ValueError, TypeError) as error:
         problem = f"{type(error).__name__}: {error}"
         raise PipelineError(f"{path}: its metadata is incomplete or malformed ({problem})") from None
+    except PipelineError as error:  # a class table ClassTable refuses (a value given twice, ...)
+        raise PipelineError(f"{path}: its metadata is malformed ({error})") from None
     return interface
 
 

@@ -110,6 +110,9 @@ def _require_model_side(key: str, value: int) -> None:
     )
 
 
+LAYOUTS = ("deepglobe", "scenes", "landcoverai", "openearthmap", "loveda")
+
+
 SCALINGS = ("auto", "range", "statistics")
 
 
@@ -122,6 +125,10 @@ def _numbers(key: str, value: Any) -> tuple[float, ...]:
 @dataclass(frozen=True)
 class DataParams:
     raw: str  # dataset root; reaches the tile stage through its command line (dvc.yaml), not read_section
+    # How the dataset is laid out under data.raw (stages/core/data/scenes.py, docs/data.md).
+    layout: str
+    # Vector labels: the attribute holding each polygon's class name or label value.
+    label_attribute: str
     # The image bands the model sees, numbered from 1 as GDAL numbers them, in the order it sees them.
     bands: tuple[int, ...]
     # How band values reach the model (stages/core/data/scaling.py): auto (uint8 images as /255 with ImageNet's
@@ -132,6 +139,8 @@ class DataParams:
     value_range: tuple[tuple[float, float], ...]
 
     def __post_init__(self) -> None:
+        _require(self.layout in LAYOUTS, "data.layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
+        _require(bool(self.label_attribute), "data.label_attribute", "must name an attribute", self.label_attribute)
         bands = self.bands
         _require(isinstance(bands, list | tuple) and len(bands) > 0, "data.bands", "must list at least one band", bands)
         checked = tuple(_check_type(f"data.bands[{index}]", band, int) for index, band in enumerate(bands))
@@ -196,13 +205,22 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SplitParams:
-    method: str  # "ratios": seeded random split by image; "lists": explicit id lists
+    method: str  # "ratios": seeded random split by image; "lists": explicit id lists; "blocks": blocks of scenes
     seed: int
     ratios: dict[str, float]
     lists: str  # directory holding train.txt, val.txt, test.txt (used when method is "lists")
+    block_size: int  # method blocks: side of the blocks each scene is cut into, in pixels
+    buffer: int  # method blocks: pixels around a tile that must lie in its own split's blocks
 
     def __post_init__(self) -> None:
-        _require(self.method in ("ratios", "lists"), "split.method", "must be 'ratios' or 'lists'", self.method)
+        _require(
+            self.method in ("ratios", "lists", "blocks"),
+            "split.method",
+            "must be 'ratios', 'lists' or 'blocks'",
+            self.method,
+        )
+        _require(self.block_size >= 1, "split.block_size", "must be at least 1 pixel", self.block_size)
+        _require(self.buffer >= 0, "split.buffer", "must be 0 or more pixels", self.buffer)
         _require(
             set(self.ratios) == set(SPLIT_NAMES),
             "split.ratios",

@@ -31,6 +31,8 @@ def checkpoint_config(encoder: str, table: ClassTable, tile_size: int, scaling: 
         "encoder": encoder,
         "class_names": list(table.names),
         "class_colours": table.colours.tolist(),
+        "class_values": list(table.values),  # each class's label value in an index raster
+        "class_headline": list(table.headline),  # whether each class counts in the headline mean
         "mean": list(scaling.mean),  # also in scaling; kept for readers from before scalings were recorded
         "std": list(scaling.std),
         "scaling": scaling.to_config(),  # bands, their type and scaling (absent in older checkpoints: UINT8_RGB)
@@ -132,7 +134,15 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 def _class_table(config: dict) -> ClassTable:
-    return ClassTable(tuple(config["class_names"]), np.array(config["class_colours"], dtype=np.uint8))
+    """The class table of checkpoint_config's keys; a config from before class_values and class_headline
+    were recorded gives the defaults those checkpoints were trained with (values 0..n-1, every class but
+    `unknown` in the headline)."""
+    return ClassTable(
+        tuple(config["class_names"]),
+        np.array(config["class_colours"], dtype=np.uint8),
+        tuple(config.get("class_values") or ()),
+        tuple(config.get("class_headline") or ()),
+    )
 
 
 def interface_from_config(config: dict, checkpoint_sha256: str) -> ModelInterface:

@@ -152,7 +152,7 @@ def epoch_metrics(result: EpochResult, table: ClassTable) -> dict[str, float | N
 
     All but the objective come from the epoch's confusion matrix, defined as the test scores are.
     """
-    summary = scores(result.confusion, table.names)
+    summary = scores(result.confusion, table)
     metrics = {
         "loss": result.loss,
         "miou_land": summary["miou_land"],

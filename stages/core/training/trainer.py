@@ -69,7 +69,8 @@ def training_set(
     train_params: TrainParams,
 ) -> TileDataset:
     """The training tiles, augmented, keeping a shuffle block's images decoded."""
-    augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter)
+    rgb = store.dtype == "uint8" and len(store.bands) == 3
+    augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter, rgb=rgb)
     return TileDataset(records, store, augmentation, seed=train_params.seed, cached_images=train_params.shuffle_block)
 
 
