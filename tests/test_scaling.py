@@ -18,12 +18,13 @@ from stages.core.data.scaling import (
     write_band_statistics,
 )
 from stages.core.io.errors import PipelineError
-from stages.core.io.params import DataParams
+from stages.core.io.params import DataParams, load_params
+from tests.conftest import REPO
 
 
 def data_params(**values) -> DataParams:
-    defaults = {"raw": "data/sample", "bands": [1, 2, 3], "scaling": "auto", "value_range": [0, 255]}
-    return DataParams(**(defaults | values))
+    """The repository's data params with `values` replaced."""
+    return DataParams(**(load_params(REPO / "params.yaml")["data"] | values))
 
 
 def test_the_default_params_give_deepglobes_uint8_rgb_scaling():
