@@ -20,7 +20,7 @@ from stages.core.data.datasets import TileDataset
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import IGNORE_INDEX
 from stages.core.data.scaling import UINT8_RGB, statistics_scaling, write_band_statistics
-from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
+from stages.core.data.tilestore import ImageWindows, TileRecord, TileStore, read_index, tile_name
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import AugmentParams, DataParams, ModelParams, TrainParams, load_params, read_section
 from stages.core.model.checkpoint import load_checkpoint
@@ -305,6 +305,18 @@ class FlatStore:
 
     def whole_class_mask(self, record: TileRecord) -> np.ndarray:
         return np.ones((record.image_height, record.image_width), dtype=np.uint8)
+
+    # what TileStore.windows needs to know: JPEG and PNG files, decoded whole, RGB
+    bands = (1, 2, 3)
+
+    def image_path(self, image_id: str) -> Path:
+        return Path(f"{image_id}.jpg")
+
+    def class_mask_path(self, image_id: str) -> Path:
+        return Path(f"{image_id}.png")
+
+    def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
+        return ImageWindows(self, record, masks)  # type: ignore[arg-type]
 
 
 def records_of(image_id: str, height: int, width: int, size: int) -> list[TileRecord]:
