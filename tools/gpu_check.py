@@ -100,8 +100,12 @@ def canonical(name: str) -> str:
 
 def read_pins(path: Path) -> dict[str, str]:
     """`name==version` lines of a requirements file or lock ({canonical name: version}); comments and hashes skipped."""
+    return read_pins_of(path.read_text().splitlines())
+
+
+def read_pins_of(lines: Iterable[str]) -> dict[str, str]:
     pins = {}
-    for line in path.read_text().splitlines():
+    for line in lines:
         match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
         if match:
             pins[canonical(match.group(1))] = match.group(2)
@@ -211,8 +215,22 @@ def distributions_of(modules: Iterable[str]) -> set[str]:
     return {canonical(owner) for name in modules for owner in owners.get(name, [name])}
 
 
-def coverage_problems(imported: set[str], listed: set[str], provided: set[str]) -> list[str]:
-    """Packages the check needs that neither the machine nor the wheel list brings, and listed ones it has already."""
+def replacements(wheel_list: Path = WHEEL_LIST) -> set[str]:
+    """Listed packages whose line says `# replaces the machine's`: carried for another version than the GPU
+    machine's own (KINDS.md: carry a package it has only for another version)."""
+    return {
+        name
+        for line in wheel_list.read_text().splitlines()
+        for name in read_pins_of([line])
+        if re.search(r"#\s*replaces", line, re.IGNORECASE)
+    }
+
+
+def coverage_problems(
+    imported: set[str], listed: set[str], provided: set[str], replacing: Iterable[str] = ()
+) -> list[str]:
+    """Packages the check needs that neither the machine nor the wheel list brings, and listed ones it has already
+    (but those `replacing` its own version)."""
     problems = [
         f"{name}: imported by this run, but neither on the GPU machine nor in the wheel list"
         for name in sorted(imported - listed - provided)
@@ -224,7 +242,10 @@ def coverage_problems(imported: set[str], listed: set[str], provided: set[str]) 
                 for needed in requirement_names(name)
                 if needed not in listed | provided
             ]
-    problems += [f"{name}: in the wheel list, but the GPU machine has it" for name in sorted(listed & provided)]
+    problems += [
+        f"{name}: in the wheel list, but the GPU machine has it (mark it `# replaces the machine's` if meant)"
+        for name in sorted(listed & provided - set(replacing))
+    ]
     return problems
 
 
@@ -686,7 +707,7 @@ def check_wheel_list(ctx: Context) -> tuple:
     """tools/gpu-wheels.txt at the lock's versions; everything this run imported on the machine or in the list."""
     imported = distributions_of(ctx.imported_modules | imported_modules())
     listed = set(read_pins(WHEEL_LIST))
-    problems = list_problems() + coverage_problems(imported, listed, provided_by_machine())
+    problems = list_problems() + coverage_problems(imported, listed, provided_by_machine(), replacements())
     if ctx.wheels is not None:
         problems += wheel_folder_problems(ctx.wheels)
     figures = {"listed": read_pins(WHEEL_LIST), "imported": sorted(imported), "machine_packages": MACHINE_PACKAGES}
@@ -806,9 +827,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("\n".join(f"error: {problem}" for problem in problems))
         wheels = sorted(args.check_wheel_folder.glob("*.whl"))
         total = sum(wheel.stat().st_size for wheel in wheels) / 2**20
-        print(
-            f"{args.check_wheel_folder}: {len(wheels)} wheels, {total:.2f} MiB (at most {MAX_WHEEL_BYTES / 2**20:.0f})"
-        )
+        limit = MAX_WHEEL_BYTES / 2**20
+        print(f"{args.check_wheel_folder}: {len(wheels)} wheels, {total:.2f} MiB (at most {limit:.0f} MiB)")
         print("\n".join(f"  {wheel.name}  {wheel.stat().st_size / 2**20:.2f} MiB" for wheel in wheels))
         return 0
     return run_main(args)

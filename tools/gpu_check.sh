@@ -21,7 +21,12 @@ mkdir -p "$out"
 log="$out/gpu_check.log"
 : >"$log"
 if compgen -G "$wheels/*.whl" >/dev/null; then
-    site="${GPU_CHECK_SITE:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-site.XXXXXX")}"
+    if [[ -n ${GPU_CHECK_SITE:-} ]]; then
+        site="$GPU_CHECK_SITE"
+    else
+        site="$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-site.XXXXXX")"
+        trap 'rm -rf "$site"' EXIT
+    fi
     echo "installing $(ls "$wheels"/*.whl | wc -l) wheel(s) from $wheels/ into $site (offline)" | tee -a "$log"
     "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" "$wheels"/*.whl >>"$log" 2>&1 || { echo "error: pip install failed, see $log" >&2; exit 1; }
@@ -31,4 +36,4 @@ else
     echo "no wheels in $wheels/: using $python's own packages (make gpu-wheels makes them)" | tee -a "$log"
 fi
 export PYTHONUNBUFFERED=1
-exec "$python" -m tools.gpu_check --out "$out" --log-append "${args[@]}"
+"$python" -m tools.gpu_check --out "$out" --log-append "${args[@]}"
