@@ -55,6 +55,7 @@ def test_the_dry_run_writes_the_json_report_and_the_log(dry_run):
     assert set(report) == {
         "format",
         "mode",
+        "complete",
         "verdict",
         "counts",
         "started",
@@ -64,7 +65,7 @@ def test_the_dry_run_writes_the_json_report_and_the_log(dry_run):
         "sizes",
         "checks",
     }
-    assert (report["format"], report["mode"], report["verdict"]) == (1, "dry-run", "PASS")
+    assert (report["format"], report["mode"], report["complete"], report["verdict"]) == (1, "dry-run", True, "PASS")
     assert report["counts"] == {"PASS": 2, "FAIL": 0, "SKIP": 6}
     assert list(report["checks"]) == list(gpu_check.CHECKS)
     for result in report["checks"].values():

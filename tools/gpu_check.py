@@ -86,7 +86,7 @@ class Sizes:
     blend_window: int
 
 
-GPU_SIZES = Sizes(epochs=6, predict_images=4, predict_size=256, blend_size=2448, blend_window=256)
+GPU_SIZES = Sizes(epochs=15, predict_images=4, predict_size=256, blend_size=2448, blend_window=256)
 DRY_SIZES = Sizes(epochs=2, predict_images=1, predict_size=64, blend_size=96, blend_window=32)
 
 
@@ -543,8 +543,15 @@ def losses(run: dict) -> str:
     return f"train loss {run['train_loss'][0]:.3f} -> {run['train_loss'][-1]:.3f} in {run['seconds']:.1f} s"
 
 
+def prepared_data(ctx: Context) -> None:
+    """The training data in ctx.work/data, written by the first check that needs it."""
+    if not (ctx.work / "data" / "val.csv").is_file():
+        ctx.log.write(json.dumps(write_training_data(ctx.work / "data")))
+
+
 def check_train_bf16(ctx: Context) -> tuple:
     """bf16 training with train.deterministic, twice, each in a fresh process: the same weights?"""
+    prepared_data(ctx)
     configs = [training_config(ctx, f"bf16_{index}", "bf16") for index in range(2)]
     runs = launch_trainings(configs, ctx.log, ctx.remaining())
     ctx.imported_modules |= set(runs[0]["imported_modules"])
@@ -572,6 +579,7 @@ def check_train_fp16(ctx: Context) -> tuple:
 
     from stages.core.model.checkpoint import load_checkpoint
 
+    prepared_data(ctx)
     config = training_config(ctx, "fp16", "fp16")
     (run,) = launch_trainings([config], ctx.log, ctx.remaining())
     checkpoint = load_checkpoint(Path(config["out"]) / "models" / "last.pt")
@@ -698,6 +706,7 @@ def check_nccl(ctx: Context) -> tuple:
     """The trainer in 2 processes under torchrun, NCCL between 2 GPUs."""
     if not ctx.cuda or ctx.gpus < 2:
         return SKIP, f"{'no CUDA' if not ctx.cuda else f'{ctx.gpus} GPU'}: needs 2 GPUs", {}
+    prepared_data(ctx)
     config = training_config(ctx, "nccl", "bf16", processes=2)
     (run,) = launch_trainings([config], ctx.log, ctx.remaining(), processes=2)
     return ctx.outcome(loss_problems(run), f"2 processes (NCCL): {losses(run)}", {"run": run})
@@ -767,28 +776,40 @@ def environment(ctx: Context) -> dict:
     }
 
 
-def run_checks(ctx: Context, budget: float) -> dict:
-    """Every check in order, on data written first; the report that gpu_check.json holds."""
+def run_checks(ctx: Context, budget: float, out: Path) -> dict:
+    """Every check in order; the report that gpu_check.json holds, written again after each check (`complete`
+    false until the last), so that a run cut short still leaves what it found."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.monotonic()
-    ctx.log.say(f"gpu_check ({'dry run on the CPU' if ctx.dry else f'{ctx.gpus} GPU(s)'}): data ...")
-    ctx.log.write(json.dumps(write_training_data(ctx.work / "data")))
-    results = {name: run_check(ctx, name) for name in CHECKS}
-    counts = {
-        status: sum(1 for result in results.values() if result["status"] == status) for status in (PASS, FAIL, SKIP)
-    }
-    return {
-        "format": JSON_FORMAT,
-        "mode": "dry-run" if ctx.dry else "gpu",
-        "verdict": FAIL if counts[FAIL] else PASS,
-        "counts": counts,
-        "started": started,
-        "seconds": round(time.monotonic() - start, 1),
-        "budget_seconds": budget,
-        "environment": environment(ctx),
-        "sizes": vars(ctx.sizes),
-        "checks": results,
-    }
+    machine = environment(ctx)
+    ctx.log.say("gpu_check: " + ("a dry run on the CPU" if ctx.dry else f"{ctx.gpus} x {machine['gpu']}"))
+    results: dict[str, dict] = {}
+    for name in CHECKS:
+        results[name] = run_check(ctx, name)
+        statuses = [result["status"] for result in results.values()]
+        counts = {status: statuses.count(status) for status in (PASS, FAIL, SKIP)}
+        report = {
+            "format": JSON_FORMAT,
+            "mode": "dry-run" if ctx.dry else "gpu",
+            "complete": len(results) == len(CHECKS),
+            "verdict": FAIL if counts[FAIL] else PASS,
+            "counts": counts,
+            "started": started,
+            "seconds": round(time.monotonic() - start, 1),
+            "budget_seconds": budget,
+            "environment": machine,
+            "sizes": vars(ctx.sizes),
+            "checks": results,
+        }
+        write_report(out / JSON_NAME, report)
+    return report
+
+
+def write_report(path: Path, report: dict) -> None:
+    from stages.core.io.outputs import atomic_file
+
+    with atomic_file(path) as staging:
+        staging.write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
 def output_folder(given: str | None) -> Path:
@@ -853,11 +874,7 @@ def run_main(args: argparse.Namespace) -> int:
             gpus=0 if dry else torch.cuda.device_count(),
             wheels=args.wheels,
         )
-        report = run_checks(ctx, args.budget)
-    from stages.core.io.outputs import atomic_file
-
-    with atomic_file(out / JSON_NAME) as staging:
-        staging.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        report = run_checks(ctx, args.budget, out)
     counts = report["counts"]
     log.say(
         f"gpu_check {report['verdict']}: {counts[PASS]} PASS, {counts[FAIL]} FAIL, {counts[SKIP]} SKIP in "
