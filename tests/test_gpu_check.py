@@ -15,12 +15,20 @@ import pytest
 from tests.conftest import REPO
 from tools import gpu_check
 
+# Installed here, missing on the GPU machine: the dry run imports none of them (each is blocked below)
+NOT_ON_THE_GPU_MACHINE = ("albumentations", "albucore", "cv2", "dvc", "dvclive", "rasterio", "scipy", "openvino")
+
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """`bash tools/gpu_check.sh --dry-run`, as CI and a maintainer run it, with this Python and no carried wheels."""
+    """`bash tools/gpu_check.sh --dry-run`, as CI and a maintainer run it, with this Python and no carried wheels,
+    and the packages the GPU machine lacks made to fail on import, as they would there."""
     out = tmp_path_factory.mktemp("gpu-check")
+    blocked = tmp_path_factory.mktemp("blocked")
+    for name in NOT_ON_THE_GPU_MACHINE:
+        (blocked / f"{name}.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
     env = {**os.environ, "PYTHON": sys.executable, "GPU_WHEELS": str(out / "no-wheels"), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocked), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.pop("OUT", None)
     process = subprocess.run(
         ["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out)],
