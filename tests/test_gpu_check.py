@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import gpu
 from tests.conftest import REPO
 from tools import gpu_check
 
@@ -150,3 +151,15 @@ def test_a_listed_package_marked_as_replacing_the_machines_is_allowed(tmp_path):
     wheel_list = tmp_path / "gpu-wheels.txt"
     wheel_list.write_text("segmentation-models-pytorch==0.6.0\ntimm==1.0.31  # replaces the machine's older timm\n")
     assert gpu_check.replacements(wheel_list) == {"timm"}
+
+
+def test_the_benchmark_verdict_reads_benchmarks_gpu_section():
+    training = {"step_seconds": 0.25, "images_per_second": 64.0, "step_flops_per_gpu": 2e14}
+    inference = {"device_blending_seconds_per_image": 0.5, "host_blending_seconds_per_image": 0.8, "image_size": 2448}
+    section = {"gpu": "Some GPU", "gpus": 1, "bf16_matmul_gflops": 800_000.0, "training": {1: training}}
+    section["inference"] = inference
+    line = gpu_check.benchmark_line(section, gpu.summarise(section))
+    assert line == (
+        "training 64.0 img/s (512 px, batch 16), 100% of the bf16 matmul peak (800 TFLOP/s); "
+        "0.50 s per 2448 px image (0.80 s blending on the host)"
+    )

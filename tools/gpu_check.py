@@ -684,22 +684,33 @@ def check_benchmark(ctx: Context) -> tuple:
     """benchmarks.gpu's section (what `make bench` runs on a GPU), quick mode, with the bf16 peak measured here."""
     if not ctx.cuda:
         return SKIP, "no CUDA (make bench's GPU section runs only on CUDA)", {}
+    import io
+
     from benchmarks import gpu
     from benchmarks.speed_peaks import measure_peaks
 
-    peaks = measure_peaks({})
-    section = gpu.run_section("quick", peaks)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # its progress lines go to the log
+        peaks = measure_peaks({})
+        section = gpu.run_section("quick", peaks)
+    ctx.log.write(printed.getvalue() + gpu.report(section))
     summary = gpu.summarise(section)
-    ctx.log.write(gpu.report(section))
+    return PASS, benchmark_line(section, summary), {"peaks": peaks, "section": section, "summary": summary}
+
+
+def benchmark_line(section: dict, summary: dict) -> str:
+    """The benchmark's verdict figure from benchmarks.gpu's section and its summary: one GPU's training rate and
+    fraction of the bf16 matmul peak, the seconds per 2448 px image."""
+    from benchmarks import gpu
+
     one = summary["training"][1]
     seconds = summary["inference_seconds_per_image"]
-    line = (
+    return (
         f"training {one['images_per_second']:.1f} img/s ({gpu.TILE} px, batch {gpu.BATCH}), "
-        f"{one['fraction_of_bf16_matmul_peak']:.0%} of the bf16 matmul peak ({peaks['bf16_matmul_gflops'] / 1000:.0f} "
-        f"TFLOP/s); {seconds['device_blending']:.2f} s per 2448 px image ({seconds['host_blending']:.2f} s blending "
-        "on the host)"
+        f"{one['fraction_of_bf16_matmul_peak']:.0%} of the bf16 matmul peak ({section['bf16_matmul_gflops'] / 1000:.0f}"
+        f" TFLOP/s); {seconds['device_blending']:.2f} s per {section['inference']['image_size']} px image "
+        f"({seconds['host_blending']:.2f} s blending on the host)"
     )
-    return PASS, line, {"peaks": peaks, "section": section, "summary": summary}
 
 
 def check_nccl(ctx: Context) -> tuple:
