@@ -55,8 +55,9 @@ gpu-wheels: $(BIN)/.installed
 	rm -rf $(GPU_WHEELS) && mkdir $(GPU_WHEELS)
 	$(BIN)/python -m tools.gpu_check --wheel-requirements >$(GPU_WHEELS)/requirements.txt
 	$(BIN)/python -m pip download --quiet --no-deps --require-hashes --only-binary=:all: --python-version 3.12 \
-		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 --dest $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+		--dest $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
 	$(BIN)/python -m tools.gpu_check --check-wheel-folder $(GPU_WHEELS)
 
 install: $(BIN)/.installed
