@@ -38,9 +38,7 @@ from stages.core.model.checkpoint import decode_history, encode_history, load_ch
 NOT_STORED = ("train.epochs", "train.resume", "train.processes", "train.nodes")
 
 
-def training_params(
-    model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams | None
-) -> dict:
+def training_params(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams | None) -> dict:
     """The params that shape a training run, flat ("train.lr": 0.003, ...), in params.yaml's order, but NOT_STORED
     (and no augment.* where training was not augmented)."""
     flat = {}
