@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff install install-remote install-vector install-runtime lock clean
+.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -52,6 +52,19 @@ bench-scenes: $(BIN)/.installed
 # SIZE=20000 by default (a 20000 x 20000 scene, cached outside the repo); docs/mapping.md.
 bench-geotiff: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.geotiff_streaming $(if $(SIZE),--size $(SIZE))
+
+# The wheels the GPU check (tools/gpu_check.sh, docs/gpu-check.md) carries to a lent GPU machine, whose own
+# Python lacks them: tools/gpu-wheels.txt's packages with the lock's versions and hashes, for CPython 3.12 on
+# manylinux x86_64, into gpu-wheels/ (git-ignored). Fails if they are not exactly the list, or above 60 MiB.
+GPU_WHEELS := gpu-wheels
+gpu-wheels: $(BIN)/.installed
+	rm -rf $(GPU_WHEELS) && mkdir $(GPU_WHEELS)
+	$(BIN)/python -m tools.gpu_check --wheel-requirements >$(GPU_WHEELS)/requirements.txt
+	$(BIN)/python -m pip download --quiet --no-deps --require-hashes --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+		--dest $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
+	$(BIN)/python -m tools.gpu_check --check-wheel-folder $(GPU_WHEELS)
 
 install: $(BIN)/.installed
 

@@ -108,6 +108,22 @@ def test_checkpoints_carry_the_params_they_were_trained_with(prepared, tmp_path,
         assert "train.epochs" not in stored and "train.resume" not in stored
 
 
+def test_without_augment_params_tiles_are_not_augmented_nor_augment_params_stored(prepared):
+    # how the GPU check trains (tools/gpu_check.py): its machine has no albumentations
+    params_path, data = prepared
+    params = load_params(params_path)
+    model_params, train_params = read_section(params, "model", ModelParams), read_section(params, "train", TrainParams)
+    augmented = training_params(model_params, train_params, read_section(params, "augment", AugmentParams))
+    assert training_params(model_params, train_params, None) == {
+        key: value for key, value in augmented.items() if not key.startswith("augment.")
+    }
+    tiles = trainer.training_set(data.train, data.store, data.tile_size, None, train_params)
+    assert tiles.augment is None
+    image, mask = tiles[3]
+    assert np.array_equal(image.numpy(), data.store.read_image(data.train[3]))
+    assert np.array_equal(mask.numpy(), data.store.read_class_mask(data.train[3]))
+
+
 def test_resumed_run_ends_like_an_uninterrupted_one(prepared, uninterrupted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_training(prepared, tmp_path / "resumed", epochs=1)  # "stopped" after epoch 1

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -28,6 +28,9 @@ from torch.utils.data import Dataset, Sampler
 from stages.core.data.geometry import first_cover_offsets
 from stages.core.data.palette import IGNORE_INDEX
 from stages.core.data.tilestore import ImageWindows, TileRecord, TileStore, group_by_image
+
+if TYPE_CHECKING:  # only the augmentation's type: unaugmented datasets need no albumentations
+    import albumentations as A
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

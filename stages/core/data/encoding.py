@@ -9,16 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 from tqdm import tqdm
 
-from stages.core.data.labels import open_labels, read_image_header
 from stages.core.data.palette import IGNORE_INDEX, ClassTable, colour_to_index
 from stages.core.data.tilestore import TileRecord, TileStore, group_by_image, whole_images
 from stages.core.io.imageio import write_png
-from stages.core.io.rasters import gdal_env
 
 IGNORED_COLUMN = "ignored"
 
@@ -111,6 +106,13 @@ def encode_scene(store: TileStore, scene: dict, label_attribute: str, table: Cla
 
     Returns its class pixel counts (ignored: off-table and unlabelled pixels together) and its unlabelled pixels.
     """
+    # GDAL is imported here, not with the module: DeepGlobe's colour masks (and a machine without GDAL) need none
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.windows import Window
+
+    from stages.core.data.labels import open_labels, read_image_header
+
     header = read_image_header(store.images_dir / scene["image"])
     histogram = np.zeros(256, dtype=np.int64)
     off_table = unlabelled = 0
@@ -137,6 +139,8 @@ def encode_scene(store: TileStore, scene: dict, label_attribute: str, table: Cla
 
 def encode_scenes(store: TileStore, table: ClassTable, progress: bool = True) -> tuple[list[ImagePixels], int]:
     """Every scene's class-index GeoTIFF into `store`'s encoded folder; returns the counts and all unlabelled pixels."""
+    from stages.core.io.rasters import gdal_env
+
     record = store.scenes
     assert record is not None, "encode_scenes needs a tile store of scenes"
     store.class_masks_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Finding the scenes of a dataset: an image raster and its labels each, in the layouts the pipeline reads.
+"""The scenes of a dataset (an image raster and its labels each) found in the layouts the pipeline reads, checked,
+kept and indexed into tiles (the tile stage's work on scenes).
 
 A scene is one image (a GeoTIFF or any raster GDAL reads, or a JPEG/PNG) and its labels: a class-index
 raster, a colour-coded raster, or a vector file of polygons with a class attribute (docs/data.md,
@@ -16,13 +17,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from shutil import copyfile
 
-from stages.core.data.labels import VECTOR_SUFFIXES
+import rasterio.shutil
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from stages.core.data.geometry import tile_grid
+from stages.core.data.labels import VECTOR_SUFFIXES, ImageHeader, check_bands, open_labels, read_image_header
 from stages.core.data.naming import ID_PATTERN, natural_key
 from stages.core.data.palette import ClassTable
+from stages.core.data.tilestore import TileRecord, TileStore, tile_name, write_index
+from stages.core.data.tiling import IMAGE_FORMATS
 from stages.core.io.errors import PipelineError
+from stages.core.io.imageio import decode, open_image
+from stages.core.io.rasters import RASTER_ERRORS, open_raster, raster_error, read_window
 from stages.core.io.textfiles import read_utf8
 
 SCENE_LAYOUTS = ("scenes", "landcoverai", "openearthmap", "loveda")
@@ -138,3 +150,121 @@ def _loveda(root: Path) -> list[SceneFiles]:
         lambda image: image.parent.parent / "masks_png" / image.name,
         lambda image: f"{image.parents[2].name.lower()}-{image.parents[1].name.lower()}-{image.stem}",
     )
+
+
+# --- the tile stage's work on scenes: check, keep, index ------------------------------------------------
+
+# Raster formats whose files are kept byte for byte; any other raster GDAL reads is copied into a
+# tiled GeoTIFF, pixels unchanged.
+KEPT_RASTER_DRIVERS = {"GTiff": ".tif", "COG": ".tif"}
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+READ_CHECK_ROWS = 512  # rows decoded at a time by the check that every block of an image decodes
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    """What the tile stage needs to know about a dataset of scenes, from its params."""
+
+    table: ClassTable
+    bands: tuple[int, ...]
+    label_attribute: str
+
+
+def check_scene(scene: SceneFiles, size: int, settings: SceneSettings) -> ImageHeader:
+    """Refuse, before anything is copied, a scene that cannot be trained on: its image, bands, size and labels."""
+    header = read_image_header(scene.image)
+    check_bands(header, settings.bands)
+    if size > min(header.height, header.width):
+        raise PipelineError(
+            f"params: tile.size ({size}) is larger than scene {scene.image} ({header.width}x{header.height})"
+        )
+    with open_labels(scene.labels, header, settings.table, settings.label_attribute):
+        pass  # opening checks kind, type, overlap, CRS, attribute and class names
+    return header
+
+
+def _decodes_whole(header: ImageHeader) -> None:
+    """Decode every block, a strip at a time, so a truncated or corrupt file fails here, naming it."""
+    if not header.through_gdal:
+        with open_image(header.path) as image:
+            decode(header.path, image)
+        return
+    bands = list(range(1, header.count + 1))
+    with open_raster(header.path) as dataset:
+        for top in range(0, header.height, READ_CHECK_ROWS):
+            read_window(
+                dataset, header.path, bands, Window(0, top, header.width, min(READ_CHECK_ROWS, header.height - top))
+            )
+
+
+def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str) -> str:
+    """Keep the image in `folder`: its own bytes (GeoTIFF, JPEG, PNG) or a lossless tiled GeoTIFF; returns the name."""
+    if not header.through_gdal:
+        with open_image(header.path) as image:
+            suffix = IMAGE_FORMATS.get(image.format or "")
+        if suffix is None:
+            raise PipelineError(f"{header.path}: only JPEG and PNG images are read by Pillow")
+        copyfile(header.path, folder / f"{scene_id}{suffix}")
+        return f"{scene_id}{suffix}"
+    with open_raster(header.path) as dataset:
+        driver = dataset.driver
+    name = f"{scene_id}.tif"
+    if driver in KEPT_RASTER_DRIVERS:
+        copyfile(header.path, folder / name)
+    else:
+        try:
+            rasterio.shutil.copy(header.path, folder / name, driver="GTiff", tiled=True, compress="deflate")
+        except RASTER_ERRORS as error:
+            raise raster_error(header.path, error, "cannot copy into a GeoTIFF") from None
+    return name
+
+
+def keep_scene_labels(labels: Path, folder: Path, scene_id: str) -> str:
+    """Copy the labels file (a shapefile with its sidecar files) into `folder` as <id><suffix>; returns the name."""
+    suffix = labels.suffix.lower()
+    parts = [labels] if suffix != ".shp" else [labels.with_suffix(part) for part in SHAPEFILE_PARTS]
+    for part in parts:
+        if part.is_file():
+            copyfile(part, folder / f"{scene_id}{part.suffix.lower()}")
+    return f"{scene_id}{suffix}"
+
+
+def tile_scenes(
+    scenes: list[SceneFiles], out_dir: Path, size: int, stride: int, settings: SceneSettings, progress: bool = True
+) -> int:
+    """Check every scene, keep its image and labels in out_dir, and write the tile index and scenes.json.
+
+    All scenes are checked first (headers and labels: seconds), then each image is decoded a strip
+    at a time and copied, so peak memory is that of a strip whatever the scenes' sizes.
+    """
+    headers = [check_scene(scene, size, settings) for scene in scenes]
+    first = headers[0]
+    for header in headers[1:]:
+        if (header.count, header.dtype) != (first.count, first.dtype):
+            raise PipelineError(
+                f"{header.path}: {header.count} bands of {header.dtype}, but {first.path.name} has "
+                f"{first.count} of {first.dtype}; a dataset's scenes need the same bands and type"
+            )
+    store = TileStore(out_dir)
+    store.images_dir.mkdir(parents=True)
+    store.labels_dir.mkdir()
+    records: list[TileRecord] = []
+    kept = []
+    for scene, header in tqdm(list(zip(scenes, headers)), desc="tile", unit="scene", disable=not progress):
+        _decodes_whole(header)
+        image_name = keep_scene_image(header, store.images_dir, scene.scene_id)
+        labels_name = keep_scene_labels(scene.labels, store.labels_dir, scene.scene_id)
+        kept.append({"scene_id": scene.scene_id, "image": image_name, "labels": labels_name})
+        records.extend(
+            TileRecord(tile_name(scene.scene_id, y, x), scene.scene_id, y, x, size, header.height, header.width)
+            for y, x in tile_grid(header.height, header.width, size, stride)
+        )
+    write_index(store.index_path, records)
+    record = {
+        "bands": list(settings.bands),
+        "dtype": first.dtype,
+        "label_attribute": settings.label_attribute,
+        "scenes": kept,
+    }
+    store.scenes_path.write_text(json.dumps(record, indent=1) + "\n")
+    return len(records)

@@ -22,14 +22,30 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from rasterio.windows import Window
 
 from stages.core.data.palette import ClassTable
 from stages.core.io.errors import PipelineError
 from stages.core.io.imageio import read_index_png, read_rgb
-from stages.core.io.rasters import open_raster, read_window
+
+
+class Window(NamedTuple):
+    """A window of an image in pixels, as rasterio's Window orders it (rasterio itself is imported only where a
+    GeoTIFF is read: DeepGlobe's JPEGs, and a machine without GDAL, need none of it)."""
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+
+def _rasters():
+    import stages.core.io.rasters
+
+    return stages.core.io.rasters
+
 
 # Image files keep their source's format: .jpg (bytes as downloaded), .png (converted, lossless), or
 # .tif (a scene's GeoTIFF as it came); class masks are .png, or .tif for scenes (read a window at a time).
@@ -189,8 +205,8 @@ class TileStore:
     def whole_image(self, record: TileRecord) -> np.ndarray:
         path = self.image_path(record.image_id)
         if path.suffix == ".tif":
-            with open_raster(path) as dataset:
-                whole = interleaved(read_window(dataset, path, self.bands, _whole_window(record)))
+            with _rasters().open_raster(path) as dataset:
+                whole = interleaved(_rasters().read_window(dataset, path, self.bands, _whole_window(record)))
             return checked(whole, record, path)
         rgb = checked(read_rgb(path), record, path)
         return rgb if self.bands == RGB_BANDS else np.ascontiguousarray(rgb[..., [band - 1 for band in self.bands]])
@@ -202,8 +218,8 @@ class TileStore:
     def whole_class_mask(self, record: TileRecord) -> np.ndarray:
         path = self.class_mask_path(record.image_id)
         if path.suffix == ".tif":
-            with open_raster(path) as dataset:
-                return checked(read_window(dataset, path, 1, _whole_window(record)), record, path)
+            with _rasters().open_raster(path) as dataset:
+                return checked(_rasters().read_window(dataset, path, 1, _whole_window(record)), record, path)
         return checked(read_index_png(path), record, path)
 
     # Regions: what predict and evaluate score, a whole image or a block of a scene (split.method blocks).
@@ -227,7 +243,7 @@ class TileStore:
     def region_rows(self, region: Region) -> Iterator[RegionRows]:
         """A scene's region (its image a GeoTIFF) opened to be read a strip of rows at a time."""
         path = self.image_path(region.image_id)
-        with open_raster(path) as dataset:
+        with _rasters().open_raster(path) as dataset:
             checked(np.empty((dataset.height, dataset.width, 0)), region.record, path)
             yield RegionRows(dataset, path, self.bands, region)
 
@@ -345,7 +361,7 @@ class RegionRows:
 
     def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
         window = Window(self.region.x, self.region.y + top, self.width, bottom - top)
-        rows = interleaved(read_window(self.dataset, self.path, self.bands, window))
+        rows = interleaved(_rasters().read_window(self.dataset, self.path, self.bands, window))
         return rows, np.ones((bottom - top, self.width), dtype=bool)
 
 
@@ -376,11 +392,12 @@ class ImageWindows:
             return lambda window: whole[
                 window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
             ].copy()
-        dataset = self._files.enter_context(open_raster(path))
+        rasters = _rasters()
+        dataset = self._files.enter_context(rasters.open_raster(path))
         checked(np.empty((dataset.height, dataset.width, 0)), record, path)
         if isinstance(bands, int):
-            return lambda window: read_window(dataset, path, bands, window)
-        return lambda window: interleaved(read_window(dataset, path, bands, window))
+            return lambda window: rasters.read_window(dataset, path, bands, window)
+        return lambda window: interleaved(rasters.read_window(dataset, path, bands, window))
 
     def close(self) -> None:
         self._files.close()

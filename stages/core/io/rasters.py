@@ -61,8 +61,10 @@ def open_raster(path: Path) -> Iterator:
         yield dataset
 
 
-def read_window(dataset, path: Path, bands: Sequence[int] | int, window: Window) -> np.ndarray:
-    """`bands` (numbered from 1) of `window`: bands x h x w (h x w for one band given as an int)."""
+def read_window(dataset, path: Path, bands: Sequence[int] | int, window) -> np.ndarray:
+    """`bands` (numbered from 1) of `window` (rasterio's Window, or anything with its col_off, row_off, width and
+    height): bands x h x w (h x w for one band given as an int)."""
+    window = Window(window.col_off, window.row_off, window.width, window.height)
     try:
         return dataset.read(bands if isinstance(bands, int) else list(bands), window=window)
     except RASTER_ERRORS as error:

@@ -38,10 +38,13 @@ from stages.core.model.checkpoint import decode_history, encode_history, load_ch
 NOT_STORED = ("train.epochs", "train.resume", "train.processes", "train.nodes")
 
 
-def training_params(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams) -> dict:
-    """The params that shape a training run, flat ("train.lr": 0.003, ...), in params.yaml's order, but NOT_STORED."""
+def training_params(model_params: ModelParams, train_params: TrainParams, augment_params: AugmentParams | None) -> dict:
+    """The params that shape a training run, flat ("train.lr": 0.003, ...), in params.yaml's order, but NOT_STORED
+    (and no augment.* where training was not augmented)."""
     flat = {}
     for section, values in (("model", model_params), ("train", train_params), ("augment", augment_params)):
+        if values is None:
+            continue
         flat.update({f"{section}.{key}": value for key, value in dataclasses.asdict(values).items()})
     return {key: value for key, value in flat.items() if key not in NOT_STORED}
 

@@ -1,4 +1,9 @@
-"""train(): the components, the loop and the checkpoint policy put together epoch by epoch, logged with DVCLive."""
+"""train(): the components, the loop and the checkpoint policy put together epoch by epoch, logged with DVCLive.
+
+DVCLive and albumentations are imported where they are used: train() can log elsewhere (`open_log`) and
+train without augmentation (no `augment_params`), which is how the GPU check (tools/gpu_check.py) runs the
+trainer on a machine that has neither package.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stages.core.data.augment import training_augmentation
 from stages.core.data.datasets import ImageBlockSampler, ShardedSampler, TileDataset, contiguous_share
 from stages.core.data.palette import ClassTable
 from stages.core.data.scaling import UINT8_RGB, BandScaling
@@ -51,7 +56,28 @@ class TrainingData:
     scaling: BandScaling = UINT8_RGB
 
 
-def log_epoch(live, epoch: int, record: dict[str, dict]) -> None:
+class EpochLog(Protocol):
+    """What training logs through: DVCLive's `Live` (the train stage's), or any object with these members."""
+
+    step: int
+
+    def log_metric(self, name: str, val: float) -> None: ...
+
+    def make_summary(self) -> None: ...
+
+
+# A log's folder -> the log, as a context manager that closes it however training ends
+LogOpener = Callable[[Path], contextlib.AbstractContextManager[EpochLog]]
+
+
+def dvclive_log(live_dir: Path) -> contextlib.AbstractContextManager[EpochLog]:
+    """DVCLive's log in `live_dir` (metrics/train for the train stage): train()'s default."""
+    from dvclive import Live
+
+    return Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def log_epoch(live: EpochLog, epoch: int, record: dict[str, dict]) -> None:
     """One epoch's metrics per split to DVCLive, as `<split>/<name>` at step `epoch`."""
     live.step = epoch
     for split, metrics in record.items():
@@ -65,12 +91,16 @@ def training_set(
     records: list[TileRecord],
     store: TileStore,
     tile_size: int,
-    augment_params: AugmentParams,
+    augment_params: AugmentParams | None,
     train_params: TrainParams,
 ) -> TileDataset:
-    """The training tiles, augmented, keeping a shuffle block's images decoded."""
-    rgb = store.dtype == "uint8" and len(store.bands) == 3
-    augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter, rgb=rgb)
+    """The training tiles, augmented (not without `augment_params`), keeping a shuffle block's images decoded."""
+    augmentation = None
+    if augment_params is not None:
+        from stages.core.data.augment import training_augmentation  # albumentations: only where augmenting
+
+        rgb = store.dtype == "uint8" and len(store.bands) == 3  # colour jitter is for 8-bit RGB only
+        augmentation = training_augmentation(tile_size, augment_params.scale_min, augment_params.colour_jitter, rgb=rgb)
     return TileDataset(records, store, augmentation, seed=train_params.seed, cached_images=train_params.shuffle_block)
 
 
@@ -122,11 +152,12 @@ def configure_cuda(device: torch.device, deterministic: bool) -> None:
 def train(
     model_params: ModelParams,
     train_params: TrainParams,
-    augment_params: AugmentParams,
+    augment_params: AugmentParams | None,
     data: TrainingData,
     models_dir: Path,
     live_dir: Path,
     progress: bool = True,
+    open_log: LogOpener = dvclive_log,
 ) -> dict:
     """Train, log every epoch to `live_dir` with DVCLive, end with models_dir/best.pt and last.pt.
 
@@ -134,6 +165,7 @@ def train(
     however training ends, a non-finite loss included. Returns the last epoch's record
     ({"train": {...}, "val": {...}}). Started by torchrun with several ranks, every rank
     trains on its share of each batch and rank 0 alone writes checkpoints, the log and progress.
+    Without `augment_params` the tiles are not augmented; `open_log` opens another log than DVCLive's.
     """
     device = choose_device(train_params.device)
     configure_cuda(device, train_params.deterministic)
@@ -148,6 +180,7 @@ def train(
             live_dir,
             progress and ranks.main,
             ranks,
+            open_log,
         )
     finally:
         stop_processes(ranks)
@@ -171,7 +204,7 @@ class Run:
 def build_run(
     model_params: ModelParams,
     train_params: TrainParams,
-    augment_params: AugmentParams,
+    augment_params: AugmentParams | None,
     data: TrainingData,
     models_dir: Path,
     ranks: Ranks,
@@ -224,16 +257,15 @@ def resume_or_start(run: Run, train_params: TrainParams, ranks: Ranks) -> tuple[
 def train_processes(
     model_params: ModelParams,
     train_params: TrainParams,
-    augment_params: AugmentParams,
+    augment_params: AugmentParams | None,
     data: TrainingData,
     models_dir: Path,
     live_dir: Path,
     progress: bool,
     ranks: Ranks,
+    open_log: LogOpener = dvclive_log,
 ) -> dict:
     """train() in this process, one of `ranks`."""
-    from dvclive import Live
-
     run = build_run(model_params, train_params, augment_params, data, models_dir, ranks)
     start_epoch, history = resume_or_start(run, train_params, ranks)
     run.trained_model = data_parallel(run.model, ranks, train_params.sync_batchnorm)
@@ -243,8 +275,7 @@ def train_processes(
     options = loader_options(train_params, ranks.device)
     val_loader = validation_loader(TileDataset(data.val, data.store, count_once=True), options, ranks)
 
-    log = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else None
-    with log if log is not None else contextlib.nullcontext():
+    with open_log(live_dir) if ranks.main else contextlib.nullcontext() as log:
         for epoch, record in enumerate(history, start=1):  # a resumed run's log matches an uninterrupted one
             if log is not None:
                 log_epoch(log, epoch, record)
