@@ -376,3 +376,13 @@ def test_images_of_other_types_are_shown_stretched_and_uint8_rgb_as_it_is():
     bands = np.stack([np.linspace(0, 10_000, 100).reshape(10, 10)] * 4, axis=-1).astype(np.uint16)
     shown = display_rgb(bands)
     assert shown.shape == (10, 10, 3) and shown.dtype == np.uint8 and shown.min() == 0 and shown.max() == 255
+
+
+def test_a_nodata_value_that_is_also_a_class_value_is_said(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="index")
+    with rasterio.open(raw / "labels" / "scene-1.tif", "r+") as labels:
+        labels.nodata = 1  # forest's value
+    mask = encoded_masks(tile_and_encode(tmp_path, raw))[0]
+    assert "scene-1.tif: its nodata value 1 is also the label value of class 'forest'" in capsys.readouterr().err
+    assert not (mask == 1).any()

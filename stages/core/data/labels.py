@@ -18,6 +18,7 @@ in no class become IGNORE_INDEX too, counted as off-table.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from rasterio.warp import transform_bounds, transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
+from tqdm import tqdm
 
 from stages.core.data.palette import IGNORE_INDEX, ClassTable, colour_to_index, values_to_index
 from stages.core.io.errors import PipelineError
@@ -104,8 +106,6 @@ def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 def _label_kind(path: Path, dataset) -> str:
     dtype = np.dtype(dataset.dtypes[0])
-    if np.issubdtype(dtype, np.floating):
-        raise PipelineError(f"{path}: label raster of type {dtype}; labels must be integers (class values)")
     if not np.issubdtype(dtype, np.integer):
         raise PipelineError(f"{path}: label raster of type {dtype}; labels must be integers (class values)")
     if dataset.count == 1:
@@ -159,6 +159,14 @@ class RasterLabels:
         self.path, self.view, self.warped, self.kind, self.table = path, view, warped, kind, table
         self.bands = [1] if kind == "index" else [1, 2, 3]
         self.masked = MaskFlags.all_valid not in dataset.mask_flag_enums[0]  # a nodata value or a mask band
+        nodata = dataset.nodata
+        if kind == "index" and nodata is not None and float(nodata).is_integer() and int(nodata) in table.values:
+            name = table.names[table.values.index(int(nodata))]
+            tqdm.write(
+                f"warning: {path}: its nodata value {int(nodata)} is also the label value of class {name!r}: "
+                "those pixels are left out as unlabelled",
+                file=sys.stderr,
+            )
 
     def read(self, window: Window) -> tuple[np.ndarray, int, int]:
         """(h x w uint8 class indices, off-table pixels, unlabelled pixels) of `window` on the image's grid."""
