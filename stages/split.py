@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from stages.core.data.splitting import (
     write_block_splits,
     write_splits,
 )
-from stages.core.data.tilestore import TileStore, group_by_image
+from stages.core.data.tilestore import TileRecord, TileStore, group_by_image
 from stages.core.io.errors import run_stage
 from stages.core.io.outputs import atomic_dir, write_json
 from stages.core.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
@@ -26,21 +27,25 @@ from stages.core.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load
 STATISTICS_TILES = 512  # training tiles (evenly spaced) whose pixels give a scene dataset's band statistics
 
 
-def write_training_statistics(store: TileStore, train_tiles: list, out_dir: Path) -> None:
+def write_training_statistics(store: TileStore, train_tiles: list[TileRecord], out_dir: Path) -> None:
     """Each band's mean and std over (up to STATISTICS_TILES evenly spaced) training tiles of a scene dataset, for
-    data.scaling statistics (and auto on types other than uint8): measured once, here, on the training split only."""
+    data.scaling statistics (and auto on types other than uint8): measured once, here, on the training split only,
+    a tile at a time."""
     if store.scenes is None or not train_tiles:
         return  # DeepGlobe's uint8 RGB takes ImageNet's numbers
-    step = max(1, len(train_tiles) // STATISTICS_TILES)
-    picked = train_tiles[::step]
-    samples: list[np.ndarray] = []
-    for tiles in group_by_image(picked).values():
-        windows = store.windows(tiles[0], masks=False)
+    picked = train_tiles[:: max(1, len(train_tiles) // STATISTICS_TILES)]
+    statistics = band_statistics(tile_images(store, picked))
+    write_band_statistics(out_dir / BAND_STATISTICS, store.bands, store.dtype, statistics)
+
+
+def tile_images(store: TileStore, tiles: list[TileRecord]) -> Iterator[np.ndarray]:
+    """The images of `tiles`, one at a time, each scene opened once."""
+    for image_tiles in group_by_image(tiles).values():
+        windows = store.windows(image_tiles[0], masks=False)
         try:
-            samples.extend(windows.image(tile) for tile in tiles)
+            yield from (windows.image(tile) for tile in image_tiles)
         finally:
             windows.close()
-    write_band_statistics(out_dir / BAND_STATISTICS, store.bands, store.dtype, band_statistics(samples))
 
 
 def main(argv: list[str] | None = None) -> None:
