@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
@@ -183,3 +184,21 @@ def test_a_block_of_all_images_is_a_plain_shuffle_and_each_image_is_decoded_once
     assert sorted(store.decoded) == [f"i{i}" for i in range(5)]  # 5 images, 5 decodes
     with pytest.raises(ValueError, match="block_images must be at least 1"):
         ImageBlockSampler(records, block_images=0, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("dtype, bands", [(np.uint8, 3), (np.uint16, 4), (np.float32, 1)])
+def test_our_rotation_gives_albumentations_draws_and_pixels(dtype, bands):
+    from stages.core.data.augment import RandomRotate90, rotate_pixels
+
+    rng = np.random.default_rng(1)
+    image = (rng.random((24, 40, bands)) * 200).astype(dtype)
+    mask = rng.integers(0, 7, (24, 40)).astype(np.uint8)
+    for factor in range(4):
+        np.testing.assert_array_equal(rotate_pixels(image, factor), np.rot90(image, factor))
+    ours = A.Compose([RandomRotate90(p=1.0)], seed=5)
+    theirs = A.Compose([A.RandomRotate90(p=1.0)], seed=5)
+    for _ in range(8):  # the same random factors, draw for draw, and the same pixels
+        mine, reference = ours(image=image, mask=mask), theirs(image=image, mask=mask)
+        np.testing.assert_array_equal(mine["image"], reference["image"])
+        np.testing.assert_array_equal(mine["mask"], reference["mask"])
+        assert mine["image"].flags.c_contiguous

