@@ -326,6 +326,11 @@ class ClusterPlan:
     def worker_resources(self) -> dict | None:
         return {"GPU": 1} if self.gpus else None
 
+    @property
+    def worker_environment(self) -> dict[str, str]:
+        """Each worker process's: its share of the cores for OpenMP, and no per-window bars (the run has one)."""
+        return {"TQDM_DISABLE": "1"} | ({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {})
+
 
 def local_plan(workers: int | None) -> ClusterPlan:
     """A worker per GPU where there are GPUs; on CPUs one worker per 4 cores (each with its share of them)."""
@@ -354,6 +359,7 @@ def region_client(scheduler: str | None, plan: ClusterPlan) -> Iterator:
             processes=True,
             dashboard_address=None,
             resources=plan.worker_resources,
+            env=plan.worker_environment,
             silence_logs=logging.CRITICAL,  # a failed scene is reported once, by run_scenes
         ) as cluster,
         distributed.Client(cluster) as client,
