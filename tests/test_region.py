@@ -70,6 +70,11 @@ def build_region(root: Path) -> Path:
     for k, scene_id in enumerate(MERCATOR_IDS):
         write_raster(imagery / f"{scene_id}.tif", random_rgb(SIDE, SIDE, seed=20 + k), MERCATOR, mercator_transform(k))
     (imagery / "broken.tif").write_bytes(b"II*\x00" + bytes(range(256)) * 8)  # a TIFF header, then garbage
+
+    def href(scene_id: str) -> str:
+        # relative to the JSON's folder; one as a URL, which the workers fetch
+        return (imagery / "u7.tif").as_uri() if scene_id == "u7" else f"imagery/{scene_id}.tif"
+
     features = [
         {
             "type": "Feature",
@@ -79,7 +84,7 @@ def build_region(root: Path) -> Path:
             "properties": {"datetime": "2026-06-01T00:00:00Z"},
             "links": [],
             "assets": {
-                "visual": {"href": f"imagery/{scene_id}.tif", "type": "image/tiff; application=geotiff"},
+                "visual": {"href": href(scene_id), "type": "image/tiff; application=geotiff"},
                 "thumbnail": {"href": f"imagery/{scene_id}.png", "type": "image/png"},
             },
         }
@@ -133,6 +138,7 @@ def region(tmp_path_factory, scheduler):
     argv = [
         *("--checkpoint", str(root / "model.pt"), "--input", str(items), "--asset", "visual"),
         *("--output", str(root / "out"), "--params", str(params), "--scheduler", scheduler, "--no-progress"),
+        "--mosaic-cog",
     ]
     mapping = FlakyMapping({"u2"})
     with pytest.MonkeyPatch.context() as patch:
@@ -240,6 +246,9 @@ def test_the_mosaic_is_on_the_first_scenes_grid_with_the_first_listed_scene_on_t
     np.testing.assert_array_equal(classes[: utm.shape[0], : utm.shape[1]], utm)
     assert classes.shape[1] > utm.shape[1]  # widened by the Mercator scene reaching east
     assert (out / "warped" / "m2.vrt").is_file() and not (out / "warped" / "u0.vrt").exists()
+    with rasterio.open(out / "region.tif") as cog:  # --mosaic-cog: the same pixels as one file
+        np.testing.assert_array_equal(cog.read(1), classes)
+        assert cog.colormap(1)[1] == (*TABLE.colours[1], 255) and cog.overviews(1) == []
 
 
 def test_scenes_in_another_crs_are_warped_by_nearest_neighbour(region):
@@ -351,6 +360,7 @@ def test_inputs_from_files_folders_globs_lists_and_stac(tmp_path):
     scenes = region_scenes([str(items)], "visual")
     assert [s.id for s in scenes] == ORDER
     assert scenes[0].source == str(tmp_path / "stac" / "imagery" / "u0.tif")
+    assert scenes[7].source == (tmp_path / "stac" / "imagery" / "u7.tif").as_uri() and scenes[7].is_url
 
 
 def test_bad_inputs_are_refused_in_one_line_naming_them(tmp_path):
