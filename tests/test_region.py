@@ -422,3 +422,18 @@ def test_a_sigkilled_region_run_leaves_nothing_partial_and_resumes(tmp_path):
     assert sorted(scene for scene, status in statuses.items() if status == "skipped") == done
     assert [p for p in out.rglob("*") if STAGING_NAME.fullmatch(p.name)] == []
     assert len(list((out / "scenes").glob("*.record.json"))) == 8
+
+
+def test_a_mosaic_in_another_crs_warps_every_scene_and_keeps_the_areas(region, tmp_path):
+    """--crs EPSG:3857: every scene is warped onto the first scene's pixel as warped there; the region's ground
+    areas stay those of the UTM mosaic to within the warping's edges."""
+    from stages.core.region.mosaic import build_mosaic, write_region_areas
+
+    maps = [region["out"] / "scenes" / f"{scene_id}.tif" for scene_id in UTM_IDS + MERCATOR_IDS]
+    vrt = build_mosaic(maps, tmp_path, TABLE, MERCATOR)
+    report = write_region_areas(vrt, TABLE, tmp_path)
+    with rasterio.open(vrt) as mosaic:
+        assert mosaic.crs == MERCATOR and mosaic.transform.a == pytest.approx(14.1, abs=0.1)  # 10 m at 45 N
+    assert sorted(p.stem for p in (tmp_path / "warped").iterdir()) == sorted(UTM_IDS + MERCATOR_IDS)
+    utm = json.loads((region["out"] / "region_areas.json").read_text())
+    assert report["predicted_hectares"] == pytest.approx(utm["predicted_hectares"], rel=0.03)
