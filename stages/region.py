@@ -70,6 +70,14 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_outside_output(scenes: list[SceneInput], output: Path) -> None:
+    """A scene inside --output could be an output of this run (region.tif) read back as a scene by the next."""
+    inside = output.resolve()
+    for scene in scenes:
+        if not scene.is_url and inside in Path(scene.source).resolve().parents:
+            raise PipelineError(f"{scene.source}: is inside --output {output}; keep the scenes outside it")
+
+
 def check_model_files(args: argparse.Namespace) -> None:
     """Missing model files are refused here, once, rather than by every scene on the workers."""
     for flag, path in (("--checkpoint", args.checkpoint), ("--model", args.model)):
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     scenes = region_scenes(args.input, args.asset)
     crs = parse_crs(args.crs) if args.crs else None
     check_output_folder(args.output)
+    check_outside_output(scenes, args.output)
     check_model_files(args)
     if options.polygons:
         require_vector_writer()

@@ -380,6 +380,11 @@ def test_bad_inputs_are_refused_in_one_line_naming_them(tmp_path):
     (other / "u0.tif").write_bytes(b"x")
     with pytest.raises(PipelineError, match="its outputs would replace those of .*u0.tif"):
         region_scenes([str(tmp_path / "imagery" / "u0.tif"), str(other / "u0.tif")])
+    argv = ["--checkpoint", str(items), "--input", str(tmp_path / "imagery"), "--output", str(tmp_path)]
+    with pytest.raises(PipelineError, match=r"broken.tif: is inside --output"):
+        region_command.main(argv)
+    with pytest.raises(PipelineError, match=r"none.pt: --checkpoint file not found"):
+        region_command.main([*argv[:1], str(tmp_path / "none.pt"), *argv[2:4], "--output", str(tmp_path / "o")])
 
 
 # --- a real kill ------------------------------------------------------------------------------------------
