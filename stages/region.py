@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         require_vector_writer()
     require_distributed()
     plan = local_plan(args.workers)
-    spec = ModelSpec(args.checkpoint, args.model, args.export, None if args.scheduler else plan.threads)
-    scenes_dir = args.output / SCENES_FOLDER
+    # absolute paths: the workers' current folder is not this one's, and on a cluster not even this machine's
+    checkpoint, model = (None if path is None else path.resolve() for path in (args.checkpoint, args.model))
+    spec = ModelSpec(checkpoint, model, args.export.resolve(), None if args.scheduler else plan.threads)
+    scenes_dir = args.output.resolve() / SCENES_FOLDER
     with region_client(args.scheduler, plan) as client:
         run = run_scenes(
             client,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -43,9 +44,11 @@ class SceneInput:
 
 
 def scene_of(source: str) -> SceneInput:
+    """A scene by its path (made absolute: workers may run elsewhere than here) or URL."""
     parsed = urlparse(source)
-    name = Path(unquote(parsed.path) if parsed.scheme in URL_SCHEMES else source).name
-    return SceneInput(image_id_of(Path(name)), source)
+    if parsed.scheme in URL_SCHEMES:
+        return SceneInput(image_id_of(Path(Path(unquote(parsed.path)).name)), source)
+    return SceneInput(image_id_of(Path(Path(source).name)), os.path.abspath(source))
 
 
 def region_scenes(inputs: list[str], asset: str | None = None) -> list[SceneInput]:
