@@ -189,7 +189,10 @@ def free_port() -> int:
 
 
 def cluster_environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    """The environment of the localhost cluster's processes: as docs/region.md starts workers."""
+    from stages.core.region.engine import WORKER_MALLOC
+
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **WORKER_MALLOC}
 
 
 def quiet_process(command: list[str]) -> subprocess.Popen:
@@ -250,7 +253,7 @@ def differing_files(reference: Path, other: Path) -> list[str]:
 def staging_left(out: Path) -> list[str]:
     from stages.core.io.outputs import STAGING_NAME
 
-    return [str(p) for p in out.rglob("*") if STAGING_NAME.fullmatch(p.name)]
+    return [str(p) for p in out.rglob("*") if STAGING_NAME.match(p.name)]
 
 
 def measure_cluster(work: Path, scenes: Path, count: int, model: Path, params: Path) -> dict:

@@ -42,6 +42,11 @@ from stages.core.region.inputs import SceneInput
 from stages.core.region.records import mapping_settings, record_key, record_matches, write_record
 
 SCENES_FOLDER = "scenes"  # per-scene outputs and records, inside --output
+# Dask starts worker processes with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold at
+# 128 KiB: every strip's large arrays are then mapped fresh and page-faulted in, about 10% of a scene's time
+# here. These values keep freed memory for the next strip (up to 128 MiB at the heap's top, arrays up to
+# 32 MiB on the heap), as a plain process's adaptive thresholds end up doing.
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "134217728", "MALLOC_MMAP_THRESHOLD_": "33554432"}
 
 
 def require_distributed():
@@ -103,6 +108,10 @@ def worker_device() -> torch.device:
 
 
 def load_model(spec: ModelSpec, params: PredictParams) -> LoadedModel:
+    if spec.threads:
+        # torch's own ops (blending, argmax) too: a Dask worker process starts with one thread whatever its
+        # OMP_NUM_THREADS says
+        torch.set_num_threads(spec.threads)
     runtime = choose_runtime(params, worker_device(), spec.checkpoint, spec.model, spec.export_dir, spec.threads)
     probability_fn = runtime_probabilities(runtime, params)
     identity = {"runtime": runtime.name, "file": runtime.model.name, "sha256": file_sha256(runtime.model)}
@@ -297,10 +306,11 @@ def run_scenes(
 
 
 def remove_dead_staging(out_dir: Path) -> list[Path]:
-    """Staging files that workers killed mid-scene left in `out_dir` (their process gone), removed."""
+    """Staging files that workers killed mid-scene left in `out_dir` (their process gone), removed; with the
+    files GDAL writes beside a staging file (`<staging>.ovr.tmp`: a COG's overviews being built)."""
     removed = []
     for path in Path(out_dir).iterdir() if Path(out_dir).is_dir() else []:
-        match = STAGING_NAME.fullmatch(path.name)
+        match = STAGING_NAME.match(path.name)
         if match and not process_alive(int(match["pid"])):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -328,8 +338,9 @@ class ClusterPlan:
 
     @property
     def worker_environment(self) -> dict[str, str]:
-        """Each worker process's: its share of the cores for OpenMP, and no per-window bars (the run has one)."""
-        return {"TQDM_DISABLE": "1"} | ({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {})
+        """Each worker process's: its share of the cores for OpenMP, no per-window bars (the run has one), and
+        glibc's allocator keeping freed memory (WORKER_MALLOC)."""
+        return WORKER_MALLOC | {"TQDM_DISABLE": "1"} | ({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {})
 
 
 def local_plan(workers: int | None) -> ClusterPlan:
