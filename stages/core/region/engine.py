@@ -363,14 +363,19 @@ def region_client(scheduler: str | None, plan: ClusterPlan) -> Iterator:
         with client:
             yield client
         return
+    import dask
+
+    # set before each worker process starts (Dask's nanny puts its pre-spawn environment over any other then:
+    # OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536), so that OpenMP and glibc read ours
+    environment = dask.config.get("distributed.nanny.pre-spawn-environ", {}) | plan.worker_environment
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environment}),
         distributed.LocalCluster(
             n_workers=plan.workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
             resources=plan.worker_resources,
-            env=plan.worker_environment,
             silence_logs=logging.CRITICAL,  # a failed scene is reported once, by run_scenes
         ) as cluster,
         distributed.Client(cluster) as client,
