@@ -158,7 +158,7 @@ def region_summary(scenes: list[SceneInput], run: RegionRun, done: list[dict], p
     for result in done:
         worker = workers.setdefault(result["worker"], {"scenes_mapped": 0, "scenes_resumed": 0, "model_loads": 0})
         worker["scenes_mapped" if result["status"] == "mapped" else "scenes_resumed"] += 1
-        worker["model_loads"] += int(result["model_loaded"])
+        worker["model_loads"] = max(worker["model_loads"], result["worker_model_loads"])
     in_mosaic = {result["scene"] for result in placed}
     return {
         "scenes": len(scenes),

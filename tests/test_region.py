@@ -425,6 +425,7 @@ def test_a_sigkilled_region_run_leaves_nothing_partial_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     summary = summary_of(out)
     assert (summary["resumed"], summary["mapped"], summary["failed"]) == (len(done), 8 - len(done), 0)
+    assert [worker["model_loads"] for worker in summary["workers"].values()] == [1]  # one worker process
     statuses = {result["scene"]: result["status"] for result in summary["scene_results"]}
     assert sorted(scene for scene, status in statuses.items() if status == "skipped") == done
     assert [p for p in out.rglob("*") if STAGING_NAME.match(p.name)] == []

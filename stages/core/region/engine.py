@@ -80,6 +80,9 @@ class LoadedModel:
 
 # worker (address) and model -> the loaded model: one load per worker, whatever number of scenes
 _LOADED: dict[tuple, LoadedModel] = {}
+# worker (address) -> models it has loaded since it started: reported with each scene, so that a load at a
+# scene that then failed is counted too
+_LOADS: dict[str, int] = {}
 _LOADING = threading.Lock()
 
 
@@ -140,6 +143,7 @@ def worker_model(spec: ModelSpec, params: PredictParams) -> tuple[LoadedModel, b
         for stale in [other for other in _LOADED if other[:3] == worker]:
             del _LOADED[stale]  # the files changed: the old model goes
         _LOADED[key] = load_model(spec, params)
+        _LOADS[worker[0]] = _LOADS.get(worker[0], 0) + 1
         return _LOADED[key], True
 
 
@@ -203,6 +207,7 @@ def scene_result(scene: SceneInput, status: str, facts: dict, started: float, lo
         "worker": address,
         "pid": os.getpid(),
         "model_loaded": loaded_here,
+        "worker_model_loads": _LOADS.get(address, 0),
         "run": label,
     }
 
