@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime lock clean
+.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -97,6 +97,12 @@ install-runtime: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-runtime.lock
 	$(BIN)/python -m pip check
 
+# Optional region mapping (requirements-region.txt: Dask.distributed and pystac, for landcover-region),
+# locked the same way: the core lock plus what it adds.
+install-region: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-region.lock
+	$(BIN)/python -m pip check
+
 # Re-resolves the locks from requirements.txt and the optional groups' files (network needed).
 # Versions already in a lock are kept where the requirements allow; to move everything to the
 # newest allowed versions, delete the .lock files first. The optional locks start from the core
@@ -109,6 +115,8 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(PIP_COMPILE) --output-file requirements-vector.lock requirements.txt requirements-vector.txt
 	cp requirements.lock requirements-runtime.lock
 	$(PIP_COMPILE) --output-file requirements-runtime.lock requirements.txt requirements-runtime.txt
+	cp requirements.lock requirements-region.lock
+	$(PIP_COMPILE) --output-file requirements-region.lock requirements.txt requirements-region.txt
 
 $(LOCK_VENV)/bin/pip-compile:
 	$(PYTHON) -m venv $(LOCK_VENV)

@@ -355,6 +355,7 @@ def test_alternating_timing_warms_each_run_up_then_alternates_and_compares_outpu
         "large_image_memory",
         "tile_memory",
         "predict_settings",
+        "region_overhead",
     ],
 )
 def test_every_benchmark_answers_help_as_python_m_benchmarks_name(name, capsys):

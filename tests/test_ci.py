@@ -154,6 +154,7 @@ def read_lock(path) -> dict[str, dict]:
 LOCK, REMOTE_LOCK = REPO / "requirements.lock", REPO / "requirements-remote.lock"
 VECTOR_LOCK = REPO / "requirements-vector.lock"  # optional vector output (pyogrio, predict --polygons)
 RUNTIME_LOCK = REPO / "requirements-runtime.lock"  # optional OpenVINO runtime (predict.runtime openvino)
+REGION_LOCK = REPO / "requirements-region.lock"  # optional region engine (Dask.distributed, pystac)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +164,7 @@ RUNTIME_LOCK = REPO / "requirements-runtime.lock"  # optional OpenVINO runtime (
         ("requirements-remote.txt", REMOTE_LOCK),
         ("requirements-vector.txt", VECTOR_LOCK),
         ("requirements-runtime.txt", RUNTIME_LOCK),
+        ("requirements-region.txt", REGION_LOCK),
     ],
 )
 def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
@@ -172,7 +174,7 @@ def test_each_direct_requirement_is_locked_at_its_version(requirements, lock):
     assert {name for name, entry in locked.items() if f"-r {requirements}" in entry["via"]} == set(wanted)
 
 
-@pytest.mark.parametrize("lock", [LOCK, REMOTE_LOCK, VECTOR_LOCK, RUNTIME_LOCK])
+@pytest.mark.parametrize("lock", [LOCK, REMOTE_LOCK, VECTOR_LOCK, RUNTIME_LOCK, REGION_LOCK])
 def test_every_locked_package_has_hashes(lock):
     locked = read_lock(lock)
     assert len(locked) > 100  # dvc alone pulls in dozens: the lock is the full tree, not the direct list
@@ -181,7 +183,7 @@ def test_every_locked_package_has_hashes(lock):
     assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for entry in locked.values() for digest in entry["hashes"])
 
 
-@pytest.mark.parametrize("optional", [REMOTE_LOCK, VECTOR_LOCK, RUNTIME_LOCK])
+@pytest.mark.parametrize("optional", [REMOTE_LOCK, VECTOR_LOCK, RUNTIME_LOCK, REGION_LOCK])
 def test_an_optional_lock_adds_to_the_core_lock_without_changing_it(optional):
     core, extra = read_lock(LOCK), read_lock(optional)
     assert {name: extra.get(name, {}).get("version") for name in core} == {
@@ -205,6 +207,7 @@ def test_make_installs_exactly_the_lock():
         ("install-remote", "requirements-remote.lock"),
         ("install-vector", "requirements-vector.lock"),
         ("install-runtime", "requirements-runtime.lock"),
+        ("install-region", "requirements-region.lock"),
     ):
         recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
         assert "--require-hashes" in recipe[1] and "--no-deps" in recipe[1] and lock in recipe[1]

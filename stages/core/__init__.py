@@ -7,6 +7,7 @@
     training    the training loop                                   -> evaluation, model, data, io
     inference   sliding windows, TTA, export, runtimes              -> model, data, io
     geo         rasters, streamed mapping, areas, polygons          -> inference, model, data, io
+    region      many scenes on Dask, resume, mosaic, change         -> geo, inference, model, data, io
 
 Imports go only downward (tests/test_layers.py). Each package's __init__.py holds only its docstring,
 so that each stage in dvc.yaml lists exactly the modules it uses as deps (tests/test_dvc_yaml.py).
