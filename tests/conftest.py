@@ -125,6 +125,10 @@ LONGEST_FIRST = (
     "tests/test_pipeline.py::test_a_kill_during_any_stage",  # from scratch: it needs no reproduced project
     "tests/test_pipeline.py",
     "tests/test_readme.py",
+    "tests/test_scenes_end_to_end.py",
+    "tests/test_benchmarks.py",
+    "tests/test_gpu_check.py",
+    "tests/test_region.py",
 )
 
 
