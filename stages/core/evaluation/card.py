@@ -75,14 +75,25 @@ def card_content(
 def _interface(interface: ModelInterface) -> dict:
     """The exported model's input, output and normalisation (its scaling: uint8 RGB's as always, or its own)."""
     scaling = interface.scaling
+    if scaling == UINT8_RGB:
+        dtype, channels = "uint8", "RGB, 0-255"
+        normalisation = {"applied": "inside the model: (pixel / 255 - mean) / std per channel"}
+    else:  # other bands or another scaling: its bands, type and scaling
+        clip = "clip01((x - low) / (high - low))" if scaling.clip else "(x - low) / (high - low)"
+        dtype, channels = (
+            scaling.input_dtype,
+            f"bands {','.join(map(str, scaling.bands))} of {scaling.dtype} images, raw values",
+        )
+        normalisation = {"applied": f"inside the model: ({clip} - mean) / std per band"}
+    normalisation |= {"mean": list(scaling.mean), "std": list(scaling.std)}
     if scaling != UINT8_RGB:
-        return _scaled_interface(interface)
+        normalisation |= {"low": list(scaling.low), "high": list(scaling.high)}
     return {
         "input": {
             "name": "image",
-            "dtype": "uint8",
+            "dtype": dtype,
             "layout": "NHWC",
-            "channels": "RGB, 0-255",
+            "channels": channels,
             "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
             "trained_on_tiles_of": interface.tile_size,
         },
@@ -92,40 +103,7 @@ def _interface(interface: ModelInterface) -> dict:
             "layout": "NCHW",
             "meaning": "softmax class probabilities; argmax over C is the class index",
         },
-        "normalisation": {
-            "applied": "inside the model: (pixel / 255 - mean) / std per channel",
-            "mean": list(interface.mean),
-            "std": list(interface.std),
-        },
-    }
-
-
-def _scaled_interface(interface: ModelInterface) -> dict:
-    """_interface for a model of other bands or another scaling than uint8 RGB's: its bands, type and scaling."""
-    scaling = interface.scaling
-    clip = "clip01((x - low) / (high - low))" if scaling.clip else "(x - low) / (high - low)"
-    return {
-        "input": {
-            "name": "image",
-            "dtype": scaling.input_dtype,
-            "layout": "NHWC",
-            "channels": f"bands {','.join(map(str, scaling.bands))} of {scaling.dtype} images, raw values",
-            "size_rule": f"height and width multiples of {OUTPUT_STRIDE_MULTIPLE}; batch, height and width are dynamic",
-            "trained_on_tiles_of": interface.tile_size,
-        },
-        "output": {
-            "name": "probabilities",
-            "dtype": "float32",
-            "layout": "NCHW",
-            "meaning": "softmax class probabilities; argmax over C is the class index",
-        },
-        "normalisation": {
-            "applied": f"inside the model: ({clip} - mean) / std per band",
-            "mean": list(scaling.mean),
-            "std": list(scaling.std),
-            "low": list(scaling.low),
-            "high": list(scaling.high),
-        },
+        "normalisation": normalisation,
     }
 
 
