@@ -77,7 +77,7 @@ def _interface(interface: ModelInterface) -> dict:
     scaling = interface.scaling
     if scaling == UINT8_RGB:
         dtype, channels = "uint8", "RGB, 0-255"
-        normalisation = {"applied": "inside the model: (pixel / 255 - mean) / std per channel"}
+        normalisation: dict[str, object] = {"applied": "inside the model: (pixel / 255 - mean) / std per channel"}
     else:  # other bands or another scaling: its bands, type and scaling
         clip = "clip01((x - low) / (high - low))" if scaling.clip else "(x - low) / (high - low)"
         dtype, channels = (
