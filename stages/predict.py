@@ -17,8 +17,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from stages.core.data.tilestore import Region, RegionRows, TileStore, split_regions
 from stages.core.inference.class_maps import write_class_maps
 from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
@@ -36,14 +34,11 @@ from stages.core.model.ranks import (
 MOVED = "--input moved to the mapping command: python -m stages.map --checkpoint MODEL --input FILES --output DIR"
 
 
-def region_images(store: TileStore, regions: list[Region]) -> Iterator[tuple[str, np.ndarray | RegionRows]]:
-    """Each region's image: a scene's GeoTIFF read a strip at a time (any size, bounded memory), a JPEG whole."""
+def region_images(store: TileStore, regions: list[Region]) -> Iterator[tuple[str, RegionRows]]:
+    """Each region's image, read a strip at a time (a scene's GeoTIFF of any size in bounded memory)."""
     for region in regions:
-        if store.image_path(region.image_id).suffix == ".tif":
-            with store.region_rows(region) as rows:
-                yield region.name, rows
-        else:
-            yield region.name, store.region_image(region)
+        with store.region_rows(region) as rows:
+            yield region.name, rows
 
 
 def main(argv: list[str] | None = None) -> None:

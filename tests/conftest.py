@@ -24,6 +24,24 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+class WholeImageStore:
+    """The part of a TileStore that TileStore.windows uses, for stand-ins that give whole images from memory
+    (whole_image, whole_class_mask): JPEG and PNG files, decoded whole and cropped, RGB."""
+
+    bands = (1, 2, 3)
+
+    def image_path(self, image_id: str) -> Path:
+        return Path(f"{image_id}.jpg")
+
+    def class_mask_path(self, image_id: str) -> Path:
+        return Path(f"{image_id}.png")
+
+    def windows(self, record, masks: bool = True):
+        from stages.core.data.tilestore import ImageWindows
+
+        return ImageWindows(self, record, masks)  # type: ignore[arg-type]
+
+
 def stand_in_runtime(table: ClassTable):
     """A chosen runtime for a stand-in model (the probability function is patched in too): `table`'s classes."""
     from types import SimpleNamespace

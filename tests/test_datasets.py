@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import albumentations as A
 import numpy as np
@@ -13,13 +12,14 @@ import torch
 from stages.core.data.augment import training_augmentation
 from stages.core.data.datasets import ImageBlockSampler, TileDataset, sample_seed
 from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.tilestore import ImageWindows, TileRecord
+from stages.core.data.tilestore import TileRecord
+from tests.conftest import WholeImageStore
 
 TILE = 32
 NUM_TILES = 3
 
 
-class ArrayStore:
+class ArrayStore(WholeImageStore):
     """Stands in for a TileStore: one whole image and class mask from memory, no files; counts decodes."""
 
     def __init__(self) -> None:
@@ -37,18 +37,6 @@ class ArrayStore:
 
     def whole_class_mask(self, record: TileRecord) -> np.ndarray:
         return self.mask
-
-    # what TileStore.windows needs to know: JPEG and PNG files, decoded whole, RGB
-    bands = (1, 2, 3)
-
-    def image_path(self, image_id: str) -> Path:
-        return Path(f"{image_id}.jpg")
-
-    def class_mask_path(self, image_id: str) -> Path:
-        return Path(f"{image_id}.png")
-
-    def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
-        return ImageWindows(self, record, masks)  # type: ignore[arg-type]
 
     def tile_image(self, index: int) -> np.ndarray:
         return self.image[:, index * TILE : (index + 1) * TILE]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject
@@ -177,13 +178,7 @@ def test_training_reads_windows_of_a_scene_and_never_decodes_it_whole(tmp_path, 
     records = store.index()
     dataset = TileDataset(records, store, cached_images=1)
     image, mask = dataset[7]
-    assert image.shape == (32, 32, 3) and image.dtype == torch_uint16() and mask.shape == (32, 32)
-
-
-def torch_uint16():
-    import torch
-
-    return torch.uint16
+    assert image.shape == (32, 32, 3) and image.dtype == torch.uint16 and mask.shape == (32, 32)
 
 
 def test_the_block_split_keeps_tiles_whole_in_one_split_and_clear_of_the_others_by_the_buffer(tmp_path):

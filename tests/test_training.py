@@ -20,7 +20,7 @@ from stages.core.data.datasets import TileDataset
 from stages.core.data.geometry import tile_grid
 from stages.core.data.palette import IGNORE_INDEX
 from stages.core.data.scaling import UINT8_RGB, statistics_scaling, write_band_statistics
-from stages.core.data.tilestore import ImageWindows, TileRecord, TileStore, read_index, tile_name
+from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
 from stages.core.io.errors import PipelineError
 from stages.core.io.params import AugmentParams, DataParams, ModelParams, TrainParams, load_params, read_section
 from stages.core.model.checkpoint import load_checkpoint
@@ -30,7 +30,7 @@ from stages.core.training.components import BatchSettings, configure_loss
 from stages.core.training.loop import run_epoch
 from stages.core.training.trainer import TrainingData, train
 from stages.train import training_scaling
-from tests.conftest import REPO, prepare_tiny_sample
+from tests.conftest import REPO, WholeImageStore, prepare_tiny_sample
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +313,7 @@ def test_each_objective_is_the_named_loss_and_ignores_ignored_pixels(objective):
     assert logits.grad[:, :, :2].abs().max() == 0  # ignored pixels get no gradient
 
 
-class FlatStore:
+class FlatStore(WholeImageStore):
     """Stands in for a TileStore: every image is zeros, its mask all class 1."""
 
     def whole_image(self, record: TileRecord) -> np.ndarray:
@@ -321,18 +321,6 @@ class FlatStore:
 
     def whole_class_mask(self, record: TileRecord) -> np.ndarray:
         return np.ones((record.image_height, record.image_width), dtype=np.uint8)
-
-    # what TileStore.windows needs to know: JPEG and PNG files, decoded whole, RGB
-    bands = (1, 2, 3)
-
-    def image_path(self, image_id: str) -> Path:
-        return Path(f"{image_id}.jpg")
-
-    def class_mask_path(self, image_id: str) -> Path:
-        return Path(f"{image_id}.png")
-
-    def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
-        return ImageWindows(self, record, masks)  # type: ignore[arg-type]
 
 
 def records_of(image_id: str, height: int, width: int, size: int) -> list[TileRecord]:

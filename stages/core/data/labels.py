@@ -284,7 +284,10 @@ class VectorLabels:
         from rasterio import features
 
         box = window_bounds(window, self.image.transform)
-        near = [i for i, shape_box in enumerate(self.boxes) if _overlaps(tuple(shape_box), box)]
+        boxes = self.boxes
+        near = np.flatnonzero(
+            (boxes[:, 0] < box[2]) & (box[0] < boxes[:, 2]) & (boxes[:, 1] < box[3]) & (box[1] < boxes[:, 3])
+        )
         shape = (int(window.height), int(window.width))
         burnt = (
             features.rasterize(
@@ -294,7 +297,7 @@ class VectorLabels:
                 fill=_NO_POLYGON,
                 dtype="uint16",
             )
-            if near
+            if len(near)
             else np.full(shape, _NO_POLYGON, dtype=np.uint16)
         )
         unlabelled = int(np.count_nonzero(burnt == _NO_POLYGON))

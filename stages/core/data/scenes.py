@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from stages.core.data.geometry import tile_grid
-from stages.core.data.labels import VECTOR_SUFFIXES, ImageHeader, check_bands, open_labels, read_image_header
+from stages.core.data.labels import ImageHeader, check_bands, open_labels, read_image_header
 from stages.core.data.naming import ID_PATTERN, natural_key
 from stages.core.data.palette import ClassTable
 from stages.core.data.tilestore import TileRecord, TileStore, tile_name, write_index
@@ -51,10 +51,6 @@ class SceneFiles:
     scene_id: str
     image: Path
     labels: Path
-
-    @property
-    def labels_are_vector(self) -> bool:
-        return self.labels.suffix.lower() in VECTOR_SUFFIXES
 
 
 def scene_class_table(root: Path, layout: str) -> ClassTable:

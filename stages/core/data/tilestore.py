@@ -223,29 +223,24 @@ class TileStore:
         return checked(read_index_png(path), record, path)
 
     # Regions: what predict and evaluate score, a whole image or a block of a scene (split.method blocks).
-    def region_image(self, region: Region) -> np.ndarray:
-        return self._region(region, self.whole_image, self.bands)
-
     def region_class_mask(self, region: Region) -> np.ndarray:
-        return self._region(region, self.whole_class_mask, 1)
-
-    def _region(self, region: Region, read_whole: Callable[[TileRecord], np.ndarray], bands) -> np.ndarray:
         if region.whole:
-            return read_whole(region.record)
-        windows = ImageWindows(self, region.record, masks=bands == 1)
+            return self.whole_class_mask(region.record)
+        windows = ImageWindows(self, region.record, images=False)
         try:
-            reader = windows._mask if bands == 1 else windows._image
-            return reader(region.window)  # type: ignore[misc]
+            return windows.read_mask(region.window)
         finally:
             windows.close()
 
     @contextmanager
     def region_rows(self, region: Region) -> Iterator[RegionRows]:
-        """A scene's region (its image a GeoTIFF) opened to be read a strip of rows at a time."""
-        path = self.image_path(region.image_id)
-        with _rasters().open_raster(path) as dataset:
-            checked(np.empty((dataset.height, dataset.width, 0)), region.record, path)
-            yield RegionRows(dataset, path, self.bands, region)
+        """A region's image opened to be read a strip of rows at a time (a scene's GeoTIFF: only the strips are in
+        memory)."""
+        windows = ImageWindows(self, region.record, masks=False)
+        try:
+            yield RegionRows(windows, region)
+        finally:
+            windows.close()
 
     def windows(self, record: TileRecord, masks: bool = True) -> ImageWindows:
         """`record`'s image (and class mask) opened for reading any of its tiles: close it when done."""
@@ -350,18 +345,18 @@ def read_blocks(path: Path) -> list[tuple[Region, str]]:
 
 
 class RegionRows:
-    """A region of a scene's GeoTIFF as a row source for prediction (inference.blending.RowSource): its bands,
-    a strip of rows at a time, every pixel with data."""
+    """A region of an image as a row source for prediction (inference.blending.RowSource): its bands, a strip of
+    rows at a time, every pixel with data."""
 
-    def __init__(self, dataset, path: Path, bands: tuple[int, ...], region: Region) -> None:
-        self.dataset, self.path, self.bands, self.region = dataset, path, bands, region
+    def __init__(self, windows: ImageWindows, region: Region) -> None:
+        self.windows, self.region = windows, region
         window = region.window
         self.height, self.width = int(window.height), int(window.width)
-        self.block_rows = dataset.block_shapes[0][0]
+        self.block_rows = windows.block_rows
 
     def read_rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        window = Window(self.region.x, self.region.y + top, self.width, bottom - top)
-        rows = interleaved(_rasters().read_window(self.dataset, self.path, self.bands, window))
+        window = self.region.window
+        rows = self.windows.read_image(Window(window.col_off, window.row_off + top, self.width, bottom - top))
         return rows, np.ones((bottom - top, self.width), dtype=bool)
 
 
@@ -372,19 +367,31 @@ class ImageWindows:
     of its tiles); a JPEG or PNG, which cannot be read a window at a time, is decoded once and cropped.
     """
 
-    def __init__(self, store: TileStore, record: TileRecord, masks: bool = True) -> None:
+    def __init__(self, store: TileStore, record: TileRecord, masks: bool = True, images: bool = True) -> None:
         self._files = ExitStack()
-        self._image = self._reader(store.image_path(record.image_id), record, store.bands, store.whole_image)
-        self._mask = (
+        self.block_rows = record.image_height  # rows decoded at a time: a whole JPEG, or a GeoTIFF's blocks
+        self._read_image = (
+            self._reader(store.image_path(record.image_id), record, store.bands, store.whole_image) if images else None
+        )
+        self._read_mask = (
             self._reader(store.class_mask_path(record.image_id), record, 1, store.whole_class_mask) if masks else None
         )
 
+    def read_image(self, window: Window) -> np.ndarray:
+        """The image's bands in `window` (H x W x bands, of the image's type)."""
+        assert self._read_image is not None, "opened without images"
+        return self._read_image(window)
+
+    def read_mask(self, window: Window) -> np.ndarray:
+        """The class indices in `window` (H x W uint8)."""
+        assert self._read_mask is not None, "opened without masks"
+        return self._read_mask(window)
+
     def image(self, record: TileRecord) -> np.ndarray:
-        return self._image(Window(record.x, record.y, record.size, record.size))
+        return self.read_image(Window(record.x, record.y, record.size, record.size))
 
     def mask(self, record: TileRecord) -> np.ndarray:
-        assert self._mask is not None, "opened without masks"
-        return self._mask(Window(record.x, record.y, record.size, record.size))
+        return self.read_mask(Window(record.x, record.y, record.size, record.size))
 
     def _reader(self, path: Path, record: TileRecord, bands, read_whole) -> Callable[[Window], np.ndarray]:
         if path.suffix != ".tif":
@@ -394,9 +401,10 @@ class ImageWindows:
             ].copy()
         rasters = _rasters()
         dataset = self._files.enter_context(rasters.open_raster(path))
-        checked(np.empty((dataset.height, dataset.width, 0)), record, path)
+        check_size(dataset.height, dataset.width, record, path)
         if isinstance(bands, int):
             return lambda window: rasters.read_window(dataset, path, bands, window)
+        self.block_rows = dataset.block_shapes[0][0]
         return lambda window: interleaved(rasters.read_window(dataset, path, bands, window))
 
     def close(self) -> None:
@@ -427,9 +435,14 @@ def _first_existing(folder: Path, image_id: str, suffixes: tuple[str, ...]) -> P
 def checked(whole: np.ndarray, record: TileRecord, path: Path) -> np.ndarray:
     """`whole` if it has the size the index gives its image, else a PipelineError naming `path`."""
     height, width = whole.shape[:2]
+    check_size(height, width, record, path)
+    return whole
+
+
+def check_size(height: int, width: int, record: TileRecord, path: Path) -> None:
+    """A PipelineError naming `path` unless it is of the size the index gives its image."""
     if (height, width) != (record.image_height, record.image_width):
         raise PipelineError(
             f"{path}: is {width}x{height} but the tile index says image {record.image_id} is "
             f"{record.image_width}x{record.image_height}; rerun the tile stage"
         )
-    return whole

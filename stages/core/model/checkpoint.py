@@ -89,14 +89,6 @@ class TrainedModel:
     scaling: BandScaling
     tile_size: int  # the side of the tiles it was trained on
 
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return self.scaling.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return self.scaling.std
-
 
 @dataclass(frozen=True)
 class ModelInterface:
