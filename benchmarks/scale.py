@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.images < 3:
         parser.error("--images must be at least 3 (train, val and test each need an image)")
     try:
-        TileParams(args.tile_size, args.tile_size)  # the tile stage's own check, before the dataset is built
+        TileParams(args.tile_size, args.tile_size, "source")  # the tile stage's own check, before the dataset is built
     except PipelineError as error:
         parser.error(f"--tile-size: {error}")
     if args.tile_size > args.image_size:

@@ -10,7 +10,8 @@ Each stage runs as its own process (`python -m stages.X`, as dvc runs it), watch
 (VmHWM); the table gives seconds per megapixel for the full dataset and for its first 2 scenes (flat
 means it scales linearly). The loader is measured in a fresh process per scene size: samples/s of
 TileDataset (augmented, one process, no workers) and its peak RSS, on these scenes and on 3 scenes a
-quarter their area (independent of scene size means it reads windows, not whole scenes).
+quarter their area (independent of scene size means it reads windows, not whole scenes), and on those
+3 scenes kept uncompressed (tile.images: uncompressed; disk: 2 bytes per band and pixel).
 Results: benchmarks/scenes.json.
 """
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     small = args.size // 2
     raw_bytes = (args.scenes * args.size**2 + 3 * small**2) * BANDS * DTYPE_BYTES
-    needed = 2.2 * raw_bytes  # the scenes, and the tile stage's copy of them
+    needed = 2.2 * raw_bytes + 3 * small**2 * BANDS * DTYPE_BYTES  # the scenes, the tile stage copies, uncompressed
     args.cache.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(args.cache).free
     print(f"needs about {needed / 2**30:.1f} GiB in {args.cache} ({free / 2**30:.1f} GiB free)", flush=True)
@@ -186,10 +187,17 @@ def main(argv: list[str] | None = None) -> None:
             stats["seconds_per_megapixel"] = round(stats["seconds"] / megapixels, 4)
         results["stages"][label] = stages
         if raw == full:
-            for side, dataset in ((args.size, None), (small, quarter)):
-                work = args.cache / "work" if dataset is None else args.cache / "work-small"
+            uncompressed = {**params, "tile": {**params["tile"], "images": "uncompressed"}}
+            loader_runs = (
+                (f"{args.size} px scenes", None, params, args.cache / "work"),
+                (f"{small} px scenes", quarter, params, args.cache / "work-small"),
+                (f"{small} px scenes, tile.images uncompressed", quarter, uncompressed, args.cache / "work-raw"),
+            )
+            for name, dataset, run_params, work in loader_runs:
                 if dataset is not None:
-                    run_data_stages(dataset, work, params)
+                    stages = results["stages"][name] = run_data_stages(dataset, work, run_params)
+                    for stats in stages.values():
+                        stats["seconds_per_megapixel"] = round(stats["seconds"] / (3 * small**2 / 1e6), 4)
                 output = subprocess.run(
                     [
                         sys.executable,
@@ -206,20 +214,23 @@ def main(argv: list[str] | None = None) -> None:
                     text=True,
                     check=True,
                 ).stdout
-                results["loader"][f"{side} px scenes"] = json.loads(output.strip().splitlines()[-1])
-                print(f"  loader on {side} px scenes: {results['loader'][f'{side} px scenes']}", flush=True)
-    rate = results["loader"][f"{args.size} px scenes"]["samples_per_second"]
-    results["loader_processes_per_gpu"] = -(-GPU_SAMPLES_PER_SECOND // max(rate, 1e-9))
+                results["loader"][name] = json.loads(output.strip().splitlines()[-1])
+                print(f"  loader on {name}: {results['loader'][name]}", flush=True)
+    rates = {name: loader["samples_per_second"] for name, loader in results["loader"].items()}
+    results["loader_processes_per_gpu"] = {
+        name: -(-GPU_SAMPLES_PER_SECOND // max(rate, 1e-9)) for name, rate in rates.items()
+    }
     print("\n| stage | dataset | seconds | s per MP | peak RSS MB |\n|---|---|---:|---:|---:|")
     for label, stages in results["stages"].items():
         for stage, stats in stages.items():
             row = (stage, label, stats["seconds"], stats["seconds_per_megapixel"], stats["peak_rss_mb"])
             print("| " + " | ".join(map(str, row)) + " |")
-    print(
-        f"\nloader: {rate} samples/s per process at {args.tile_size} px; a GPU step taking about "
-        f"{GPU_SAMPLES_PER_SECOND} samples/s needs {results['loader_processes_per_gpu']:.0f} loader processes "
-        f"(train.workers)"
-    )
+    for name, rate in rates.items():
+        print(
+            f"loader on {name}: {rate} samples/s per process at {args.tile_size} px; a GPU step taking about "
+            f"{GPU_SAMPLES_PER_SECOND} samples/s needs {results['loader_processes_per_gpu'][name]:.0f} loader "
+            "processes (train.workers)"
+        )
     args.output.write_text(json.dumps(results, indent=1) + "\n")
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         table = scene_class_table(args.raw, data_params.layout)
         scenes = find_scenes(args.raw, data_params.layout)
-        settings = SceneSettings(table, data_params.bands, data_params.label_attribute)
+        settings = SceneSettings(table, data_params.bands, data_params.label_attribute, tile_params.images)
         with atomic_dir(args.out) as staging:
             tiles = tile_scenes(scenes, staging, size, stride, settings)
             table.to_csv(TileStore(staging).class_table_path)

@@ -41,15 +41,31 @@ def test_repository_params_are_valid():
 @pytest.mark.parametrize(
     "section, cls, values, message",
     [
-        ("tile", TileParams, {"size": 256, "stride": 0}, "tile.stride must be at least 1"),
-        ("tile", TileParams, {"size": 256, "stride": 300}, "tile.stride must not exceed tile.size"),
+        ("tile", TileParams, {"size": 256, "stride": 0, "images": "source"}, "tile.stride must be at least 1"),
+        ("tile", TileParams, {"size": 256, "stride": 300, "images": "source"}, "tile.stride must not exceed tile.size"),
         # DeepLabV3+ takes sides in multiples of 16 only: refused here, not by smp's traceback in training
-        ("tile", TileParams, {"size": 100, "stride": 100}, r"^params: tile.size must be a positive multiple of 16 "),
-        ("tile", TileParams, {"size": 8, "stride": 8}, r"^params: tile.size must be a positive multiple of 16 "),
-        ("tile", TileParams, {"size": "big", "stride": 1}, "tile.size must be int"),
-        ("tile", TileParams, {"size": True, "stride": 1}, "tile.size must be int"),
-        ("tile", TileParams, {"size": 256}, "missing key tile.stride"),
-        ("tile", TileParams, {"size": 256, "stride": 256, "strides": 1}, "unknown key tile.strides"),
+        (
+            "tile",
+            TileParams,
+            {"size": 100, "stride": 100, "images": "source"},
+            r"^params: tile.size must be a positive multiple of 16 ",
+        ),
+        (
+            "tile",
+            TileParams,
+            {"size": 8, "stride": 8, "images": "source"},
+            r"^params: tile.size must be a positive multiple of 16 ",
+        ),
+        ("tile", TileParams, {"size": "big", "stride": 1, "images": "source"}, "tile.size must be int"),
+        ("tile", TileParams, {"size": True, "stride": 1, "images": "source"}, "tile.size must be int"),
+        ("tile", TileParams, {"size": 256, "images": "source"}, "missing key tile.stride"),
+        (
+            "tile",
+            TileParams,
+            {"size": 256, "stride": 256, "strides": 1, "images": "source"},
+            "unknown key tile.strides",
+        ),
+        ("tile", TileParams, {"size": 256, "stride": 256, "images": "deflate"}, "tile.images must be one of source, "),
         (
             "split",
             SplitParams,
@@ -139,7 +155,7 @@ def test_bad_values_are_named(section, cls, values, message):
 def test_every_size_the_model_takes_whole_follows_one_rule():
     """tile.size and predict.window: the same multiple, the same words, from one place."""
     assert OUTPUT_STRIDE_MULTIPLE == 16
-    assert read_section({"tile": {"size": 16, "stride": 16}}, "tile", TileParams).size == 16
+    assert read_section({"tile": {"size": 16, "stride": 16, "images": "source"}}, "tile", TileParams).size == 16
     refusals = []
     for section, cls, key in (("tile", TileParams, "size"), ("predict", PredictParams, "window")):
         with pytest.raises(PipelineError) as refused:

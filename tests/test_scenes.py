@@ -31,17 +31,17 @@ TABLE = ClassTable(("field", "forest", "water"), np.array([[250, 220, 90], [30, 
 SIZE = (96, 128)
 
 
-def params(tmp_path: Path, raw: Path, **data) -> Path:
+def params(tmp_path: Path, raw: Path, images: str = "source", **data) -> Path:
     return write_params(
         tmp_path / "params.yaml",
         data={"raw": str(raw), "layout": "scenes", **data},
-        tile={"size": 32, "stride": 32},
+        tile={"size": 32, "stride": 32, "images": images},
         split={"method": "ratios", "ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
     )
 
 
-def tile_and_encode(tmp_path: Path, raw: Path, **data) -> TileStore:
-    path = params(tmp_path, raw, **data)
+def tile_and_encode(tmp_path: Path, raw: Path, images: str = "source", **data) -> TileStore:
+    path = params(tmp_path, raw, images, **data)
     tile.main([str(raw), str(tmp_path / "tiles"), "--params", str(path)])
     encode.main([str(tmp_path / "tiles"), str(tmp_path / "encoded"), "--report", str(tmp_path / "encode.json")])
     return TileStore(tmp_path / "tiles", tmp_path / "encoded")
@@ -82,6 +82,26 @@ def test_bands_are_read_in_the_order_data_bands_gives(tmp_path):
         whole = source.read()
     np.testing.assert_array_equal(store.whole_image(record), np.moveaxis(whole[[3, 0]], 0, -1))
     assert json.loads(store.scenes_path.read_text())["bands"] == [4, 1]
+
+
+def test_uncompressed_tiles_keep_the_pixels_of_the_source_and_read_them_in_band_order(tmp_path):
+    write_scene_dataset(tmp_path / "raw", TABLE, scenes=2, size=SIZE, blocksize=32)  # tiled and deflated
+    (tmp_path / "source").mkdir()
+    (tmp_path / "uncompressed").mkdir()
+    source = tile_and_encode(tmp_path / "source", tmp_path / "raw", bands=[4, 1, 2])
+    copied = tile_and_encode(tmp_path / "uncompressed", tmp_path / "raw", images="uncompressed", bands=[4, 1, 2])
+    for record in source.index():
+        with (
+            rasterio.open(copied.image_path(record.image_id)) as kept,
+            rasterio.open(source.image_path(record.image_id)) as raw,
+        ):
+            assert raw.compression is not None  # the source's own bytes: compressed
+            assert kept.compression is None and kept.profile["tiled"]
+            np.testing.assert_array_equal(kept.read(), raw.read())
+            assert kept.crs == raw.crs and kept.transform == raw.transform
+        np.testing.assert_array_equal(copied.windows(record).image(record), source.windows(record).image(record))
+    np.testing.assert_array_equal(copied.whole_image(record), source.whole_image(record))
+    assert copied.whole_image(record).shape[-1] == 3 and copied.whole_image(record).dtype == np.uint16
 
 
 def test_labels_on_another_grid_are_resampled_and_unlabelled_pixels_ignored(tmp_path):

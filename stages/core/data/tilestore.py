@@ -206,7 +206,7 @@ class TileStore:
         path = self.image_path(record.image_id)
         if path.suffix == ".tif":
             with _rasters().open_raster(path) as dataset:
-                whole = interleaved(_rasters().read_window(dataset, path, self.bands, _whole_window(record)))
+                whole = _rasters().read_pixels(dataset, path, self.bands, _whole_window(record))
             return checked(whole, record, path)
         rgb = checked(read_rgb(path), record, path)
         return rgb if self.bands == RGB_BANDS else np.ascontiguousarray(rgb[..., [band - 1 for band in self.bands]])
@@ -405,19 +405,10 @@ class ImageWindows:
         if isinstance(bands, int):
             return lambda window: rasters.read_window(dataset, path, bands, window)
         self.block_rows = dataset.block_shapes[0][0]
-        return lambda window: interleaved(rasters.read_window(dataset, path, bands, window))
+        return lambda window: rasters.read_pixels(dataset, path, bands, window)
 
     def close(self) -> None:
         self._files.close()
-
-
-def interleaved(bands: np.ndarray) -> np.ndarray:
-    """bands x H x W (rasterio's order) -> H x W x bands (the training's), one band at a time: 4x faster than
-    a transposing copy, which strides through memory (measured: 0.8 against 3.3 ms for a 512 px 4-band tile)."""
-    out = np.empty((*bands.shape[1:], bands.shape[0]), dtype=bands.dtype)
-    for band in range(bands.shape[0]):
-        out[..., band] = bands[band]
-    return out
 
 
 def _whole_window(record: TileRecord) -> Window:

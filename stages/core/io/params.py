@@ -184,13 +184,19 @@ class SampleParams:
         _require(1 <= self.jpeg_quality <= 95, "sample.jpeg_quality", "must be between 1 and 95", self.jpeg_quality)
 
 
+# How the tile stage keeps a scene's image (a raster GDAL reads; JPEG and PNG are always kept as they are)
+KEPT_IMAGES = ("source", "uncompressed")
+
+
 @dataclass(frozen=True)
 class TileParams:
     size: int
     stride: int
+    images: str  # source: the image's own bytes; uncompressed: its pixels in an uncompressed tiled GeoTIFF
 
     def __post_init__(self) -> None:
         _require_model_side("tile.size", self.size)  # training feeds tiles whole
+        _require(self.images in KEPT_IMAGES, "tile.images", f"must be one of {', '.join(KEPT_IMAGES)}", self.images)
         _require(self.stride >= 1, "tile.stride", "must be at least 1", self.stride)
         _require(
             self.stride <= self.size,

@@ -80,3 +80,15 @@ def read_window(dataset, path: Path, bands: Sequence[int] | int, window) -> np.n
         return dataset.read(bands if isinstance(bands, int) else list(bands), window=window)
     except RASTER_ERRORS as error:
         raise raster_error(path, error) from None
+
+
+def read_pixels(dataset, path: Path, bands: Sequence[int], window) -> np.ndarray:
+    """`bands` of `window` as H x W x bands (training's order), GDAL writing each pixel's bands together straight
+    into that layout: no transposing copy afterwards, which costs a 4-band 512 px uint16 window 1 ms more."""
+    pixels = np.empty((int(window.height), int(window.width), len(bands)), dtype=dataset.dtypes[bands[0] - 1])
+    window = Window(window.col_off, window.row_off, window.width, window.height)
+    try:
+        dataset.read(list(bands), window=window, out=pixels.transpose(2, 0, 1))  # rasterio passes GDAL the strides
+    except RASTER_ERRORS as error:
+        raise raster_error(path, error) from None
+    return pixels
