@@ -219,6 +219,8 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
         "256",
         "--tile-size",
         "128",
+        "--batch-size",
+        "4",
         "--train-steps",
         "1",
         "--loader-batches",
@@ -238,7 +240,7 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     assert run["dataset"]["images"] == {"train": 4, "valid": 1, "test": 1}
     assert run["dataset"]["generation"]["method"].startswith("derived: 6 base scenes")
     assert run["date"] and run["machine"]["cpu"] and run["params"]["tile.size"] == 128
-    assert run["params"]["split.method"] == "ratios" and run["params"]["train.batch_size"] == 16
+    assert run["params"]["split.method"] == "ratios" and run["params"]["train.batch_size"] == 4
 
     for name in scale_dvc.DATA_STAGES:
         stage = run["stages"][name]
@@ -262,10 +264,10 @@ def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     assert remote["remote"]["files"] > 0
     for workers in ("0", "2"):
         loader = run["loader"][workers]
-        assert loader["samples"] == 2 * 8 and loader["samples_per_second"] > 0 and loader["tile_size"] == 128
+        assert loader["samples"] == 2 * 4 and loader["samples_per_second"] > 0 and loader["tile_size"] == 128
         assert run["loader_over_consumption"][workers] > 0
     step = run["train_step"]
-    assert step["batch_size"] == 16 and step["tile_size"] == 128 and step["samples_per_second"] > 0
+    assert step["batch_size"] == 4 and step["tile_size"] == 128 and step["samples_per_second"] > 0
     assert run["disk"]["used_over_raw"] > 1
     targets = {row["measure"]: row for row in run["targets"]}
     assert len(targets) == 8 and targets["tile+encode+split, min (803 images)"]["met"] is None  # 256 px: not judged

@@ -40,20 +40,16 @@ def test_comparing_experiments_does_what_its_comments_say(comparing):
                 "train.lr",
                 "train.loss",
             }
+        if command == "dvc queue status":  # the queued experiment, watched by its name
+            assert "loss-ce" in output, output
         if command.startswith("dvc exp show"):
             assert fits_a_terminal(output, params_changed=2), output  # train.lr and train.loss
             assert "lr-low" in output and "loss-ce" in output and "train.lr" in output and "train.loss" in output
     assert list(outputs)[-1] == "dvc exp apply lr-low"
     named = experiments(project)
+    assert set(named) == {"lr-low", "loss-ce"}, named
     assert changed_params(project, baseline, named["lr-low"]) == {"train.lr": (0.003, 0.001)}
     assert changed_params(project, baseline, named["loss-ce"]) == {"train.loss": ("dice_ce", "ce")}
-    # the grid's two: each differs from the baseline in train.lr alone
-    grid = [changed_params(project, baseline, rev) for name, rev in named.items() if name not in ("lr-low", "loss-ce")]
-    assert (
-        len(named) == 4
-        and sorted(changes["train.lr"][1] for changes in grid) == [0.0003, 0.001]
-        and all(set(changes) == {"train.lr"} for changes in grid)
-    ), grid
     # `dvc exp apply lr-low` ran last: the workspace holds its params, and params.yaml differs from
     # the baseline's in that line alone (`-S` rewrites the file: every value must round-trip)
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["lr"] == 0.001
