@@ -12,17 +12,23 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
+.PHONY: run test test-slow bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
 
 # Lint, format and type checks first (pyproject.toml), then the suite, listing its 15 slowest tests.
+# The slow tests (documented command blocks, benchmark scripts and the GPU check's dry run, end to end)
+# are `make test-slow`; CI runs both.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15
+	$(PYTEST) -m "not slow"
+
+test-slow: $(BIN)/.installed
+	$(PYTEST) -m slow
 
 # Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
 # Every benchmark runs as a module from here (python -m benchmarks.NAME --help: its options).

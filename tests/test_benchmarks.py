@@ -200,6 +200,7 @@ def test_scale_benchmark_refuses_a_tile_size_the_model_cannot_take(tmp_path, mon
     assert "--tile-size: params: tile.size must be a positive multiple of 16" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_scale_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     """The whole run (dataset, dvc repro of the data stages, sizes, no-op checks, push/pull, loader, a training
     step) on 4 images of 256 px; scale.json gets every figure, merged beside an earlier run's."""
@@ -314,6 +315,7 @@ def test_gpu_report_gives_fractions_of_peak_and_scaling_efficiency():
     assert "| 4 | 102.4 | 40% | 80% |" in table and "0.400 blending on the GPU" in table
 
 
+@pytest.mark.slow
 def test_gpu_measurements_run_end_to_end_on_the_cpu_with_two_ranks():
     """The plumbing only (gloo instead of NCCL, tiny tiles): torchrun, DDP, rank 0's report."""
     training = gpu.launch(
@@ -368,6 +370,7 @@ def test_every_benchmark_answers_help_as_python_m_benchmarks_name(name, capsys):
     assert capsys.readouterr().out.startswith(f"usage: python -m benchmarks.{name}")
 
 
+@pytest.mark.slow
 def test_scenes_benchmark_end_to_end_at_a_tiny_size(tmp_path):
     pytest.importorskip("pyogrio", reason="the scenes benchmark's polygon labels need the vector group")
     output = tmp_path / "scenes.json"

@@ -43,7 +43,15 @@ def test_workflow_runs_ci_on_pull_requests_with_full_history():
 
 def test_ci_runs_the_tests_then_the_experiment_comparison():
     lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
-    assert lines.index("make test") < next(i for i, line in enumerate(lines) if line.startswith("bash .ci/experiments"))
+    comparison = next(i for i, line in enumerate(lines) if line.startswith("bash .ci/experiments"))
+    assert lines.index("make test") < lines.index("make test-slow") < comparison
+
+
+def test_make_test_and_make_test_slow_together_run_every_test_once():
+    makefile = (REPO / "Makefile").read_text()
+    recipes = dict(re.findall(r"^(test|test-slow): .*\n((?:\t.*\n)+)", makefile, re.MULTILINE))
+    assert recipes["test"].splitlines()[-1].endswith('$(PYTEST) -m "not slow"')
+    assert recipes["test-slow"].splitlines()[-1].endswith("$(PYTEST) -m slow")
 
 
 def sh(cwd: Path, *command: str) -> subprocess.CompletedProcess:

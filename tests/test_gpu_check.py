@@ -42,6 +42,7 @@ def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     return process, out
 
 
+@pytest.mark.slow
 def test_the_dry_run_prints_one_verdict_line_per_check_in_order(dry_run):
     process, out = dry_run
     assert process.returncode == 0, process.stdout + process.stderr
@@ -58,6 +59,7 @@ def test_the_dry_run_prints_one_verdict_line_per_check_in_order(dry_run):
     assert re.search(r"gpu_check PASS: 2 PASS, 0 FAIL, 6 SKIP in \d+ s", process.stdout)
 
 
+@pytest.mark.slow
 def test_the_dry_run_writes_the_json_report_and_the_log(dry_run):
     process, out = dry_run
     report = json.loads((out / "gpu_check.json").read_text())

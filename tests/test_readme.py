@@ -72,6 +72,7 @@ def everyday_use(reproduced_project, tmp_path_factory) -> tuple[Path, dict[str, 
     return project, {command: run(project, command) for command in readme_commands("Everyday use")}
 
 
+@pytest.mark.slow
 def test_everyday_use_does_what_its_comments_say(everyday_use):
     project, outputs = everyday_use
     # "reruns only what depends on the edit"; the card holds the test scores

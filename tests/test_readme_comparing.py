@@ -13,6 +13,8 @@ from tests.browser import undrawn_plots
 from tests.project import copy_project, git, set_params
 from tests.test_readme import changed_params, experiments, fits_a_terminal, readme_commands, run, wait_for_queue
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def comparing(reproduced_project, tmp_path_factory) -> tuple[Path, str, dict[str, str]]:
