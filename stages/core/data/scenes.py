@@ -204,9 +204,9 @@ def _strips(header: ImageHeader) -> list[Window]:
 
 
 def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: str) -> str:
-    """Keep the image in `folder`, every block of it decoded on the way (a corrupt file fails, naming it): its own
-    bytes (JPEG and PNG always; GeoTIFF with `images` source) or its pixels in a tiled GeoTIFF (COPY_COMPRESSION[
-    images]); returns the name."""
+    """Keep the image in `folder`, every block of it decoded on the way (a corrupt file fails, naming it); returns
+    the name. JPEG and PNG keep their own bytes, and so does a GeoTIFF when `images` (tile.images) is source;
+    anything else becomes its pixels in a tiled GeoTIFF, compressed as COPY_COMPRESSION[images] says."""
     if not header.through_gdal:
         with open_image(header.path) as image:
             suffix = IMAGE_FORMATS.get(image.format or "")
