@@ -90,7 +90,8 @@ def watched(command: list[str], env: dict) -> tuple[float, float]:
     return time.perf_counter() - start, peak / 1024
 
 
-def run_data_stages(raw: Path, work: Path, params: dict) -> dict:
+def run_data_stages(raw: Path, work: Path, params: dict, megapixels: float) -> dict:
+    """Each data stage on the dataset at `raw` (of `megapixels`): its seconds, s per MP and peak RSS."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     params_path = work / "params.yaml"
@@ -122,7 +123,11 @@ def run_data_stages(raw: Path, work: Path, params: dict) -> dict:
     results = {}
     for stage, command in commands.items():
         seconds, peak_mb = watched(command, env)
-        results[stage] = {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb)}
+        results[stage] = {
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(peak_mb),
+            "seconds_per_megapixel": round(seconds / megapixels, 4),
+        }
         print(f"    {stage}: {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
     return results
 
@@ -181,11 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, raw in ((f"{args.scenes} scenes", full), ("2 scenes", subset(full, 2))):
         scenes = args.scenes if raw == full else 2
         print(f"data stages on {label} of {args.size} px:", flush=True)
-        stages = run_data_stages(raw, args.cache / "work", params)
-        megapixels = scenes * args.size**2 / 1e6
-        for stats in stages.values():
-            stats["seconds_per_megapixel"] = round(stats["seconds"] / megapixels, 4)
-        results["stages"][label] = stages
+        results["stages"][label] = run_data_stages(raw, args.cache / "work", params, scenes * args.size**2 / 1e6)
         if raw == full:
             uncompressed = {**params, "tile": {**params["tile"], "images": "uncompressed"}}
             loader_runs = (
@@ -195,9 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             for name, dataset, run_params, work in loader_runs:
                 if dataset is not None:
-                    stages = results["stages"][name] = run_data_stages(dataset, work, run_params)
-                    for stats in stages.values():
-                        stats["seconds_per_megapixel"] = round(stats["seconds"] / (3 * small**2 / 1e6), 4)
+                    results["stages"][name] = run_data_stages(dataset, work, run_params, 3 * small**2 / 1e6)
                 output = subprocess.run(
                     [
                         sys.executable,

@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from shutil import copyfile
 
+import numpy as np
 import rasterio
 from rasterio.windows import Window
 from tqdm import tqdm
@@ -192,15 +194,16 @@ def _decodes_whole(header: ImageHeader) -> None:
             decode(header.path, image)
         return
     with open_raster(header.path) as dataset:
-        for window in _strips(header):
-            read_window(dataset, header.path, list(range(1, header.count + 1)), window)
+        for _window, _pixels in _strips(header, dataset):
+            pass
 
 
-def _strips(header: ImageHeader) -> list[Window]:
-    return [
-        Window(0, top, header.width, min(READ_CHECK_ROWS, header.height - top))
-        for top in range(0, header.height, READ_CHECK_ROWS)
-    ]
+def _strips(header: ImageHeader, dataset) -> Iterator[tuple[Window, np.ndarray]]:
+    """Every band of the image, a strip of READ_CHECK_ROWS rows at a time: each block decoded once."""
+    bands = list(range(1, header.count + 1))
+    for top in range(0, header.height, READ_CHECK_ROWS):
+        window = Window(0, top, header.width, min(READ_CHECK_ROWS, header.height - top))
+        yield window, read_window(dataset, header.path, bands, window)
 
 
 def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: str) -> str:
@@ -229,7 +232,6 @@ def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: s
 def copy_pixels(header: ImageHeader, target: Path, compression: dict) -> None:
     """The image's pixels and georeference into a tiled GeoTIFF (COPY_OPTIONS, `compression`), a strip at a time:
     bounded memory, and 16x faster than GDAL's CreateCopy here (1.2 against 19.7 s for a 5,000 px 4-band scene)."""
-    bands = list(range(1, header.count + 1))
     with open_raster(header.path) as source:
         profile = {
             "height": header.height,
@@ -244,8 +246,8 @@ def copy_pixels(header: ImageHeader, target: Path, compression: dict) -> None:
         }
         try:
             with rasterio.open(target, "w", **profile) as copy:
-                for window in _strips(header):
-                    copy.write(read_window(source, header.path, bands, window), window=window)
+                for window, pixels in _strips(header, source):
+                    copy.write(pixels, window=window)
         except RASTER_ERRORS as error:
             raise raster_error(header.path, error, "cannot copy into a GeoTIFF") from None
 

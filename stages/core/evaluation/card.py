@@ -75,19 +75,20 @@ def card_content(
 def _interface(interface: ModelInterface) -> dict:
     """The exported model's input, output and normalisation (its scaling: uint8 RGB's as always, or its own)."""
     scaling = interface.scaling
+    mean_std = {"mean": list(scaling.mean), "std": list(scaling.std)}
     if scaling == UINT8_RGB:
         dtype, channels = "uint8", "RGB, 0-255"
-        normalisation: dict[str, object] = {"applied": "inside the model: (pixel / 255 - mean) / std per channel"}
+        normalisation = {"applied": "inside the model: (pixel / 255 - mean) / std per channel", **mean_std}
     else:  # other bands or another scaling: its bands, type and scaling
         clip = "clip01((x - low) / (high - low))" if scaling.clip else "(x - low) / (high - low)"
-        dtype, channels = (
-            scaling.input_dtype,
-            f"bands {','.join(map(str, scaling.bands))} of {scaling.dtype} images, raw values",
-        )
-        normalisation = {"applied": f"inside the model: ({clip} - mean) / std per band"}
-    normalisation |= {"mean": list(scaling.mean), "std": list(scaling.std)}
-    if scaling != UINT8_RGB:
-        normalisation |= {"low": list(scaling.low), "high": list(scaling.high)}
+        dtype = scaling.input_dtype
+        channels = f"bands {','.join(map(str, scaling.bands))} of {scaling.dtype} images, raw values"
+        normalisation = {
+            "applied": f"inside the model: ({clip} - mean) / std per band",
+            **mean_std,
+            "low": list(scaling.low),
+            "high": list(scaling.high),
+        }
     return {
         "input": {
             "name": "image",
