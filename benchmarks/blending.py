@@ -39,8 +39,8 @@ from benchmarks.common import (
     time_alternating,
 )
 from benchmarks.inputs import prepare_inputs
-from stages.core.data.geometry import window_grid
-from stages.core.inference.blending import ProbabilityFn, fit_window, sliding_window_classes, window_weights
+from landcover.data.geometry import window_grid
+from landcover.inference.blending import ProbabilityFn, fit_window, sliding_window_classes, window_weights
 
 
 def host_blended_probabilities(
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args(argv)
 
-    from stages.core.io.imageio import read_rgb
+    from landcover.io.imageio import read_rgb
 
     raw, _ = prepare_inputs(args.cache, max(args.images, 2))
     images = [read_rgb(path) for path in sorted(raw.glob("*_sat.jpg"))[: args.images]]

@@ -1,7 +1,7 @@
 """What the benchmarks share: the repository's paths and params, peak memory, devices, timing, fresh processes,
 the machine's description, results files and Markdown tables.
 
-This module imports only the standard library, numpy and yaml at the top (torch and `stages` inside the
+This module imports only the standard library, numpy and yaml at the top (torch and `landcover` inside the
 functions that use them): a measurement that runs in a fresh process to read its own peak memory must not
 pay for torch unless it uses it, and benchmarks.scale runs this file by path in a clone of the repository
 (run_in_checkout), where the `benchmarks` package is the clone's.
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from stages.core.inference.blending import ProbabilityFn
-    from stages.core.io.params import TrainParams
-    from stages.core.training.components import BatchSettings
+    from landcover.inference.blending import ProbabilityFn
+    from landcover.io.params import TrainParams
+    from landcover.training.components import BatchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -124,7 +124,7 @@ def run_in_checkout(module_file: Path, function: str, checkout: Path, env: Mappi
     that process's peak RSS.
 
     The file is run by path (runpy), not imported: the working folder comes first on the child's sys.path,
-    so `stages` there is the checkout's, and so would `benchmarks` be. `module_file` therefore imports
+    so `landcover` and `stages` there are the checkout's, and so would `benchmarks` be. `module_file` therefore imports
     nothing from `benchmarks`; this module, run by path as well, gives the child its peak RSS.
     """
     command = [sys.executable, "-c", CHECKOUT_CHILD, __file__, str(module_file), function, json.dumps(kwargs)]
@@ -147,7 +147,7 @@ def sync_of(device: torch.device) -> Sync:
 
 def device_and_sync(requested: str = "auto") -> tuple[torch.device, Sync]:
     """The device `requested` resolves to (auto: cuda, then mps, then cpu) and its synchronisation."""
-    from stages.core.model.devices import choose_device
+    from landcover.model.devices import choose_device
 
     device = choose_device(requested)
     return device, sync_of(device)
@@ -215,7 +215,7 @@ def random_model(encoder: str, device: torch.device) -> nn.Module:
     mode and channels_last on `device`, as predict runs it."""
     import torch
 
-    from stages.core.model.model import build_model
+    from landcover.model.model import build_model
 
     torch.manual_seed(0)
     return build_model(encoder, NUM_CLASSES).eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -223,9 +223,9 @@ def random_model(encoder: str, device: torch.device) -> nn.Module:
 
 def predict_probabilities(model: nn.Module, device: torch.device, predict: dict) -> ProbabilityFn:
     """`model` as predict's probability function on `device`, with the `predict` params' precision and TTA."""
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.probabilities import model_probabilities
-    from stages.core.model.devices import resolve_precision
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.probabilities import model_probabilities
+    from landcover.model.devices import resolve_precision
 
     precision = resolve_precision(predict["precision"], device, "predict.precision")
     return model_probabilities(model, device, UINT8_RGB, precision, predict["tta"])
@@ -233,9 +233,9 @@ def predict_probabilities(model: nn.Module, device: torch.device, predict: dict)
 
 def training_batch_settings(train: TrainParams, device: torch.device) -> BatchSettings:
     """The trainer's batch handling on `device`: train.precision resolved there, train.channels_last."""
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.model.devices import resolve_precision
-    from stages.core.training.components import BatchSettings
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.model.devices import resolve_precision
+    from landcover.training.components import BatchSettings
 
     precision = resolve_precision(train.precision, device, "train.precision")
     return BatchSettings(device, precision, train.channels_last, UINT8_RGB)

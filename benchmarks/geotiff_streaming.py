@@ -38,8 +38,8 @@ import numpy as np
 from benchmarks.common import IMAGE_SIZE, REPO, answered_measurement, benchmark_parser, cpu_model, measure_in_child
 
 if TYPE_CHECKING:
-    from stages.core.data.palette import ClassTable
-    from stages.core.io.params import PredictParams
+    from landcover.data.palette import ClassTable
+    from landcover.io.params import PredictParams
 
 DEFAULT_CACHE = Path.home() / ".cache" / "landcover-geotiff-bench"
 TILE = 2048  # side of the synthetic scenes tiled across the large one
@@ -52,7 +52,7 @@ def write_scene(path: Path, width: int, height: int, seed: int = 0) -> None:
     from affine import Affine
     from tqdm import tqdm
 
-    from stages.synthetic.scene import generate_scene
+    from landcover.synthetic.scene import generate_scene
 
     rng = np.random.default_rng(seed)
     tiles = [generate_scene(rng, TILE)[0] for _ in range(3)]
@@ -106,12 +106,12 @@ def probability_fn(checkpoint: str | None) -> tuple[Callable, ClassTable, Predic
     """The model as predict builds it (or the stub, for checkpoint "stub"), and its class table."""
     import torch
 
-    from stages.core.data.palette import ClassTable
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.probabilities import trained_model_probabilities
-    from stages.core.io.params import PredictParams, load_params, read_section
-    from stages.core.model.checkpoint import TrainedModel, load_trained_model
-    from stages.core.model.model import build_model
+    from landcover.data.palette import ClassTable
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.probabilities import trained_model_probabilities
+    from landcover.io.params import PredictParams, load_params, read_section
+    from landcover.model.checkpoint import TrainedModel, load_trained_model
+    from landcover.model.model import build_model
 
     params = read_section(load_params(REPO / "params.yaml"), "predict", PredictParams)
     if checkpoint == "stub":
@@ -129,8 +129,8 @@ def probability_fn(checkpoint: str | None) -> tuple[Callable, ClassTable, Predic
 
 def measure_large(config: dict) -> dict:
     """predict's mapping of the large scene config["scene"] into config["out"]: seconds, MP/s, outputs."""
-    from stages.core.geo.mapping import MapOptions, map_file
-    from stages.core.inference.blending import plan_windows
+    from landcover.geo.mapping import MapOptions, map_file
+    from landcover.inference.blending import plan_windows
 
     scene, out = config["scene"], config["out"]
     fn, table, params = probability_fn(config["checkpoint"])
@@ -167,9 +167,9 @@ def measure_ratio(config: dict) -> dict:
     """Streaming against in memory on config["scene"], config["rounds"] timed rounds after a warm-up."""
     import rasterio
 
-    from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene
-    from stages.core.geo.mapping import MapOptions, map_file
-    from stages.core.inference.blending import sliding_window_probabilities
+    from landcover.geo.georaster import ReadOptions, gdal_env, open_scene
+    from landcover.geo.mapping import MapOptions, map_file
+    from landcover.inference.blending import sliding_window_probabilities
 
     fn, table, params = probability_fn(config["checkpoint"])
     path, out, rounds = Path(config["scene"]), Path(config["out"]), config["rounds"]

@@ -54,10 +54,10 @@ def measure_training(config: dict) -> dict:
     import torch
     import torch.distributed as dist
 
-    from stages.core.io.params import TrainParams, read_section
-    from stages.core.model.model import build_model
-    from stages.core.training.components import configure_loss, configure_optimizer
-    from stages.core.training.loop import optimise
+    from landcover.io.params import TrainParams, read_section
+    from landcover.model.model import build_model
+    from landcover.training.components import configure_loss, configure_optimizer
+    from landcover.training.loop import optimise
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -126,7 +126,7 @@ def measure_inference(config: dict) -> dict:
     import torch
 
     from benchmarks.blending import host_classes
-    from stages.core.inference.blending import fit_window, sliding_window_classes
+    from landcover.inference.blending import fit_window, sliding_window_classes
 
     device = torch.device("cuda") if torch.cuda.is_available() and not config.get("cpu") else torch.device("cpu")
     size = config.get("size", IMAGE_SIZE)

@@ -13,18 +13,18 @@ import numpy as np
 from benchmarks.common import IMAGE_SIZE
 
 if TYPE_CHECKING:
-    from stages.core.data.tilestore import TileStore
+    from landcover.data.tilestore import TileStore
 
 SAMPLE_SIZE = 256  # the training tile of every training and loading measurement
 
 
 def prepare_inputs(cache: Path, count: int) -> tuple[Path, Path]:
     """`count` synthetic 2448 px pairs (a plain folder) and their 256 px tiles with encoded masks; made once."""
-    from stages.core.data.encoding import encode_images
-    from stages.core.data.palette import ClassTable
-    from stages.core.data.rawdata import find_pairs
-    from stages.core.data.tiling import tile_dataset
-    from stages.synthetic.dataset import write_sample
+    from landcover.data.encoding import encode_images
+    from landcover.data.palette import ClassTable
+    from landcover.data.rawdata import find_pairs
+    from landcover.data.tiling import tile_dataset
+    from landcover.synthetic.dataset import write_sample
 
     root = cache / f"{IMAGE_SIZE}px-{count}"
     raw, tiles = root / "raw", root / f"tiles-{SAMPLE_SIZE}"
@@ -62,14 +62,14 @@ def image_mask_pairs(raw: Path) -> list[tuple[str, str]]:
 
 def tile_store(tiles: Path) -> TileStore:
     """The prepared tiles and, in their folder, their encoded masks."""
-    from stages.core.data.tilestore import TileStore
+    from landcover.data.tilestore import TileStore
 
     return TileStore(tiles, tiles / "encoded")
 
 
 def read_tile_batch(tiles: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` 256 px tiles (uint8 NHWC) and their class-index masks."""
-    from stages.core.data.datasets import TileDataset
+    from landcover.data.datasets import TileDataset
 
     store = tile_store(tiles)
     dataset = TileDataset(store.index()[:count], store)  # decodes each image once

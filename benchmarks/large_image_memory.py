@@ -38,7 +38,7 @@ if what == "tile":
     from stages import tile
     tile.main(args)
 else:
-    from stages.core.io.imageio import read_rgb
+    from landcover.io.imageio import read_rgb
     array = read_rgb(args[0])
 seconds = time.perf_counter() - start
 peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))

@@ -18,13 +18,13 @@ import numpy as np
 
 from benchmarks.common import DEFAULT_CACHE, REPO, benchmark_parser
 from benchmarks.inputs import prepare_inputs
-from stages.core.data.palette import colour_to_index
-from stages.core.evaluation.metrics import confusion_matrix, scores
-from stages.core.inference.blending import sliding_window_probabilities
-from stages.core.inference.probabilities import trained_model_probabilities
-from stages.core.io.imageio import read_rgb
-from stages.core.model.checkpoint import load_trained_model
-from stages.core.model.devices import choose_device
+from landcover.data.palette import colour_to_index
+from landcover.evaluation.metrics import confusion_matrix, scores
+from landcover.inference.blending import sliding_window_probabilities
+from landcover.inference.probabilities import trained_model_probabilities
+from landcover.io.imageio import read_rgb
+from landcover.model.checkpoint import load_trained_model
+from landcover.model.devices import choose_device
 
 DEFAULT_SETTINGS = ["256:0.5:8", "256:0.25:8", "256:0.125:8", "256:0:8", "512:0.25:2", "512:0.125:2", "512:0:2"]
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO, benchmark_parser
-from stages.core.data.palette import ClassTable
+from landcover.data.palette import ClassTable
 
 
 def tiny_onnx_model(path: Path, table: ClassTable, seed: int = 0) -> Path:
@@ -50,9 +50,9 @@ def tiny_onnx_model(path: Path, table: ClassTable, seed: int = 0) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.export import INPUT_NAME, OUTPUT_NAME, model_metadata, with_metadata
-    from stages.core.model.checkpoint import ModelInterface
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.export import INPUT_NAME, OUTPUT_NAME, model_metadata, with_metadata
+    from landcover.model.checkpoint import ModelInterface
 
     classes = len(table)
     weights = np.random.default_rng(seed).normal(size=(classes, 3, 1, 1)).astype(np.float32) / 64
@@ -117,11 +117,11 @@ def measure_overhead(work: Path, scenes: list[Path], model: Path, params_path: P
     """Seconds of the plain loop and of the engine (one worker process) over the same scenes, in alternating
     rounds after a warm-up scene of each (the fastest round of each counts: other work on the machine only
     ever adds time)."""
-    from stages.core.geo.mapping import MapOptions, map_file
-    from stages.core.inference.runtimes import choose_runtime, runtime_probabilities
-    from stages.core.io.params import PredictParams, load_params, read_section
-    from stages.core.region.engine import ModelSpec, local_plan, region_client, run_scenes
-    from stages.core.region.inputs import region_scenes
+    from landcover.geo.mapping import MapOptions, map_file
+    from landcover.inference.runtimes import choose_runtime, runtime_probabilities
+    from landcover.io.params import PredictParams, load_params, read_section
+    from landcover.region.engine import ModelSpec, local_plan, region_client, run_scenes
+    from landcover.region.inputs import region_scenes
 
     params = read_section(load_params(params_path), "predict", PredictParams)
     options, cores = MapOptions(), os.cpu_count() or 1
@@ -191,7 +191,7 @@ def free_port() -> int:
 
 def cluster_environment() -> dict[str, str]:
     """The environment of the localhost cluster's processes: as docs/region.md starts workers."""
-    from stages.core.region.engine import WORKER_MALLOC
+    from landcover.region.engine import WORKER_MALLOC
 
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **WORKER_MALLOC}
 
@@ -233,7 +233,7 @@ class LocalhostCluster:
 
 def region_command(scenes: Path, out: Path, model: Path, params: Path, *where: str) -> list[str]:
     return [
-        *(sys.executable, "-m", "stages.region", "--model", str(model), "--input", str(scenes)),
+        *(sys.executable, "-m", "landcover.cli.region", "--model", str(model), "--input", str(scenes)),
         *("--output", str(out), "--params", str(params), "--no-progress", *where),
     ]
 
@@ -252,7 +252,7 @@ def differing_files(reference: Path, other: Path) -> list[str]:
 
 
 def staging_left(out: Path) -> list[str]:
-    from stages.core.io.outputs import STAGING_NAME
+    from landcover.io.outputs import STAGING_NAME
 
     return [str(p) for p in out.rglob("*") if STAGING_NAME.match(p.name)]
 

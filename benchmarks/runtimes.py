@@ -40,12 +40,12 @@ def exported_models(cache: Path, tiles: Path, encoder: str) -> dict[str, Path]:
     """The benchmark model as model.onnx and model.int8.onnx in the cache, made once per encoder."""
     import torch
 
-    from stages.core.data.palette import ClassTable
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.data.tilestore import TileStore
-    from stages.core.inference.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
-    from stages.core.model.checkpoint import TrainedModel
-    from stages.core.model.model import build_model
+    from landcover.data.palette import ClassTable
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.data.tilestore import TileStore
+    from landcover.inference.export import evenly_spaced, onnx_bytes, quantize_int8, tile_batches
+    from landcover.model.checkpoint import TrainedModel
+    from landcover.model.model import build_model
 
     folder = cache / f"onnx-{encoder}"
     models = {"fp32": folder / "model.onnx", "int8": folder / "model.int8.onnx"}
@@ -65,15 +65,15 @@ def measure_runtime(config: dict) -> dict:
     """Seconds per image through one runtime and precision (run in a fresh process by benchmarks.speed)."""
     import torch
 
-    from stages.core.data.geometry import window_grid
-    from stages.core.data.palette import ClassTable
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.blending import fit_window
-    from stages.core.inference.probabilities import trained_model_probabilities
-    from stages.core.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
-    from stages.core.io.imageio import read_rgb
-    from stages.core.model.checkpoint import TrainedModel
-    from stages.core.model.model import build_model
+    from landcover.data.geometry import window_grid
+    from landcover.data.palette import ClassTable
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.blending import fit_window
+    from landcover.inference.probabilities import trained_model_probabilities
+    from landcover.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
+    from landcover.io.imageio import read_rgb
+    from landcover.model.checkpoint import TrainedModel
+    from landcover.model.model import build_model
 
     predict, encoder = params()["predict"], params()["model"]["encoder"]
     runtime, precision = config["runtime"], config["precision"]

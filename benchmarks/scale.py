@@ -18,7 +18,7 @@ What it does:
    ${XDG_CACHE_HOME:-~/.cache}/landcover-scale), one folder per image count and size, written to a
    temporary folder and renamed when complete. Generating 1146 scenes at 2448 px would take about
    45 minutes, so the images are DERIVED: 24 base scenes come from the synthetic generator
-   (stages.synthetic.scene.generate_scene), and every image is one of them circularly shifted by
+   (landcover.synthetic.scene.generate_scene), and every image is one of them circularly shifted by
    random prime offsets (np.roll of image and labels; a prime is a multiple of no tile size but
    itself), turned by a random one of the 8 flips/rotations, and given a colour offset of its own
    (-6..+6 per channel, no two images of a base alike). Every image tile's bytes therefore differ
@@ -38,7 +38,7 @@ What it does:
      encode, split, preview; a bare `dvc repro` would train), checking that nothing ran or changed;
    - `dvc push` of the data stages to a directory remote, and `dvc pull` of them into a fresh
      clone of the temporary clone, which is then checked: same files, `dvc status` clean;
-   - the train stage's DataLoader (built as stages/core/training/trainer.py builds it), samples/s
+   - the train stage's DataLoader (built as landcover/training/trainer.py builds it), samples/s
      with 0 and 2 workers, after a first-batch warm-up;
    - what a training step consumes: the trainer's model, optimizer, loss and batch settings (bf16
      where native, channels_last) on random uint8 batches of the run's batch and tile size, run
@@ -78,8 +78,8 @@ from benchmarks.scale_dvc import (
 )
 from benchmarks.scale_processes import command_env, git, run, run_watched
 from benchmarks.scale_report import judge, merge_results, report
-from stages.core.io.errors import PipelineError
-from stages.core.io.params import TileParams
+from landcover.io.errors import PipelineError
+from landcover.io.params import TileParams
 
 LOADER_WORKERS = (0, 2)
 TRAINING_SIDE = BENCHMARKS / "scale_training.py"  # run by path in the clone: see run_in_checkout

@@ -25,7 +25,7 @@ BASE_SCENES = 24  # generate_scene calls (about 2.4 s each at 2448 px); every im
 # Per-image colour offsets: every triple in -6..+6, drawn without replacement within a base scene.
 COLOUR_OFFSETS = np.array(list(itertools.product(range(-6, 7), repeat=3)), dtype=np.int16)
 GENERATION_METHOD = (
-    "derived: {bases} base scenes from stages.synthetic generate_scene; each image is a base scene circularly "
+    "derived: {bases} base scenes from landcover.synthetic generate_scene; each image is a base scene circularly "
     "shifted by random prime offsets (np.roll of image and labels), turned by one of the 8 flips/rotations, "
     "plus a per-image colour offset (-6..+6 per channel, distinct within a base); JPEG quality 90, colour "
     "masks with off-palette borders (colour_mask)"
@@ -106,9 +106,9 @@ def derive(image: np.ndarray, labels: np.ndarray, plan: Derivation) -> tuple[np.
 
 def write_dataset(root: Path, labelled: int, size: int, seed: int = SEED) -> dict:
     """The Kaggle layout in `root` (an empty folder), every image derived from a base scene; returns its description."""
-    from stages.core.io.imageio import write_jpeg, write_png
-    from stages.synthetic.dataset import colour_mask
-    from stages.synthetic.scene import DEEPGLOBE, generate_scene
+    from landcover.io.imageio import write_jpeg, write_png
+    from landcover.synthetic.dataset import colour_mask
+    from landcover.synthetic.scene import DEEPGLOBE, generate_scene
 
     start = time.perf_counter()
     counts = split_counts(labelled)
@@ -156,7 +156,7 @@ def dataset_folder(cache: Path, labelled: int, size: int) -> Path:
 
 def ensure_dataset(cache: Path, labelled: int, size: int) -> Path:
     """The dataset for (labelled, size) in `cache`, built once; a build that did not finish is never reused."""
-    from stages.core.io.outputs import process_alive
+    from landcover.io.outputs import process_alive
 
     root = dataset_folder(cache, labelled, size)
     if (root / "scale-dataset.json").is_file():

@@ -1,10 +1,10 @@
 """benchmarks.scale's training side: the train stage's loader and a training step, each run in a fresh process
 working in the temporary clone (benchmarks.common.run_in_checkout), against the clone's params, tiles and
-`stages` package.
+`landcover` package.
 
 The process runs this file by path, and it imports nothing from `benchmarks`: with the clone as its working
-folder, `stages` and `benchmarks` are the clone's, the commit being measured, while the benchmark's own code is
-this checkout's.
+folder, `landcover`, `stages` and `benchmarks` are the clone's, the commit being measured, while the benchmark's
+own code is this checkout's.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-    from stages.core.data.tilestore import TileRecord, TileStore
-    from stages.core.io.params import AugmentParams, ModelParams, TrainParams
+    from landcover.data.tilestore import TileRecord, TileStore
+    from landcover.io.params import AugmentParams, ModelParams, TrainParams
 
 # A training step on the CPU (DeepLabV3+ ResNet50, bf16, channels_last): peak RSS measured as about 1.7 GB
 # plus 0.37 GB per 512 px sample (7.5 GB at batch 16). The step is skipped, saying so, when that estimate
@@ -39,8 +39,8 @@ def train_loader(
     epoch: int,
 ) -> DataLoader:
     """The train stage's loader for `epoch`, built by the trainer's own functions, with `workers` workers."""
-    from stages.core.model.devices import choose_device
-    from stages.core.training.trainer import loader_options, train_loader_for_epoch, training_set
+    from landcover.model.devices import choose_device
+    from landcover.training.trainer import loader_options, train_loader_for_epoch, training_set
 
     dataset = training_set(records, store, tile_size, augment, train)
     dataset.epoch = epoch
@@ -50,8 +50,8 @@ def train_loader(
 
 def training_setup() -> tuple[TrainParams, AugmentParams, ModelParams, list[TileRecord], TileStore]:
     """The clone's params and training tiles: (train params, augment params, model params, records, store)."""
-    from stages.core.data.tilestore import TileStore, read_index
-    from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
+    from landcover.data.tilestore import TileStore, read_index
+    from landcover.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
 
     params = load_params("params.yaml")
     return (
@@ -102,16 +102,16 @@ def training_consumption(steps: int) -> dict:
     """Samples per second a training step consumes: the trainer's components and loop, random uint8 batches."""
     import torch
 
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.model.devices import choose_device, resolve_precision
-    from stages.core.training.components import (
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.model.devices import choose_device, resolve_precision
+    from landcover.training.components import (
         BatchSettings,
         configure_loss,
         configure_model,
         configure_optimizer,
         configure_scheduler,
     )
-    from stages.core.training.loop import run_epoch
+    from landcover.training.loop import run_epoch
 
     train, _, model_params, records, store = training_setup()
     size, batch = records[0].size, train.batch_size

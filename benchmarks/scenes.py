@@ -39,8 +39,8 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "land
 
 def build(root: Path, scenes: int, size: int) -> Path:
     """The dataset (scenes.csv, classes.csv, images/, labels/), built once."""
-    from stages.core.data.palette import ClassTable
-    from stages.synthetic.scenes import write_large_scene
+    from landcover.data.palette import ClassTable
+    from landcover.synthetic.scenes import write_large_scene
 
     done = root / "built.json"
     if done.is_file():
@@ -134,9 +134,9 @@ def run_data_stages(raw: Path, work: Path, params: dict, megapixels: float) -> d
 
 def measure_loader(work: Path, samples: int) -> dict:
     """In this process: samples/s of the augmented training dataset over the training tiles, and peak RSS."""
-    from stages.core.data.augment import training_augmentation
-    from stages.core.data.datasets import TileDataset
-    from stages.core.data.tilestore import TileStore, read_index
+    from landcover.data.augment import training_augmentation
+    from landcover.data.datasets import TileDataset
+    from landcover.data.tilestore import TileStore, read_index
 
     store = TileStore(work / "tiles", work / "encoded")
     records = read_index(work / "splits" / "train.csv")

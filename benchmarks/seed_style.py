@@ -25,9 +25,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from benchmarks.common import speed_part_main
-from stages.core.data.geometry import tile_grid
-from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD
-from stages.core.model.model import build_model
+from landcover.data.geometry import tile_grid
+from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
+from landcover.model.model import build_model
 
 
 def one_hot_encode(label: np.ndarray, class_colours: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from benchmarks.common import (
 
 def blended_classes(probability_fn: Callable, image: np.ndarray, window: int, predict: dict) -> np.ndarray:
     """predict's class map of `image`: windows blended with the `predict` params' overlap and batch, argmaxed."""
-    from stages.core.inference.blending import sliding_window_probabilities
+    from landcover.inference.blending import sliding_window_probabilities
 
     probs = sliding_window_probabilities(
         probability_fn, image, NUM_CLASSES, window, predict["overlap"], predict["batch_size"]
@@ -33,10 +33,10 @@ def measure_inference(config: dict) -> dict:
     import torch
 
     from benchmarks.seed_style import seed_model, seed_predict
-    from stages.core.data.geometry import window_grid
-    from stages.core.inference.blending import fit_window
-    from stages.core.io.imageio import read_rgb
-    from stages.core.model.model import compile_for_inference
+    from landcover.data.geometry import window_grid
+    from landcover.inference.blending import fit_window
+    from landcover.io.imageio import read_rgb
+    from landcover.model.model import compile_for_inference
 
     device, sync = device_and_sync()
     predict = {**params()["predict"], **config.get("predict", {})}

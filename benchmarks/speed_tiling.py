@@ -51,7 +51,7 @@ def measure_formats(config: dict) -> dict:
     """Tile storage formats: bytes on disk and decode milliseconds per 256 px image tile."""
     from PIL import Image
 
-    from stages.core.io.imageio import read_rgb
+    from landcover.io.imageio import read_rgb
 
     images, _ = read_tile_batch(Path(config["tiles"]), 64)
     arrays = list(images)

@@ -30,12 +30,12 @@ def measure_training(config: dict) -> dict:
     import torch
 
     from benchmarks.seed_style import seed_model, seed_train_step
-    from stages.core.data.palette import one_hot
-    from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD
-    from stages.core.io.params import TrainParams, read_section
-    from stages.core.model.model import build_model
-    from stages.core.training.components import configure_loss, configure_optimizer
-    from stages.core.training.loop import run_epoch
+    from landcover.data.palette import one_hot
+    from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
+    from landcover.io.params import TrainParams, read_section
+    from landcover.model.model import build_model
+    from landcover.training.components import configure_loss, configure_optimizer
+    from landcover.training.loop import run_epoch
 
     device, sync = device_and_sync()
     encoder = params()["model"]["encoder"]
@@ -89,9 +89,9 @@ def measure_loading(config: dict) -> dict:
     from torch.utils.data import DataLoader, Dataset
 
     from benchmarks.seed_style import SeedDataset
-    from stages.core.data.augment import training_augmentation
-    from stages.core.data.datasets import TileDataset
-    from stages.core.data.palette import ClassTable
+    from landcover.data.augment import training_augmentation
+    from landcover.data.datasets import TileDataset
+    from landcover.data.palette import ClassTable
 
     dataset: Dataset
     if config["variant"] == "project":

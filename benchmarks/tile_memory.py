@@ -33,7 +33,7 @@ def ensure_images(cache: Path, count: int) -> Path:
     """`count` synthetic 2448 px pairs in cache/raw (generated once, reused by later runs)."""
     raw = cache / f"raw-{count}"
     if not (raw / "metadata.csv").exists():
-        from stages.synthetic.dataset import write_sample
+        from landcover.synthetic.dataset import write_sample
 
         shutil.rmtree(raw, ignore_errors=True)
         raw.mkdir(parents=True)

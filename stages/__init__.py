@@ -1,1 +1,1 @@
-"""Land-cover segmentation pipeline: one script per DVC stage, the shared code in `stages.core`."""
+"""The DVC stage scripts: one short script per stage of dvc.yaml, each a thin user of the `landcover` library."""

@@ -16,11 +16,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from stages.core.evaluation.card import card_content, card_json, card_markdown, content_hash
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.outputs import atomic_file
-from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import read_model_interface, read_training_record
+from landcover.evaluation.card import card_content, card_json, card_markdown, content_hash
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.outputs import atomic_file
+from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from landcover.model.checkpoint import read_model_interface, read_training_record
 
 
 def read_json(path: Path) -> dict:

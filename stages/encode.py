@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.encoding import encode_images, encode_report, encode_scenes, write_pixel_counts
-from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.tilestore import TileStore
-from stages.core.io.errors import run_stage
-from stages.core.io.outputs import atomic_dir, write_json
+from landcover.data.encoding import encode_images, encode_report, encode_scenes, write_pixel_counts
+from landcover.data.palette import IGNORE_INDEX
+from landcover.data.tilestore import TileStore
+from landcover.io.errors import run_stage
+from landcover.io.outputs import atomic_dir, write_json
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.data.tilestore import TileStore, split_regions
-from stages.core.evaluation.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.imageio import read_index_png
-from stages.core.io.outputs import atomic_file, write_json
+from landcover.data.tilestore import TileStore, split_regions
+from landcover.evaluation.metrics import confusion_matrix, scores, split_headline, write_confusion_csv
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.imageio import read_index_png
+from landcover.io.outputs import atomic_file, write_json
 
 CONFUSION_ROWS = 1024  # rows of a region counted at a time
 

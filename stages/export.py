@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.core.data.tilestore import TileRecord, TileStore, read_index
-from stages.core.evaluation.metrics import headline_drop
-from stages.core.inference.blending import model_input
-from stages.core.inference.export import (
+from landcover.data.tilestore import TileRecord, TileStore, read_index
+from landcover.evaluation.metrics import headline_drop
+from landcover.inference.blending import model_input
+from landcover.inference.export import (
     QUANTIZATION,
     Agreement,
     compare_all,
@@ -38,12 +38,12 @@ from stages.core.inference.export import (
     tile_batches,
     with_metadata,
 )
-from stages.core.inference.probabilities import trained_model_probabilities
-from stages.core.inference.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.outputs import atomic_file, write_json
-from stages.core.io.params import DEFAULT_PARAMS, ExportParams, load_params, read_section
-from stages.core.model.checkpoint import ModelInterface, load_trained_model, read_model_interface
+from landcover.inference.probabilities import trained_model_probabilities
+from landcover.inference.runtimes import FP32_MODEL, INT8_MODEL, onnxruntime_probabilities
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.outputs import atomic_file, write_json
+from landcover.io.params import DEFAULT_PARAMS, ExportParams, load_params, read_section
+from landcover.model.checkpoint import ModelInterface, load_trained_model, read_model_interface
 
 CHECK_BATCH = 8
 

@@ -4,7 +4,7 @@ python -m stages.launch N stages.<name> [the stage's arguments]
 
 dvc.yaml starts train and predict with it (N = train.processes, predict.processes). For one
 process torchrun adds nothing a stage uses (no rendezvous, no process group: a stage without
-torchrun's variables is rank 0 of 1, stages/core/model/ranks.py) and costs a second Python that
+torchrun's variables is rank 0 of 1, landcover/model/ranks.py) and costs a second Python that
 imports torch, about 4 s of CPU per run. N that is not a whole number of at least 1 starts the
 stage as one process, which reads the same param, refuses it and names its key.
 

@@ -8,13 +8,13 @@ import argparse
 import json
 from pathlib import Path
 
-from stages.core.data.tilestore import TileStore, group_by_image, read_index, whole_images
-from stages.core.evaluation.metrics import read_confusion_csv
-from stages.core.evaluation.model_plots import plot_class_iou, plot_confusion, plot_curves, plot_examples
-from stages.core.io.errors import run_stage
-from stages.core.io.imageio import read_index_png
-from stages.core.io.outputs import atomic_dir, write_json
-from stages.core.model.checkpoint import read_history
+from landcover.data.tilestore import TileStore, group_by_image, read_index, whole_images
+from landcover.evaluation.metrics import read_confusion_csv
+from landcover.evaluation.model_plots import plot_class_iou, plot_confusion, plot_curves, plot_examples
+from landcover.io.errors import run_stage
+from landcover.io.imageio import read_index_png
+from landcover.io.outputs import atomic_dir, write_json
+from landcover.model.checkpoint import read_history
 
 EXAMPLES = 3  # test images shown in plots/model/examples.png
 

@@ -7,7 +7,7 @@ Each test image (or, where the split stage cut scenes into blocks, each test blo
 <id>_y<row>_x<column>) gets <id>.png (class indices) and <id>_colour.png (the class colours). Started by
 torchrun with several processes, each maps its share of the images into one output that appears
 whole or not at all (docs/multi-gpu.md). Mapping other imagery (GeoTIFFs of any size, areas,
-polygons) is the mapping command's: python -m stages.map (docs/mapping.md).
+polygons) is the mapping command's: landcover-map (docs/mapping.md).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from stages.core.data.tilestore import Region, RegionRows, TileStore, split_regions
-from stages.core.inference.class_maps import write_class_maps
-from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
-from stages.core.io.errors import run_stage
-from stages.core.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
-from stages.core.model.devices import choose_device
-from stages.core.model.ranks import (
+from landcover.data.tilestore import Region, RegionRows, TileStore, split_regions
+from landcover.inference.class_maps import write_class_maps
+from landcover.inference.runtimes import choose_runtime, run_label, runtime_probabilities
+from landcover.io.errors import run_stage
+from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from landcover.model.devices import choose_device
+from landcover.model.ranks import (
     die_with_launcher,
     process_group,
     rank_device,
@@ -31,7 +31,7 @@ from stages.core.model.ranks import (
     shared_atomic_dir,
 )
 
-MOVED = "--input moved to the mapping command: python -m stages.map --checkpoint MODEL --input FILES --output DIR"
+MOVED = "--input moved to the mapping command: landcover-map --checkpoint MODEL --input FILES --output DIR"
 
 
 def region_images(store: TileStore, regions: list[Region]) -> Iterator[tuple[str, RegionRows]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.augment import training_augmentation
-from stages.core.data.palette import index_to_colour
-from stages.core.data.tilestore import BLOCKS_FILE, TileStore, group_by_image, read_blocks, read_index
-from stages.core.evaluation.data_plots import plot_augmentations, plot_blocks, plot_sample
-from stages.core.io.errors import run_stage
-from stages.core.io.outputs import atomic_dir
-from stages.core.io.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
+from landcover.data.augment import training_augmentation
+from landcover.data.palette import index_to_colour
+from landcover.data.tilestore import BLOCKS_FILE, TileStore, group_by_image, read_blocks, read_index
+from landcover.evaluation.data_plots import plot_augmentations, plot_blocks, plot_sample
+from landcover.io.errors import run_stage
+from landcover.io.outputs import atomic_dir
+from landcover.io.params import DEFAULT_PARAMS, AugmentParams, load_params, read_section
 
 AUGMENTED_TILES = 3  # rows in the augmentation grid
 AUGMENTED_VARIANTS = 4  # augmented draws shown beside each original

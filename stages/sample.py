@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.io.errors import run_stage
-from stages.core.io.outputs import atomic_dir
-from stages.core.io.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
-from stages.synthetic.dataset import write_sample
+from landcover.io.errors import run_stage
+from landcover.io.outputs import atomic_dir
+from landcover.io.params import DEFAULT_PARAMS, SampleParams, load_params, read_section
+from landcover.synthetic.dataset import write_sample
 
 
 def main(argv: list[str] | None = None) -> None:

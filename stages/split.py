@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.data.encoding import read_pixel_counts
-from stages.core.data.scaling import BAND_STATISTICS, band_statistics, write_band_statistics
-from stages.core.data.splitting import (
+from landcover.data.encoding import read_pixel_counts
+from landcover.data.scaling import BAND_STATISTICS, band_statistics, write_band_statistics
+from landcover.data.splitting import (
     block_class_distribution,
     class_distribution,
     split_blocks,
@@ -19,10 +19,10 @@ from stages.core.data.splitting import (
     write_block_splits,
     write_splits,
 )
-from stages.core.data.tilestore import TileRecord, TileStore, group_by_image
-from stages.core.io.errors import run_stage
-from stages.core.io.outputs import atomic_dir, write_json
-from stages.core.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
+from landcover.data.tilestore import TileRecord, TileStore, group_by_image
+from landcover.io.errors import run_stage
+from landcover.io.outputs import atomic_dir, write_json
+from landcover.io.params import DEFAULT_PARAMS, SPLIT_NAMES, SplitParams, load_params, read_section
 
 STATISTICS_TILES = 512  # training tiles (evenly spaced) whose pixels give a scene dataset's band statistics
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.rawdata import find_pairs, read_class_table
-from stages.core.data.scenes import SceneSettings, find_scenes, scene_class_table, tile_scenes
-from stages.core.data.tilestore import RGB_BANDS, TileStore
-from stages.core.data.tiling import tile_dataset
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.outputs import atomic_dir
-from stages.core.io.params import DEFAULT_PARAMS, DataParams, TileParams, load_params, read_section
+from landcover.data.rawdata import find_pairs, read_class_table
+from landcover.data.scenes import SceneSettings, find_scenes, scene_class_table, tile_scenes
+from landcover.data.tilestore import RGB_BANDS, TileStore
+from landcover.data.tiling import tile_dataset
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.outputs import atomic_dir
+from landcover.io.params import DEFAULT_PARAMS, DataParams, TileParams, load_params, read_section
 
 
 def main(argv: list[str] | None = None) -> None:

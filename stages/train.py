@@ -1,7 +1,7 @@
 """train: DeepLabV3+ on the training tiles, validated on the val tiles each epoch, logged with DVCLive.
 
 Run as it is, it is one process; started by torchrun (as dvc.yaml's command does), it is one of
-train.processes x train.nodes processes that train together (see stages/core/training/distributed).
+train.processes x train.nodes processes that train together (see landcover/training/distributed).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core.data.scaling import BAND_STATISTICS, BandScaling, read_band_statistics, scaling_from_params
-from stages.core.data.tilestore import TileRecord, TileStore, read_index
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.params import (
+from landcover.data.scaling import BAND_STATISTICS, BandScaling, read_band_statistics, scaling_from_params
+from landcover.data.tilestore import TileRecord, TileStore, read_index
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.params import (
     DEFAULT_PARAMS,
     AugmentParams,
     DataParams,
@@ -21,8 +21,8 @@ from stages.core.io.params import (
     load_params,
     read_section,
 )
-from stages.core.model.ranks import die_with_launcher, ranks_from_environment
-from stages.core.training.trainer import TrainingData, train
+from landcover.model.ranks import die_with_launcher, ranks_from_environment
+from landcover.training.trainer import TrainingData, train
 
 
 def training_scaling(data_params: DataParams, store: TileStore, first: TileRecord, splits: Path) -> BandScaling:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages.core.data.palette import ClassTable
+from landcover.data.palette import ClassTable
 from tests.browser import find_browser
 from tests.project import REPO, reproduced_template
 
@@ -37,7 +37,7 @@ class WholeImageStore:
         return Path(f"{image_id}.png")
 
     def windows(self, record, masks: bool = True):
-        from stages.core.data.tilestore import ImageWindows
+        from landcover.data.tilestore import ImageWindows
 
         return ImageWindows(self, record, masks)  # type: ignore[arg-type]
 
@@ -48,11 +48,21 @@ def stand_in_runtime(table: ClassTable):
 
     import torch
 
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.runtimes import Runtime
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.runtimes import Runtime
 
     interface = SimpleNamespace(table=table, scaling=UINT8_RGB)
     return Runtime("torch", Path("unused.pt"), interface, torch.device("cpu"), None)  # type: ignore[arg-type]
+
+
+def map_files(params: Path, inputs: list[Path], out: Path, *flags: str) -> Path:
+    """The mapping command (landcover.cli.map) on `inputs` into `out` with `params`; the model is whatever a
+    test patched in (the checkpoint named is never read then). Returns `out`."""
+    from landcover.cli import map as map_command
+
+    arguments = ["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out)]
+    map_command.main([*arguments, "--params", str(params), *flags])
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def batch_independent() -> None:
 
 
 def die_at_first_step(rank: int) -> None:
-    from stages.core.training import loop
+    from landcover.training import loop
 
     optimise = loop.optimise
 
@@ -48,7 +48,7 @@ def die_at_first_step(rank: int) -> None:
 
 
 def record_validation_buffers(folder: Path) -> None:
-    from stages.core.training import trainer
+    from landcover.training import trainer
 
     run_epoch = trainer.run_epoch
 
@@ -70,7 +70,7 @@ if __name__ == "__main__":
     if "DDP_TEST_RECORD_BUFFERS" in os.environ:
         record_validation_buffers(Path(os.environ["DDP_TEST_RECORD_BUFFERS"]))
 
+    from landcover.io.errors import run_stage
     from stages import train
-    from stages.core.io.errors import run_stage
 
     run_stage(train.main)

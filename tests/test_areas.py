@@ -1,4 +1,4 @@
-"""Areas on the ground (stages/core/geo/areas.py) against references written out here, independent of it.
+"""Areas on the ground (landcover/geo/areas.py) against references written out here, independent of it.
 
 - Web Mercator (EPSG:3857) is spherical Mercator formulas applied to WGS84 longitude and latitude: a
   north-up row of pixels is a longitude/latitude rectangle on the WGS84 ellipsoid, whose area has a
@@ -20,7 +20,7 @@ from rasterio import features
 from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 
-from stages.core.geo.areas import (
+from landcover.geo.areas import (
     AreaCounter,
     BlockPixelAreas,
     ConstantPixelArea,

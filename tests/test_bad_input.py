@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from landcover.cli import map as map_command
+from landcover.data import tiling
+from landcover.data.palette import ClassTable
+from landcover.data.tilestore import TileStore
+from landcover.inference import class_maps
+from landcover.io import imageio
+from landcover.io.errors import PipelineError
 from stages import encode, predict, split, tile
-from stages import map as map_command
-from stages.core.data import tiling
-from stages.core.data.palette import ClassTable
-from stages.core.data.tilestore import TileStore
-from stages.core.inference import class_maps
-from stages.core.io import imageio
-from stages.core.io.errors import PipelineError
-from tests.conftest import REPO, stand_in_runtime, write_pair, write_params
+from tests.conftest import REPO, map_files, stand_in_runtime, write_pair, write_params
 
 
 def run_tile(raw: Path, out: Path, params: Path) -> None:
@@ -502,7 +502,7 @@ def test_disk_full_while_writing_tiles(plain_dataset, tmp_path, params, monkeypa
 
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
-    from stages.core.model.checkpoint import save_checkpoint
+    from landcover.model.checkpoint import save_checkpoint
 
     path = tmp_path / "models" / "best.pt"
     save_checkpoint(path, epoch=1)
@@ -560,7 +560,7 @@ def test_a_stage_reports_a_full_disk_in_one_line(plain_dataset, tmp_path, params
     """In a real process: the tile stage, made to hit ENOSPC on its 5th file, prints one line and exits 1."""
     script = (
         "import errno, os, sys\n"
-        "from stages import tile\nfrom stages.core.data import tiling\nfrom stages.core.io.errors import run_stage\n"
+        "from stages import tile\nfrom landcover.data import tiling\nfrom landcover.io.errors import run_stage\n"
         "calls = [0]\nreal = tiling.copyfile\n"
         "def copy(source, destination):\n"
         "    calls[0] += 1\n"
@@ -621,19 +621,7 @@ def predict_input(tmp_path, monkeypatch):
     predict_with_a_stand_in_model(monkeypatch)
 
     def run(inputs: list[Path], out: Path, *flags: str) -> None:
-        map_command.main(
-            [
-                "--checkpoint",
-                "unused.pt",
-                "--input",
-                *map(str, inputs),
-                "--output",
-                str(out),
-                "--params",
-                str(params),
-                *flags,
-            ]
-        )
+        map_files(params, inputs, out, *flags)
 
     return run
 
@@ -685,7 +673,7 @@ def test_corrupt_tiff_is_one_line_and_exit_1_in_a_real_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "stages.map",
+            "landcover.cli.map",
             "--checkpoint",
             str(tmp_path / "none.pt"),
             "--input",
@@ -847,7 +835,7 @@ def test_an_output_under_a_file_is_one_line_and_exit_1_in_a_real_process(tmp_pat
     """One real process: the line and the exit status are run_stage's, for every refusal above."""
     (tmp_path / "file").write_text("a file where a folder was meant\n")
     out = tmp_path / "file" / "out"
-    command = [sys.executable, "-m", "stages.map", "--checkpoint", str(tmp_path / "none.pt"), "--input"]
+    command = [sys.executable, "-m", "landcover.cli.map", "--checkpoint", str(tmp_path / "none.pt"), "--input"]
     result = subprocess.run(
         [*command, str(png(tmp_path / "a.png")), "--output", str(out)], cwd=REPO, capture_output=True, text=True
     )
@@ -861,7 +849,7 @@ def test_predict_with_input_points_to_the_mapping_command(tmp_path, capsys):
         predict.main(["--checkpoint", "m.pt", "--input", "scene.tif", "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert f"error: {predict.MOVED}" in capsys.readouterr().err
-    assert predict.MOVED.startswith("--input moved to the mapping command: python -m stages.map ")
+    assert predict.MOVED.startswith("--input moved to the mapping command: landcover-map ")
     assert not (tmp_path / "out").exists()
 
 

@@ -21,11 +21,11 @@ from PIL import Image
 from benchmarks import gpu, scale_dataset, scale_dvc, seed_style
 from benchmarks.common import time_alternating
 from benchmarks.speed_report import report, summarise
-from stages.core.data.geometry import tile_grid
-from stages.core.data.palette import ClassTable, colour_to_index, one_hot
-from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD
-from stages.core.io.imageio import read_rgb, write_jpeg
-from stages.synthetic.scene import generate_scene
+from landcover.data.geometry import tile_grid
+from landcover.data.palette import ClassTable, colour_to_index, one_hot
+from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
+from landcover.io.imageio import read_rgb, write_jpeg
+from landcover.synthetic.scene import generate_scene
 from tests.conftest import REPO
 
 TABLE = ClassTable.deepglobe()

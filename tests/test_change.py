@@ -13,12 +13,12 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from stages import change as change_command
-from stages.core.data.palette import ClassTable
-from stages.core.geo.areas import pixel_areas
-from stages.core.geo.georaster import class_colormap
-from stages.core.io.errors import PipelineError
-from stages.core.region.change import change_codes
+from landcover.cli import change as change_command
+from landcover.data.palette import ClassTable
+from landcover.geo.areas import pixel_areas
+from landcover.geo.georaster import class_colormap
+from landcover.io.errors import PipelineError
+from landcover.region.change import change_codes
 
 TABLE = ClassTable.deepglobe()
 UTM33 = CRS.from_epsg(32633)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from stages.core.data.augment import training_augmentation
-from stages.core.data.datasets import ImageBlockSampler, TileDataset, sample_seed
-from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.tilestore import TileRecord
+from landcover.data.augment import training_augmentation
+from landcover.data.datasets import ImageBlockSampler, TileDataset, sample_seed
+from landcover.data.palette import IGNORE_INDEX
+from landcover.data.tilestore import TileRecord
 from tests.conftest import WholeImageStore
 
 TILE = 32
@@ -84,7 +84,9 @@ def test_without_augmentation_samples_are_the_stored_tiles_as_uint8_tensors():
 
 def test_augmented_samples_keep_shape_dtype_and_class_values_including_ignored():
     dataset = augmented_dataset()
-    for image, mask in samples(dataset).values():
+    drawn = samples(dataset)
+    assert len(drawn) == len(dataset) > 0  # a loop over no samples would check nothing
+    for image, mask in drawn.values():
         assert image.dtype == np.uint8 and image.shape == (TILE, TILE, 3) and image.flags.c_contiguous
         assert mask.dtype == np.uint8 and mask.shape == (TILE, TILE)
         # nearest-neighbour resampling: no invented classes, and the ignore value survives
@@ -176,7 +178,7 @@ def test_a_block_of_all_images_is_a_plain_shuffle_and_each_image_is_decoded_once
 
 @pytest.mark.parametrize("dtype, bands", [(np.uint8, 3), (np.uint16, 4), (np.float32, 1)])
 def test_our_rotation_gives_albumentations_draws_and_pixels(dtype, bands):
-    from stages.core.data.augment import RandomRotate90, rotate_pixels
+    from landcover.data.augment import RandomRotate90, rotate_pixels
 
     rng = np.random.default_rng(1)
     image = (rng.random((24, 40, bands)) * 200).astype(dtype)

@@ -19,18 +19,18 @@ import pytest
 import torch
 import yaml
 
+from landcover.data.datasets import ShardedSampler, contiguous_share, shard
+from landcover.data.tilestore import TileStore, read_index
+from landcover.io.errors import PipelineError
+from landcover.io.outputs import process_alive
+from landcover.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
+from landcover.model import devices
+from landcover.model.checkpoint import load_checkpoint
+from landcover.model.devices import resolve_precision
+from landcover.model.ranks import Ranks
+from landcover.training.distributed import data_parallel
+from landcover.training.trainer import TrainingData, train
 from stages import launch
-from stages.core.data.datasets import ShardedSampler, contiguous_share, shard
-from stages.core.data.tilestore import TileStore, read_index
-from stages.core.io.errors import PipelineError
-from stages.core.io.outputs import process_alive
-from stages.core.io.params import AugmentParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.model import devices
-from stages.core.model.checkpoint import load_checkpoint
-from stages.core.model.devices import resolve_precision
-from stages.core.model.ranks import Ranks
-from stages.core.training.distributed import data_parallel
-from stages.core.training.trainer import TrainingData, train
 from tests.conftest import REPO, prepare_tiny_sample
 
 HELPER = REPO / "tests" / "distributed_helper.py"
@@ -406,7 +406,7 @@ def test_a_process_torchrun_started_ends_when_torchrun_is_killed(tmp_path):
     """torchrun starts its processes in their own sessions: a `kill -9` of dvc repro and torchrun must not leave
     them training as orphans. A stand-in launcher starts a child the way torchrun does, then is SIGKILLed."""
     child = (
-        "import sys, time; from stages.core.model.ranks import die_with_launcher; "
+        "import sys, time; from landcover.model.ranks import die_with_launcher; "
         "die_with_launcher(); print('ready', flush=True); time.sleep(120)"
     )
     launcher = (

@@ -103,8 +103,8 @@ def test_the_link_checker_sees_links_and_anchors(tmp_path):
 
 
 def core_modules() -> dict[str, set[str]]:
-    """{package: its modules} of stages/core/, as the folders hold them."""
-    core = REPO / "stages" / "core"
+    """{package: its modules} of landcover/, as the folders hold them."""
+    core = REPO / "landcover"
     return {
         package.name: {module.stem for module in package.glob("*.py") if module.name != "__init__.py"}
         for package in sorted(core.iterdir())

@@ -33,16 +33,16 @@ def imported_modules(path: Path) -> set[str]:
 # These packages hold nothing but their docstrings (checked below), so they are no stage's dependency.
 ROOT_PACKAGES = (
     "stages",
-    "stages.core",
-    *(f"stages.core.{layer}" for layer in ("io", "data", "model", "evaluation", "training", "inference", "geo")),
+    "landcover",
+    *(f"landcover.{layer}" for layer in ("io", "data", "model", "evaluation", "training", "inference", "geo", "cli")),
 )
 
 
 def module_files(module: str) -> set[str]:
-    """The file of a `stages` module and the `__init__.py` of each package it sits in below the roots."""
+    """The file of a `landcover` module and the `__init__.py` of each package it sits in below the roots."""
     parts = module.split(".")
     files = set()
-    for depth in range(2, len(parts) + 1):
+    for depth in range(1, len(parts) + 1):
         name = ".".join(parts[:depth])
         package = REPO / Path(*parts[:depth]) / "__init__.py"
         if package.exists():
@@ -54,12 +54,12 @@ def module_files(module: str) -> set[str]:
 
 
 def code_closure(script: Path) -> set[str]:
-    """Paths of the shared modules (stages.core, stages.synthetic) that `script` imports, transitively."""
+    """Paths of the library's modules (landcover) that `script` imports, transitively."""
     seen: set[str] = set()
     pending = [script]
     while pending:
         for module in imported_modules(pending.pop()):
-            if module.startswith("stages.") and module.count(".") >= 2:
+            if module.startswith("landcover."):
                 for path in module_files(module) - seen:
                     seen.add(path)
                     pending.append(REPO / path)
@@ -92,14 +92,14 @@ def test_deps_are_exactly_the_script_and_its_core_imports(name):
     stage = STAGES[name]
     script_path = stage_script(stage)
     launcher = {"stages/launch.py"} if LAUNCHED.match(stage["cmd"]) else set()
-    code_deps = {dep for dep in stage["deps"] if dep.startswith("stages/")}
+    code_deps = {dep for dep in stage["deps"] if dep.startswith(("stages/", "landcover/"))}
     assert code_deps == {script_path} | code_closure(REPO / script_path) | launcher
 
 
 def test_the_launcher_imports_nothing_of_the_project():
     """Its deps entry is the file alone, and it stays light: it runs before every launched stage."""
     imported = imported_modules(REPO / "stages/launch.py")
-    assert not [module for module in imported if module.startswith(("stages", "torch"))], imported
+    assert not [module for module in imported if module.startswith(("landcover", "stages", "torch"))], imported
 
 
 def test_train_and_predict_start_through_the_launcher_with_their_processes_param():

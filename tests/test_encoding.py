@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.core.data.encoding import ImagePixels, encode_images, encode_report, read_pixel_counts, write_pixel_counts
-from stages.core.data.geometry import tile_grid
-from stages.core.data.palette import IGNORE_INDEX, ClassTable, index_to_colour
-from stages.core.data.tilestore import TileRecord, TileStore, tile_name
-from stages.core.io.imageio import read_index_png, write_png
+from landcover.data.encoding import ImagePixels, encode_images, encode_report, read_pixel_counts, write_pixel_counts
+from landcover.data.geometry import tile_grid
+from landcover.data.palette import IGNORE_INDEX, ClassTable, index_to_colour
+from landcover.data.tilestore import TileRecord, TileStore, tile_name
+from landcover.io.imageio import read_index_png, write_png
 
 TABLE = ClassTable.deepglobe()
 SIZE, STRIDE = 16, 14  # overlapping tiles: a 20x30 image has origins y 0, 4 and x 0, 14

@@ -13,16 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import card as card_stage
-from stages import export as export_stage
-from stages import map as map_command
-from stages import predict as predict_stage
-from stages.core.data.palette import ClassTable
-from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
-from stages.core.data.tilestore import TileRecord, TileStore, tile_name, write_index
-from stages.core.evaluation.card import card_content
-from stages.core.inference.blending import model_input, sliding_window_probabilities
-from stages.core.inference.export import (
+from landcover.cli import map as map_command
+from landcover.data.palette import ClassTable
+from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
+from landcover.data.tilestore import TileRecord, TileStore, tile_name, write_index
+from landcover.evaluation.card import card_content
+from landcover.inference.blending import model_input, sliding_window_probabilities
+from landcover.inference.export import (
     compare,
     evenly_spaced,
     model_metadata,
@@ -31,8 +28,8 @@ from stages.core.inference.export import (
     read_onnx_metadata,
     with_metadata,
 )
-from stages.core.inference.probabilities import trained_model_probabilities
-from stages.core.inference.runtimes import (
+from landcover.inference.probabilities import trained_model_probabilities
+from landcover.inference.runtimes import (
     Runtime,
     choose_runtime,
     onnxruntime_probabilities,
@@ -41,10 +38,10 @@ from stages.core.inference.runtimes import (
     run_label,
     runtime_probabilities,
 )
-from stages.core.io.errors import PipelineError
-from stages.core.io.imageio import read_index_png, read_rgb, write_png
-from stages.core.io.params import ExportParams, PredictParams, load_params, read_section
-from stages.core.model.checkpoint import (
+from landcover.io.errors import PipelineError
+from landcover.io.imageio import read_index_png, read_rgb, write_png
+from landcover.io.params import ExportParams, PredictParams, load_params, read_section
+from landcover.model.checkpoint import (
     ModelInterface,
     TrainedModel,
     checkpoint_config,
@@ -52,7 +49,10 @@ from stages.core.model.checkpoint import (
     read_model_interface,
     save_checkpoint,
 )
-from stages.core.model.model import build_model
+from landcover.model.model import build_model
+from stages import card as card_stage
+from stages import export as export_stage
+from stages import predict as predict_stage
 from tests.conftest import REPO, write_params
 
 ENCODER, TILE = "resnet18", 32
@@ -63,11 +63,11 @@ INTERFACE = ModelInterface(TABLE, UINT8_RGB, TILE, "0" * 64)
 # Built in a fresh process: the same seed must give the same bytes there as here, metadata included.
 EXPORT_IN_A_PROCESS = f"""
 import hashlib, sys, torch
-from stages.core.model.checkpoint import ModelInterface, TrainedModel
-from stages.core.inference.export import model_metadata, onnx_bytes, with_metadata
-from stages.core.data.scaling import UINT8_RGB
-from stages.core.model.model import build_model
-from stages.core.data.palette import ClassTable
+from landcover.model.checkpoint import ModelInterface, TrainedModel
+from landcover.inference.export import model_metadata, onnx_bytes, with_metadata
+from landcover.data.scaling import UINT8_RGB
+from landcover.model.model import build_model
+from landcover.data.palette import ClassTable
 torch.manual_seed(0)
 model = build_model("{ENCODER}", 7).eval()
 trained = TrainedModel(model, ClassTable.deepglobe(), UINT8_RGB, {TILE})
@@ -742,7 +742,7 @@ def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp
 def test_openvino_probabilities_agree_with_pytorch(trained, onnx_file):
     """OpenVINO runs the fp32 file in bf16 where the CPU has it: close, not equal (make install-runtime)."""
     pytest.importorskip("openvino")
-    from stages.core.inference.runtimes import openvino_probabilities
+    from landcover.inference.runtimes import openvino_probabilities
 
     reference = trained_model_probabilities(trained, torch.device("cpu"), precision="fp32", tta=False)
     agreement = compare(reference, openvino_probabilities(onnx_file), iter([random_batch(2, 32).numpy()]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.core.evaluation.figures import MAX_SHOWN_SIDE, shown
+from landcover.evaluation.figures import MAX_SHOWN_SIDE, shown
 
 
 def test_small_images_are_drawn_as_they_are():

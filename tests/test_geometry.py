@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stages.core.data.geometry import (
+from landcover.data.geometry import (
     cut,
     first_cover_offsets,
     overlap_stride,
@@ -16,7 +16,7 @@ from stages.core.data.geometry import (
     tile_origins,
     window_grid,
 )
-from stages.core.data.tilestore import tile_name
+from landcover.data.tilestore import tile_name
 
 
 @pytest.mark.parametrize(

@@ -25,16 +25,16 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from stages import map as map_command
-from stages.core.data.palette import ClassTable
-from stages.core.data.scaling import BandScaling, statistics_scaling, uint8_scaling
-from stages.core.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
-from stages.core.geo.mapping import MapOptions, map_file
-from stages.core.inference.blending import blended_strips, sliding_window_classes, sliding_window_probabilities
-from stages.core.inference.probabilities import model_probabilities
-from stages.core.io.errors import PipelineError
-from stages.core.io.params import PredictParams
-from tests.conftest import stand_in_runtime, write_params
+from landcover.cli import map as map_command
+from landcover.data.palette import ClassTable
+from landcover.data.scaling import BandScaling, statistics_scaling, uint8_scaling
+from landcover.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
+from landcover.geo.mapping import MapOptions, map_file
+from landcover.inference.blending import blended_strips, sliding_window_classes, sliding_window_probabilities
+from landcover.inference.probabilities import model_probabilities
+from landcover.io.errors import PipelineError
+from landcover.io.params import PredictParams
+from tests.conftest import map_files, stand_in_runtime, write_params
 from tests.test_areas import cell_area_reference, lonlat_rectangle_m2, mercator_latitude, mercator_y
 
 
@@ -135,20 +135,7 @@ def run_predict(tmp_path, monkeypatch):
     def run(inputs: list[Path], out: Path, *flags: str, model=labels_from_red) -> Path:
         monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(TABLE))
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
-        map_command.main(
-            [
-                "--checkpoint",
-                "unused.pt",
-                "--input",
-                *map(str, inputs),
-                "--output",
-                str(out),
-                "--params",
-                str(params),
-                *flags,
-            ]
-        )
-        return out
+        return map_files(params, inputs, out, *flags)
 
     return run
 
@@ -528,10 +515,7 @@ def map_with_model(tmp_path, monkeypatch):
         runtime.interface.scaling = scaling
         monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: runtime)
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
-        out = tmp_path / "out"
-        args = ["--checkpoint", "unused.pt", "--input", *map(str, inputs), "--output", str(out), "--params"]
-        map_command.main([*args, str(params), *flags])
-        return out
+        return map_files(params, inputs, tmp_path / "out", *flags)
 
     return run, model
 
@@ -697,7 +681,7 @@ def test_web_mercator_polygons_have_ground_areas(tmp_path, run_predict):
 
 
 def test_polygons_without_pyogrio_fail_in_one_line_before_predicting(tmp_path, run_predict, monkeypatch):
-    from stages.core.io.errors import PipelineError
+    from landcover.io.errors import PipelineError
 
     monkeypatch.setitem(sys.modules, "pyogrio", None)  # import pyogrio then raises ImportError
     path = write_raster(tmp_path / "scene.tif", random_rgb(32, 32))

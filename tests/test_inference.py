@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as nn_functional
 
-from stages.core.data.geometry import window_grid
-from stages.core.inference.blending import fit_window, sliding_window_probabilities, window_weights
-from stages.core.inference.probabilities import DIHEDRAL, dihedral_view, undo_dihedral_view
-from stages.core.io.errors import PipelineError
+from landcover.data.geometry import window_grid
+from landcover.inference.blending import fit_window, sliding_window_probabilities, window_weights
+from landcover.inference.probabilities import DIHEDRAL, dihedral_view, undo_dihedral_view
+from landcover.io.errors import PipelineError
 
 NUM_CLASSES = 5
 
@@ -132,9 +132,9 @@ class SmallSegmenter(torch.nn.Module):
 
 
 def test_a_compiled_model_predicts_what_the_eager_model_predicts():
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference.probabilities import model_probabilities
-    from stages.core.model.model import compile_for_inference
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference.probabilities import model_probabilities
+    from landcover.model.model import compile_for_inference
 
     model = SmallSegmenter().eval().to(memory_format=torch.channels_last)
     compiled_model = compile_for_inference(model)
@@ -169,10 +169,10 @@ class CornerSensitive(torch.nn.Module):
 
 @pytest.mark.parametrize("tta", [False, True])
 def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(tta, monkeypatch):
-    from stages.core.data.palette import ClassTable
-    from stages.core.data.scaling import UINT8_RGB
-    from stages.core.inference import probabilities as inference
-    from stages.core.model.checkpoint import TrainedModel
+    from landcover.data.palette import ClassTable
+    from landcover.data.scaling import UINT8_RGB
+    from landcover.inference import probabilities as inference
+    from landcover.model.checkpoint import TrainedModel
 
     model = CornerSensitive().eval()
     scaling = dataclasses.replace(UINT8_RGB, mean=(0.2, 0.4, 0.6), std=(0.1, 0.2, 0.3))
@@ -186,7 +186,7 @@ def test_a_trained_model_predicts_with_its_own_normalisation_and_the_asked_tta(t
     other_tta = inference.model_probabilities(model, cpu, scaling, precision="fp32", tta=not tta)(batch)
     assert not torch.allclose(expected, other_tta)  # the model tells TTA from none
     # auto is bf16 only where the device has it natively; fp32 is fp32 whatever the hardware
-    from stages.core.model import devices
+    from landcover.model import devices
 
     for asked, supported in (("fp32", True), ("auto", False)):
         monkeypatch.setattr(
@@ -241,7 +241,7 @@ def test_streamed_blending_in_numpy_or_torch_is_bit_identical_to_a_whole_image_h
     """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
     on the CPU they give the very bits of a plain numpy blend of the whole image on the host, as the CPU's numpy
     sums do, though the engine streams the image in strips."""
-    from stages.core.inference.blending import classes_of, sliding_window_classes
+    from landcover.inference.blending import classes_of, sliding_window_classes
 
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
     old = whole_image_host_blend(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
@@ -263,7 +263,7 @@ def test_streamed_blending_in_numpy_or_torch_is_bit_identical_to_a_whole_image_h
 
 def test_tied_classes_resolve_to_the_first_as_numpy_does():
     probs = torch.tensor([[[0.5, 0.2]], [[0.5, 0.4]], [[0.0, 0.4]]])  # pixel 0: classes 0 and 1 tie; pixel 1: 1, 2
-    from stages.core.inference.blending import classes_of
+    from landcover.inference.blending import classes_of
 
     classes, confidence = classes_of(probs, True)
     np.testing.assert_array_equal(classes, probs.numpy().argmax(axis=0))
@@ -273,7 +273,7 @@ def test_tied_classes_resolve_to_the_first_as_numpy_does():
 
 def test_sums_stay_on_the_device_the_probability_function_returns():
     """A probability function on the 'meta' device (shapes only): the blend is made there, never copied to the host."""
-    from stages.core.inference.blending import blend_windows
+    from landcover.inference.blending import blend_windows
 
     def on_meta(batch: torch.Tensor) -> torch.Tensor:
         return torch.empty(batch.shape[0], NUM_CLASSES, batch.shape[1], batch.shape[2], device="meta")

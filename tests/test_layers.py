@@ -1,6 +1,6 @@
 """The core's packages are layers: each imports only the layers beneath it, and no module imports in a circle.
 
-The order is the one stages/core/__init__.py draws; a new import that points upward (say, data
+The order is the one landcover/__init__.py draws; a new import that points upward (say, data
 importing model) fails here, as does any cycle among the repository's modules, benchmarks included.
 """
 
@@ -14,9 +14,15 @@ import pytest
 from tests.conftest import REPO
 
 # Lowest first; a layer may import any layer listed before it, never one after it.
-LAYERS = ("io", "data", "model", "evaluation", "training", "inference", "geo", "region")
+LAYERS = ("io", "data", "model", "evaluation", "training", "inference", "geo", "region", "synthetic", "cli")
 # Layers on one level that must not import each other.
-PEERS = {("evaluation", "inference"), ("training", "inference"), ("training", "geo"), ("training", "region")}
+PEERS = {
+    ("evaluation", "inference"),
+    ("training", "inference"),
+    ("training", "geo"),
+    ("training", "region"),
+    ("region", "synthetic"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -25,7 +31,9 @@ def module_name(path: Path) -> str:
 
 
 def repository_modules() -> dict[str, Path]:
-    paths = [p for folder in ("stages", "benchmarks", "tools", "tests") for p in (REPO / folder).rglob("*.py")]
+    paths = [
+        p for folder in ("landcover", "stages", "benchmarks", "tools", "tests") for p in (REPO / folder).rglob("*.py")
+    ]
     return {module_name(path): path for path in paths}
 
 
@@ -50,7 +58,7 @@ def imports_of(path: Path, package: str, modules: dict[str, Path]) -> set[str]:
 
 def layer_of(module: str) -> str | None:
     parts = module.split(".")
-    return parts[2] if len(parts) > 3 and parts[:2] == ["stages", "core"] else None
+    return parts[1] if len(parts) > 2 and parts[0] == "landcover" else None
 
 
 MODULES = repository_modules()
@@ -64,10 +72,7 @@ def test_every_core_module_sits_in_a_layer():
     loose = [
         name
         for name in MODULES
-        if name.startswith("stages.core.")
-        and layer_of(name) is None
-        and name.count(".") == 2
-        and name.split(".")[2] not in LAYERS
+        if name.startswith("landcover.") and name.count(".") == 1 and name.split(".")[1] not in LAYERS
     ]
     assert loose == []
 
@@ -91,9 +96,9 @@ def test_the_core_imports_no_stage_script_benchmark_or_test():
     outward = sorted(
         f"{name} -> {target}"
         for name, targets in GRAPH.items()
-        if name.startswith("stages.core")
+        if name.startswith("landcover.")
         for target in targets
-        if not target.startswith("stages.core")
+        if not target.startswith("landcover.")
     )
     assert outward == []
 

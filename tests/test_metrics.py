@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.core.data.palette import IGNORE_INDEX, ClassTable
-from stages.core.evaluation.metrics import (
+from landcover.data.palette import IGNORE_INDEX, ClassTable
+from landcover.evaluation.metrics import (
     confusion_matrix,
     counting,
     headline_drop,

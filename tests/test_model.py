@@ -8,17 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from stages.core.data.palette import ClassTable
-from stages.core.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, BandScaling, statistics_scaling
-from stages.core.io.errors import PipelineError
-from stages.core.model.checkpoint import (
+from landcover.data.palette import ClassTable
+from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, BandScaling, statistics_scaling
+from landcover.io.errors import PipelineError
+from landcover.model.checkpoint import (
     checkpoint_config,
     load_checkpoint,
     load_trained_model,
     read_model_interface,
     save_checkpoint,
 )
-from stages.core.model.model import build_model, normalise
+from landcover.model.model import build_model, normalise
 
 
 @pytest.mark.parametrize("num_classes", [7, 3])

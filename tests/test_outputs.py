@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.core.io import outputs
-from stages.core.io.errors import PipelineError, run_stage
-from stages.core.io.outputs import atomic_dir, atomic_file, clean_stale, process_alive, write_json
+from landcover.io import outputs
+from landcover.io.errors import PipelineError, run_stage
+from landcover.io.outputs import atomic_dir, atomic_file, clean_stale, process_alive, write_json
 from tests.conftest import REPO
 
 TOKEN = "0123456789abcdef"  # the 16 hex digits of a staging name
@@ -263,7 +263,7 @@ def test_a_killed_process_not_yet_reaped_is_dead():
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from stages.core.io.outputs import atomic_dir, atomic_file
+    from landcover.io.outputs import atomic_dir, atomic_file
     final, kind = Path(sys.argv[1]), sys.argv[2]
     with (atomic_dir if kind == "dir" else atomic_file)(final) as staging:
         (staging / "half.txt" if kind == "dir" else staging).write_text("half")
@@ -286,7 +286,7 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path, kind):
 KILLED_BETWEEN_RENAMES = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from stages.core.io.outputs import atomic_dir
+    from landcover.io.outputs import atomic_dir
     real_rename = os.rename
     def rename(source, destination):
         real_rename(source, destination)

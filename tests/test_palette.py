@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stages.core.data.palette import (
+from landcover.data.palette import (
     IGNORE_INDEX,
     PRESETS,
     ClassTable,
@@ -21,7 +21,7 @@ from stages.core.data.palette import (
     reverse_one_hot,
     values_to_index,
 )
-from stages.core.io.errors import PipelineError
+from landcover.io.errors import PipelineError
 
 TABLE = ClassTable.deepglobe()
 indices = arrays(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stages.core.io.errors import PipelineError
-from stages.core.io.params import (
+from landcover.io.errors import PipelineError
+from landcover.io.params import (
     OUTPUT_STRIDE_MULTIPLE,
     AugmentParams,
     DataParams,

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.tilestore import TileStore, read_index, whole_images
-from stages.core.evaluation.metrics import read_confusion_csv
-from stages.core.io.imageio import read_index_png
-from stages.core.model.checkpoint import read_history
+from landcover.data.palette import IGNORE_INDEX
+from landcover.data.tilestore import TileStore, read_index, whole_images
+from landcover.evaluation.metrics import read_confusion_csv
+from landcover.io.imageio import read_index_png
+from landcover.model.checkpoint import read_history
 from stages.plot import summary as plot_summary
 from tests.browser import undrawn_plots
 from tests.project import (

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from landcover.data.palette import ClassTable
+from landcover.data.tilestore import TileStore, group_by_image, read_index
+from landcover.model.checkpoint import checkpoint_config, save_checkpoint
+from landcover.model.model import build_model
+from landcover.model.ranks import Ranks, ranks_from_environment
 from stages import tile
-from stages.core.data.palette import ClassTable
-from stages.core.data.tilestore import TileStore, group_by_image, read_index
-from stages.core.model.checkpoint import checkpoint_config, save_checkpoint
-from stages.core.model.model import build_model
-from stages.core.model.ranks import Ranks, ranks_from_environment
 from tests.conftest import REPO, write_pair, write_params
 
 IDS = ["11", "2", "305", "40", "7"]  # five images: two ranks get 3 and 2

@@ -28,14 +28,14 @@ from rasterio.warp import reproject, transform_bounds
 pytest.importorskip("distributed", reason="the optional region group is not installed: make install-region")
 
 from benchmarks.region_overhead import tiny_onnx_model  # noqa: E402
-from stages import region as region_command  # noqa: E402
-from stages.core.data.palette import ClassTable  # noqa: E402
-from stages.core.geo.areas import pixel_areas  # noqa: E402
-from stages.core.io.errors import PipelineError, run_stage  # noqa: E402
-from stages.core.io.outputs import STAGING_NAME  # noqa: E402
-from stages.core.model.checkpoint import file_sha256  # noqa: E402
-from stages.core.region import engine  # noqa: E402
-from stages.core.region.inputs import region_scenes  # noqa: E402
+from landcover.cli import region as region_command  # noqa: E402
+from landcover.data.palette import ClassTable  # noqa: E402
+from landcover.geo.areas import pixel_areas  # noqa: E402
+from landcover.io.errors import PipelineError, run_stage  # noqa: E402
+from landcover.io.outputs import STAGING_NAME  # noqa: E402
+from landcover.model.checkpoint import file_sha256  # noqa: E402
+from landcover.region import engine  # noqa: E402
+from landcover.region.inputs import region_scenes  # noqa: E402
 from tests.conftest import REPO, write_params  # noqa: E402
 from tests.test_geotiff import labels_from_red, random_rgb, write_raster  # noqa: E402
 
@@ -405,7 +405,7 @@ def test_a_sigkilled_region_run_leaves_nothing_partial_and_resumes(tmp_path):
     params = write_params(tmp_path / "params.yaml", predict={"window": 32, "overlap": 0.5, "batch_size": 2})
     out = tmp_path / "out"
     command = [
-        *(sys.executable, "-m", "stages.region", "--model", str(model), "--input", str(imagery)),
+        *(sys.executable, "-m", "landcover.cli.region", "--model", str(model), "--input", str(imagery)),
         *("--output", str(out), "--params", str(params), "--workers", "1", "--no-progress"),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -435,7 +435,7 @@ def test_a_sigkilled_region_run_leaves_nothing_partial_and_resumes(tmp_path):
 def test_a_mosaic_in_another_crs_warps_every_scene_and_keeps_the_areas(region, tmp_path):
     """--crs EPSG:3857: every scene is warped onto the first scene's pixel as warped there; the region's ground
     areas stay those of the UTM mosaic to within the warping's edges."""
-    from stages.core.region.mosaic import build_mosaic, write_region_areas
+    from landcover.region.mosaic import build_mosaic, write_region_areas
 
     maps = [region["out"] / "scenes" / f"{scene_id}.tif" for scene_id in UTM_IDS + MERCATOR_IDS]
     vrt = build_mosaic(maps, tmp_path, TABLE, MERCATOR)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stages.core.data.scaling import (
+from landcover.data.scaling import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     UINT8_RGB,
@@ -17,8 +17,8 @@ from stages.core.data.scaling import (
     scaling_from_params,
     write_band_statistics,
 )
-from stages.core.io.errors import PipelineError
-from stages.core.io.params import DataParams, load_params
+from landcover.io.errors import PipelineError
+from landcover.io.params import DataParams, load_params
 from tests.conftest import REPO
 
 

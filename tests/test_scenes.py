@@ -15,16 +15,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject
 
+from landcover.data.datasets import TileDataset
+from landcover.data.labels import _wkb_polygons
+from landcover.data.palette import IGNORE_INDEX, ClassTable
+from landcover.data.splitting import split_blocks
+from landcover.data.tilestore import TileStore, split_regions
+from landcover.evaluation.data_plots import display_rgb
+from landcover.geo.polygons import polygon_wkb
+from landcover.io.errors import PipelineError
+from landcover.synthetic.scenes import write_lookalike, write_scene, write_scene_dataset
 from stages import encode, preview, split, tile
-from stages.core.data.datasets import TileDataset
-from stages.core.data.labels import _wkb_polygons
-from stages.core.data.palette import IGNORE_INDEX, ClassTable
-from stages.core.data.splitting import split_blocks
-from stages.core.data.tilestore import TileStore, split_regions
-from stages.core.evaluation.data_plots import display_rgb
-from stages.core.geo.polygons import polygon_wkb
-from stages.core.io.errors import PipelineError
-from stages.synthetic.scenes import write_lookalike, write_scene, write_scene_dataset
 from tests.conftest import write_params
 
 TABLE = ClassTable(("field", "forest", "water"), np.array([[250, 220, 90], [30, 120, 40], [40, 80, 220]]))

@@ -12,13 +12,13 @@ import pytest
 import rasterio
 import torch
 
+from landcover.cli import map as map_command
+from landcover.data.palette import ClassTable
+from landcover.data.tilestore import TileStore
+from landcover.io.imageio import read_index_png, read_rgb
+from landcover.model.checkpoint import load_checkpoint, read_model_interface
+from landcover.synthetic.scenes import write_lookalike, write_scene_dataset
 from stages import encode, evaluate, export, predict, split, tile, train
-from stages import map as map_command
-from stages.core.data.palette import ClassTable
-from stages.core.data.tilestore import TileStore
-from stages.core.io.imageio import read_index_png, read_rgb
-from stages.core.model.checkpoint import load_checkpoint, read_model_interface
-from stages.synthetic.scenes import write_lookalike, write_scene_dataset
 from tests.conftest import write_pair, write_params
 
 TABLE = ClassTable(("field", "forest", "water"), np.array([[250, 220, 90], [30, 120, 40], [40, 80, 220]]))
@@ -161,7 +161,7 @@ def test_the_same_pixels_as_jpeg_and_colour_png_or_geotiff_and_index_raster_trai
     for number in range(4):
         image = read_rgb(jpeg_raw / f"{number + 1}_sat.jpg")
         colours = read_rgb(jpeg_raw / f"{number + 1}_mask.png", "mask")
-        from stages.core.data.palette import colour_to_index
+        from landcover.data.palette import colour_to_index
 
         index, _ = colour_to_index(colours, deepglobe)
         profile = {"driver": "GTiff", "height": 64, "width": 96}

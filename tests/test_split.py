@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.core.data.encoding import ImagePixels
-from stages.core.data.palette import ClassTable
-from stages.core.data.splitting import (
+from landcover.data.encoding import ImagePixels
+from landcover.data.palette import ClassTable
+from landcover.data.splitting import (
     class_distribution,
     read_id_list,
     split_by_lists,
@@ -17,8 +17,8 @@ from stages.core.data.splitting import (
     split_counts,
     write_splits,
 )
-from stages.core.data.tilestore import TileRecord, read_index
-from stages.core.io.errors import PipelineError
+from landcover.data.tilestore import TileRecord, read_index
+from landcover.io.errors import PipelineError
 from tests.conftest import REPO
 
 RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}

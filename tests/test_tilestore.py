@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from landcover.data.tilestore import TileStore
+from landcover.io.errors import PipelineError
 from stages import encode, preview, split, tile
-from stages.core.data.tilestore import TileStore
-from stages.core.io.errors import PipelineError
 from tests.conftest import write_params
 
 

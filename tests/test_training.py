@@ -16,19 +16,19 @@ import pytest
 import torch
 import yaml
 
-from stages.core.data.datasets import TileDataset
-from stages.core.data.geometry import tile_grid
-from stages.core.data.palette import IGNORE_INDEX
-from stages.core.data.scaling import UINT8_RGB, statistics_scaling, write_band_statistics
-from stages.core.data.tilestore import TileRecord, TileStore, read_index, tile_name
-from stages.core.io.errors import PipelineError
-from stages.core.io.params import AugmentParams, DataParams, ModelParams, TrainParams, load_params, read_section
-from stages.core.model.checkpoint import load_checkpoint
-from stages.core.training import trainer
-from stages.core.training.checkpoints import training_params
-from stages.core.training.components import BatchSettings, configure_loss
-from stages.core.training.loop import run_epoch
-from stages.core.training.trainer import TrainingData, train
+from landcover.data.datasets import TileDataset
+from landcover.data.geometry import tile_grid
+from landcover.data.palette import IGNORE_INDEX
+from landcover.data.scaling import UINT8_RGB, statistics_scaling, write_band_statistics
+from landcover.data.tilestore import TileRecord, TileStore, read_index, tile_name
+from landcover.io.errors import PipelineError
+from landcover.io.params import AugmentParams, DataParams, ModelParams, TrainParams, load_params, read_section
+from landcover.model.checkpoint import load_checkpoint
+from landcover.training import trainer
+from landcover.training.checkpoints import training_params
+from landcover.training.components import BatchSettings, configure_loss
+from landcover.training.loop import run_epoch
+from landcover.training.trainer import TrainingData, train
 from stages.train import training_scaling
 from tests.conftest import REPO, WholeImageStore, prepare_tiny_sample
 

@@ -9,7 +9,7 @@ gpu_check.json beside gpu_check.log in the output folder (--out, else $GPU_CHECK
 gpu-check/). The exit status is 1 when any check failed. The checks, in order:
 
   packages                  the carried wheels import, at tools/gpu-wheels.txt's versions
-  train_bf16_deterministic  the trainer (stages.core.training) on the fast profile, bf16 on CUDA with
+  train_bf16_deterministic  the trainer (landcover.training) on the fast profile, bf16 on CUDA with
                             train.deterministic, twice in fresh processes: loss falls, weights finite and
                             identical (else how far apart, and which ops warned that they are not deterministic)
   train_fp16_gradscaler     the same once in fp16 with the GradScaler: loss falls, no NaN, the final loss scale
@@ -60,7 +60,7 @@ BUDGET_SECONDS = 480  # the whole check on one GPU: 8 minutes of a lease of abou
 MIN_AGREEMENT = 0.999  # predict on CUDA against the CPU's fp32 classes
 # What the lent GPU machine's Python has (issue 24; docs/gpu-check.md): these, and what they require.
 MACHINE_PACKAGES = ("torch", "timm", "onnxruntime", "numpy", "pillow", "matplotlib")
-REPO_PACKAGES = ("stages", "benchmarks", "tools", "tests")
+REPO_PACKAGES = ("landcover", "stages", "benchmarks", "tools", "tests")
 
 CHECKS = (
     "packages",
@@ -262,7 +262,7 @@ def fast_profile() -> dict[str, Any]:
 
 def check_params(**overrides: Any) -> dict[str, Any]:
     """params.yaml with the fast profile and then `overrides` ("train.precision": "bf16", ...) applied."""
-    from stages.core.io.params import load_params
+    from landcover.io.params import load_params
 
     params = load_params(REPO / "params.yaml")
     for key, value in {**fast_profile(), **overrides}.items():
@@ -293,12 +293,12 @@ def synthetic_image(seed: int, size: int, block: int = 16) -> tuple[Any, Any]:
 def write_training_data(root: Path) -> dict[str, str]:
     """The fast profile's sample as a prepared dataset in `root`, through the tile and encode stages' code:
     raw pairs, tiles (tiles/), class masks (encoded/), and the train and val tile lists (train.csv, val.csv)."""
-    from stages.core.data.encoding import encode_images
-    from stages.core.data.palette import ClassTable, index_to_colour
-    from stages.core.data.rawdata import RawPair
-    from stages.core.data.tilestore import TileStore, write_index
-    from stages.core.data.tiling import tile_dataset
-    from stages.core.io.imageio import write_png
+    from landcover.data.encoding import encode_images
+    from landcover.data.palette import ClassTable, index_to_colour
+    from landcover.data.rawdata import RawPair
+    from landcover.data.tilestore import TileStore, write_index
+    from landcover.data.tiling import tile_dataset
+    from landcover.io.imageio import write_png
 
     params = check_params()
     sample, tile = params["sample"], params["tile"]
@@ -354,10 +354,10 @@ def run_training(config: dict) -> dict:
 
     import torch
 
-    from stages.core.data.tilestore import TileStore, read_index
-    from stages.core.io.params import ModelParams, TrainParams, read_section
-    from stages.core.model.ranks import ranks_from_environment
-    from stages.core.training.trainer import TrainingData, train
+    from landcover.data.tilestore import TileStore, read_index
+    from landcover.io.params import ModelParams, TrainParams, read_section
+    from landcover.model.ranks import ranks_from_environment
+    from landcover.training.trainer import TrainingData, train
 
     overrides = {"precision": config["precision"], "device": config["device"], "epochs": config["epochs"]}
     overrides |= {"restart_epochs": config["epochs"], "deterministic": True, "processes": config.get("processes", 1)}
@@ -434,7 +434,7 @@ def weight_difference(first: Path, second: Path) -> dict:
     tensors differ, and whether every weight is finite."""
     import torch
 
-    from stages.core.model.checkpoint import file_sha256, load_checkpoint
+    from landcover.model.checkpoint import file_sha256, load_checkpoint
 
     weights = [load_checkpoint(path)["model"] for path in (first, second)]
     differences = {
@@ -578,7 +578,7 @@ def check_train_fp16(ctx: Context) -> tuple:
         return SKIP, "no CUDA: fp16 needs it (train.precision fp16 is refused on the CPU)", {}
     import torch
 
-    from stages.core.model.checkpoint import load_checkpoint
+    from landcover.model.checkpoint import load_checkpoint
 
     prepared_data(ctx)
     config = training_config(ctx, "fp16", "fp16")
@@ -598,9 +598,9 @@ def predicted_classes(ctx: Context, images: list, precision: str | None, device:
 
     import numpy as np
 
-    from stages.core.inference.blending import sliding_window_classes
-    from stages.core.inference.runtimes import choose_runtime, run_label, runtime_probabilities
-    from stages.core.io.params import PredictParams, read_section
+    from landcover.inference.blending import sliding_window_classes
+    from landcover.inference.runtimes import choose_runtime, run_label, runtime_probabilities
+    from landcover.io.params import PredictParams, read_section
 
     assert ctx.checkpoint is not None
     params = read_section(check_params(**{"predict.runtime": "torch"}), "predict", PredictParams)
@@ -657,7 +657,7 @@ def check_blending(ctx: Context) -> tuple:
 
     from benchmarks.blending import host_blended_probabilities, host_classes
     from benchmarks.common import NUM_CLASSES, params
-    from stages.core.inference.blending import blend_windows, sliding_window_classes
+    from landcover.inference.blending import blend_windows, sliding_window_classes
 
     probability_fn = content_probabilities(NUM_CLASSES, torch.device(ctx.device))
     image = synthetic_image(2000, ctx.sizes.blend_size)[0]
@@ -820,7 +820,7 @@ def run_checks(ctx: Context, budget: float, out: Path) -> dict:
 
 
 def write_report(path: Path, report: dict) -> None:
-    from stages.core.io.outputs import atomic_file
+    from landcover.io.outputs import atomic_file
 
     with atomic_file(path) as staging:
         staging.write_text(json.dumps(report, indent=2, default=str) + "\n")

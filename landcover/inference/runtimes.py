@@ -1,0 +1,220 @@
+"""Inference runtimes: the model a prediction runs as a ProbabilityFn, the same contract for every runtime.
+
+`predict.runtime` picks one: `torch` (the checkpoint, eager or compiled: landcover.inference.blending),
+`onnxruntime` (the export stage's model.onnx, or model.int8.onnx with `predict.int8`; part of the
+core install; on the GPU through its CUDA provider where onnxruntime-gpu is installed), `openvino`
+(the same files through OpenVINO on the CPU; optional: `make install-runtime`), or `auto`: torch on
+a CUDA GPU, onnxruntime everywhere else (torch where a checkpoint has no ONNX model beside it).
+Blending and TTA are the same for all: the sliding window gets one probability function. An ONNX
+model run next to a checkpoint must have been exported from it (the sha256 in its metadata), so
+classes and weights always come from one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landcover.inference.blending import ProbabilityFn
+from landcover.inference.export import INPUT_NAME, read_onnx_interface
+from landcover.inference.probabilities import averaged_over_views, dihedral_view, trained_model_probabilities
+from landcover.io.errors import PipelineError
+from landcover.io.params import PredictParams
+from landcover.model.checkpoint import ModelInterface, checkpoint_sha256, load_trained_model, read_model_interface
+
+FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
+CPU = torch.device("cpu")
+
+# (uint8 NHWC batch as numpy) -> float32 NCHW probabilities as numpy
+ArrayFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a prediction runs: predict.runtime with auto resolved, the file it runs, what that model takes
+    and gives, and where."""
+
+    name: str  # torch | onnxruntime | openvino
+    model: Path  # the checkpoint for torch, the ONNX file for the others
+    interface: ModelInterface  # classes, colours, normalisation: the checkpoint's, or the ONNX file's metadata
+    device: torch.device  # torch's device; for onnxruntime cuda on its CUDA provider, else cpu; openvino: cpu
+    threads: int | None  # intra-op threads: this process's share of the cores; None: the runtime's default
+    auto: bool = False  # chosen by predict.runtime auto
+
+
+def exported_path(export_dir: Path, int8: bool) -> Path:
+    """Where the export stage writes the fp32 or int8 model in `export_dir`."""
+    return Path(export_dir) / (INT8_MODEL if int8 else FP32_MODEL)
+
+
+def exported_model(export_dir: Path, int8: bool) -> Path:
+    path = exported_path(export_dir, int8)
+    if not path.is_file():
+        raise PipelineError(f"{path}: exported model not found; run the export stage (dvc repro export)")
+    return path
+
+
+def onnxruntime_on_gpu(device: torch.device) -> bool:
+    """Whether onnxruntime can run on `device`: a CUDA device, and onnxruntime's CUDA provider installed."""
+    if device.type != "cuda":
+        return False
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def resolve_runtime(requested: str, device: torch.device, checkpoint: Path | None, onnx: Path | None) -> str:
+    """predict.runtime with auto resolved: torch for a checkpoint on a CUDA GPU, or for a checkpoint without
+    an ONNX model to run (`onnx`: given, or the export stage's if it exists); else onnxruntime (int8 with
+    predict.int8), which is faster than torch on a CPU."""
+    if requested != "auto":
+        return requested
+    if checkpoint is not None and (device.type == "cuda" or onnx is None):
+        return "torch"
+    return "onnxruntime"
+
+
+def require_same_checkpoint(onnx: Path, interface: ModelInterface, checkpoint: Path) -> None:
+    """Refuse an ONNX model (whose metadata is `interface`) that was not exported from `checkpoint`."""
+    actual = checkpoint_sha256(checkpoint)
+    if interface.checkpoint_sha256 != actual:
+        raise PipelineError(
+            f"{onnx}: exported from another checkpoint than {checkpoint} (sha256 "
+            f"{interface.checkpoint_sha256[:12]}... in its metadata, {actual[:12]}... for the checkpoint); "
+            "export this checkpoint (dvc repro export) or give the checkpoint it came from"
+        )
+
+
+def choose_runtime(
+    params: PredictParams,
+    device: torch.device,
+    checkpoint: Path | None,
+    model: Path | None,
+    export_dir: Path,
+    threads: int | None = None,
+) -> Runtime:
+    """The runtime for `params` on `device`, given a checkpoint, an ONNX model, or both (then they must
+    match); without an ONNX model the ONNX runtimes run the export stage's in `export_dir`."""
+    exported = exported_path(export_dir, params.int8)
+    available = model if model is not None else (exported if exported.is_file() else None)
+    name = resolve_runtime(params.runtime, device, checkpoint, available)
+    auto = params.runtime == "auto"
+    if name == "torch":
+        if checkpoint is None:
+            raise PipelineError(
+                f"{model}: predict.runtime torch runs a checkpoint, not an ONNX model; give --checkpoint, "
+                "or set predict.runtime to auto, onnxruntime or openvino"
+            )
+        interface = read_model_interface(checkpoint)
+        if model is not None:
+            require_same_checkpoint(model, read_onnx_interface(model), checkpoint)
+        return Runtime(name, checkpoint, interface, device, threads, auto)
+    if name == "openvino":
+        require_openvino()  # before looking for the model: the missing package is the first thing to fix
+    onnx = model if model is not None else exported_model(export_dir, params.int8)
+    interface = read_onnx_interface(onnx)
+    if checkpoint is not None:
+        require_same_checkpoint(onnx, interface, checkpoint)
+    on_gpu = name == "onnxruntime" and onnxruntime_on_gpu(device)
+    return Runtime(name, onnx, interface, device if on_gpu else CPU, threads, auto)
+
+
+def with_tta(run: ArrayFn, tta: bool) -> ProbabilityFn:
+    """An array function as a ProbabilityFn; with `tta`, averaged over the 8 flips/90-degree rotations."""
+
+    def probabilities(batch: torch.Tensor) -> torch.Tensor:
+        nchw = batch.permute(0, 3, 1, 2)
+
+        def view_probabilities(view: tuple[int, bool]) -> torch.Tensor:
+            viewed = np.ascontiguousarray(dihedral_view(nchw, view).permute(0, 2, 3, 1).numpy())
+            return torch.from_numpy(run(viewed))
+
+        return averaged_over_views(view_probabilities, tta)
+
+    return probabilities
+
+
+def onnxruntime_providers(device: torch.device) -> list:
+    """The CUDA provider on `device`'s GPU (the CPU's for what it cannot run) for a CUDA device, else the CPU's."""
+    if device.type == "cuda":
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def onnxruntime_session(path: Path, threads: int | None = None, device: torch.device = CPU):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=onnxruntime_providers(device))
+    except Exception as error:  # onnxruntime raises its own exception types for unreadable files
+        raise PipelineError(f"{path}: onnxruntime cannot load it ({' '.join(str(error).split())[:200]})") from None
+
+
+def onnxruntime_probabilities(
+    path: Path, tta: bool = False, threads: int | None = None, device: torch.device = CPU
+) -> ProbabilityFn:
+    session = onnxruntime_session(path, threads, device)
+    return with_tta(lambda batch: session.run(None, {INPUT_NAME: batch})[0], tta)
+
+
+def require_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise PipelineError(
+            "params: predict.runtime openvino needs the openvino package, an optional dependency: "
+            "install it with `make install-runtime`"
+        ) from None
+    return openvino
+
+
+def openvino_probabilities(path: Path, tta: bool = False, threads: int | None = None) -> ProbabilityFn:
+    ov = require_openvino()
+    core = ov.Core()
+    # Latency hint: one request at a time, all cores (or this process's share) on it (windows come in
+    # batches already).
+    config: dict = {"PERFORMANCE_HINT": "LATENCY"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.array(request.infer({0: batch})[0])
+
+    return with_tta(run, tta)
+
+
+def runtime_probabilities(runtime: Runtime, params: PredictParams) -> ProbabilityFn:
+    """The ProbabilityFn of a chosen runtime: the checkpoint's model for torch (predict.precision and
+    predict.compile apply); the ONNX file for the others, and no PyTorch model is built."""
+    if runtime.name == "torch":
+        if runtime.threads:
+            torch.set_num_threads(runtime.threads)
+        trained = load_trained_model(runtime.model)
+        return trained_model_probabilities(
+            trained, runtime.device, params.precision, params.tta, compile=params.compile
+        )
+    if runtime.name == "openvino":
+        return openvino_probabilities(runtime.model, params.tta, runtime.threads)
+    return onnxruntime_probabilities(runtime.model, params.tta, runtime.threads, runtime.device)
+
+
+def run_label(params: PredictParams, runtime: Runtime) -> str:
+    """How a prediction runs, for its summary line: windows, TTA, runtime, the model file and the device."""
+    if runtime.name == "torch":
+        how = f"torch, {params.precision}" + (", compiled" if params.compile else "")
+    else:
+        how = f"{runtime.name}, {runtime.model.name}"
+    threads = f", {runtime.threads} threads" if runtime.threads else ""
+    return (
+        f"window {params.window}, overlap {params.overlap}, tta {'on' if params.tta else 'off'}, "
+        f"{how}{' (predict.runtime auto)' if runtime.auto else ''}, {runtime.device}{threads}"
+    )
