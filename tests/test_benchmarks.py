@@ -27,6 +27,7 @@ from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
 from landcover.io.imageio import read_rgb, write_jpeg
 from landcover.synthetic.scene import generate_scene
 from tests.conftest import REPO
+from tests.optional import need_group
 
 TABLE = ClassTable.deepglobe()
 
@@ -372,7 +373,7 @@ def test_every_benchmark_answers_help_as_python_m_benchmarks_name(name, capsys):
 
 @pytest.mark.slow
 def test_scenes_benchmark_end_to_end_at_a_tiny_size(tmp_path):
-    pytest.importorskip("pyogrio", reason="the scenes benchmark's polygon labels need the vector group")
+    need_group("vector")  # the scenes benchmark's polygon labels
     output = tmp_path / "scenes.json"
     args = ["--scenes", "3", "--size", "256", "--tile-size", "64", "--loader-samples", "5"]
     subprocess.run(

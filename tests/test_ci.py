@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import optional
 from tests.conftest import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "experiments.yml"
@@ -229,3 +230,60 @@ def test_make_install_puts_the_mapping_command_on_the_venvs_path():
     result = subprocess.run([str(command), "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("usage: landcover-map ")
     assert "--checkpoint" in result.stdout and "--polygons" in result.stdout
+
+
+def test_make_install_installs_the_library_as_landcover_and_no_stages_package(tmp_path):
+    """Outside the checkout, `import landcover` finds the checkout's library and nothing named `stages` is
+    importable: the stage scripts run from the checkout (dvc.yaml's `python -m stages.X`) and are never installed."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    probe = (
+        "import importlib.util, json, landcover, landcover.cli.map\n"
+        "print(json.dumps([landcover.__file__, importlib.util.find_spec('stages') is None]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=environment, capture_output=True, text=True, check=True
+    )
+    library, no_stages = json.loads(result.stdout)
+    assert Path(library) == REPO / "landcover" / "__init__.py"
+    assert no_stages, "a package named stages is installed: pyproject.toml's packages must be landcover's alone"
+    console_scripts = re.findall(r'^landcover-\w+ = "([\w.]+):', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert console_scripts and all(target.startswith("landcover.cli.") for target in console_scripts)
+
+
+def test_a_test_of_a_missing_group_skips_naming_its_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyogrio", None)  # import pyogrio then raises ImportError
+    monkeypatch.delenv(optional.REQUIRED, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"^needs the optional vector group: make install-vector$"):
+        optional.need_group("vector")
+
+
+def test_a_test_of_a_group_ci_installed_fails_rather_than_skips_where_it_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setenv(optional.REQUIRED, "vector runtime")
+    with pytest.raises(pytest.fail.Exception, match=r"the runtime group is installed .*openvino cannot be imported"):
+        optional.need_group("runtime")
+    monkeypatch.setenv(optional.REQUIRED, "vector")  # not named: a skip as on a fresh clone
+    with pytest.raises(pytest.skip.Exception):
+        optional.need_group("runtime")
+
+
+def test_ci_installs_and_requires_every_group_the_tests_need():
+    script = (REPO / ".ci" / "run").read_text()
+    installed = set(re.findall(r"^make install-(\w+)$", script, re.MULTILINE))
+    required = re.search(rf'^export {optional.REQUIRED}="([\w ]*)"$', script, re.MULTILINE)
+    assert required and set(required[1].split()) == installed == set(optional.GROUPS)
+    for group, modules in optional.GROUPS.items():  # each group's modules are its requirements file's packages
+        listed = (REPO / f"requirements-{group}.txt").read_text()
+        assert all(re.search(rf"^{module}==", listed, re.MULTILINE) for module in modules), group
+
+
+def test_group_skips_go_through_need_group():
+    """A plain importorskip of a group's module would skip in CI too, silently."""
+    modules = {module for group in optional.GROUPS.values() for module in group}
+    direct = [
+        f"{path.name}:{number}"
+        for path in sorted((REPO / "tests").glob("test_*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "importorskip(" in line and any(f'"{module}"' in line for module in modules)
+    ]
+    assert direct == []

@@ -54,6 +54,7 @@ from stages import card as card_stage
 from stages import export as export_stage
 from stages import predict as predict_stage
 from tests.conftest import REPO, write_params
+from tests.optional import need_group
 
 ENCODER, TILE = "resnet18", 32
 TABLE = ClassTable.deepglobe()
@@ -741,7 +742,7 @@ def test_registry_commands_fetch_a_tagged_model_version_and_a_commits_output(tmp
 
 def test_openvino_probabilities_agree_with_pytorch(trained, onnx_file):
     """OpenVINO runs the fp32 file in bf16 where the CPU has it: close, not equal (make install-runtime)."""
-    pytest.importorskip("openvino")
+    need_group("runtime")
     from landcover.inference.runtimes import openvino_probabilities
 
     reference = trained_model_probabilities(trained, torch.device("cpu"), precision="fp32", tta=False)

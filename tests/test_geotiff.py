@@ -35,6 +35,7 @@ from landcover.inference.probabilities import model_probabilities
 from landcover.io.errors import PipelineError
 from landcover.io.params import PredictParams
 from tests.conftest import map_files, stand_in_runtime, write_params
+from tests.optional import need_group
 from tests.test_areas import cell_area_reference, lonlat_rectangle_m2, mercator_latitude, mercator_y
 
 
@@ -637,7 +638,7 @@ def blocky_labels(height: int, width: int) -> np.ndarray:
 
 @pytest.mark.parametrize("crs, transform", [(UTM33, UTM_TRANSFORM), (WGS84, from_origin(15.0, 46.0, 0.0005, 0.0005))])
 def test_polygons_carry_class_names_and_areas_that_add_up(tmp_path, run_predict, crs, transform):
-    pytest.importorskip("pyogrio")
+    need_group("vector")
     from pyogrio.raw import read
 
     labels = blocky_labels(60, 50)
@@ -663,7 +664,7 @@ def test_polygons_carry_class_names_and_areas_that_add_up(tmp_path, run_predict,
 
 
 def test_web_mercator_polygons_have_ground_areas(tmp_path, run_predict):
-    pytest.importorskip("pyogrio")
+    need_group("vector")
     from pyogrio.raw import read
 
     top = mercator_y(60)

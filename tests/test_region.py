@@ -25,7 +25,9 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.warp import reproject, transform_bounds
 
-pytest.importorskip("distributed", reason="the optional region group is not installed: make install-region")
+from tests.optional import need_group
+
+need_group("region", module_level=True)
 
 from benchmarks.region_overhead import tiny_onnx_model  # noqa: E402
 from landcover.cli import region as region_command  # noqa: E402

@@ -20,6 +20,7 @@ from landcover.model.checkpoint import load_checkpoint, read_model_interface
 from landcover.synthetic.scenes import write_lookalike, write_scene_dataset
 from stages import encode, evaluate, export, predict, split, tile, train
 from tests.conftest import write_pair, write_params
+from tests.optional import need_group
 
 TABLE = ClassTable(("field", "forest", "water"), np.array([[250, 220, 90], [30, 120, 40], [40, 80, 220]]))
 
@@ -97,7 +98,7 @@ def run_stages(work: Path, raw: Path, data: dict, through_export: bool = False) 
 
 @pytest.fixture(scope="module")
 def four_band_run(tmp_path_factory) -> Path:
-    pytest.importorskip("pyogrio", reason="GeoPackage labels need the vector group: make install-vector")
+    need_group("vector")
     work = tmp_path_factory.mktemp("four-band")
     write_scene_dataset(work / "raw", TABLE, scenes=4, size=(96, 128), labels="gpkg", bands=4, dtype="uint16")
     run_stages(work, work / "raw", {"layout": "scenes", "bands": [1, 2, 3, 4]}, through_export=True)

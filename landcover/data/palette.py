@@ -33,8 +33,8 @@ SHORT_HEADER = ("name", "r", "g", "b")
 FULL_HEADER = ("name", "value", "r", "g", "b", "headline")
 _HEADLINE_WORDS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
 
-# presets/<name>/classes.csv beside stages/: the class tables of public datasets, as data.
-PRESETS = Path(__file__).resolve().parents[3] / "presets"
+# presets/<name>/classes.csv beside landcover/: the class tables of public datasets, as data.
+PRESETS = Path(__file__).resolve().parents[2] / "presets"
 
 DEEPGLOBE_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("urban_land", (0, 255, 255)),
