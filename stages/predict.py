@@ -19,7 +19,7 @@ from pathlib import Path
 
 from landcover.data.tilestore import Region, RegionRows, TileStore, split_regions
 from landcover.inference.class_maps import write_class_maps
-from landcover.inference.runtimes import choose_runtime, run_label, runtime_probabilities
+from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
 from landcover.io.errors import run_stage
 from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from landcover.model.devices import choose_device
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(MOVED)
     args = parser.parse_args(argv)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    check_predict_options(predict_params)
     ranks = ranks_from_environment()
     with process_group(ranks):
         device = rank_device(choose_device("auto"), ranks, "predict.processes")

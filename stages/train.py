@@ -22,6 +22,7 @@ from landcover.io.params import (
     read_section,
 )
 from landcover.model.ranks import die_with_launcher, ranks_from_environment
+from landcover.training.components import check_train_options
 from landcover.training.trainer import TrainingData, train
 
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     train_params = read_section(params, "train", TrainParams)
     augment_params = read_section(params, "augment", AugmentParams)
     data_params = read_section(params, "data", DataParams)
+    check_train_options(train_params, data_params)  # before any tile is read or anything built
 
     train_tiles = read_index(args.splits / "train.csv")
     val_tiles = read_index(args.splits / "val.csv")

@@ -31,6 +31,7 @@ from landcover.inference.export import (
 from landcover.inference.probabilities import trained_model_probabilities
 from landcover.inference.runtimes import (
     Runtime,
+    check_predict_options,
     choose_runtime,
     onnxruntime_probabilities,
     onnxruntime_providers,
@@ -517,12 +518,12 @@ def predict_params(**values) -> PredictParams:
     return read_section(predict_section(**values), "predict", PredictParams)
 
 
-def test_predict_runtime_params_are_checked():
+def test_predict_runtime_is_checked_against_its_registry():
     with pytest.raises(
         PipelineError,
-        match=r"params: predict\.runtime must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'",
+        match=r"^params: predict\.runtime must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'$",
     ):
-        predict_params(runtime="tensorrt")
+        check_predict_options(predict_params(runtime="tensorrt"))
 
 
 def test_the_default_runtime_is_auto_and_runs_the_int8_onnx_model_on_a_cpu(exported):

@@ -32,7 +32,7 @@ from landcover.geo.georaster import ReadOptions, check_scene, reads_rgb
 from landcover.geo.map_paths import check_map_paths
 from landcover.geo.mapping import MapOptions, map_file
 from landcover.geo.polygons import require_vector_writer
-from landcover.inference.runtimes import choose_runtime, run_label, runtime_probabilities
+from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
 from landcover.model.devices import choose_device
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     options = map_options(args, arguments)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    check_predict_options(predict_params)
     check_map_paths(args.input, args.output, options)  # bad paths are refused before the model is loaded
     if options.polygons:
         require_vector_writer()

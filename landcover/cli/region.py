@@ -24,6 +24,7 @@ from landcover.cli.map import add_reading_and_output_arguments, map_options
 from landcover.geo.map_paths import check_output_folder
 from landcover.geo.mapping import MapOptions
 from landcover.geo.polygons import require_vector_writer
+from landcover.inference.runtimes import check_predict_options
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import write_json
 from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         arguments.error("--workers: must be at least 1")
     options = map_options(args, arguments)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    check_predict_options(predict_params)
     scenes = region_scenes(args.input, args.asset)
     crs = parse_crs(args.crs) if args.crs else None
     check_output_folder(args.output)

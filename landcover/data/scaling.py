@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import write_json
-from landcover.io.params import DataParams
+from landcover.io.params import DataParams, choose
 
 # ImageNet statistics, written out here because smp's get_preprocessing_fn fetches them from the hub.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -148,24 +148,15 @@ def statistics_scaling(bands: Sequence[int], dtype: str, mean: Sequence[float], 
     return BandScaling(tuple(bands), dtype, (0.0,) * count, (1.0,) * count, tuple(mean), tuple(std), clip=False)
 
 
-def scaling_from_params(
-    data_params: DataParams, dtype: str, statistics: tuple[Sequence[float], Sequence[float]] | None = None
-) -> BandScaling:
-    """The scaling that data.bands, data.scaling and data.value_range give images of `dtype` (numpy's name).
+Statistics = tuple[Sequence[float], Sequence[float]]  # (mean, std) per band over the training split
 
-    `statistics` is (mean, std) per band over the training split (band_statistics), needed by data.scaling
-    statistics, and by auto for a type other than uint8.
-    """
-    dtype = str(np.dtype(dtype))
-    if dtype not in DTYPES:
-        raise PipelineError(f"params: data.scaling: images of type {dtype} are not supported ({', '.join(DTYPES)})")
-    bands, method = data_params.bands, data_params.scaling
-    if method == "auto":
-        method = "uint8" if dtype == "uint8" else "statistics"
-    if method == "uint8":
-        return uint8_scaling(bands)
-    if method == "range":
-        return range_scaling(bands, dtype, data_params.value_range)
+
+def _range(data_params: DataParams, dtype: str, statistics: Statistics | None) -> BandScaling:
+    return range_scaling(data_params.bands, dtype, data_params.value_range)
+
+
+def _statistics(data_params: DataParams, dtype: str, statistics: Statistics | None) -> BandScaling:
+    bands = data_params.bands
     if statistics is None:
         raise PipelineError(
             f"params: data.scaling {data_params.scaling} (for {dtype} images) needs the bands' statistics over the "
@@ -178,6 +169,33 @@ def scaling_from_params(
             "run the split stage again"
         )
     return statistics_scaling(bands, dtype, mean, std)
+
+
+def _auto(data_params: DataParams, dtype: str, statistics: Statistics | None) -> BandScaling:
+    """uint8 images as uint8_scaling (DeepGlobe's), any other type by its statistics."""
+    if dtype == "uint8":
+        return uint8_scaling(data_params.bands)
+    return _statistics(data_params, dtype, statistics)
+
+
+# data.scaling: each name's scaling of images of a type (numpy's name), given the training split's statistics
+SCALINGS: dict[str, Callable[[DataParams, str, Statistics | None], BandScaling]] = {
+    "auto": _auto,
+    "range": _range,
+    "statistics": _statistics,
+}
+
+
+def scaling_from_params(data_params: DataParams, dtype: str, statistics: Statistics | None = None) -> BandScaling:
+    """The scaling that data.bands, data.scaling and data.value_range give images of `dtype` (numpy's name).
+
+    `statistics` is (mean, std) per band over the training split (band_statistics), needed by data.scaling
+    statistics, and by auto for a type other than uint8.
+    """
+    dtype = str(np.dtype(dtype))
+    if dtype not in DTYPES:
+        raise PipelineError(f"params: data.scaling: images of type {dtype} are not supported ({', '.join(DTYPES)})")
+    return choose("data.scaling", data_params.scaling, SCALINGS)(data_params, dtype, statistics)
 
 
 def band_statistics(

@@ -3,7 +3,7 @@ kept and indexed into tiles (the tile stage's work on scenes).
 
 A scene is one image (a GeoTIFF or any raster GDAL reads, or a JPEG/PNG) and its labels: a class-index
 raster, a colour-coded raster, or a vector file of polygons with a class attribute (docs/data.md,
-"Your own data"). `data.layout` says how they are found under `data.raw`:
+"Your own data"). `data.layout` says how they are found under `data.raw` (LAYOUTS, at the end):
 - `scenes`: a manifest `scenes.csv` with columns scene_id,image,labels (paths relative to data.raw);
 - `landcoverai`: LandCover.ai's `images/<name>.tif` and `masks/<name>.tif`;
 - `openearthmap`: OpenEarthMap's `<region>/images/<name>.tif` and `<region>/labels/<name>.tif`;
@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from shutil import copyfile
@@ -32,15 +32,15 @@ from landcover.data.geometry import tile_grid
 from landcover.data.labels import ImageHeader, check_bands, open_labels, read_image_header
 from landcover.data.naming import ID_PATTERN, natural_key
 from landcover.data.palette import ClassTable
-from landcover.data.tilestore import TileRecord, TileStore, tile_name, write_index
-from landcover.data.tiling import IMAGE_FORMATS
+from landcover.data.rawdata import find_pairs, read_class_table
+from landcover.data.tilestore import RGB_BANDS, TileRecord, TileStore, tile_name, write_index
+from landcover.data.tiling import IMAGE_FORMATS, tile_dataset
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import decode, open_image
+from landcover.io.params import DataParams, TileParams, choose
 from landcover.io.rasters import RASTER_ERRORS, open_raster, raster_error, read_window
 from landcover.io.textfiles import read_utf8
 
-SCENE_LAYOUTS = ("scenes", "landcoverai", "openearthmap", "loveda")
-LAYOUTS = ("deepglobe", *SCENE_LAYOUTS)
 MANIFEST = "scenes.csv"
 MANIFEST_COLUMNS = ("scene_id", "image", "labels")
 CLASS_TABLE = "classes.csv"
@@ -65,15 +65,16 @@ def scene_class_table(root: Path, layout: str) -> ClassTable:
     return ClassTable.preset(layout)  # the presets' tables ship with the pipeline (a dvc.yaml dep of tile)
 
 
-def find_scenes(root: str | Path, layout: str) -> list[SceneFiles]:
-    """Every labelled scene under `root` in `layout`, sorted by id; each file must exist inside `root`."""
+SceneFinder = Callable[[Path], list[SceneFiles]]  # a layout's scenes under data.raw, unchecked
+
+
+def find_scenes(root: str | Path, layout: str, finder: SceneFinder) -> list[SceneFiles]:
+    """Every labelled scene `finder` finds under `root` (in data.layout `layout`), sorted by id; each file must
+    exist inside `root`."""
     root = Path(root)
     if not root.is_dir():
         raise PipelineError(f"data.raw: {root} does not exist or is not a directory")
-    finders = {"scenes": _from_manifest, "landcoverai": _landcoverai, "openearthmap": _openearthmap, "loveda": _loveda}
-    if layout not in finders:
-        raise PipelineError(f"data.layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
-    scenes = finders[layout](root)
+    scenes = finder(root)
     if not scenes:
         raise PipelineError(f"data.raw: no labelled scenes found in {root} (data.layout {layout})")
     seen: dict[str, SceneFiles] = {}
@@ -159,7 +160,19 @@ KEPT_RASTER_DRIVERS = {"GTiff": ".tif", "COG": ".tif"}
 # uncompressed), whose windows read about 5x faster than deflate's (a 512 px 4-band uint16 window: 1.5 against
 # 8.5 ms here, decoding being most of a training sample's cost); BigTIFF where it may pass 4 GB.
 COPY_OPTIONS = {"driver": "GTiff", "tiled": True, "blockxsize": 512, "blockysize": 512, "bigtiff": "IF_SAFER"}
-COPY_COMPRESSION = {"source": {"compress": "deflate"}, "uncompressed": {}}
+
+
+@dataclass(frozen=True)
+class KeptImage:
+    """How the tile stage keeps a scene's image that GDAL reads (JPEG and PNG are always kept as they are)."""
+
+    keeps_source: bool  # a GeoTIFF (KEPT_RASTER_DRIVERS) keeps its own bytes
+    compression: dict  # GDAL creation options of a copy, beside COPY_OPTIONS
+
+
+# tile.images: source keeps a GeoTIFF's own bytes (other formats become a deflated copy); uncompressed copies the
+# pixels into an uncompressed tiled GeoTIFF.
+KEPT_IMAGES = {"source": KeptImage(True, {"compress": "deflate"}), "uncompressed": KeptImage(False, {})}
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 READ_CHECK_ROWS = 512  # rows decoded at a time, to check that every block of an image decodes or to copy it
 
@@ -171,7 +184,7 @@ class SceneSettings:
     table: ClassTable
     bands: tuple[int, ...]
     label_attribute: str
-    images: str  # tile.images: source (the image's own bytes) or uncompressed
+    images: KeptImage  # tile.images' entry of KEPT_IMAGES
 
 
 def check_scene(scene: SceneFiles, size: int, settings: SceneSettings) -> ImageHeader:
@@ -206,10 +219,10 @@ def _strips(header: ImageHeader, dataset) -> Iterator[tuple[Window, np.ndarray]]
         yield window, read_window(dataset, header.path, bands, window)
 
 
-def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: str) -> str:
+def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: KeptImage) -> str:
     """Keep the image in `folder`, every block of it decoded on the way (a corrupt file fails, naming it); returns
-    the name. JPEG and PNG keep their own bytes, and so does a GeoTIFF when `images` (tile.images) is source;
-    anything else becomes its pixels in a tiled GeoTIFF, compressed as COPY_COMPRESSION[images] says."""
+    the name. JPEG and PNG keep their own bytes, and so does a GeoTIFF when `images` (tile.images) keeps sources;
+    anything else becomes its pixels in a tiled GeoTIFF, compressed as `images` says."""
     if not header.through_gdal:
         with open_image(header.path) as image:
             suffix = IMAGE_FORMATS.get(image.format or "")
@@ -221,11 +234,11 @@ def keep_scene_image(header: ImageHeader, folder: Path, scene_id: str, images: s
     with open_raster(header.path) as dataset:
         driver = dataset.driver
     name = f"{scene_id}.tif"
-    if driver in KEPT_RASTER_DRIVERS and images == "source":
+    if driver in KEPT_RASTER_DRIVERS and images.keeps_source:
         _decodes_whole(header)
         copyfile(header.path, folder / name)
     else:
-        copy_pixels(header, folder / name, COPY_COMPRESSION[images])
+        copy_pixels(header, folder / name, images.compression)
     return name
 
 
@@ -300,3 +313,65 @@ def tile_scenes(
     }
     store.scenes_path.write_text(json.dumps(record, indent=1) + "\n")
     return len(records)
+
+
+# --- data.layout: how a dataset is found under data.raw, and tiled -----------------------------------------
+
+
+@dataclass(frozen=True)
+class FoundDataset:
+    """A dataset found under data.raw: its class table read and its files listed and checked as far as seconds
+    allow (a bad table or a missing label fails before anything is written), ready to be tiled."""
+
+    table: ClassTable
+    count: int
+    unit: str  # what `count` counts: images (DeepGlobe's pairs) or scenes
+    tile: Callable[[Path], int]  # writes the tiles into a new folder; returns how many
+
+
+Layout = Callable[[Path, DataParams, TileParams], FoundDataset]
+
+
+def _deepglobe(root: Path, data_params: DataParams, tile_params: TileParams) -> FoundDataset:
+    """DeepGlobe's layout (rawdata): JPEG images and colour PNG masks, RGB only."""
+    if data_params.bands != RGB_BANDS:
+        raise PipelineError(f"params: data.bands {list(data_params.bands)}: DeepGlobe's layout is RGB, [1, 2, 3]")
+    table = read_class_table(root)
+    pairs = find_pairs(root)
+    size, stride = tile_params.size, tile_params.stride
+    return FoundDataset(table, len(pairs), "images", lambda out: tile_dataset(pairs, out, size, stride))
+
+
+def _scene_layout(layout: str, finder: SceneFinder) -> Layout:
+    """A layout of scenes: `finder` lists them, the class table is data.raw's or the layout's preset."""
+
+    def found(root: Path, data_params: DataParams, tile_params: TileParams) -> FoundDataset:
+        table = scene_class_table(root, layout)
+        scenes = find_scenes(root, layout, finder)
+        images = choose("tile.images", tile_params.images, KEPT_IMAGES)
+        settings = SceneSettings(table, data_params.bands, data_params.label_attribute, images)
+        size, stride = tile_params.size, tile_params.stride
+        return FoundDataset(table, len(scenes), "scenes", lambda out: tile_scenes(scenes, out, size, stride, settings))
+
+    return found
+
+
+SCENE_FINDERS: dict[str, SceneFinder] = {
+    "scenes": _from_manifest,
+    "landcoverai": _landcoverai,
+    "openearthmap": _openearthmap,
+    "loveda": _loveda,
+}
+# data.layout: each name's way of finding a dataset under data.raw
+LAYOUTS: dict[str, Layout] = {
+    "deepglobe": _deepglobe,
+    **{layout: _scene_layout(layout, finder) for layout, finder in SCENE_FINDERS.items()},
+}
+
+
+def find_dataset(root: str | Path, data_params: DataParams, tile_params: TileParams) -> FoundDataset:
+    """The dataset under `root` in data.layout, found and checked; data.layout and tile.images are checked against
+    their registries first, before any file is read."""
+    layout = choose("data.layout", data_params.layout, LAYOUTS)
+    choose("tile.images", tile_params.images, KEPT_IMAGES)
+    return layout(Path(root), data_params, tile_params)

@@ -4,17 +4,30 @@ by blocks of each scene, with a buffer of unused pixels between blocks of differ
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from landcover.data.encoding import ImagePixels
+from landcover.data.encoding import ImagePixels, read_pixel_counts
 from landcover.data.naming import IMAGE_SUFFIX, natural_key
 from landcover.data.palette import IGNORE_INDEX, ClassTable
-from landcover.data.tilestore import BLOCKS_FILE, Region, TileRecord, group_by_image, write_blocks, write_index
+from landcover.data.scaling import BAND_STATISTICS, band_statistics, write_band_statistics
+from landcover.data.tilestore import (
+    BLOCKS_FILE,
+    Region,
+    TileRecord,
+    TileStore,
+    group_by_image,
+    write_blocks,
+    write_index,
+)
 from landcover.io.errors import PipelineError
-from landcover.io.params import SPLIT_NAMES
+from landcover.io.outputs import atomic_dir, write_json
+from landcover.io.params import SPLIT_NAMES, SplitParams, choose
+
+STATISTICS_TILES = 512  # training tiles (evenly spaced) whose pixels give a scene dataset's band statistics
 
 
 def split_counts(total: int, ratios: dict[str, float]) -> dict[str, int]:
@@ -196,3 +209,89 @@ def block_class_distribution(
             },
         }
     return report
+
+
+# --- split.method: the split stage's work, from the tile store to the split indexes ----------------------
+
+
+def write_training_statistics(store: TileStore, train_tiles: list[TileRecord], out_dir: Path) -> None:
+    """Each band's mean and std over (up to STATISTICS_TILES evenly spaced) training tiles of a scene dataset, for
+    data.scaling statistics (and auto on types other than uint8): measured once, here, on the training split only,
+    a tile at a time."""
+    if store.scenes is None or not train_tiles:
+        return  # DeepGlobe's uint8 RGB takes ImageNet's numbers
+    picked = train_tiles[:: max(1, len(train_tiles) // STATISTICS_TILES)]
+    statistics = band_statistics(tile_images(store, picked))
+    write_band_statistics(out_dir / BAND_STATISTICS, store.bands, store.dtype, statistics)
+
+
+def tile_images(store: TileStore, tiles: list[TileRecord]) -> Iterator[np.ndarray]:
+    """The images of `tiles`, one at a time, each scene opened once."""
+    for image_tiles in group_by_image(tiles).values():
+        windows = store.windows(image_tiles[0], masks=False)
+        try:
+            yield from (windows.image(tile) for tile in image_tiles)
+        finally:
+            windows.close()
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """What a split method reads and where it writes: the tile store (with the encode stage's output), its class
+    table and tile index, the split params, the splits folder and the class distribution's file."""
+
+    store: TileStore
+    table: ClassTable
+    records: list[TileRecord]
+    params: SplitParams
+    out: Path
+    distribution: Path
+
+
+def _by_blocks(job: SplitJob) -> list[str]:
+    """split.method blocks: blocks of scenes, shuffled (seeded) and cut by ratio; returns the summary."""
+    params, records = job.params, job.records
+    tiles, blocks = split_blocks(records, params.ratios, params.seed, params.block_size, params.buffer)
+    with atomic_dir(job.out) as staging:
+        write_block_splits(staging, tiles, blocks)
+        write_training_statistics(job.store, tiles["train"], staging)
+    write_json(job.distribution, block_class_distribution(tiles, blocks, job.store.region_class_mask, job.table))
+    left_out = len(records) - sum(len(split) for split in tiles.values())
+    return [
+        "split: "
+        + ", ".join(f"{name} {sum(split == name for _, split in blocks)} blocks" for name in SPLIT_NAMES)
+        + f"; {left_out} tiles reach blocks of two splits and are left out"
+    ]
+
+
+def _by_images(job: SplitJob, split: Callable[[list[str]], dict[str, list[str]]]) -> list[str]:
+    """Whole images to splits as `split` assigns their ids; returns the summary (images left out first)."""
+    counts = read_pixel_counts(job.store.pixel_counts_path, job.table)
+    image_ids = [image.image_id for image in counts]
+    splits = split(image_ids)
+    with atomic_dir(job.out) as staging:
+        write_splits(staging, splits, job.records)
+        train_ids = set(splits["train"])
+        train_tiles = [record for record in job.records if record.image_id in train_ids]
+        write_training_statistics(job.store, train_tiles, staging)
+    write_json(job.distribution, class_distribution(splits, counts, job.records, job.table))
+    summary = "split: " + ", ".join(f"{name} {len(splits[name])} images" for name in SPLIT_NAMES)
+    unlisted = len(image_ids) - sum(len(ids) for ids in splits.values())
+    if not unlisted:
+        return [summary]
+    # only lists leave images out: ratios share them all
+    note = f"split: {unlisted} images of the dataset are in none of the lists in {job.params.lists}, left out"
+    return [note, summary]
+
+
+# split.method: each name's split of a tile store into the split indexes; returns the stage's summary lines
+SPLIT_METHODS: dict[str, Callable[[SplitJob], list[str]]] = {
+    "ratios": lambda job: _by_images(job, lambda ids: split_by_ratios(ids, job.params.ratios, job.params.seed)),
+    "lists": lambda job: _by_images(job, lambda ids: split_by_lists(ids, Path(job.params.lists))),
+    "blocks": _by_blocks,
+}
+
+
+def split_method(params: SplitParams) -> Callable[[SplitJob], list[str]]:
+    """split.method's entry of SPLIT_METHODS, or the one-line error naming the key and its names."""
+    return choose("split.method", params.method, SPLIT_METHODS)

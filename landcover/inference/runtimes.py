@@ -12,6 +12,7 @@ classes and weights always come from one model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ from landcover.inference.blending import ProbabilityFn
 from landcover.inference.export import INPUT_NAME, read_onnx_interface
 from landcover.inference.probabilities import averaged_over_views, dihedral_view, trained_model_probabilities
 from landcover.io.errors import PipelineError
-from landcover.io.params import PredictParams
+from landcover.io.params import PredictParams, choose
 from landcover.model.checkpoint import ModelInterface, checkpoint_sha256, load_trained_model, read_model_interface
+from landcover.model.devices import PRECISIONS
 
 FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
 CPU = torch.device("cpu")
@@ -67,17 +69,6 @@ def onnxruntime_on_gpu(device: torch.device) -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def resolve_runtime(requested: str, device: torch.device, checkpoint: Path | None, onnx: Path | None) -> str:
-    """predict.runtime with auto resolved: torch for a checkpoint on a CUDA GPU, or for a checkpoint without
-    an ONNX model to run (`onnx`: given, or the export stage's if it exists); else onnxruntime (int8 with
-    predict.int8), which is faster than torch on a CPU."""
-    if requested != "auto":
-        return requested
-    if checkpoint is not None and (device.type == "cuda" or onnx is None):
-        return "torch"
-    return "onnxruntime"
-
-
 def require_same_checkpoint(onnx: Path, interface: ModelInterface, checkpoint: Path) -> None:
     """Refuse an ONNX model (whose metadata is `interface`) that was not exported from `checkpoint`."""
     actual = checkpoint_sha256(checkpoint)
@@ -87,40 +78,6 @@ def require_same_checkpoint(onnx: Path, interface: ModelInterface, checkpoint: P
             f"{interface.checkpoint_sha256[:12]}... in its metadata, {actual[:12]}... for the checkpoint); "
             "export this checkpoint (dvc repro export) or give the checkpoint it came from"
         )
-
-
-def choose_runtime(
-    params: PredictParams,
-    device: torch.device,
-    checkpoint: Path | None,
-    model: Path | None,
-    export_dir: Path,
-    threads: int | None = None,
-) -> Runtime:
-    """The runtime for `params` on `device`, given a checkpoint, an ONNX model, or both (then they must
-    match); without an ONNX model the ONNX runtimes run the export stage's in `export_dir`."""
-    exported = exported_path(export_dir, params.int8)
-    available = model if model is not None else (exported if exported.is_file() else None)
-    name = resolve_runtime(params.runtime, device, checkpoint, available)
-    auto = params.runtime == "auto"
-    if name == "torch":
-        if checkpoint is None:
-            raise PipelineError(
-                f"{model}: predict.runtime torch runs a checkpoint, not an ONNX model; give --checkpoint, "
-                "or set predict.runtime to auto, onnxruntime or openvino"
-            )
-        interface = read_model_interface(checkpoint)
-        if model is not None:
-            require_same_checkpoint(model, read_onnx_interface(model), checkpoint)
-        return Runtime(name, checkpoint, interface, device, threads, auto)
-    if name == "openvino":
-        require_openvino()  # before looking for the model: the missing package is the first thing to fix
-    onnx = model if model is not None else exported_model(export_dir, params.int8)
-    interface = read_onnx_interface(onnx)
-    if checkpoint is not None:
-        require_same_checkpoint(onnx, interface, checkpoint)
-    on_gpu = name == "onnxruntime" and onnxruntime_on_gpu(device)
-    return Runtime(name, onnx, interface, device if on_gpu else CPU, threads, auto)
 
 
 def with_tta(run: ArrayFn, tta: bool) -> ProbabilityFn:
@@ -192,27 +149,153 @@ def openvino_probabilities(path: Path, tta: bool = False, threads: int | None = 
     return with_tta(run, tta)
 
 
+def _torch_probabilities(runtime: Runtime, params: PredictParams) -> ProbabilityFn:
+    """The checkpoint's model (predict.precision and predict.compile apply)."""
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    trained = load_trained_model(runtime.model)
+    return trained_model_probabilities(trained, runtime.device, params.precision, params.tta, compile=params.compile)
+
+
+# --- predict.runtime: how each runtime is chosen, runs and is described ---------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """What a runtime is chosen from: the predict params, the device, the checkpoint and the ONNX model given (either
+    may be None), the export stage's folder (its ONNX models) and this process's share of the cores."""
+
+    params: PredictParams
+    device: torch.device
+    checkpoint: Path | None
+    model: Path | None
+    export_dir: Path
+    threads: int | None
+
+    def onnx(self) -> Path | None:
+        """The ONNX model there is to run: the one given, else the export stage's if it exists."""
+        exported = exported_path(self.export_dir, self.params.int8)
+        return self.model if self.model is not None else (exported if exported.is_file() else None)
+
+
+@dataclass(frozen=True)
+class RuntimeKind:
+    """A predict.runtime: the Runtime it chooses for a request (named as given), the probability function that
+    Runtime runs, and how run_label describes it."""
+
+    make: Callable[[str, RuntimeRequest], Runtime]
+    probabilities: Callable[[Runtime, PredictParams], ProbabilityFn]
+    describe: Callable[[Runtime, PredictParams], str]
+
+
+def _torch(name: str, request: RuntimeRequest) -> Runtime:
+    checkpoint, model = request.checkpoint, request.model
+    if checkpoint is None:
+        others = ", ".join(other for other in RUNTIMES if other != name)
+        raise PipelineError(
+            f"{model}: predict.runtime {name} runs a checkpoint, not an ONNX model; give --checkpoint, "
+            f"or set predict.runtime to {others}"
+        )
+    interface = read_model_interface(checkpoint)
+    if model is not None:
+        require_same_checkpoint(model, read_onnx_interface(model), checkpoint)
+    return Runtime(name, checkpoint, interface, request.device, request.threads)
+
+
+def _torch_description(runtime: Runtime, params: PredictParams) -> str:
+    return f"{runtime.name}, {params.precision}" + (", compiled" if params.compile else "")
+
+
+def _onnx_model(request: RuntimeRequest) -> tuple[Path, ModelInterface]:
+    """The ONNX model an ONNX runtime runs (the export stage's without one given) and its metadata, checked
+    against the checkpoint where one is given."""
+    onnx = request.model if request.model is not None else exported_model(request.export_dir, request.params.int8)
+    interface = read_onnx_interface(onnx)
+    if request.checkpoint is not None:
+        require_same_checkpoint(onnx, interface, request.checkpoint)
+    return onnx, interface
+
+
+def _onnxruntime(name: str, request: RuntimeRequest) -> Runtime:
+    onnx, interface = _onnx_model(request)
+    device = request.device if onnxruntime_on_gpu(request.device) else CPU
+    return Runtime(name, onnx, interface, device, request.threads)
+
+
+def _openvino(name: str, request: RuntimeRequest) -> Runtime:
+    require_openvino()  # before looking for the model: the missing package is the first thing to fix
+    onnx, interface = _onnx_model(request)
+    return Runtime(name, onnx, interface, CPU, request.threads)
+
+
+def _auto(name: str, request: RuntimeRequest) -> Runtime:
+    """torch for a checkpoint on a CUDA GPU, or for a checkpoint without an ONNX model to run; else onnxruntime
+    (int8 with predict.int8), which is faster than torch on a CPU."""
+    checkpoint_only = request.checkpoint is not None and (request.device.type == "cuda" or request.onnx() is None)
+    resolved = "torch" if checkpoint_only else "onnxruntime"
+    return dataclasses.replace(RUNTIMES[resolved].make(resolved, request), auto=True)
+
+
+# auto's Runtime is named for the runtime it resolved to: that one runs and describes it.
+def _resolved_probabilities(runtime: Runtime, params: PredictParams) -> ProbabilityFn:
+    return RUNTIMES[runtime.name].probabilities(runtime, params)
+
+
+def _resolved_description(runtime: Runtime, params: PredictParams) -> str:
+    return RUNTIMES[runtime.name].describe(runtime, params)
+
+
+def _model_file(runtime: Runtime, params: PredictParams) -> str:
+    return f"{runtime.name}, {runtime.model.name}"
+
+
+# predict.runtime: each name's way of choosing, running and describing the runtime (auto: the one it resolves to)
+RUNTIMES: dict[str, RuntimeKind] = {
+    "auto": RuntimeKind(_auto, _resolved_probabilities, _resolved_description),
+    "torch": RuntimeKind(_torch, _torch_probabilities, _torch_description),
+    "onnxruntime": RuntimeKind(
+        _onnxruntime,
+        lambda runtime, params: onnxruntime_probabilities(runtime.model, params.tta, runtime.threads, runtime.device),
+        _model_file,
+    ),
+    "openvino": RuntimeKind(
+        _openvino,
+        lambda runtime, params: openvino_probabilities(runtime.model, params.tta, runtime.threads),
+        _model_file,
+    ),
+}
+
+
+def check_predict_options(params: PredictParams) -> None:
+    """Refuse, as the params are read and before a model is looked for, a predict.runtime or predict.precision
+    that names nothing in its registry."""
+    choose("predict.runtime", params.runtime, RUNTIMES)
+    choose("predict.precision", params.precision, PRECISIONS)
+
+
+def choose_runtime(
+    params: PredictParams,
+    device: torch.device,
+    checkpoint: Path | None,
+    model: Path | None,
+    export_dir: Path,
+    threads: int | None = None,
+) -> Runtime:
+    """The runtime for `params` on `device`, given a checkpoint, an ONNX model, or both (then they must
+    match); without an ONNX model the ONNX runtimes run the export stage's in `export_dir`."""
+    request = RuntimeRequest(params, device, checkpoint, model, export_dir, threads)
+    return choose("predict.runtime", params.runtime, RUNTIMES).make(params.runtime, request)
+
+
 def runtime_probabilities(runtime: Runtime, params: PredictParams) -> ProbabilityFn:
     """The ProbabilityFn of a chosen runtime: the checkpoint's model for torch (predict.precision and
     predict.compile apply); the ONNX file for the others, and no PyTorch model is built."""
-    if runtime.name == "torch":
-        if runtime.threads:
-            torch.set_num_threads(runtime.threads)
-        trained = load_trained_model(runtime.model)
-        return trained_model_probabilities(
-            trained, runtime.device, params.precision, params.tta, compile=params.compile
-        )
-    if runtime.name == "openvino":
-        return openvino_probabilities(runtime.model, params.tta, runtime.threads)
-    return onnxruntime_probabilities(runtime.model, params.tta, runtime.threads, runtime.device)
+    return choose("predict.runtime", runtime.name, RUNTIMES).probabilities(runtime, params)
 
 
 def run_label(params: PredictParams, runtime: Runtime) -> str:
     """How a prediction runs, for its summary line: windows, TTA, runtime, the model file and the device."""
-    if runtime.name == "torch":
-        how = f"torch, {params.precision}" + (", compiled" if params.compile else "")
-    else:
-        how = f"{runtime.name}, {runtime.model.name}"
+    how = choose("predict.runtime", runtime.name, RUNTIMES).describe(runtime, params)
     threads = f", {runtime.threads} threads" if runtime.threads else ""
     return (
         f"window {params.window}, overlap {params.overlap}, tta {'on' if params.tta else 'off'}, "

@@ -1,7 +1,9 @@
 """params.yaml, read once and validated into one frozen dataclass per section.
 
 Each stage reads only the sections it declares in dvc.yaml and passes plain values on. A wrong
-param (missing, unknown, wrong type or out of range) raises PipelineError naming the key.
+param (missing, unknown, wrong type or out of range) raises PipelineError naming the key. The names a
+choosable option takes (data.layout, train.loss, ...) live in one registry beside their implementation, in a
+layer above this one: the module that owns an option checks its name with `choose` as the params are read.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +43,19 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 
 Section = TypeVar("Section")
+Choice = TypeVar("Choice")
+
+
+def choose(key: str, name: str, registry: Mapping[str, Choice]) -> Choice:
+    """What `name` stands for in the registry of the option `key`, or PipelineError naming the key and its names.
+
+    Each choosable option's names live in one registry, beside what implements them; params only checks their
+    type, and the module that owns the option checks the name here as the params are read.
+    """
+    if name not in registry:
+        raise PipelineError(f"params: {key} must be one of {', '.join(registry)}, got {name!r}")
+    return registry[name]
+
 
 # Keys that were renamed: a params file that still has one is refused (not mapped, so dvc.lock and
 # checkpoints have one spelling), with the error naming its replacement.
@@ -110,12 +126,6 @@ def _require_model_side(key: str, value: int) -> None:
     )
 
 
-LAYOUTS = ("deepglobe", "scenes", "landcoverai", "openearthmap", "loveda")
-
-
-SCALINGS = ("auto", "range", "statistics")
-
-
 def _numbers(key: str, value: Any) -> tuple[float, ...]:
     """A list of finite numbers (ints accepted), as floats, or PipelineError naming `key`."""
     _require(isinstance(value, list), key, "must be a list of numbers", value)
@@ -125,21 +135,18 @@ def _numbers(key: str, value: Any) -> tuple[float, ...]:
 @dataclass(frozen=True)
 class DataParams:
     raw: str  # dataset root; reaches the tile stage through its command line (dvc.yaml), not read_section
-    # How the dataset is laid out under data.raw (landcover/data/scenes.py, docs/data.md).
+    # How the dataset is laid out under data.raw: a name in landcover/data/scenes.py's LAYOUTS (docs/data.md).
     layout: str
     # Vector labels: the attribute holding each polygon's class name or label value.
     label_attribute: str
     # The image bands the model sees, numbered from 1 as GDAL numbers them, in the order it sees them.
     bands: tuple[int, ...]
-    # How band values reach the model (landcover/data/scaling.py): auto (uint8 images as /255 with ImageNet's
-    # mean and std; other types: statistics), range (data.value_range to 0..1) or statistics (each band
-    # standardised by its mean and std over the training split).
+    # How band values reach the model: a name in landcover/data/scaling.py's SCALINGS.
     scaling: str
     # data.scaling range: [low, high] for every band, or one [low, high] per band (in data.bands' order).
     value_range: tuple[tuple[float, float], ...]
 
     def __post_init__(self) -> None:
-        _require(self.layout in LAYOUTS, "data.layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
         _require(bool(self.label_attribute), "data.label_attribute", "must name an attribute", self.label_attribute)
         bands = self.bands
         _require(isinstance(bands, list | tuple) and len(bands) > 0, "data.bands", "must list at least one band", bands)
@@ -148,7 +155,6 @@ class DataParams:
         repeated = next((band for band in checked if checked.count(band) > 1), None)
         _require(repeated is None, "data.bands", f"must not repeat a band (band {repeated} is repeated)", bands)
         object.__setattr__(self, "bands", checked)
-        _require(self.scaling in SCALINGS, "data.scaling", f"must be one of {', '.join(SCALINGS)}", self.scaling)
         object.__setattr__(self, "value_range", self._ranges(self.value_range))
 
     def _ranges(self, value: Any) -> tuple[tuple[float, float], ...]:
@@ -184,19 +190,14 @@ class SampleParams:
         _require(1 <= self.jpeg_quality <= 95, "sample.jpeg_quality", "must be between 1 and 95", self.jpeg_quality)
 
 
-# How the tile stage keeps a scene's image (a raster GDAL reads; JPEG and PNG are always kept as they are)
-KEPT_IMAGES = ("source", "uncompressed")
-
-
 @dataclass(frozen=True)
 class TileParams:
     size: int
     stride: int
-    images: str  # source: the image's own bytes; uncompressed: its pixels in an uncompressed tiled GeoTIFF
+    images: str  # how a scene's image is kept: a name in landcover/data/scenes.py's KEPT_IMAGES
 
     def __post_init__(self) -> None:
         _require_model_side("tile.size", self.size)  # training feeds tiles whole
-        _require(self.images in KEPT_IMAGES, "tile.images", f"must be one of {', '.join(KEPT_IMAGES)}", self.images)
         _require(self.stride >= 1, "tile.stride", "must be at least 1", self.stride)
         _require(
             self.stride <= self.size,
@@ -211,7 +212,7 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SplitParams:
-    method: str  # "ratios": seeded random split by image; "lists": explicit id lists; "blocks": blocks of scenes
+    method: str  # a name in landcover/data/splitting.py's SPLIT_METHODS
     seed: int
     ratios: dict[str, float]
     lists: str  # directory holding train.txt, val.txt, test.txt (used when method is "lists")
@@ -219,12 +220,6 @@ class SplitParams:
     buffer: int  # method blocks: pixels around a tile that must lie in its own split's blocks
 
     def __post_init__(self) -> None:
-        _require(
-            self.method in ("ratios", "lists", "blocks"),
-            "split.method",
-            "must be 'ratios', 'lists' or 'blocks'",
-            self.method,
-        )
         _require(self.block_size >= 1, "split.block_size", "must be at least 1 pixel", self.block_size)
         _require(self.buffer >= 0, "split.buffer", "must be 0 or more pixels", self.buffer)
         _require(
@@ -276,13 +271,6 @@ class ModelParams:
         )
 
 
-LOSSES = ("dice", "ce", "dice_ce")
-SCHEDULERS = ("cosine", "none")
-DEVICES = ("auto", "cuda", "mps", "cpu")
-# train.precision and predict.precision (resolved per device in devices.resolve_precision)
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-
-
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int
@@ -291,13 +279,13 @@ class TrainParams:
     shuffle_block: int  # images whose tiles are shuffled together (each decoded once per block)
     lr: float
     weight_decay: float
-    loss: str
-    scheduler: str
+    loss: str  # a name in landcover/training/components.py's LOSSES
+    scheduler: str  # a name in landcover/training/components.py's SCHEDULERS
     restart_epochs: int  # cosine warm restarts: epochs in the first cycle (T_0)
     seed: int
-    precision: str  # auto | bf16 | fp16 | fp32 (see devices.resolve_precision)
+    precision: str  # a name in landcover/model/devices.py's PRECISIONS
     channels_last: bool
-    device: str
+    device: str  # a name in landcover/model/devices.py's DEVICES
     processes: int  # processes per node that torchrun starts (one per GPU)
     nodes: int  # machines taking part; processes * nodes is the world size
     sync_batchnorm: bool  # batch-norm statistics over the whole global batch (CUDA, more than one process)
@@ -311,20 +299,9 @@ class TrainParams:
         _require(self.shuffle_block >= 1, "train.shuffle_block", "must be at least 1", self.shuffle_block)
         _require(self.lr > 0, "train.lr", "must be above 0", self.lr)
         _require(self.weight_decay >= 0, "train.weight_decay", "must be 0 or more", self.weight_decay)
-        _require(self.loss in LOSSES, "train.loss", f"must be one of {', '.join(LOSSES)}", self.loss)
-        _require(
-            self.scheduler in SCHEDULERS, "train.scheduler", f"must be one of {', '.join(SCHEDULERS)}", self.scheduler
-        )
         _require(self.restart_epochs >= 1, "train.restart_epochs", "must be at least 1", self.restart_epochs)
-        _require(self.device in DEVICES, "train.device", f"must be one of {', '.join(DEVICES)}", self.device)
-        _require(
-            self.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}", self.precision
-        )
         _require(self.processes >= 1, "train.processes", "must be at least 1", self.processes)
         _require(self.nodes >= 1, "train.nodes", "must be at least 1", self.nodes)
-
-
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -333,23 +310,17 @@ class PredictParams:
     overlap: float  # fraction of the window shared with the next one
     batch_size: int
     tta: bool  # average over the 8 flips/90-degree rotations
-    precision: str  # auto | bf16 | fp16 | fp32, as train.precision (device is chosen as train.device auto)
+    precision: str  # as train.precision (the device is chosen as train.device auto)
     compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
     processes: int = 1  # processes (GPUs) the test split is divided among: torchrun's --nproc_per_node in dvc.yaml
-    # auto (torch on a CUDA GPU, else onnxruntime) | torch | onnxruntime | openvino (the last two run the
-    # export stage's ONNX model)
-    runtime: str = "auto"
+    runtime: str = "auto"  # a name in landcover/inference/runtimes.py's RUNTIMES
     int8: bool = False  # with onnxruntime or openvino: the export stage's int8 model; torch has none and ignores it
 
     def __post_init__(self) -> None:
         _require(self.processes >= 1, "predict.processes", "must be at least 1", self.processes)
-        _require(self.runtime in RUNTIMES, "predict.runtime", f"must be one of {', '.join(RUNTIMES)}", self.runtime)
         _require_model_side("predict.window", self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
         _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)
-        _require(
-            self.precision in PRECISIONS, "predict.precision", f"must be one of {', '.join(PRECISIONS)}", self.precision
-        )
 
 
 @dataclass(frozen=True)

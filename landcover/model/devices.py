@@ -5,34 +5,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import torch
 
 from landcover.io.errors import PipelineError
+from landcover.io.params import choose
 
 # CPU features with native bf16 arithmetic, as torch.cpu.get_capabilities() names them. Without
 # one, bf16 is emulated and slower than fp32. (ARM's bf16 is left out: not measured here.)
 CPU_BF16_FEATURES = ("avx512_bf16", "amx_bf16")
 
-# The values of train.precision and predict.precision.
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # cuBLAS needs this workspace setting for deterministic results; it is read when cuBLAS starts.
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 
 
+def _device_if_present(name: str, present: Callable[[], bool]) -> Callable[[], torch.device | None]:
+    return lambda: torch.device(name) if present() else None
+
+
+def _first_present() -> torch.device | None:
+    """auto: the first device that is here, in PRESENT's order."""
+    return next(torch.device(name) for name, present in PRESENT.items() if present())
+
+
+# The devices train.device names, in the order auto tries them, each with its check of whether it is here (asked
+# when a device is chosen, not at import: tests patch torch's checks).
+PRESENT: dict[str, Callable[[], bool]] = {
+    "cuda": lambda: torch.cuda.is_available(),
+    "mps": lambda: torch.backends.mps.is_available(),
+    "cpu": lambda: True,
+}
+# train.device: each name's device where it is here, else None.
+DEVICES: dict[str, Callable[[], torch.device | None]] = {
+    "auto": _first_present,
+    **{name: _device_if_present(name, present) for name, present in PRESENT.items()},
+}
+
+
 def choose_device(requested: str) -> torch.device:
     """`auto` picks cuda, then mps, then cpu; a named device that is absent is an error."""
-    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
-    if requested == "auto":
-        return torch.device(next(name for name, present in available.items() if present))
-    if not available.get(requested, False):
-        raise PipelineError(
-            f"params: train.device {requested!r} is not available here "
-            f"(available: {', '.join(name for name, ok in available.items() if ok)})"
-        )
-    return torch.device(requested)
+    device = choose("train.device", requested, DEVICES)()
+    if device is None:
+        here = [name for name, present in PRESENT.items() if present()]
+        raise PipelineError(f"params: train.device {requested!r} is not available here (available: {', '.join(here)})")
+    return device
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -45,23 +64,37 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(requested: str, device: torch.device, key: str) -> str:
-    """`bf16`, `fp16` or `fp32`: what `requested` (a value of PRECISIONS, the param `key`) means on `device`.
+def _auto_precision(device: torch.device, key: str) -> str:
+    """bf16 where the hardware has it natively, else fp16 on CUDA (training then scales its loss with a
+    GradScaler), else fp32."""
+    if bf16_supported(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
-    `auto` is bf16 where the hardware has it natively, else fp16 on CUDA (training then scales its
-    loss with a GradScaler), else fp32. An explicit `bf16` is used as asked, native or not. fp16
-    is refused off CUDA: CPU autocast in fp16 is emulated, slower than fp32, and has no loss
-    scaler here; the one-line error says what to use instead.
-    """
-    if requested == "auto":
-        if bf16_supported(device):
-            return "bf16"
-        return "fp16" if device.type == "cuda" else "fp32"
-    if requested == "fp16" and device.type != "cuda":
+
+def _fp16(device: torch.device, key: str) -> str:
+    """fp16 on CUDA only: CPU autocast in fp16 is emulated, slower than fp32, and has no loss scaler here."""
+    if device.type != "cuda":
         raise PipelineError(
             f"params: {key} fp16 needs a CUDA device, this run is on {device.type}; use auto, bf16 or fp32"
         )
-    return requested
+    return "fp16"
+
+
+# train.precision and predict.precision: each name's resolution on a device (the param's key names it in errors).
+# An explicit bf16 is used as asked, native or not.
+PRECISIONS: dict[str, Callable[[torch.device, str], str]] = {
+    "auto": _auto_precision,
+    "bf16": lambda device, key: "bf16",
+    "fp16": _fp16,
+    "fp32": lambda device, key: "fp32",
+}
+
+
+def resolve_precision(requested: str, device: torch.device, key: str) -> str:
+    """`bf16`, `fp16` or `fp32`: what `requested` (a name in PRECISIONS, the param `key`) means on `device`; fp16
+    off CUDA is refused with a one-line error that says what to use instead."""
+    return choose(key, requested, PRECISIONS)(device, key)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

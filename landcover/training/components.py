@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from landcover.data.palette import IGNORE_INDEX
-from landcover.data.scaling import BandScaling
-from landcover.io.params import ModelParams, TrainParams
-from landcover.model.devices import autocast
+from landcover.data.scaling import SCALINGS, BandScaling
+from landcover.io.params import DataParams, ModelParams, TrainParams, choose
+from landcover.model.devices import DEVICES, PRECISIONS, autocast
 from landcover.model.model import build_model, normalise
 
 # (logits, target) -> the objective to minimise
@@ -33,23 +33,31 @@ def configure_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def configure_loss(name: str) -> LossFn:
-    """A batch's objective, `dice` (the seed notebooks'), `ce` or `dice_ce` (their sum); ignored pixels never count.
-
-    The Dice here is smp's soft Dice, averaged per batch: it is what is optimised, not what is
-    reported. Reports use one Dice, pooled hard Dice from the confusion matrix (metrics.scores),
-    for train, val and test alike.
-    """
+def _dice() -> LossFn:
+    """smp's soft Dice, averaged per batch: it is what is optimised, not what is reported. Reports use one Dice,
+    pooled hard Dice from the confusion matrix (metrics.scores), for train, val and test alike."""
     from segmentation_models_pytorch.losses import DiceLoss
 
-    dice = DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
-    cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    objectives = {
-        "dice": dice,
-        "ce": cross_entropy,
-        "dice_ce": lambda logits, target: dice(logits, target) + cross_entropy(logits, target),
-    }
-    return objectives[name]
+    return DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
+
+
+def _cross_entropy() -> LossFn:
+    return nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+
+
+def _dice_ce() -> LossFn:
+    dice, cross_entropy = _dice(), _cross_entropy()
+    return lambda logits, target: dice(logits, target) + cross_entropy(logits, target)
+
+
+# train.loss: each name's objective, built when training starts; ignored pixels never count. dice is the seed
+# notebooks', dice_ce the sum of dice and ce.
+LOSSES: dict[str, Callable[[], LossFn]] = {"dice": _dice, "ce": _cross_entropy, "dice_ce": _dice_ce}
+
+
+def configure_loss(name: str) -> LossFn:
+    """A batch's objective: the train.loss `name` of LOSSES."""
+    return choose("train.loss", name, LOSSES)()
 
 
 def configure_optimizer(model: nn.Module, train_params: TrainParams, device: torch.device) -> torch.optim.Optimizer:
@@ -62,13 +70,34 @@ def configure_optimizer(model: nn.Module, train_params: TrainParams, device: tor
     )
 
 
-def configure_scheduler(
-    optimizer: torch.optim.Optimizer, train_params: TrainParams
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Cosine annealing with warm restarts every `restart_epochs` (stepped every batch), or none."""
-    if train_params.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=train_params.restart_epochs)
-    return None
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
+
+def _cosine(optimizer: torch.optim.Optimizer, train_params: TrainParams) -> Scheduler | None:
+    """Cosine annealing with warm restarts every `restart_epochs` (stepped every batch)."""
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=train_params.restart_epochs)
+
+
+# train.scheduler: each name's learning-rate schedule for an optimizer (none: a constant rate)
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, TrainParams], Scheduler | None]] = {
+    "cosine": _cosine,
+    "none": lambda optimizer, train_params: None,
+}
+
+
+def configure_scheduler(optimizer: torch.optim.Optimizer, train_params: TrainParams) -> Scheduler | None:
+    """The train.scheduler of SCHEDULERS for `optimizer`."""
+    return choose("train.scheduler", train_params.scheduler, SCHEDULERS)(optimizer, train_params)
+
+
+def check_train_options(train_params: TrainParams, data_params: DataParams) -> None:
+    """Refuse, as the params are read and before anything is built, a train.loss, train.scheduler, train.device,
+    train.precision or data.scaling that names nothing in its registry."""
+    choose("train.loss", train_params.loss, LOSSES)
+    choose("train.scheduler", train_params.scheduler, SCHEDULERS)
+    choose("train.device", train_params.device, DEVICES)
+    choose("train.precision", train_params.precision, PRECISIONS)
+    choose("data.scaling", data_params.scaling, SCALINGS)
 
 
 @dataclass(frozen=True)
