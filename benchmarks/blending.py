@@ -40,7 +40,7 @@ from benchmarks.common import (
 )
 from benchmarks.inputs import prepare_inputs
 from landcover.data.geometry import window_grid
-from landcover.inference.blending import ProbabilityFn, fit_window, sliding_window_classes, window_weights
+from landcover.inference.blending import ProbabilityFn, SlidingWindows, fit_window, window_weights
 
 
 def host_blended_probabilities(
@@ -92,10 +92,10 @@ def blending_paths(probability_fn: ProbabilityFn, settings: tuple[int, int, floa
     blending with torch's sums and argmax even on the CPU."""
     paths = {
         "host": lambda image: host_classes(probability_fn, image, *settings),
-        "device": lambda image: sliding_window_classes(probability_fn, image, *settings),
+        "device": SlidingWindows(probability_fn, *settings).classes,
     }
     if with_torch:
-        paths["torch"] = lambda image: sliding_window_classes(probability_fn, image, *settings, numpy_on_cpu=False)
+        paths["torch"] = SlidingWindows(probability_fn, *settings, numpy_on_cpu=False).classes
     return paths
 
 

@@ -11,7 +11,7 @@
    the free space needed is checked and said first), from the synthetic sample generator's scenes
    tiled across it, and reused by later runs.
 2. ratio: per-pixel speed of streaming (map_file, as in 1.) against the in-memory path (read whole,
-   sliding_window_probabilities, argmax, one GeoTIFF write) on a 2448 x 2448 GeoTIFF, alternating
+   SlidingWindows.probabilities, argmax, one GeoTIFF write) on a 2448 x 2448 GeoTIFF, alternating
    rounds after a warm-up of each, by wall time and by the process's CPU time (steadier where other
    work shares the machine); the two class maps must be identical.
 
@@ -169,7 +169,7 @@ def measure_ratio(config: dict) -> dict:
 
     from landcover.geo.georaster import ReadOptions, gdal_env, open_scene
     from landcover.geo.mapping import MapOptions, map_file
-    from landcover.inference.blending import sliding_window_probabilities
+    from landcover.inference.blending import SlidingWindows
 
     fn, table, params = probability_fn(config["checkpoint"])
     path, out, rounds = Path(config["scene"]), Path(config["out"]), config["rounds"]
@@ -177,9 +177,7 @@ def measure_ratio(config: dict) -> dict:
     def in_memory() -> np.ndarray:
         with gdal_env(), open_scene(path, ReadOptions()) as opened:
             image, has_data = opened.read_rows(0, opened.height)
-            probs = sliding_window_probabilities(
-                fn, image, len(table), params.window, params.overlap, params.batch_size
-            )
+            probs = SlidingWindows.of(fn, len(table), params).probabilities(image)
             classes = probs.argmax(axis=0).astype(np.uint8)
             classes[~has_data] = 255
             with rasterio.open(

@@ -126,7 +126,7 @@ def measure_inference(config: dict) -> dict:
     import torch
 
     from benchmarks.blending import host_classes
-    from landcover.inference.blending import fit_window, sliding_window_classes
+    from landcover.inference.blending import SlidingWindows, fit_window
 
     device = torch.device("cuda") if torch.cuda.is_available() and not config.get("cpu") else torch.device("cpu")
     size = config.get("size", IMAGE_SIZE)
@@ -135,7 +135,7 @@ def measure_inference(config: dict) -> dict:
     probability_fn = predict_probabilities(model, device, predict)
     settings = (NUM_CLASSES, fit_window(predict["window"], size, size), predict["overlap"], predict["batch_size"])
     runs = {
-        "device_blending": lambda image: sliding_window_classes(probability_fn, image, *settings),
+        "device_blending": SlidingWindows(probability_fn, *settings).classes,
         "host_blending": lambda image: host_classes(probability_fn, image, *settings),
     }
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)

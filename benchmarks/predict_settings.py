@@ -20,7 +20,7 @@ from benchmarks.common import DEFAULT_CACHE, REPO, benchmark_parser
 from benchmarks.inputs import prepare_inputs
 from landcover.data.palette import colour_to_index
 from landcover.evaluation.metrics import confusion_matrix, scores
-from landcover.inference.blending import sliding_window_probabilities
+from landcover.inference.blending import SlidingWindows
 from landcover.inference.probabilities import trained_model_probabilities
 from landcover.io.imageio import read_rgb
 from landcover.model.checkpoint import load_trained_model
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for path in sorted(raw.glob("*_sat.jpg"))
     ]
-    sliding_window_probabilities(probability_fn, pairs[0][0][:512, :512], len(table), 256, 0.5, 8)  # warm-up
+    SlidingWindows(probability_fn, len(table), 256, 0.5, 8).probabilities(pairs[0][0][:512, :512])  # warm-up
 
     print(f"{len(pairs)} synthetic {pairs[0][0].shape[1]}x{pairs[0][0].shape[0]} images, {args.checkpoint}")
     print(f"{'window':>6} {'overlap':>7} {'batch':>5} {'s/image':>8} {'mIoU land':>9}")
@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         confusion, seconds = np.zeros((len(table),) * 2, dtype=np.int64), 0.0
         for image, truth in pairs:
             start = time.perf_counter()
-            probs = sliding_window_probabilities(
-                probability_fn, image, len(table), int(window), float(overlap), int(batch_size)
-            )
+            windows = SlidingWindows(probability_fn, len(table), int(window), float(overlap), int(batch_size))
+            probs = windows.probabilities(image)
             predicted = probs.argmax(axis=0)
             seconds += time.perf_counter() - start
             confusion += confusion_matrix(truth, predicted, len(table))

@@ -20,11 +20,10 @@ from benchmarks.common import (
 
 def blended_classes(probability_fn: Callable, image: np.ndarray, window: int, predict: dict) -> np.ndarray:
     """predict's class map of `image`: windows blended with the `predict` params' overlap and batch, argmaxed."""
-    from landcover.inference.blending import sliding_window_probabilities
+    from landcover.inference.blending import SlidingWindows
 
-    probs = sliding_window_probabilities(
-        probability_fn, image, NUM_CLASSES, window, predict["overlap"], predict["batch_size"]
-    )
+    windows = SlidingWindows(probability_fn, NUM_CLASSES, window, predict["overlap"], predict["batch_size"])
+    probs = windows.probabilities(image)
     return probs.argmax(axis=0).astype(np.uint8)
 
 

@@ -18,7 +18,7 @@ from landcover.data.palette import ClassTable
 from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
 from landcover.data.tilestore import TileRecord, TileStore, tile_name, write_index
 from landcover.evaluation.card import card_content
-from landcover.inference.blending import model_input, sliding_window_probabilities
+from landcover.inference.blending import SlidingWindows, model_input
 from landcover.inference.export import (
     compare,
     evenly_spaced,
@@ -122,7 +122,7 @@ def test_blended_prediction_through_onnxruntime_matches_pytorch(trained, onnx_fi
     """Same blending for every runtime: the whole-image class maps agree."""
     image = random_batch(1, 80, seed=3)[0, :, :72].numpy()  # 72 x 80: windows flush with the edges
     maps = [
-        sliding_window_probabilities(fn, image, len(TABLE), 32, 0.25, 3).argmax(axis=0)
+        SlidingWindows(fn, len(TABLE), 32, 0.25, 3).probabilities(image).argmax(axis=0)
         for fn in (
             trained_model_probabilities(trained, torch.device("cpu"), "fp32", False),
             onnxruntime_probabilities(onnx_file),
@@ -284,7 +284,7 @@ def test_whole_4_band_uint16_images_predict_alike_in_torch_and_onnxruntime(expor
     """The predict stage's path: sliding windows over an H x W x 4 uint16 array, for every runtime."""
     root, image = exported_uint16["root"], exported_uint16["images"]["1"][:48]
     maps = [
-        sliding_window_probabilities(fn, image, len(TABLE), 32, 0.25, 3).argmax(axis=0)
+        SlidingWindows(fn, len(TABLE), 32, 0.25, 3).probabilities(image).argmax(axis=0)
         for fn in (
             trained_model_probabilities(exported_uint16["trained"], CPU, "fp32", False),
             onnxruntime_probabilities(root / "export" / "model.onnx"),

@@ -1,4 +1,4 @@
-"""Mapping new imagery: rasters in, georeferenced class maps, confidence, areas and polygons out.
+"""Mapping new imagery: rasters in, georeferenced class maps, confidence, probabilities, areas and polygons out.
 
 Synthetic GeoTIFFs in projected CRSs (EPSG:32633, Web Mercator, LAEA), in EPSG:4326, without a CRS,
 with nodata, an alpha band, 4 bands, uint16 and float32, mapped by tiny stand-in models; streaming
@@ -22,7 +22,7 @@ import torch
 from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 
 from landcover.cli import map as map_command
@@ -30,7 +30,7 @@ from landcover.data.palette import ClassTable
 from landcover.data.scaling import BandScaling, statistics_scaling, uint8_scaling
 from landcover.geo.georaster import ReadOptions, gdal_env, open_scene, to_uint8
 from landcover.geo.mapping import MapOptions, map_file
-from landcover.inference.blending import blended_strips, sliding_window_classes, sliding_window_probabilities
+from landcover.inference.blending import SlidingWindows
 from landcover.inference.probabilities import model_probabilities
 from landcover.io.errors import PipelineError
 from landcover.io.params import PredictParams
@@ -110,9 +110,7 @@ def in_memory(path: Path, probability_fn, read: ReadOptions = DEFAULT_READ, para
     """What the in-memory path predicts for the scene: whole-image probabilities, classes, confidence."""
     with gdal_env(), open_scene(path, read) as scene:
         image, has_data = scene.read_rows(0, scene.height)
-    probs = sliding_window_probabilities(
-        probability_fn, image, len(TABLE), params.window, params.overlap, params.batch_size
-    )
+    probs = SlidingWindows.of(probability_fn, len(TABLE), params).probabilities(image)
     classes = probs.argmax(axis=0).astype(np.uint8)
     classes[~has_data] = 255
     confidence = np.rint(probs.max(axis=0) * 255).astype(np.uint8)
@@ -164,7 +162,7 @@ def test_streamed_strips_are_bit_identical_to_the_in_memory_probabilities(
     in_memory_batches = list(model.batches)
     model.batches.clear()
     with gdal_env(), open_scene(path, ReadOptions()) as scene:
-        strips = list(blended_strips(model, scene, len(TABLE), window, overlap, batch_size))
+        strips = list(SlidingWindows(model, len(TABLE), window, overlap, batch_size).strips(scene))
     tops = [top for top, _, _ in strips]
     assert tops[0] == 0 and tops == sorted(tops)
     streamed = np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1)
@@ -235,6 +233,80 @@ def test_large_enough_class_maps_get_overviews(tmp_path):
     with rasterio.open(tmp_path / "out" / "scene.tif") as dataset:
         assert dataset.overviews(1) == [2, 4, 8]  # down to the first level that fits one block
         assert dataset.block_shapes == [(128, 128)]
+
+
+# --- class probabilities (--probabilities) ------------------------------------------------------------------
+
+
+def check_probabilities(path: Path, probs: np.ndarray, has_data: np.ndarray, classes: np.ndarray) -> None:
+    """`path` is the C-band uint8 COG of round(probs x 255), band descriptions the class names, 0 and masked where
+    there is no data, and its bands' argmax is the class map wherever their largest value is unique."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a PNG's has no georeference
+        with rasterio.open(path) as dataset:
+            assert (dataset.count, set(dataset.dtypes)) == (len(TABLE), {"uint8"})
+            assert dataset.descriptions == tuple(TABLE.names)
+            assert dataset.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and dataset.profile["tiled"]
+            assert dataset.nodata is None and dataset.mask_flag_enums[0] == [MaskFlags.per_dataset]
+            values, mask = dataset.read(), dataset.read_masks(1)
+    expected = np.rint(probs * 255).astype(np.uint8)
+    np.testing.assert_array_equal(values[:, has_data], expected[:, has_data])
+    assert (values[:, ~has_data] == 0).all()
+    np.testing.assert_array_equal(mask, np.where(has_data, 255, 0))
+    ordered = np.sort(values, axis=0)
+    unique = has_data & (ordered[-1] > ordered[-2])
+    assert unique.mean() > 0.5  # the check below covers most pixels
+    np.testing.assert_array_equal(values.argmax(axis=0)[unique], classes[unique])
+
+
+def test_probabilities_of_a_geotiff_are_a_band_per_class_on_its_grid(tmp_path):
+    rgb = random_rgb(300, 260)
+    rgb[:, :12, :20] = 0  # no data: 0 in every band, masked
+    path = write_raster(tmp_path / "scene.tif", rgb, nodata=0)
+    model = ConvModel()
+    probs, classes, _ = in_memory(path, model)
+    options = MapOptions(probabilities=True, blocksize=128)
+    map_file(path, tmp_path / "out", model, TABLE, PARAMS, options)
+    check_probabilities(tmp_path / "out" / "scene_probabilities.tif", probs, classes != 255, classes)
+    with rasterio.open(tmp_path / "out" / "scene_probabilities.tif") as dataset:
+        assert (dataset.crs, dataset.transform) == (UTM33, UTM_TRANSFORM)
+        assert dataset.block_shapes[0] == (128, 128) and dataset.overviews(1) == [2, 4]  # as the class map's
+    np.testing.assert_array_equal(read_band(tmp_path / "out" / "scene.tif"), classes)  # the class map as ever
+    map_file(path, tmp_path / "plain", model, TABLE, PARAMS, MapOptions(blocksize=128))
+    assert not list((tmp_path / "plain").glob("*probabilities*"))  # only where asked
+
+
+def test_probabilities_of_a_png_are_a_geotiff_beside_its_pngs(tmp_path, run_predict):
+    path = tmp_path / "7.png"
+    Image.fromarray(random_rgb(70, 90).transpose(1, 2, 0)).save(path)
+    out = run_predict([path], tmp_path / "out", "--probabilities", "--pixel-size", "0.5", model=ConvModel())
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7.png",
+        "7_areas.csv",
+        "7_areas.json",
+        "7_colour.png",
+        "7_probabilities.tif",
+    ]
+    probs, classes, _ = in_memory(path, ConvModel())
+    check_probabilities(out / "7_probabilities.tif", probs, np.ones(classes.shape, dtype=bool), classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(out / "7_probabilities.tif") as dataset:
+            assert dataset.crs is None and dataset.transform == Affine.identity()
+    np.testing.assert_array_equal(np.array(Image.open(out / "7.png")), classes)
+
+
+def test_the_region_command_takes_probabilities_into_its_resume_records():
+    from landcover.cli import region as region_command
+    from landcover.region.records import mapping_settings
+
+    arguments = region_command.parser()
+    base = ["--checkpoint", "m.pt", "--input", "a.tif", "--output", "out"]
+    plain, asked = (
+        map_command.map_options(arguments.parse_args(base + flags), arguments) for flags in ([], ["--probabilities"])
+    )
+    assert (plain.probabilities, asked.probabilities) == (False, True)
+    assert mapping_settings(PARAMS, plain) != mapping_settings(PARAMS, asked)
 
 
 # --- areas ----------------------------------------------------------------------------------------------
@@ -471,12 +543,13 @@ def test_a_4_band_uint16_scene_maps_as_its_raw_array_does(tmp_path):
     read = ReadOptions(scaling=UINT16_BANDS)
     map_file(path, tmp_path / "out", model, TABLE, PARAMS, MapOptions(read=read, blocksize=128))
     raw = np.ascontiguousarray(np.moveaxis(bands, 0, -1))  # H x W x 4 uint16, as the model was trained on
-    expected = sliding_window_classes(model, raw, len(TABLE), PARAMS.window, PARAMS.overlap, PARAMS.batch_size)
+    windows = SlidingWindows.of(model, len(TABLE), PARAMS)
+    expected = windows.classes(raw)
     np.testing.assert_array_equal(read_band(tmp_path / "out" / "scene.tif"), expected)
     assert len(np.unique(expected)) > 1
     # stretched to uint8 (what a uint8 RGB model's read would do) the classes differ: the values are raw
     stretched = np.rint(raw / 4000 * 255).astype(np.uint16)
-    other = sliding_window_classes(model, stretched, len(TABLE), PARAMS.window, PARAMS.overlap, PARAMS.batch_size)
+    other = windows.classes(stretched)
     assert (other != expected).any()
 
 
@@ -706,7 +779,7 @@ def test_rows_are_read_in_chunks_aligned_to_the_files_blocks_and_each_read_once(
         scene.block_rows = block_rows
         real = scene.read_rows
         scene.read_rows = lambda top, bottom: reads.append((top, bottom)) or real(top, bottom)
-        strips = list(blended_strips(model, scene, len(TABLE), 64, 0.25, 3))
+        strips = list(SlidingWindows(model, len(TABLE), 64, 0.25, 3).strips(scene))
     np.testing.assert_array_equal(np.concatenate([probs.cpu().numpy() for _, probs, _ in strips], axis=1), expected)
     assert [top for top, _ in reads] == sorted({top for top, _ in reads})  # forward, no row twice
     assert reads[0][0] == 0 and reads[-1][1] == 150 and all(a[1] == b[0] for a, b in zip(reads, reads[1:]))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as nn_functional
 
 from landcover.data.geometry import window_grid
-from landcover.inference.blending import fit_window, sliding_window_probabilities, window_weights
+from landcover.inference.blending import SlidingWindows, fit_window, window_weights
 from landcover.inference.probabilities import DIHEDRAL, dihedral_view, undo_dihedral_view
 from landcover.io.errors import PipelineError
 
@@ -34,7 +34,7 @@ def labels_from_pixels(batch: torch.Tensor) -> torch.Tensor:
 def test_stitching_a_label_reading_model_reproduces_the_labels(height, width, window, overlap):
     labels = np.random.default_rng(height).integers(0, NUM_CLASSES, (height, width)).astype(np.uint8)
     image = np.stack([labels, labels * 3, labels * 5], axis=-1)
-    probs = sliding_window_probabilities(labels_from_pixels, image, NUM_CLASSES, window, overlap, batch_size=3)
+    probs = SlidingWindows(labels_from_pixels, NUM_CLASSES, window, overlap, batch_size=3).probabilities(image)
     assert probs.shape == (NUM_CLASSES, height, width)
     np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
     np.testing.assert_array_equal(probs.argmax(axis=0), labels)
@@ -52,7 +52,7 @@ def test_overlapping_windows_are_blended_by_weight():
         return out
 
     image = np.zeros((32, 64, 3), dtype=np.uint8)
-    probs = sliding_window_probabilities(position_dependent, image, 2, window=32, overlap=0.5, batch_size=1)
+    probs = SlidingWindows(position_dependent, 2, window=32, overlap=0.5, batch_size=1).probabilities(image)
     # three windows at x = 0, 16, 32 say 0, 1, 0: columns they share mix them, the image edges do not
     assert probs[1, 16, 0] == pytest.approx(0, abs=1e-6)
     assert probs[1, 16, 63] == pytest.approx(0, abs=1e-6)
@@ -141,14 +141,13 @@ def test_a_compiled_model_predicts_what_the_eager_model_predicts():
     assert getattr(compiled_model, "_orig_mod", None) is model  # torch.compile's wrapper around it
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     eager, compiled = (
-        sliding_window_probabilities(
+        SlidingWindows(
             model_probabilities(network, torch.device("cpu"), UINT8_RGB, precision="fp32", tta=False),
-            image,
             NUM_CLASSES,
             window=64,
             overlap=0.25,
             batch_size=2,
-        )
+        ).probabilities(image)
         for network in (model, compiled_model)
     )
     assert np.abs(eager - 1 / NUM_CLASSES).max() > 0.05  # the network's output is no near-uniform guess
@@ -241,31 +240,30 @@ def test_streamed_blending_in_numpy_or_torch_is_bit_identical_to_a_whole_image_h
     """The sums in torch (as on a GPU) do numpy's float32 multiply and add per element in the same order:
     on the CPU they give the very bits of a plain numpy blend of the whole image on the host, as the CPU's numpy
     sums do, though the engine streams the image in strips."""
-    from landcover.inference.blending import classes_of, sliding_window_classes
+    from landcover.inference.blending import classes_of, confidence_of, times_255
 
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
     old = whole_image_host_blend(random_softmax, image, NUM_CLASSES, window, overlap, batch_size)
     numpy_on_cpu = not in_torch
-    new = sliding_window_probabilities(
-        random_softmax, image, NUM_CLASSES, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
-    )
+    windows = SlidingWindows(random_softmax, NUM_CLASSES, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu)
+    new = windows.probabilities(image)
     assert new.dtype == np.float32
     np.testing.assert_array_equal(new, old)  # bit for bit, not approximately
-    classes = sliding_window_classes(
-        random_softmax, image, NUM_CLASSES, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
-    )
+    classes = windows.classes(image)
     assert classes.dtype == np.uint8
     np.testing.assert_array_equal(classes, old.argmax(axis=0))
-    on_device_classes, confidence = classes_of(torch.from_numpy(new), confidence=True, numpy_on_cpu=numpy_on_cpu)
-    np.testing.assert_array_equal(on_device_classes, old.argmax(axis=0))
+    on_device = torch.from_numpy(new)
+    np.testing.assert_array_equal(classes_of(on_device, numpy_on_cpu), old.argmax(axis=0))
+    confidence = confidence_of(on_device, numpy_on_cpu)
     np.testing.assert_array_equal(confidence, np.rint(old.max(axis=0) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(times_255(on_device, numpy_on_cpu), np.rint(old * 255).astype(np.uint8))
 
 
 def test_tied_classes_resolve_to_the_first_as_numpy_does():
     probs = torch.tensor([[[0.5, 0.2]], [[0.5, 0.4]], [[0.0, 0.4]]])  # pixel 0: classes 0 and 1 tie; pixel 1: 1, 2
-    from landcover.inference.blending import classes_of
+    from landcover.inference.blending import classes_of, confidence_of
 
-    classes, confidence = classes_of(probs, True)
+    classes, confidence = classes_of(probs), confidence_of(probs)
     np.testing.assert_array_equal(classes, probs.numpy().argmax(axis=0))
     np.testing.assert_array_equal(classes, [[0, 1]])
     np.testing.assert_array_equal(confidence, [[128, 102]])  # rint(127.5) = 128 (half to even), rint(102.0)
@@ -273,11 +271,10 @@ def test_tied_classes_resolve_to_the_first_as_numpy_does():
 
 def test_sums_stay_on_the_device_the_probability_function_returns():
     """A probability function on the 'meta' device (shapes only): the blend is made there, never copied to the host."""
-    from landcover.inference.blending import blend_windows
 
     def on_meta(batch: torch.Tensor) -> torch.Tensor:
         return torch.empty(batch.shape[0], NUM_CLASSES, batch.shape[1], batch.shape[2], device="meta")
 
-    blended = blend_windows(on_meta, np.zeros((100, 90, 3), np.uint8), NUM_CLASSES, 64, 0.25, 3)
+    blended = SlidingWindows(on_meta, NUM_CLASSES, 64, 0.25, 3).blended(np.zeros((100, 90, 3), np.uint8))
     assert blended.device.type == "meta" and blended.shape == (NUM_CLASSES, 100, 90)
     assert blended.dtype == torch.float32

@@ -598,7 +598,7 @@ def predicted_classes(ctx: Context, images: list, precision: str | None, device:
 
     import numpy as np
 
-    from landcover.inference.blending import sliding_window_classes
+    from landcover.inference.blending import SlidingWindows
     from landcover.inference.runtimes import choose_runtime, run_label, runtime_probabilities
     from landcover.io.params import PredictParams, read_section
 
@@ -607,10 +607,8 @@ def predicted_classes(ctx: Context, images: list, precision: str | None, device:
     params = replace(params, precision=precision or params.precision)
     runtime = choose_runtime(params, device, ctx.checkpoint, None, ctx.work / "no-export")
     probability_fn = runtime_probabilities(runtime, params)
-    settings = (len(runtime.interface.table), params.window, params.overlap, params.batch_size)
-    return np.stack([sliding_window_classes(probability_fn, image, *settings) for image in images]), run_label(
-        params, runtime
-    )
+    windows = SlidingWindows.of(probability_fn, len(runtime.interface.table), params)
+    return np.stack([windows.classes(image) for image in images]), run_label(params, runtime)
 
 
 def check_predict(ctx: Context) -> tuple:
@@ -657,21 +655,22 @@ def check_blending(ctx: Context) -> tuple:
 
     from benchmarks.blending import host_blended_probabilities, host_classes
     from benchmarks.common import NUM_CLASSES, params
-    from landcover.inference.blending import blend_windows, sliding_window_classes
+    from landcover.inference.blending import SlidingWindows
 
     probability_fn = content_probabilities(NUM_CLASSES, torch.device(ctx.device))
     image = synthetic_image(2000, ctx.sizes.blend_size)[0]
     predict = params()["predict"]
     settings = (NUM_CLASSES, ctx.sizes.blend_window, predict["overlap"], predict["batch_size"])
     # numpy_on_cpu False: on the CPU (the dry run) torch sums there too, the device path's arithmetic
-    on_device = blend_windows(probability_fn, image, *settings, numpy_on_cpu=False)
+    windows = SlidingWindows(probability_fn, *settings, numpy_on_cpu=False)
+    on_device = windows.blended(image)
     where = str(on_device.device)
     on_device_probs = on_device.cpu().numpy()
     on_host = host_blended_probabilities(probability_fn, image, *settings)
     same_bits = on_device_probs.shape == on_host.shape and np.array_equal(
         on_device_probs.view(np.uint32), on_host.view(np.uint32)
     )
-    device_classes = sliding_window_classes(probability_fn, image, *settings, numpy_on_cpu=False)
+    device_classes = windows.classes(image)
     same_classes = np.array_equal(device_classes, host_classes(probability_fn, image, *settings))
     differing = int((on_device_probs != on_host).sum()) if on_device_probs.shape == on_host.shape else -1
     figures = {"device": where, "identical_probabilities": same_bits, "identical_classes": same_classes}

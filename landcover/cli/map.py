@@ -13,9 +13,10 @@ A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud
 of class indices with the input's CRS and transform, the class colour table and nodata 255, and
 <id>.qml (its QGIS legend); a JPEG or PNG gets <id>.png and <id>_colour.png. Each gets
 <id>_areas.json and <id>_areas.csv (pixels and hectares per class); optionally
-<id>_confidence.tif/.png (--confidence) and <id>_polygons.gpkg (--polygons). Started by torchrun,
-the processes share the files. docs/mapping.md says how bands are chosen and scaled and how areas
-are computed.
+<id>_confidence.tif/.png (--confidence), <id>_probabilities.tif (--probabilities: a COG of a band
+per class, round(probability x 255); for a JPEG or PNG too, without georeference) and
+<id>_polygons.gpkg (--polygons). Started by torchrun, the processes share the files.
+docs/mapping.md says how bands are chosen and scaled and how areas are computed.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def add_reading_and_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write <id>_confidence.tif/.png: max class probability x 255 (0: no data)",
     )
     parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write <id>_probabilities.tif (a GeoTIFF for a JPEG or PNG too): a band per class, in the class "
+        "table's order, of round(class probability x 255); pixels without data are 0 under the file's mask",
+    )
+    parser.add_argument(
         "--polygons",
         action="store_true",
         help="also write <id>_polygons.gpkg: a polygon per region of a class (needs pyogrio: make install-vector)",
@@ -151,8 +158,17 @@ def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ma
     if args.min_area < 0:
         parser.error("--min-area: must be 0 or more")
     stretch_given = args.percentiles is not None or args.value_range is not None
-    read = ReadOptions(args.bands, percentiles, args.value_range, stretch_given=stretch_given)
-    return MapOptions(read, args.pixel_size, args.confidence, args.polygons, args.min_area)
+    read = ReadOptions(
+        bands=args.bands, percentiles=percentiles, value_range=args.value_range, stretch_given=stretch_given
+    )
+    return MapOptions(
+        read=read,
+        pixel_size=args.pixel_size,
+        confidence=args.confidence,
+        probabilities=args.probabilities,
+        polygons=args.polygons,
+        min_area_ha=args.min_area,
+    )
 
 
 def for_model(options: MapOptions, scaling: BandScaling, inputs: Sequence[Path]) -> MapOptions:

@@ -366,10 +366,13 @@ def scratch_file(final: Path) -> Iterator[Path]:
 
 
 class BlockRowWriter:
-    """A single-band uint8 tiled GeoTIFF written top to bottom, a row of blocks at a time.
+    """A uint8 tiled GeoTIFF of one band per description (one band without any) written top to bottom, a row of
+    blocks at a time.
 
     Rows come in strips of any height; they are held until a whole row of blocks is complete and
     then written, so GDAL writes each block once and the writer holds at most one row of blocks.
+    With `mask`, pixels without data are marked by an internal mask band (given with each strip) instead of a
+    nodata value: for rasters where every value is a valid one.
     """
 
     def __init__(
@@ -379,53 +382,70 @@ class BlockRowWriter:
         height: int,
         crs,
         transform: Affine,
-        nodata: int,
+        nodata: int | None,
         blocksize: int = BLOCKSIZE,
         colormap: dict | None = None,
         tags: dict | None = None,
-        description: str | None = None,
+        descriptions: Sequence[str] = (),
+        mask: bool = False,
     ) -> None:
-        self.width, self.height, self.blocksize = width, height, blocksize
-        self.dataset = rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=width,
-            height=height,
-            count=1,
-            dtype="uint8",
-            crs=crs,
-            transform=transform,
-            nodata=nodata,
-            tiled=True,
-            blockxsize=blocksize,
-            blockysize=blocksize,
-            compress="deflate",
-            zlevel=1,
-            bigtiff="if_safer",
-        )
+        self.path, self.width, self.height, self.blocksize = path, width, height, blocksize
+        count = max(1, len(descriptions))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a JPEG's or PNG's outputs have no georeference
+            self.dataset = rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=width,
+                height=height,
+                count=count,
+                dtype="uint8",
+                crs=crs,
+                transform=transform,
+                nodata=nodata,
+                tiled=True,
+                blockxsize=blocksize,
+                blockysize=blocksize,
+                compress="deflate",
+                zlevel=1,
+                bigtiff="if_safer",
+            )
         if colormap:
             self.dataset.write_colormap(1, colormap)
         if tags:
             self.dataset.update_tags(**tags)
-        if description:
-            self.dataset.set_band_description(1, description)
-        self.pending = np.empty((min(blocksize, height), width), dtype=np.uint8)
+        for band, description in enumerate(descriptions, start=1):
+            self.dataset.set_band_description(band, description)
+        self.pending = np.empty((count, min(blocksize, height), width), dtype=np.uint8)
+        self.pending_mask = np.empty(self.pending.shape[1:], dtype=bool) if mask else None
         self.filled = 0  # rows of `pending` holding data
         self.top = 0  # first row of `pending` in the raster
 
-    def write_rows(self, rows: np.ndarray) -> None:
+    def write_rows(self, rows: np.ndarray, has_data: np.ndarray | None = None) -> None:
+        """A strip's (h, W) rows of a single band or (bands, h, W), and for a masked raster its (h, W) bool has
+        data."""
+        rows = rows.reshape(len(self.pending), -1, self.width)
         offset = 0
-        while offset < len(rows):
+        while offset < rows.shape[1]:
             block_rows = min(self.blocksize, self.height - self.top)
-            take = min(block_rows - self.filled, len(rows) - offset)
-            self.pending[self.filled : self.filled + take] = rows[offset : offset + take]
+            take = min(block_rows - self.filled, rows.shape[1] - offset)
+            self.pending[:, self.filled : self.filled + take] = rows[:, offset : offset + take]
+            if self.pending_mask is not None:
+                assert has_data is not None, "a masked raster's rows come with their has-data mask"
+                self.pending_mask[self.filled : self.filled + take] = has_data[offset : offset + take]
             self.filled += take
             offset += take
             if self.filled == block_rows:
-                self.dataset.write(self.pending[:block_rows], 1, window=Window(0, self.top, self.width, block_rows))
-                self.top += block_rows
-                self.filled = 0
+                self._write_block_row(block_rows)
+
+    def _write_block_row(self, block_rows: int) -> None:
+        window = Window(0, self.top, self.width, block_rows)
+        self.dataset.write(self.pending[:, :block_rows], window=window)
+        if self.pending_mask is not None:
+            self.dataset.write_mask(self.pending_mask[:block_rows], window=window)
+        self.top += block_rows
+        self.filled = 0
 
     @property
     def complete(self) -> bool:

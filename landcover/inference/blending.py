@@ -5,18 +5,19 @@ window's softmax probabilities are weighted by a bump that falls off toward its 
 CNN sees the least context; the weighted sum, divided by the summed weights, is the image's
 probability map.
 
-One driver, `blended_strips`, serves every caller. It goes over the windows row by row in batches
+One driver, `SlidingWindows.strips`, serves every caller. It goes over the windows row by row in batches
 and, after each batch, hands on the rows above the next batch's first window: no later window
 touches them, so they are final. It keeps only the sums of the rows later windows can touch
 ((classes + 1) float32 values per pixel for the window side plus the rows a batch spans), so a
 scene of any height streams through in the memory its width sets, read from a RowSource a strip at
 a time (geo.georaster's scenes). An image already in memory (ArrayRows) goes through the same
-driver; `sliding_window_probabilities` and `sliding_window_classes` join its strips.
+driver; `SlidingWindows.probabilities` and `.classes` join its strips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from landcover.data.geometry import window_grid
 from landcover.io.errors import PipelineError
-from landcover.io.params import OUTPUT_STRIDE_MULTIPLE
+from landcover.io.params import OUTPUT_STRIDE_MULTIPLE, PredictParams
 
 # (NHWC batch of the model's bands: uint8, or float32 raw values) -> float32 NCHW class probabilities
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -204,118 +205,97 @@ def plan_windows(height: int, width: int, window: int, overlap: float) -> tuple[
 Strip = tuple[int, torch.Tensor, np.ndarray]
 
 
-def blended_strips(
-    probability_fn: ProbabilityFn,
-    source: RowSource,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    progress: Callable[[int], object] | None = None,
-    numpy_on_cpu: bool = True,
-) -> Iterator[Strip]:
-    """The image's blended class probabilities, top to bottom, in strips of rows no later window touches.
-
-    The windows go in batches of `batch_size`, row by row; each strip is divided by its summed weights where it
-    is final, so the strips do not depend on how the image is read. `progress(n)` is told of each batch.
-    """
-    height, width = source.height, source.width
-    window, origins = plan_windows(height, width, window, overlap)
-    batches = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
-    span = max(batch[-1][0] - batch[0][0] for batch in batches) + window  # rows one batch touches
-    sums = BlendAccumulator(num_classes, span, width, window_weights(window), numpy_on_cpu)
-    has_data = np.zeros((span, width), dtype=bool)
-    top = 0  # the image row that row 0 of the accumulator holds
-    reader = RowReader(source, window)
-    for index, batch in enumerate(batches):
-        image, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row this batch's windows cover
-        has_data[: len(image_has_data)] = image_has_data
-        crops = torch.from_numpy(
-            model_input(np.stack([image[y - top : y - top + window, x : x + window] for y, x in batch]))
-        )
-        sums.add(probability_fn(crops), batch, top)
-        if progress is not None:
-            progress(len(batch))
-        final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window reaches above
-        if final > top:
-            rows = final - top
-            yield top, sums.blended(rows), has_data[:rows].copy()
-            sums.shift_up(rows)
-            shift_up(has_data, rows)
-            top = final
+def rows_of(image: np.ndarray | RowSource) -> RowSource:
+    """An image in memory (HxWxC, the model's bands) as a RowSource; a RowSource as it is."""
+    return ArrayRows(image) if isinstance(image, np.ndarray) else image
 
 
-def blend_windows(
-    probability_fn: ProbabilityFn,
-    image: np.ndarray,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    numpy_on_cpu: bool = True,
-) -> torch.Tensor:
-    """(num_classes, H, W) float32 blended class probabilities of one HxWxC image (the model's bands), left on
-    the device the probability function returns them on."""
-    strips = blended_strips(
-        probability_fn, ArrayRows(image), num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
-    )
-    return torch.cat([probs for _, probs, _ in strips], dim=1)
+@dataclass(frozen=True)
+class SlidingWindows:
+    """How images are predicted: `probability_fn` on windows of `window` px overlapping by `overlap`, in batches
+    of `batch_size`, blended into `num_classes` probabilities (`numpy_on_cpu`: see BlendAccumulator).
+
+    Every method takes an HxWxC image in memory (the model's bands) or a RowSource read a strip at a time."""
+
+    probability_fn: ProbabilityFn
+    num_classes: int
+    window: int
+    overlap: float
+    batch_size: int
+    numpy_on_cpu: bool = True
+
+    @classmethod
+    def of(cls, probability_fn: ProbabilityFn, num_classes: int, params: PredictParams) -> SlidingWindows:
+        """The windows of the predict params."""
+        return cls(probability_fn, num_classes, params.window, params.overlap, params.batch_size)
+
+    def plan(self, height: int, width: int) -> tuple[int, list[tuple[int, int]]]:
+        """The window side used for an image of this size and every window's (y, x), row by row."""
+        return plan_windows(height, width, self.window, self.overlap)
+
+    def strips(self, image: np.ndarray | RowSource, progress: Callable[[int], object] | None = None) -> Iterator[Strip]:
+        """The image's blended class probabilities, top to bottom, in strips of rows no later window touches.
+
+        The windows go in batches, row by row; each strip is divided by its summed weights where it is final, so
+        the strips do not depend on how the image is read. `progress(n)` is told of each batch.
+        """
+        source = rows_of(image)
+        height, width = source.height, source.width
+        window, origins = self.plan(height, width)
+        batches = [origins[start : start + self.batch_size] for start in range(0, len(origins), self.batch_size)]
+        span = max(batch[-1][0] - batch[0][0] for batch in batches) + window  # rows one batch touches
+        sums = BlendAccumulator(self.num_classes, span, width, window_weights(window), self.numpy_on_cpu)
+        has_data = np.zeros((span, width), dtype=bool)
+        top = 0  # the image row that row 0 of the accumulator holds
+        reader = RowReader(source, window)
+        for index, batch in enumerate(batches):
+            image_rows, image_has_data = reader.rows(top, batch[-1][0] + window)  # every row the batch covers
+            has_data[: len(image_has_data)] = image_has_data
+            crops = torch.from_numpy(
+                model_input(np.stack([image_rows[y - top : y - top + window, x : x + window] for y, x in batch]))
+            )
+            sums.add(self.probability_fn(crops), batch, top)
+            if progress is not None:
+                progress(len(batch))
+            final = batches[index + 1][0][0] if index + 1 < len(batches) else height  # no later window above it
+            if final > top:
+                rows = final - top
+                yield top, sums.blended(rows), has_data[:rows].copy()
+                sums.shift_up(rows)
+                shift_up(has_data, rows)
+                top = final
+
+    def blended(self, image: np.ndarray | RowSource) -> torch.Tensor:
+        """(num_classes, H, W) float32 blended class probabilities, left on the device the probability function
+        returns them on."""
+        return torch.cat([probs for _, probs, _ in self.strips(image)], dim=1)
+
+    def probabilities(self, image: np.ndarray | RowSource) -> np.ndarray:
+        """(num_classes, H, W) float32 blended class probabilities on the host."""
+        return self.blended(image).cpu().numpy()
+
+    def classes(self, image: np.ndarray | RowSource) -> np.ndarray:
+        """(H, W) uint8 class map: each strip argmaxed on the device as it is final, only the class rows copied to
+        the host (memory: the class map and a strip's probabilities)."""
+        return np.concatenate([classes_of(probs, self.numpy_on_cpu) for _, probs, _ in self.strips(image)])
 
 
-def sliding_window_probabilities(
-    probability_fn: ProbabilityFn,
-    image: np.ndarray,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    numpy_on_cpu: bool = True,
-) -> np.ndarray:
-    """(num_classes, H, W) float32 blended class probabilities of one HxWxC image (the model's bands), on the host."""
-    return blend_windows(probability_fn, image, num_classes, window, overlap, batch_size, numpy_on_cpu).cpu().numpy()
-
-
-def classes_of(
-    probs: torch.Tensor, confidence: bool = False, numpy_on_cpu: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 class indices (the first of tied classes, as numpy's argmax) of (classes, H, W) probabilities and,
-    if asked, round(max probability x 255) as uint8: computed on the probabilities' device, and only these uint8
-    maps copied to the host (numpy on the CPU: see BlendAccumulator)."""
+def classes_of(probs: torch.Tensor, numpy_on_cpu: bool = True) -> np.ndarray:
+    """uint8 class indices (the first of tied classes, as numpy's argmax) of (classes, H, W) probabilities: computed
+    on the probabilities' device, only the uint8 map copied to the host (numpy on the CPU: see BlendAccumulator)."""
     if probs.device.type == "cpu" and numpy_on_cpu:
-        host = probs.numpy()
-        classes = host.argmax(axis=0).astype(np.uint8)
-        return classes, np.rint(host.max(axis=0) * 255).astype(np.uint8) if confidence else None
-    if not confidence:
-        return probs.argmax(dim=0).to(torch.uint8).cpu().numpy(), None
-    best, indices = probs.max(dim=0)
-    return indices.to(torch.uint8).cpu().numpy(), torch.round(best * 255).to(torch.uint8).cpu().numpy()
+        return probs.numpy().argmax(axis=0).astype(np.uint8)
+    return probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 
-def streamed_classes(
-    probability_fn: ProbabilityFn,
-    source: RowSource,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    numpy_on_cpu: bool = True,
-) -> np.ndarray:
-    """(H, W) uint8 class map of an image read a strip of rows at a time: each strip argmaxed on the device as it
-    is final, only the class rows copied to the host (memory: the class map and a strip's probabilities)."""
-    strips = blended_strips(probability_fn, source, num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu)
-    return np.concatenate([classes_of(probs, numpy_on_cpu=numpy_on_cpu)[0] for _, probs, _ in strips])
+def times_255(values: torch.Tensor, numpy_on_cpu: bool = True) -> np.ndarray:
+    """round(value x 255) as uint8 (halves to even, as numpy's rint) of probabilities, computed on their device,
+    only the uint8 values copied to the host."""
+    if values.device.type == "cpu" and numpy_on_cpu:
+        return np.rint(values.numpy() * 255).astype(np.uint8)
+    return torch.round(values * 255).to(torch.uint8).cpu().numpy()
 
 
-def sliding_window_classes(
-    probability_fn: ProbabilityFn,
-    image: np.ndarray,
-    num_classes: int,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    numpy_on_cpu: bool = True,
-) -> np.ndarray:
-    """(H, W) uint8 class map of one HxWxC image in memory (the model's bands)."""
-    return streamed_classes(
-        probability_fn, ArrayRows(image), num_classes, window, overlap, batch_size, numpy_on_cpu=numpy_on_cpu
-    )
+def confidence_of(probs: torch.Tensor, numpy_on_cpu: bool = True) -> np.ndarray:
+    """round(max probability x 255) as uint8 of (classes, H, W) probabilities (see times_255)."""
+    return times_255(probs.amax(dim=0), numpy_on_cpu)

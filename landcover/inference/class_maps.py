@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from landcover.data.palette import ClassTable, index_to_colour
-from landcover.inference.blending import ArrayRows, ProbabilityFn, RowSource, streamed_classes
+from landcover.inference.blending import ProbabilityFn, RowSource, SlidingWindows
 from landcover.io.imageio import write_png
 from landcover.io.outputs import atomic_file
 from landcover.io.params import PredictParams
@@ -28,12 +28,10 @@ def write_class_maps(
     atomically; returns the ids. An image is an array in memory, or a RowSource read a strip at a time (a scene's
     GeoTIFF: only its class map is held whole)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    windows = SlidingWindows.of(probability_fn, len(table), predict_params)
     done = []
     for image_id, image in tqdm(images, total=total, desc="predict", unit="image", disable=not progress):
-        source = ArrayRows(image) if isinstance(image, np.ndarray) else image
-        index = streamed_classes(
-            probability_fn, source, len(table), predict_params.window, predict_params.overlap, predict_params.batch_size
-        )
+        index = windows.classes(image)
         for name, array in ((f"{image_id}.png", index), (f"{image_id}_colour.png", index_to_colour(index, table))):
             with atomic_file(out_dir / name) as staging:
                 write_png(staging, array)

@@ -128,7 +128,7 @@ def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
         scratch = stack.enter_context(scratch_file(out_dir / "change.tif"))
         writer = BlockRowWriter(
             scratch, first.width, first.height, first.crs, first.transform, NODATA_CLASS,
-            colormap=change_colormap(codes), description="land cover change: 0 unchanged, 1 + from x classes + to",
+            colormap=change_colormap(codes), descriptions=["land cover change: 0 unchanged, 1 + from x classes + to"],
             tags={"CLASS_NAMES": ",".join(table.names), "CHANGE_CODES": f"0: unchanged; 1 + from x {classes} + to"},
         )  # fmt: skip
         try:
