@@ -39,6 +39,7 @@ from landcover.model.checkpoint import file_sha256  # noqa: E402
 from landcover.region import engine  # noqa: E402
 from landcover.region.inputs import region_scenes  # noqa: E402
 from tests.conftest import REPO, write_params  # noqa: E402
+from tests.range_server import RangeServer, Served  # noqa: E402
 from tests.test_geotiff import labels_from_red, random_rgb, write_raster  # noqa: E402
 
 TABLE = ClassTable.deepglobe()
@@ -74,7 +75,7 @@ def build_region(root: Path) -> Path:
     (imagery / "broken.tif").write_bytes(b"II*\x00" + bytes(range(256)) * 8)  # a TIFF header, then garbage
 
     def href(scene_id: str) -> str:
-        # relative to the JSON's folder; one as a URL, which the workers fetch
+        # relative to the JSON's folder; one as a file:// URL
         return (imagery / "u7.tif").as_uri() if scene_id == "u7" else f"imagery/{scene_id}.tif"
 
     features = [
@@ -112,7 +113,7 @@ class FlakyMapping:
         self.map_file = engine.map_file
 
     def __call__(self, path, *args, **kwargs):
-        scene = Path(path).stem
+        scene = Path(path.name).stem  # a path or a Source
         self.calls[scene] = self.calls.get(scene, 0) + 1
         if scene in self.flaky and self.calls[scene] == 1:
             raise RasterioIOError(f"{path}: read error halfway (injected)")
@@ -187,7 +188,8 @@ def test_every_good_scene_is_mapped_into_its_own_outputs_with_a_record(region):
         for suffix in (".tif", ".qml", "_areas.json", "_areas.csv", ".record.json"):
             assert (scenes / f"{scene_id}{suffix}").is_file(), scene_id + suffix
     record = json.loads((scenes / "u0.record.json").read_text())
-    assert record["key"]["input_sha256"] == file_sha256(region["root"] / "imagery" / "u0.tif")
+    assert record["key"]["source"] == {"sha256": file_sha256(region["root"] / "imagery" / "u0.tif")}
+    assert record["source_seen"]["size"] == (region["root"] / "imagery" / "u0.tif").stat().st_size
     assert record["key"]["model"]["sha256"] == file_sha256(region["root"] / "model.pt")
     assert record["key"]["settings"]["predict"]["window"] == 64
     assert not list(scenes.glob("broken*"))
@@ -358,13 +360,43 @@ def test_inputs_from_files_folders_globs_lists_and_stac(tmp_path):
     assert [s.id for s in region_scenes([str(imagery)])] == ["a", "b", "c"]
     assert [s.id for s in region_scenes([str(imagery / "*.tif")])] == ["a", "b"]
     listed = region_scenes([str(listing)])
-    assert [s.source for s in listed] == [str(imagery / "b.tif"), "/elsewhere/z.tif", "https://example.org/d/y.tif"]
-    assert [s.id for s in listed] == ["b", "z", "y"] and listed[2].is_url
+    assert [str(s.source) for s in listed] == [
+        str(imagery / "b.tif"),
+        "/elsewhere/z.tif",
+        "https://example.org/d/y.tif",
+    ]
+    assert [s.id for s in listed] == ["b", "z", "y"] and not listed[2].source.is_local
     items = build_region(tmp_path / "stac")
     scenes = region_scenes([str(items)], "visual")
     assert [s.id for s in scenes] == ORDER
-    assert scenes[0].source == str(tmp_path / "stac" / "imagery" / "u0.tif")
-    assert scenes[7].source == (tmp_path / "stac" / "imagery" / "u7.tif").as_uri() and scenes[7].is_url
+    assert str(scenes[0].source) == str(tmp_path / "stac" / "imagery" / "u0.tif")
+    assert str(scenes[7].source) == (tmp_path / "stac" / "imagery" / "u7.tif").as_uri()
+    assert scenes[7].source.local_path == tmp_path / "stac" / "imagery" / "u7.tif"  # a file:// URL is read in place
+
+
+def test_a_scene_given_by_url_is_mapped_on_the_workers_and_resumed_by_its_etag(region, tmp_path):
+    """A list of one local scene and one http URL (u1's bytes, served from 127.0.0.1): both mapped; the rerun
+    resumes both, the URL by its ETag."""
+    server = RangeServer()
+    server.objects["/imagery/u1.tif"] = Served((region["root"] / "imagery" / "u1.tif").read_bytes())
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"{region['root'] / 'imagery' / 'u0.tif'}\n{server.url('/imagery/u1.tif')}\n")
+    argv = [*region["argv"][:2], "--input", str(listing), *region["argv"][6:]]
+    argv[argv.index("--output") + 1] = str(tmp_path / "out")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(engine, "load_model", stand_in_loader)
+            region_command.main(argv)
+            first = summary_of(tmp_path / "out")
+            region_command.main(argv)
+    finally:
+        server.close()
+    assert (first["mapped"], summary_of(tmp_path / "out")["resumed"]) == (2, 2)
+    for k in (0, 1):
+        classes = read_map(tmp_path / "out" / "scenes" / f"u{k}.tif")
+        np.testing.assert_array_equal(classes, random_rgb(SIDE, SIDE, seed=k)[0] % len(TABLE))
+    record = json.loads((tmp_path / "out" / "scenes" / "u1.record.json").read_text())
+    assert record["key"]["source"]["etag"] == '"v1"' and record["source_seen"] is None
 
 
 def test_bad_inputs_are_refused_in_one_line_naming_them(tmp_path):

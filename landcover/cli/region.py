@@ -6,13 +6,14 @@
     (the same as python -m landcover.cli.region ...; needs `make install-region`)
 
 --input: raster files, folders (their .tif/.tiff/.jp2/.img/.vrt files), glob patterns, text lists of paths
-(.txt, one a line) or STAC ItemCollections/Catalogs (.json; --asset names the asset to map). Without
+(.txt, one a line) or STAC ItemCollections/Catalogs (.json; --asset names the asset to map); a scene may be
+a URL (http(s)://, s3://, gs://) or GDAL path (/vsicurl/, /vsis3/, /vsigs/, /vsiaz/), read in place. Without
 --scheduler a local cluster is started: a worker per GPU, else one per 4 cores. Each scene is one task:
 map_file as the mapping command runs it, into <output>/scenes/, with a resume record beside its outputs; a
-rerun skips scenes whose record matches (same input bytes, model and params). A failing scene is retried
-(--retries), then reported while the others go on. Then <output>/region.vrt (the mosaic: first listed scene
-wins where scenes overlap), region_areas.json/.csv (from the mosaic) and region.json (the run's summary);
-the command exits 1 naming the scenes that failed.
+rerun skips scenes whose record matches (the same input: its bytes, or a remote object's ETag; the same model
+and params). A failing scene is retried (--retries), then reported while the others go on. Then
+<output>/region.vrt (the mosaic: first listed scene wins where scenes overlap), region_areas.json/.csv (from
+the mosaic) and region.json (the run's summary); the command exits 1 naming the scenes that failed.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def check_outside_output(scenes: list[SceneInput], output: Path) -> None:
     """A scene inside --output could be an output of this run (region.tif) read back as a scene by the next."""
     inside = output.resolve()
     for scene in scenes:
-        if not scene.is_url and inside in Path(scene.source).resolve().parents:
+        if scene.source.is_local and inside in scene.source.local_path.resolve().parents:
             raise PipelineError(f"{scene.source}: is inside --output {output}; keep the scenes outside it")
 
 
@@ -168,7 +169,7 @@ def region_summary(scenes: list[SceneInput], run: RegionRun, done: list[dict], p
         "resumed": len(done) - len(mapped),
         "failed": len(run.failed),
         "failures": [
-            {"scene": scene.id, "source": scene.source, "error": run.failed[scene.id]}
+            {"scene": scene.id, "source": str(scene.source), "error": run.failed[scene.id]}
             for scene in scenes
             if scene.id in run.failed
         ],

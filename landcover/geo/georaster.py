@@ -4,7 +4,7 @@ Reading (docs/mapping.md):
 - JPEG and PNG files are read whole by Pillow, as everywhere else in the pipeline (imageio: the
   same accepted modes, size limit and decoding that training saw). They carry no georeference.
 - Any other raster is read through rasterio (GDAL): GeoTIFF, JPEG 2000, VRT, ERDAS IMG, ... of
-  any size, a strip of rows at a time.
+  any size, a strip of rows at a time; a remote one (an io.sources.Source) in place, a range at a time.
 - A model of uint8 RGB (bands 1, 2, 3 of uint8 images: DeepGlobe's, and every model from before
   bands were recorded) reads RGB:
   - Bands: `--bands R,G,B` (numbered from 1, as GDAL numbers them); by default the bands whose
@@ -55,7 +55,8 @@ from landcover.inference.blending import ArrayRows, too_small_to_predict
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image, read_rgb
 from landcover.io.outputs import STAGING_SUFFIX, _staging_name
-from landcover.io.rasters import gdal_env, is_jpeg_or_png, open_raster, raster_error
+from landcover.io.rasters import gdal_env, is_jpeg_or_png, open_raster
+from landcover.io.sources import Source, read_error
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
 NODATA_CONFIDENCE = 0  # a prediction's confidence is at least 255 / number of classes, so never 0
@@ -92,7 +93,7 @@ def reads_rgb(scaling: BandScaling) -> bool:
 class Scene:
     """An image to map: its size, georeference, and its pixels a strip of rows at a time."""
 
-    path: Path
+    path: Path | Source
     height: int
     width: int
     crs: CRS | None = None
@@ -132,7 +133,11 @@ class RasterScene(Scene):
     is_raster = True
 
     def __init__(
-        self, path: Path, dataset, bands: tuple[int, ...], value_ranges: Sequence[tuple[float, float] | None] | None
+        self,
+        path: Path | Source,
+        dataset,
+        bands: tuple[int, ...],
+        value_ranges: Sequence[tuple[float, float] | None] | None,
     ) -> None:
         self.path, self.dataset, self.bands = path, dataset, bands
         self.value_ranges = None if value_ranges is None else tuple(value_ranges)
@@ -158,7 +163,7 @@ class RasterScene(Scene):
             data = self.dataset.read(self.bands, window=window)
             valid = self.valid(data, window=window)
         except (RasterioError, CPLE_BaseError) as error:
-            raise raster_error(self.path, error) from None
+            raise read_error(self.path, error) from None
         if self.value_ranges is None:  # raw values, as the model takes them
             image = np.ascontiguousarray(np.moveaxis(data, 0, -1))
             if self.floating:
@@ -179,7 +184,7 @@ class RasterScene(Scene):
             data = self.dataset.read(self.bands, **where)
             return data, self.valid(data, **where)
         except (RasterioError, CPLE_BaseError) as error:
-            raise raster_error(self.path, error) from None
+            raise read_error(self.path, error) from None
 
 
 def band_list(bands: Sequence[int]) -> str:
@@ -190,7 +195,7 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
-def require_bands_exist(path: Path, bands: Sequence[int], count: int, what: str) -> None:
+def require_bands_exist(path: Path | Source, bands: Sequence[int], count: int, what: str) -> None:
     """Every band of `bands` (`what` names where they come from) is one of the raster's `count` bands."""
     missing = [band for band in bands if not 1 <= band <= count]
     if missing:
@@ -198,7 +203,7 @@ def require_bands_exist(path: Path, bands: Sequence[int], count: int, what: str)
 
 
 def choose_bands(
-    path: Path, dataset, bands: tuple[int, ...] | None, scaling: BandScaling = UINT8_RGB
+    path: Path | Source, dataset, bands: tuple[int, ...] | None, scaling: BandScaling = UINT8_RGB
 ) -> tuple[tuple[int, ...], str | None]:
     """The bands read for a model of `scaling` (as R, G, B for a uint8 RGB model), and a note where bands are left
     out without --bands; PipelineError if impossible."""
@@ -237,7 +242,7 @@ def choose_bands(
     return chosen, note
 
 
-def check_dtypes(path: Path, dataset, bands: Sequence[int], scaling: BandScaling | None = None) -> None:
+def check_dtypes(path: Path | Source, dataset, bands: Sequence[int], scaling: BandScaling | None = None) -> None:
     """The bands can be read: integer or float, and for a model of raw values (not uint8 RGB) of its type."""
     for band in bands:
         dtype = np.dtype(dataset.dtypes[band - 1])
@@ -332,14 +337,14 @@ def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> b
 
 
 @contextmanager
-def open_scene(path: Path, options: ReadOptions) -> Iterator[Scene]:
+def open_scene(path: Path | Source, options: ReadOptions) -> Iterator[Scene]:
     """The scene at `path`, ready to read: a raster through rasterio, a JPEG or PNG through Pillow; the bands the
-    model of `options.scaling` takes."""
-    path = Path(path)
-    if path.is_file() and is_jpeg_or_png(path):
+    model of `options.scaling` takes. A Source's raster is opened as it says (a remote one in place)."""
+    path = path if isinstance(path, Source) else Path(path)
+    if isinstance(path, Path) and path.is_file() and is_jpeg_or_png(path):
         yield ImageScene(path, image_bands(path, read_rgb(path), options))
         return
-    with open_raster(path) as dataset:
+    with path.open_raster() if isinstance(path, Source) else open_raster(path) as dataset:
         bands, note = choose_bands(path, dataset, options.bands, options.scaling)
         check_dtypes(path, dataset, bands, options.scaling)
         if note:

@@ -34,6 +34,7 @@ from landcover.geo.polygons import class_polygons, write_geopackage
 from landcover.inference.blending import ProbabilityFn, SlidingWindows
 from landcover.io.outputs import atomic_file
 from landcover.io.params import PredictParams
+from landcover.io.sources import Source
 
 
 @dataclass(frozen=True)
@@ -125,16 +126,17 @@ def write_area_files(report: dict, json_path: Path, csv_path: Path) -> None:
 
 
 def map_file(
-    path: Path,
+    path: Path | Source,
     out_dir: Path,
     probability_fn: ProbabilityFn,
     table: ClassTable,
     predict_params: PredictParams,
     options: MapOptions,
 ) -> dict:
-    """Map one image into `out_dir`: every file written whole or not at all. Returns its area report."""
-    path, out_dir = Path(path), Path(out_dir)
-    image_id = image_id_of(path)
+    """Map one image (a file, or a Source: a remote raster read in place) into `out_dir`: every file written whole
+    or not at all. Returns its area report."""
+    path, out_dir = path if isinstance(path, Source) else Path(path), Path(out_dir)
+    image_id = image_id_of(Path(path.name))
     with gdal_env(), open_scene(path, options.read) as scene, ExitStack() as stack:
         areas, reason = scene_areas(scene, options.pixel_size)
         if options.polygons and options.min_area_ha > 0 and areas is None:

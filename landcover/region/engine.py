@@ -3,7 +3,9 @@
 - Each worker loads the model once, at its first scene, and keeps it (`worker_model`: a cache per worker
   process and worker): later scenes on that worker reuse it.
 - A scene is `map_file` as the mapping command runs it (every output written whole or not at all), then its
-  resume record (records.py). A task first hashes the input and skips the scene if its record matches.
+  resume record (records.py). A task first takes its source's identity (io.sources: a local file's sha256,
+  rehashed only where the file changed since its record; a remote object's ETag and size) and skips the scene
+  if its record matches. A remote raster is read in place by GDAL, a range at a time.
 - A failing scene is retried (`retries`), then reported failed with its one-line error while the others go
   on. A worker that dies mid-scene leaves only staging files, which the next writer of those outputs (or the
   end of the run) removes; the scheduler gives its scene to another worker.
@@ -15,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,10 +36,11 @@ from landcover.inference.runtimes import choose_runtime, exported_path, run_labe
 from landcover.io.errors import ENVIRONMENT_ERRNOS, PipelineError, one_line
 from landcover.io.outputs import STAGING_NAME, process_alive
 from landcover.io.params import PredictParams
+from landcover.io.sources import Source
 from landcover.model.checkpoint import file_sha256
 from landcover.model.devices import choose_device
 from landcover.region.inputs import SceneInput
-from landcover.region.records import mapping_settings, record_key, record_matches, write_record
+from landcover.region.records import cached_identity, mapping_settings, record_key, record_matches, write_record
 
 SCENES_FOLDER = "scenes"  # per-scene outputs and records, inside --output
 # Dask starts worker processes with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold at
@@ -147,25 +148,6 @@ def worker_model(spec: ModelSpec, params: PredictParams) -> tuple[LoadedModel, b
         return _LOADED[key], True
 
 
-@contextmanager
-def local_file(scene: SceneInput) -> Iterator[Path]:
-    """The scene as a local file: its path, or a download (file name kept: outputs are named after it)."""
-    if not scene.is_url:
-        yield Path(scene.source)
-        return
-    folder = tempfile.mkdtemp(prefix="landcover-region-")
-    try:
-        path = Path(folder) / scene.file_name
-        try:
-            with urllib.request.urlopen(scene.source, timeout=60) as response, open(path, "wb") as file:
-                shutil.copyfileobj(response, file, 1 << 20)
-        except OSError as error:  # urllib's URLError and HTTPError are OSErrors
-            raise PipelineError(f"{scene.source}: cannot download it ({error})") from None
-        yield path
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 class SceneFailed(Exception):
     """A scene's failure as one line, raised on the worker: plain to pickle, whatever the original error was."""
 
@@ -183,15 +165,19 @@ def map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: Predict
 def _map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: PredictParams, options: MapOptions) -> dict:
     started = time.perf_counter()
     loaded, loaded_here = worker_model(spec, params)
-    with local_file(scene) as path:
-        key = record_key(file_sha256(path), loaded.identity, mapping_settings(params, options))
-        record = record_matches(out_dir, scene.id, key)
-        if record is not None:
-            return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
-        report = map_file(path, out_dir, loaded.probability_fn, loaded.table, params, options)
-        names = output_names(scene.id, not is_jpeg_or_png(path), options)
-        facts = {"width": report["width"], "height": report["height"], "crs": report["crs"], "map": names["classes"]}
-        write_record(out_dir, scene.id, key, sorted(names.values()), facts)
+    identity = scene.source.identity(cached_identity(out_dir, scene.id))
+    key = record_key(identity.content, loaded.identity, mapping_settings(params, options))
+    record = record_matches(out_dir, scene.id, key)
+    if record is not None:
+        if identity.seen != record.get("source_seen"):  # rewritten with the same bytes: no hashing next time
+            write_record(out_dir, scene.id, key, record["outputs"], record["scene"], identity.seen)
+        return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
+    with scene.source.readable() as where:
+        report = map_file(where, out_dir, loaded.probability_fn, loaded.table, params, options)
+        is_raster = isinstance(where, Source) or not is_jpeg_or_png(where)
+    names = output_names(scene.id, is_raster, options)
+    facts = {"width": report["width"], "height": report["height"], "crs": report["crs"], "map": names["classes"]}
+    write_record(out_dir, scene.id, key, sorted(names.values()), facts, identity.seen)
     return scene_result(scene, "mapped", facts, started, loaded_here, loaded.label)
 
 
@@ -199,7 +185,7 @@ def scene_result(scene: SceneInput, status: str, facts: dict, started: float, lo
     address, _ = worker_identity()
     return {
         "scene": scene.id,
-        "source": scene.source,
+        "source": str(scene.source),
         "status": status,
         **facts,
         "megapixels": facts["width"] * facts["height"] / 1e6,

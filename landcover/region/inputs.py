@@ -1,5 +1,6 @@
 """A region's scenes, from what `--input` names: raster files, folders, globs, text lists of paths, and STAC
-ItemCollections or Catalogs (local JSON read with pystac) whose assets are local files or URLs.
+ItemCollections or Catalogs (local JSON read with pystac) whose assets are local files or URLs. Each scene's
+source is an io.sources.Source: which paths and URLs are read, and how, is decided there.
 
 Each scene keeps the order it was given in (a folder's and a glob's files sorted by name; a list's lines and
 a catalog's items in their order): where scenes overlap in the mosaic, the first one wins. A scene's outputs
@@ -11,44 +12,32 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from landcover.data.naming import image_id_of
 from landcover.io.errors import PipelineError
+from landcover.io.sources import Source, located, parse_source
 
 # Files a folder is searched for (by name): the rasters GDAL reads that imagery usually comes in.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".vrt")
 LIST_SUFFIXES = (".txt", ".list")
 GLOB_CHARACTERS = "*?["
-URL_SCHEMES = ("http", "https", "file")
 
 
 @dataclass(frozen=True)
 class SceneInput:
-    """One scene to map: its id (the name of its outputs) and where it is (a local path or an http(s)/file URL)."""
+    """One scene to map: its id (the name of its outputs, after its file's name) and where it is."""
 
     id: str
-    source: str
-
-    @property
-    def is_url(self) -> bool:
-        return urlparse(self.source).scheme in URL_SCHEMES
-
-    @property
-    def file_name(self) -> str:
-        """The name of the scene's file, which its outputs are named after."""
-        return Path(unquote(urlparse(self.source).path) if self.is_url else self.source).name
+    source: Source
 
 
-def scene_of(source: str) -> SceneInput:
-    """A scene by its path (made absolute: workers may run elsewhere than here) or URL."""
-    parsed = urlparse(source)
-    if parsed.scheme in URL_SCHEMES:
-        return SceneInput(image_id_of(Path(Path(unquote(parsed.path)).name)), source)
-    return SceneInput(image_id_of(Path(Path(source).name)), os.path.abspath(source))
+def scene_of(text: str, folder: Path | None = None) -> SceneInput:
+    """A scene by its path (a relative one from `folder`, made absolute: workers may run elsewhere than here),
+    URL or GDAL path."""
+    source = located(text, folder)
+    return SceneInput(image_id_of(Path(source.name)), source)
 
 
 def region_scenes(inputs: list[str], asset: str | None = None) -> list[SceneInput]:
@@ -72,7 +61,7 @@ def region_scenes(inputs: list[str], asset: str | None = None) -> list[SceneInpu
 
 
 def scenes_of(given: str, asset: str | None) -> list[SceneInput]:
-    if urlparse(given).scheme in ("http", "https"):
+    if not parse_source(given).is_plain_path:  # a URL or GDAL path: one scene
         return [scene_of(given)]
     if any(character in given for character in GLOB_CHARACTERS) and not Path(given).exists():
         matches = sorted(glob.glob(given))
@@ -101,8 +90,7 @@ def listed_scenes(path: Path) -> list[SceneInput]:
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
-        is_url = urlparse(entry).scheme in URL_SCHEMES
-        scenes.append(scene_of(entry if is_url or Path(entry).is_absolute() else str(path.parent / entry)))
+        scenes.append(scene_of(entry, path.parent))
     if not scenes:
         raise PipelineError(f"{path}: the list names no scene")
     return scenes
@@ -130,11 +118,11 @@ def stac_scenes(path: Path, asset: str | None) -> list[SceneInput]:
         raise PipelineError(f"{path}: cannot read it as STAC ({type(error).__name__}: {error})") from None
     if not items:
         raise PipelineError(f"{path}: the catalog has no items")
-    return [scene_of(asset_source(path, item, asset)) for item in items]
+    return [asset_source(path, item, asset) for item in items]
 
 
-def asset_source(path: Path, item, asset: str | None) -> str:
-    """Where the item's asset is: an absolute path or a URL (relative hrefs from the item's file, else the JSON's)."""
+def asset_source(path: Path, item, asset: str | None) -> SceneInput:
+    """The item's asset as a scene (a relative href from the item's file where that is local, else the JSON's)."""
     if asset is None:
         if len(item.assets) != 1:
             raise PipelineError(
@@ -143,14 +131,9 @@ def asset_source(path: Path, item, asset: str | None) -> str:
         (asset,) = item.assets
     if asset not in item.assets:
         raise PipelineError(f"{path}: item {item.id} has no asset {asset!r} (it has {', '.join(sorted(item.assets))})")
-    href = item.assets[asset].href
-    if urlparse(href).scheme in URL_SCHEMES:
-        return href
-    if Path(href).is_absolute():
-        return href
-    base = item.get_self_href()
-    folder = Path(base).parent if base and urlparse(base).scheme in ("", "file") else path.parent
-    return str(Path(unquote(urlparse(str(folder)).path)) / href)
+    base = parse_source(item.get_self_href() or str(path))
+    folder = base.local_path.parent if base.is_local else path.parent
+    return scene_of(item.assets[asset].href, folder)
 
 
 def require_pystac():

@@ -1,10 +1,14 @@
 """Resume records: a small JSON beside each scene's outputs saying what they were made from.
 
-`<id>.record.json` holds the sha256 of the input's bytes, the model's (the file the runtime ran: checkpoint
-or ONNX, with the runtime's name) and the mapping settings (predict params and mapping options), and the
-names of the outputs. A rerun skips a scene whose record says the same and whose outputs all exist, so a
-killed run resumes where it stopped and a changed model, param or input remaps. The record is written
-last, after every output of the scene is in place: a scene without one is mapped again.
+`<id>.record.json` holds the input's identity (io.sources: the sha256 of a local file's bytes, a remote
+object's ETag and size), the model's (the sha256 of the file the runtime ran: checkpoint or ONNX, with the
+runtime's name) and the mapping settings (predict params and mapping options), and the names of the outputs.
+A rerun skips a scene whose record says the same and whose outputs all exist, so a killed run resumes where
+it stopped and a changed model, param or input remaps. The record is written last, after every output of
+the scene is in place: a scene without one is mapped again, as is one whose record is of another format.
+
+Beside the key, `source_seen` holds a local file's path, size and modification time when it was hashed: a
+rerun reuses the hash while the file still has them, rather than reading every input again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from landcover.geo.mapping import MapOptions
 from landcover.io.outputs import write_json
 from landcover.io.params import PredictParams
+from landcover.io.sources import SourceIdentity
 
 RECORD_SUFFIX = ".record.json"
 # predict params that do not change what a scene's outputs hold
@@ -28,9 +33,9 @@ def mapping_settings(params: PredictParams, options: MapOptions) -> dict:
     return json.loads(json.dumps({"predict": predict, "options": asdict(options)}))
 
 
-def record_key(input_sha256: str, model: dict, settings: dict) -> dict:
-    """What a scene's outputs are made from: input bytes, model, settings."""
-    return {"input_sha256": input_sha256, "model": model, "settings": settings}
+def record_key(source: dict, model: dict, settings: dict) -> dict:
+    """What a scene's outputs are made from: the input (its identity's content), model, settings."""
+    return {"source": source, "model": model, "settings": settings}
 
 
 def record_path(out_dir: Path, image_id: str) -> Path:
@@ -55,6 +60,21 @@ def record_matches(out_dir: Path, image_id: str, key: dict) -> dict | None:
     return record
 
 
-def write_record(out_dir: Path, image_id: str, key: dict, outputs: list[str], scene: dict) -> None:
-    """The record, written atomically after the outputs: `scene` is what the summary needs (size, CRS)."""
-    write_json(record_path(out_dir, image_id), {"key": key, "outputs": outputs, "scene": scene})
+def cached_identity(out_dir: Path, image_id: str) -> SourceIdentity | None:
+    """The input's identity as the scene's record holds it, for Source.identity to reuse while a local file is
+    as it was seen; None without a record or for one of another format."""
+    record = read_record(out_dir, image_id)
+    key = None if record is None else record.get("key")
+    if record is None or not isinstance(key, dict) or not isinstance(key.get("source"), dict):
+        return None
+    seen = record.get("source_seen")
+    return SourceIdentity(key["source"], seen if isinstance(seen, dict) else None)
+
+
+def write_record(
+    out_dir: Path, image_id: str, key: dict, outputs: list[str], scene: dict, seen: dict | None = None
+) -> None:
+    """The record, written atomically after the outputs: `scene` is what the summary needs (size, CRS), `seen`
+    the local input's stat when it was hashed."""
+    record = {"key": key, "outputs": outputs, "scene": scene, "source_seen": seen}
+    write_json(record_path(out_dir, image_id), record)
