@@ -1,12 +1,13 @@
 """Where a scene lives (landcover.io.sources): the paths and URLs read and what GDAL opens for each, remote
-rasters read in place by byte ranges from an HTTP server on 127.0.0.1 (tests.range_server), and the identity
-a region's resume records compare: a local file's hash, reused while the file is unchanged; a remote
-object's ETag and size."""
+rasters read in place by byte ranges from an HTTP server on 127.0.0.1 (tests.range_server), by the region
+engine and the mapping command (landcover-map), and the identity a region's resume records compare: a local
+file's hash, reused while the file is unchanged; a remote object's ETag and size."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import rasterio.shutil
 from PIL import Image
 from rasterio.enums import Resampling
 
+from landcover.cli import map as map_command
 from landcover.data.palette import ClassTable
 from landcover.geo.mapping import MapOptions
 from landcover.io import sources
@@ -26,6 +28,7 @@ from landcover.io.sources import Source, located, parse_source
 from landcover.region import engine
 from landcover.region.inputs import region_scenes, scene_of
 from landcover.region.records import record_path
+from tests.conftest import map_files, stand_in_runtime, write_params
 from tests.range_server import RangeServer, Served
 from tests.test_geotiff import labels_from_red, random_rgb, write_raster
 
@@ -237,6 +240,73 @@ def test_an_unreachable_or_missing_remote_source_is_one_line_naming_it(served, s
         assert "\n" not in str(refused.value)
     with pytest.raises(engine.SceneFailed, match=f"^{missing}: cannot read it \\(HTTP response code: 404\\)$"):
         map_scene(scene_of(missing), tmp_path / "out", stand_in)
+
+
+# --- the mapping command on remote sources ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def map_inputs(monkeypatch, tmp_path):
+    """The mapping command (landcover-map) on --input texts into a folder, with the stand-in model."""
+    params = write_params(
+        tmp_path / "params.yaml", predict={"window": 256, "batch_size": 4, "precision": "fp32", "compile": False}
+    )
+    monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: stand_in_runtime(TABLE))
+    monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: labels_from_red)
+    return lambda inputs, out: map_files(params, inputs, out)
+
+
+def assert_same_outputs(remote: Path, local: Path, url: str, path: Path) -> None:
+    """The same files of the same bytes, but for the input each area report names."""
+    names = sorted(file.name for file in local.iterdir())
+    assert names == sorted(file.name for file in remote.iterdir())
+    for name in names:
+        expected = (local / name).read_bytes()
+        if name.endswith("_areas.json"):
+            expected = expected.replace(json.dumps(str(path)).encode(), json.dumps(url).encode())
+        assert (remote / name).read_bytes() == expected, name
+
+
+def test_the_map_command_reads_a_remote_cog_in_place_as_it_maps_the_file(served, map_inputs, tmp_path, monkeypatch):
+    server, cog, size = served["server"], served["cog"], served["cog"].stat().st_size
+    url = server.url("/scenes/big.tif")
+    local = map_inputs([cog], tmp_path / "local")
+    monkeypatch.setattr(sources.tempfile, "mkdtemp", lambda **_: pytest.fail("a remote COG was copied"))
+    sources.gdal_files(parse_source(url)).forget(parse_source(url).gdal_path)  # GDAL's cache holds earlier reads
+    server.taken()
+    remote = map_inputs([url], tmp_path / "remote")
+    sent = assert_ranges_only(server.taken(), "/scenes/big.tif", size)
+    assert sent < size, (sent, size)
+    assert {"big.tif", "big.qml", "big_areas.json", "big_areas.csv"} <= {file.name for file in remote.iterdir()}
+    assert json.loads((remote / "big_areas.json").read_text())["image"] == url
+    assert_same_outputs(remote, local, url, cog)
+
+
+def test_the_map_command_maps_a_remote_jpeg_from_a_copy(served, map_inputs, tmp_path):
+    local = map_inputs([served["jpeg"]], tmp_path / "local")
+    remote = map_inputs([served["server"].url("/photos/small.jpg")], tmp_path / "remote")
+    names = sorted(file.name for file in remote.iterdir())
+    assert names == sorted(file.name for file in local.iterdir()) and "small.png" in names
+    for name in ("small.png", "small_colour.png", "small_areas.csv"):
+        assert (remote / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def test_the_map_command_refuses_bad_sources_in_one_line_before_the_model_loads(
+    served, map_inputs, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    url = served["server"].url("/scenes/big.tif")
+    missing = served["server"].url("/scenes/none.tif")
+    for inputs, named, message in (
+        ([missing], missing, "cannot read raster (HTTP response code: 404)"),
+        (["ftp://example.org/a.tif"], "ftp://example.org/a.tif", "scheme ftp:// is not read here; sources are "),
+        ([url, f"/vsicurl/{url}"], f"/vsicurl/{url}", "given twice in --input"),
+        ([url, str(served["cog"])], str(served["cog"]), f"its outputs would replace those of {url}"),
+    ):
+        with pytest.raises(PipelineError, match=f"^{re.escape(named)}: {re.escape(message)}") as refused:
+            map_inputs(inputs, tmp_path / "out")
+        assert "\n" not in str(refused.value)
+        assert not (tmp_path / "out").exists()
 
 
 # --- resuming local scenes in the region engine ----------------------------------------------------------------

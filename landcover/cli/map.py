@@ -2,12 +2,17 @@
 
     landcover-map --checkpoint models/best.pt --input scene.tif a.jpg --output out/
     landcover-map --model model.int8.onnx --input scene.tif --output out/
+    landcover-map --model model.int8.onnx --input https://host/scenes/scene.tif s3://bucket/b.tif --output out/
     (the same as python -m landcover.cli.map ...)
 
 The model is a checkpoint (--checkpoint), an exported ONNX model on its own (--model: its metadata
 has the classes, colours, bands and their scaling), or both, which must match (the ONNX model
 exported from that checkpoint). A model of other bands than uint8 RGB reads the bands it was
 trained on (--bands: others), as raw values of its type.
+
+An input is a local file, or a remote one read in place: a file://, http(s)://, s3:// or gs:// URL, or a
+GDAL /vsicurl/, /vsis3/, /vsigs/ or /vsiaz/ path. A remote raster (best a Cloud-Optimized GeoTIFF) is read
+a byte range at a time, never downloaded; a remote JPEG or PNG is copied to a temporary file first.
 
 A raster GDAL reads (GeoTIFF, ...) of any size, streamed, gets <id>.tif: a Cloud-Optimized GeoTIFF
 of class indices with the input's CRS and transform, the class colour table and nodata 255, and
@@ -24,18 +29,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from tqdm import tqdm
 
 from landcover.data.scaling import BandScaling
 from landcover.geo.georaster import ReadOptions, check_scene, reads_rgb
-from landcover.geo.map_paths import check_map_paths
+from landcover.geo.map_paths import MapInput, check_map_paths, map_input
 from landcover.geo.mapping import MapOptions, map_file
 from landcover.geo.polygons import require_vector_writer
 from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from landcover.io.sources import ACCEPTED, Source
 from landcover.model.devices import choose_device
 from landcover.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
 
@@ -81,7 +88,12 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="an exported ONNX model (model.int8.onnx or model.onnx), usable alone; with --checkpoint, its export",
     )
-    parser.add_argument("--input", type=Path, nargs="+", required=True, help="rasters GDAL reads, JPEG, PNG")
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        help=f"rasters GDAL reads, JPEG, PNG, as {ACCEPTED} (remote ones are read in place)",
+    )
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="its predict section: windows, runtime")
     parser.add_argument(
@@ -171,7 +183,7 @@ def map_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ma
     )
 
 
-def for_model(options: MapOptions, scaling: BandScaling, inputs: Sequence[Path]) -> MapOptions:
+def for_model(options: MapOptions, scaling: BandScaling, inputs: Sequence[MapInput]) -> MapOptions:
     """The options reading the bands of the model of `scaling`, every input checked against it (band count and
     type) before the model loads."""
     if options.read.stretch_given and not reads_rgb(scaling):
@@ -185,6 +197,12 @@ def for_model(options: MapOptions, scaling: BandScaling, inputs: Sequence[Path])
     return options
 
 
+def readable(item: MapInput) -> AbstractContextManager[Path | Source]:
+    """What map_file reads for the input: a local file's path, a remote raster itself, a remote JPEG's or PNG's
+    temporary copy (Source.readable)."""
+    return item.readable() if isinstance(item, Source) else nullcontext(item)
+
+
 def main(argv: list[str] | None = None) -> None:
     die_with_launcher()  # started by torchrun: end with it, however it ends
     arguments = parser()
@@ -192,18 +210,20 @@ def main(argv: list[str] | None = None) -> None:
     options = map_options(args, arguments)
     predict_params = read_section(load_params(args.params), "predict", PredictParams)
     check_predict_options(predict_params)
-    check_map_paths(args.input, args.output, options)  # bad paths are refused before the model is loaded
+    inputs = [map_input(text) for text in args.input]
+    check_map_paths(inputs, args.output, options)  # bad paths are refused before the model is loaded
     if options.polygons:
         require_vector_writer()
     ranks = ranks_from_environment()
     with process_group(ranks):
         device = rank_device(choose_device("auto"), ranks, "predict.processes")
         runtime = choose_runtime(predict_params, device, args.checkpoint, args.model, args.export, ranks.threads)
-        options = for_model(options, runtime.interface.scaling, args.input)
+        options = for_model(options, runtime.interface.scaling, inputs)
         probability_fn = runtime_probabilities(runtime, predict_params)
-        paths = ranks.share(args.input)  # each file's outputs are written atomically on their own
+        paths = ranks.share(inputs)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
-            map_file(path, args.output, probability_fn, runtime.interface.table, predict_params, options)
+            with readable(path) as where:
+                map_file(where, args.output, probability_fn, runtime.interface.table, predict_params, options)
     print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 

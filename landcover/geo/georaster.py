@@ -255,7 +255,7 @@ def check_dtypes(path: Path | Source, dataset, bands: Sequence[int], scaling: Ba
             )
 
 
-def image_bands(path: Path, image: np.ndarray, options: ReadOptions) -> np.ndarray:
+def image_bands(path: Path | Source, image: np.ndarray, options: ReadOptions) -> np.ndarray:
     """A decoded JPEG or PNG (uint8 RGB) as the model's bands: itself for a uint8 RGB model, else its bands
     `options.bands` (or the model's) of 1 (red), 2 (green), 3 (blue), for a model of uint8 bands."""
     if options.reads_rgb:
@@ -299,13 +299,35 @@ def value_ranges(scene: RasterScene, options: ReadOptions) -> list[tuple[float, 
     return ranges
 
 
-def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> bool:
-    """Refuse, before any prediction starts, an input that cannot be mapped: not a readable file, too small to
-    predict, a raster whose bands or band types cannot be read, a JPEG or PNG whose header imageio refuses (its
-    pixels are checked as they are decoded). Returns whether it is read as a raster (else as a JPEG or PNG).
+def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = True) -> bool:
+    """Refuse, before any prediction starts, an input that cannot be mapped: not a readable file or object, too
+    small to predict, a raster whose bands or band types cannot be read, a JPEG or PNG whose header imageio
+    refuses (its pixels are checked as they are decoded). Returns whether it is read as a raster (else as a
+    JPEG or PNG). A remote source's header is read in place by GDAL, a JPEG's or PNG's too.
 
     Without `model_known` (paths are checked before the model is chosen) only what any model needs is checked:
     given --bands exist and are of a type that can be read; with it, also the model's band count and type."""
+    if isinstance(path, Source) and path.is_local:
+        path = path.local_path
+    if isinstance(path, Path) and check_file(path):
+        with open_image(path, warn=False) as image:  # the read for mapping warns of a dropped band
+            (width, height), jpeg_or_png = image.size, True
+    else:
+        with gdal_env(), path.open_raster() if isinstance(path, Source) else open_raster(path) as dataset:
+            jpeg_or_png = isinstance(path, Source) and path.is_jpeg_or_png()  # decoded from a copy when mapped
+            if not jpeg_or_png:
+                check_bands(path, dataset, options, model_known)
+            width, height = dataset.width, dataset.height
+    if jpeg_or_png and model_known:
+        image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
+    reason = too_small_to_predict(height, width)
+    if reason is not None:
+        raise PipelineError(f"{path}: {reason}")
+    return not jpeg_or_png
+
+
+def check_file(path: Path) -> bool:
+    """Refuse a path that is not a readable file; whether it is a JPEG or PNG."""
     if path.is_dir():
         raise PipelineError(f"{path}: is a folder, not an image file")
     if not path.exists():
@@ -313,27 +335,19 @@ def check_scene(path: Path, options: ReadOptions, model_known: bool = True) -> b
     if not path.is_file():
         raise PipelineError(f"{path}: not a regular file")
     try:
-        jpeg_or_png = is_jpeg_or_png(path)
+        return is_jpeg_or_png(path)
     except OSError as error:
         raise PipelineError(f"{path}: cannot read ({error.strerror})") from None
-    if jpeg_or_png:
-        with open_image(path, warn=False) as image:  # the read for mapping warns of a dropped band
-            width, height = image.size
-        if model_known:
-            image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
-    else:
-        with gdal_env(), open_raster(path) as dataset:
-            if model_known:
-                bands, _ = choose_bands(path, dataset, options.bands, options.scaling)
-                check_dtypes(path, dataset, bands, options.scaling)
-            elif options.bands is not None:
-                require_bands_exist(path, options.bands, dataset.count, f"--bands {band_list(options.bands)}")
-                check_dtypes(path, dataset, options.bands)
-            width, height = dataset.width, dataset.height
-    reason = too_small_to_predict(height, width)
-    if reason is not None:
-        raise PipelineError(f"{path}: {reason}")
-    return not jpeg_or_png
+
+
+def check_bands(path: Path | Source, dataset, options: ReadOptions, model_known: bool) -> None:
+    """Refuse bands that cannot be read: the model's (`model_known`), else only given --bands."""
+    if model_known:
+        bands, _ = choose_bands(path, dataset, options.bands, options.scaling)
+        check_dtypes(path, dataset, bands, options.scaling)
+    elif options.bands is not None:
+        require_bands_exist(path, options.bands, dataset.count, f"--bands {band_list(options.bands)}")
+        check_dtypes(path, dataset, options.bands)
 
 
 @contextmanager

@@ -45,7 +45,15 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from landcover.io.errors import PipelineError
-from landcover.io.rasters import GDAL_OPTIONS, JPEG_PNG_SIGNATURES, RASTER_ERRORS, limit_gdal, open_raster, raster_error
+from landcover.io.rasters import (
+    GDAL_OPTIONS,
+    JPEG_PNG_SIGNATURES,
+    RASTER_ERRORS,
+    is_jpeg_or_png,
+    limit_gdal,
+    open_raster,
+    raster_error,
+)
 
 # GDAL's virtual file systems a source may name, and the URL schemes read: how GDAL names a URL's object
 # (/vsicurl/ takes the whole URL, a store's file system bucket/key; a file:// URL is a local path)
@@ -134,6 +142,15 @@ class Source:
             with dataset:
                 yield dataset
 
+    def is_jpeg_or_png(self) -> bool:
+        """By its first bytes, not its name (a remote object's read by GDAL); PipelineError naming a remote one
+        that cannot be read."""
+        if self.is_local:
+            return is_jpeg_or_png(self.local_path)
+        with remote_env():
+            head = b"".join(gdal_files(self).read(self, SIGNATURE_BYTES))
+        return head.startswith(JPEG_PNG_SIGNATURES)
+
     @contextmanager
     def readable(self) -> Iterator[Path | Source]:
         """What the mapping reads: a local file's path, a remote raster itself, a remote JPEG or PNG's copy in a
@@ -141,9 +158,7 @@ class Source:
         if self.is_local:
             yield self.local_path
             return
-        with remote_env():
-            head = b"".join(gdal_files(self).read(self, SIGNATURE_BYTES))
-        if not head.startswith(JPEG_PNG_SIGNATURES):
+        if not self.is_jpeg_or_png():
             yield self
             return
         folder = tempfile.mkdtemp(prefix="landcover-source-")
