@@ -29,6 +29,7 @@ from landcover.region import engine
 from landcover.region.inputs import region_scenes, scene_of
 from landcover.region.records import record_path
 from tests.conftest import map_files, stand_in_runtime, write_params
+from tests.optional import need_group
 from tests.range_server import RangeServer, Served
 from tests.test_geotiff import labels_from_red, random_rgb, write_raster
 
@@ -328,3 +329,16 @@ def test_a_rerun_does_not_rehash_an_unchanged_scene_and_an_old_record_is_redone(
     record_path(out, "a").write_text(json.dumps(old))
     assert map_scene(scene, out, stand_in)["status"] == "mapped" and len(hashes) == 4
     assert map_scene(scene, out, stand_in)["status"] == "skipped" and len(hashes) == 4
+
+
+def test_the_gdal_calls_go_to_rasterios_gdal_even_with_pyogrios_loaded():
+    """pyogrio's wheel carries a GDAL of its own: calls made there would miss rasterio's options and caches (a
+    remote open listing the object's folder, a cache cleared in the wrong library)."""
+    need_group("vector")
+    import pyogrio  # noqa: F401  (its GDAL now mapped into this process)
+
+    sources.gdal_library_path.cache_clear()
+    library = Path(sources.gdal_library_path())
+    rasterio_folder = Path(rasterio.__file__).parent
+    assert library.parent in (rasterio_folder.parent / "rasterio.libs", rasterio_folder / ".dylibs"), library
+    assert "pyogrio" not in str(library)

@@ -356,16 +356,19 @@ def _gdal_files(library: str) -> GdalFiles:
 
 @lru_cache(maxsize=1)
 def gdal_library_path() -> str | None:
-    """The GDAL library rasterio loaded (the one its options configure): from this process's memory map on
-    Linux, else beside rasterio (its wheels bundle it), else the system's."""
+    """The GDAL library rasterio loaded, the one its options configure: the one its wheel bundles, else (a GDAL
+    of the system) the one this process mapped, else the system's. Another wheel's bundled GDAL (pyogrio's, in a
+    folder of its own like `pyogrio.libs/`) is another library with its own options and caches, never this one."""
+    package = Path(rasterio.__file__).parent
+    bundled = sorted([*package.parent.glob("rasterio.libs/libgdal*"), *package.glob(".dylibs/libgdal*")])
+    if bundled:
+        return str(bundled[0])
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 fields = line.split(maxsplit=5)
-                if len(fields) == 6 and "/libgdal" in fields[5]:
+                if len(fields) == 6 and "/libgdal" in fields[5] and ".libs/" not in fields[5]:
                     return fields[5].strip()
     except OSError:
         pass
-    package = Path(rasterio.__file__).parent
-    bundled = sorted([*package.parent.glob("rasterio.libs/libgdal*"), *package.glob(".dylibs/libgdal*")])
-    return str(bundled[0]) if bundled else ctypes.util.find_library("gdal")
+    return ctypes.util.find_library("gdal")
