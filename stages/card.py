@@ -5,7 +5,8 @@ python -m stages.card --checkpoint models/best.pt --fp32 models/export/model.onn
     --tiles data/tiles --splits data/splits
 
 Writes models/export/model_card.md and models/export/model_card.json: classes and colours,
-normalisation, the input size rule, training params, test metrics and the data version. A stage
+normalisation, the input size rule, training params, test metrics, the export check, whether predict
+uses the int8 model (and, where not, why: its gate's reasons) and the data version. A stage
 of its own after evaluate, so predict can use the exported model (docs/model-artifact.md).
 """
 

@@ -6,7 +6,10 @@
 Each test image (or, where the split stage cut scenes into blocks, each test block, named as a tile:
 <id>_y<row>_x<column>) gets <id>.png (class indices) and <id>_colour.png (the class colours). Started by
 torchrun with several processes, each maps its share of the images into one output that appears
-whole or not at all (docs/multi-gpu.md). Mapping other imagery (GeoTIFFs of any size, areas,
+whole or not at all (docs/multi-gpu.md). With predict.int8 true the ONNX runtimes run the export
+stage's int8 model where it passed its gate, else the fp32 model (or torch, on a CPU with native bf16,
+under predict.runtime auto), and the summary line says why; predict.int8 required stops there
+(landcover/inference/runtimes.py, docs/model-artifact.md). Mapping other imagery (GeoTIFFs of any size, areas,
 polygons) is the mapping command's: landcover-map (docs/mapping.md).
 """
 

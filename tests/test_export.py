@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -18,12 +21,16 @@ from landcover.data.palette import ClassTable
 from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD, UINT8_RGB, statistics_scaling
 from landcover.data.tilestore import TileRecord, TileStore, tile_name, write_index
 from landcover.evaluation.card import card_content
+from landcover.inference import runtimes
 from landcover.inference.blending import SlidingWindows, model_input
 from landcover.inference.export import (
+    INT8_GATE_KEY,
+    Int8Gate,
     compare,
     evenly_spaced,
     model_metadata,
     onnx_bytes,
+    read_int8_gate,
     read_onnx_interface,
     read_onnx_metadata,
     with_metadata,
@@ -33,6 +40,7 @@ from landcover.inference.runtimes import (
     Runtime,
     check_predict_options,
     choose_runtime,
+    int8_choice,
     onnxruntime_probabilities,
     onnxruntime_providers,
     onnxruntime_session,
@@ -41,6 +49,7 @@ from landcover.inference.runtimes import (
 )
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import read_index_png, read_rgb, write_png
+from landcover.io.outputs import STAGING_NAME
 from landcover.io.params import ExportParams, PredictParams, load_params, read_section
 from landcover.model.checkpoint import (
     ModelInterface,
@@ -375,15 +384,33 @@ def test_checkpoints_and_onnx_models_from_before_the_class_values_read_as_they_d
         read_onnx_interface(tmp_path / "bad.onnx")
 
 
-def test_int8_export_is_deterministic(exported, tmp_path):
-    """Calibration on the same tiles gives the same int8 bytes (so dvc.lock does not change on a rerun)."""
+def test_int8_export_is_deterministic_and_stages_its_scratch_beside_its_outputs(exported, tmp_path, monkeypatch):
+    """Calibration on the same tiles gives the same int8 bytes (so dvc.lock does not change on a rerun); scratch
+    files (quantization's among them) go in a staging folder beside the outputs, none in the temp folder."""
     root = exported["root"]
     args = export_args(root)
     args[args.index("--output") + 1] = str(tmp_path / "again")
     args[args.index("--report") + 1] = str(tmp_path / "again.json")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # TMPDIR, as tempfile read it
+    real_quantize, seen = export_stage.quantize_int8, []
+
+    def watched_quantize(fp32_model, output, calibration, settings=export_stage.QUANTIZATION):
+        def batches():  # read while quantize_static runs: its scratch folder exists then
+            seen.append((output.parent, sorted(path.name for path in output.parent.iterdir())))
+            yield from calibration
+
+        real_quantize(fp32_model, output, batches(), settings)
+
+    monkeypatch.setattr(export_stage, "quantize_int8", watched_quantize)
     export_stage.main(args)
     for name in ("model.onnx", "model.int8.onnx"):
         assert (tmp_path / "again" / name).read_bytes() == (root / "export" / name).read_bytes(), name
+    [(staging, inside)] = seen
+    assert staging.parent == tmp_path / "again" and STAGING_NAME.fullmatch(staging.name)["output"] == "model.int8.onnx"
+    assert any(name.startswith(".quantize-") for name in inside), inside
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert sorted(path.name for path in (tmp_path / "again").iterdir()) == ["model.int8.onnx", "model.onnx"]
 
 
 def test_export_check_fails_on_a_model_that_disagrees_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
@@ -411,23 +438,119 @@ def other_model_as_int8(other: TrainedModel):
     return quantize
 
 
-def run_export_expecting_one_error(root, capsys) -> str:
+def run_export_quietly(root) -> str:
+    """The export stage's standard output."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        export_stage.main(export_args(root))
+    return printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def gate_failed(trained, tmp_path_factory):
+    """An export whose int8 model (another model's graph) fails its agreement gate."""
+    project = write_tiny_project(tmp_path_factory.mktemp("gate"), trained)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export_stage, "quantize_int8", other_model_as_int8(tiny_trained(seed=1)))
+        patch.setattr(runtimes, "bf16_supported", lambda device: False)
+        printed = run_export_quietly(project["root"])
+    return project | {"printed": printed}
+
+
+def test_an_int8_model_that_fails_its_gate_is_written_with_its_verdict(gate_failed):
+    root = gate_failed["root"]
+    written = sorted(path.name for path in (root / "export").iterdir() if not path.name.startswith("model_card"))
+    assert written == ["model.int8.onnx", "model.onnx"]
+    verdict = json.loads((root / "export.json").read_text())["int8_gate"]
+    assert verdict["passed"] is False and len(verdict["reasons"]) >= 1
+    assert verdict["reasons"][0].startswith("agreement ")
+    assert verdict["reasons"][0].endswith("% below export.min_int8_agreement 98.00%")
+    assert read_int8_gate(root / "export" / "model.int8.onnx") == Int8Gate(False, tuple(verdict["reasons"]))
+    assert INT8_GATE_KEY not in read_onnx_metadata(root / "export" / "model.onnx")
+    failed = [line for line in gate_failed["printed"].splitlines() if "failed its gate" in line]
+    assert len(failed) == 1 and verdict["reasons"][0] in failed[0]
+    assert failed[0].endswith("predict (predict.int8 true) runs the fp32 model on this CPU instead")
+
+
+def test_a_passing_int8_model_carries_its_verdict_and_one_without_one_counts_as_passed(exported, tmp_path):
+    import onnx
+
+    root = exported["root"]
+    assert json.loads((root / "export.json").read_text())["int8_gate"] == {"passed": True, "reasons": []}
+    assert read_int8_gate(root / "export" / "model.int8.onnx") == Int8Gate(True)
+    # an int8 model exported before verdicts were recorded (gated by a check that stopped the export)
+    proto = onnx.load(str(root / "export" / "model.int8.onnx"))
+    kept = [(entry.key, entry.value) for entry in proto.metadata_props if entry.key != INT8_GATE_KEY]
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, dict(kept))
+    (tmp_path / "model.int8.onnx").write_bytes(proto.SerializeToString())
+    assert INT8_GATE_KEY not in read_onnx_metadata(tmp_path / "model.int8.onnx")
+    assert read_int8_gate(tmp_path / "model.int8.onnx") == Int8Gate(True)
+    assert int8_choice(tmp_path, True).int8 and int8_choice(tmp_path, "required").int8
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_where_the_int8_model_failed_auto_runs_by_the_cpus_features(gate_failed, monkeypatch, native_bf16):
+    """torch where the CPU has native bf16, else onnxruntime with the fp32 model; an explicit ONNX runtime runs
+    the fp32 model."""
+    monkeypatch.setattr(runtimes, "bf16_supported", lambda device: native_bf16)
+    root, params = gate_failed["root"], predict_params()
+    runtime = choose_runtime(params, CPU, root / "best.pt", None, root / "export")
+    expected = ("torch", root / "best.pt") if native_bf16 else ("onnxruntime", root / "export" / "model.onnx")
+    assert (runtime.name, runtime.model, runtime.auto) == (*expected, True)
+    label = run_label(params, runtime)
+    assert "; model.int8.onnx failed its int8 gate (agreement " in label
+    instead = "torch runs instead, this CPU having native bf16" if native_bf16 else "the fp32 model runs instead"
+    assert label.endswith(instead)
+    explicit = choose_runtime(predict_params(runtime="onnxruntime"), CPU, root / "best.pt", None, root / "export")
+    assert (explicit.name, explicit.model) == ("onnxruntime", root / "export" / "model.onnx")
+    assert run_label(params, explicit).endswith("the fp32 model runs instead")
+
+
+def predict_stage_args(root, output, params) -> list[str]:
+    return [
+        *("--checkpoint", str(root / "best.pt"), "--tiles", str(root / "tiles")),
+        *("--split", str(root / "splits" / "test.csv"), "--params", str(params)),
+        *("--export", str(root / "export"), "--output", str(output)),
+    ]
+
+
+def test_predict_runs_the_fp32_model_where_int8_failed_and_required_stops(gate_failed, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runtimes, "bf16_supported", lambda device: False)
+    root = gate_failed["root"]
+    params = write_params(tmp_path / "params.yaml", predict={"window": 32, "batch_size": 4, "int8": True})
+    predict_stage.main(predict_stage_args(root, tmp_path / "predicted", params))
+    assert sorted(path.name for path in (tmp_path / "predicted").iterdir()) == ["2.png", "2_colour.png"]
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "onnxruntime, model.onnx (predict.runtime auto)" in summary
+    assert "model.int8.onnx failed its int8 gate (agreement " in summary and "the fp32 model runs instead" in summary
+    required = write_params(tmp_path / "required.yaml", predict={"window": 32, "int8": "required"})
     with pytest.raises(SystemExit) as exit_info:
-        export_stage.run_stage(lambda: export_stage.main(export_args(root)))
+        predict_stage.run_stage(lambda: predict_stage.main(predict_stage_args(root, tmp_path / "refused", required)))
     assert exit_info.value.code == 1
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1
-    assert not (root / "export").exists() or not any((root / "export").iterdir())  # nothing written
-    assert not (root / "export.json").exists()
-    return error[0]
+    assert len(error) == 1 and error[0].startswith("error: params: predict.int8 required, but ")
+    assert "failed its int8 gate at export (agreement " in error[0]
+    assert not (tmp_path / "refused").exists()
 
 
-def test_an_int8_model_below_its_agreement_threshold_fails_the_stage(trained, tmp_path, monkeypatch, capsys):
-    write_tiny_project(tmp_path, trained)
-    monkeypatch.setattr(export_stage, "quantize_int8", other_model_as_int8(tiny_trained(seed=1)))
-    error = run_export_expecting_one_error(tmp_path, capsys)
-    assert error.startswith("error: export check failed: the int8 model (onnxruntime) agrees with PyTorch on")
-    assert "below the 98.00% required by export.min_int8_agreement" in error
+def test_the_card_says_why_the_int8_model_is_not_used(gate_failed, tmp_path):
+    root = gate_failed["root"]
+    (tmp_path / "test.json").write_text(json.dumps({"miou_land": 0.61}))
+    card_stage.main(card_args(root, tmp_path / "test.json", gate_failed["params"]))
+    card = json.loads((root / "export" / "model_card.json").read_text())
+    assert card["int8_model"]["used"] is False
+    assert card["int8_model"]["why"].startswith("it failed its int8 gate at export: agreement ")
+    markdown = (root / "export" / "model_card.md").read_text()
+    assert "The int8 model is not used: it failed its int8 gate at export: agreement " in markdown
+
+
+def test_predict_int8_takes_true_false_or_required():
+    assert [predict_params(int8=value).int8 for value in (True, False, "required")] == [True, False, "required"]
+    for bad in ("yes", 1, None):
+        with pytest.raises(PipelineError, match=r"^params: predict\.int8 must be true, false or required, got "):
+            predict_params(int8=bad)
+    assert PredictParams(256, 0.25, 8, False, "auto", False).int8 is True  # the code's default is params.yaml's
 
 
 def label_tiles_with_the_models_classes(root, trained: TrainedModel) -> None:
@@ -443,15 +566,25 @@ def label_tiles_with_the_models_classes(root, trained: TrainedModel) -> None:
         write_png(root / "encoded" / "masks" / f"{image_id}.png", labels)
 
 
-def test_an_int8_model_losing_more_miou_than_allowed_fails_the_stage(trained, tmp_path, monkeypatch, capsys):
+def test_an_int8_model_losing_more_miou_than_allowed_fails_its_gate(trained, tmp_path, monkeypatch):
     write_tiny_project(tmp_path, trained, min_int8_agreement=0.0)
     label_tiles_with_the_models_classes(tmp_path, trained)
     labels = read_index_png(tmp_path / "encoded" / "masks" / "2.png")
     assert len(np.unique(labels)) > 1  # the test tiles' labels are more than one class
     monkeypatch.setattr(export_stage, "quantize_int8", other_model_as_int8(tiny_trained(seed=1)))
-    error = run_export_expecting_one_error(tmp_path, capsys)
-    assert error.startswith("error: export check failed: the int8 model's mIoU (land classes) on 4 test tiles is ")
-    assert "below PyTorch fp32's, more than export.max_int8_miou_drop 0.005; nothing was written" in error
+    run_export_quietly(tmp_path)
+    [reason] = json.loads((tmp_path / "export.json").read_text())["int8_gate"]["reasons"]
+    assert reason.startswith("mIoU (land) drop ") and reason.endswith(" above export.max_int8_miou_drop 0.005")
+    assert read_int8_gate(tmp_path / "export" / "model.int8.onnx") == Int8Gate(False, (reason,))
+
+
+def card_args(root, test_metrics, params) -> list[str]:
+    return [
+        *("--checkpoint", str(root / "best.pt"), "--fp32", str(root / "export" / "model.onnx")),
+        *("--int8", str(root / "export" / "model.int8.onnx"), "--test", str(test_metrics)),
+        *("--export-report", str(root / "export.json"), "--tiles", str(root / "tiles")),
+        *("--splits", str(root / "splits"), "--params", str(params)),
+    ]
 
 
 def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
@@ -459,26 +592,7 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
     (root / "test.json").write_text(
         json.dumps({"miou_land": 0.61, "miou": 0.55, "mean_dice": 0.7, "pixel_accuracy": 0.8})
     )
-    card_stage.main(
-        [
-            "--checkpoint",
-            str(root / "best.pt"),
-            "--fp32",
-            str(root / "export" / "model.onnx"),
-            "--int8",
-            str(root / "export" / "model.int8.onnx"),
-            "--test",
-            str(root / "test.json"),
-            "--export-report",
-            str(root / "export.json"),
-            "--tiles",
-            str(root / "tiles"),
-            "--splits",
-            str(root / "splits"),
-            "--params",
-            str(exported["params"]),
-        ]
-    )
+    card_stage.main(card_args(root, root / "test.json", exported["params"]))
     card = json.loads((root / "export" / "model_card.json").read_text())
     assert [c["name"] for c in card["classes"]] == list(TABLE.names)
     assert [c["colour"] for c in card["classes"]] == TABLE.colours.tolist()

@@ -65,11 +65,28 @@ def card_content(
         },
         "test_metrics": {**test_metrics, "predicted_with": predict},
         "export_check": export_report,
+        "int8_model": int8_use(export_report.get("int8_gate"), predict.get("int8", True)),
         "data_version": {
             "sha256": data_version,
             "of": "every file of data/tiles and data/splits (the prepared images, masks and splits)",
         },
     }
+
+
+def int8_use(gate: dict | None, setting: bool | str) -> dict:
+    """Whether predict's ONNX runtimes use the int8 model (predict.int8, and the export's int8 gate) and why (not).
+    A report without a gate's verdict comes from an export that stopped where the gate failed: it passed."""
+    gate = gate or {"passed": True, "reasons": []}
+    if setting is False:
+        return {"used": False, "why": "predict.int8 is false: predict runs the fp32 model"}
+    if gate["passed"]:
+        return {"used": True, "why": f"it passed its int8 gate at export (predict.int8 {str(setting).lower()})"}
+    failed = f"it failed its int8 gate at export: {'; '.join(gate['reasons'])}"
+    if setting is True:
+        instead = "predict runs torch (bf16) on CPUs with native bf16, else the fp32 model (predict.int8 true)"
+    else:
+        instead = f"predict stops (predict.int8 {setting})"
+    return {"used": False, "why": f"{failed}; {instead}"}
 
 
 def _interface(interface: ModelInterface) -> dict:
@@ -116,6 +133,8 @@ def card_markdown(card: dict) -> str:
     for section in sections:
         lines += section(card)
     lines += _export_section(card["export_check"])
+    int8 = card["int8_model"]
+    lines += ["", f"The int8 model is {'used' if int8['used'] else 'not used'}: {int8['why']}."]
     data = card["data_version"]
     lines += ["", "## Data version", "", f"`{data['sha256']}`: sha256 of {data['of']}.", ""]
     return "\n".join(lines)

@@ -252,13 +252,44 @@ def require_agreement(agreement: Agreement, minimum: float, what: str, key: str)
         )
 
 
-def require_miou_drop(drop: float | None, limit: float, tiles: int) -> None:
-    """Fail the export where the int8 model's mIoU on the check tiles is more than `limit` below PyTorch fp32's."""
-    if drop is not None and drop > limit:
-        raise PipelineError(
-            f"export check failed: the int8 model's mIoU (land classes) on {tiles} test tiles is {drop:.4f} below "
-            f"PyTorch fp32's, more than export.max_int8_miou_drop {limit:g}; nothing was written"
+INT8_GATE_KEY = "int8_gate"  # the int8 model's metadata key for its gate's verdict (Int8Gate.to_json)
+
+
+@dataclass(frozen=True)
+class Int8Gate:
+    """The int8 gate's verdict on the int8 model: whether it passed, and each reason it did not, in one line."""
+
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "reasons": list(self.reasons)}
+
+
+def int8_gate(agreement: Agreement, drop: float | None, min_agreement: float, max_drop: float) -> Int8Gate:
+    """The gate on the int8 model: argmax agreement with PyTorch fp32 of at least `min_agreement`
+    (export.min_int8_agreement) and an mIoU (land) at most `max_drop` (export.max_int8_miou_drop) below its."""
+    reasons = []
+    if agreement.argmax_agreement < min_agreement:
+        reasons.append(
+            f"agreement {agreement.argmax_agreement:.2%} below export.min_int8_agreement {min_agreement:.2%}"
         )
+    if drop is not None and drop > max_drop:
+        reasons.append(f"mIoU (land) drop {drop:.4f} above export.max_int8_miou_drop {max_drop:g}")
+    return Int8Gate(not reasons, tuple(reasons))
+
+
+def read_int8_gate(path: Path) -> Int8Gate:
+    """The gate's verdict an int8 model carries in its metadata; one exported before verdicts were recorded was
+    gated by a check that stopped the export, so it passed."""
+    recorded = read_onnx_metadata(path).get(INT8_GATE_KEY)
+    if recorded is None:
+        return Int8Gate(True)
+    try:
+        verdict = json.loads(recorded)
+        return Int8Gate(bool(verdict["passed"]), tuple(str(reason) for reason in verdict["reasons"]))
+    except (ValueError, KeyError, TypeError):
+        raise PipelineError(f"{path}: its metadata's {INT8_GATE_KEY} is malformed: {recorded[:200]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -288,7 +319,7 @@ def quantize_int8(
     fp32_model: Path, output: Path, calibration: Iterator[np.ndarray], settings: Quantization = QUANTIZATION
 ) -> None:
     """Post-training static int8 quantization (onnxruntime) with `settings`, activation ranges from the
-    calibration batches."""
+    calibration batches; its scratch files go in a folder beside `output`, removed when it returns."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -300,7 +331,8 @@ def quantize_int8(
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    with tempfile.TemporaryDirectory() as scratch:
+    # scratch beside the output, so a killed run leaves it where the output's own cleanup finds it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=Path(output).parent) as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX shape inference and graph optimisation (batch norms folded into convolutions) first,
         # as onnxruntime recommends; symbolic shape inference cannot follow the dynamic sides.

@@ -5,6 +5,12 @@
 core install; on the GPU through its CUDA provider where onnxruntime-gpu is installed), `openvino`
 (the same files through OpenVINO on the CPU; optional: `make install-runtime`), or `auto`: torch on
 a CUDA GPU, onnxruntime everywhere else (torch where a checkpoint has no ONNX model beside it).
+
+`predict.int8` true runs the export stage's int8 model only where its metadata says it passed the
+export's int8 gate. Where it failed, a fixed rule on the CPU's features (never a timing) picks what
+runs instead: with auto on a CPU, torch where the CPU has native bf16 (bf16_supported), else
+onnxruntime with the fp32 model; with onnxruntime or openvino, that runtime with the fp32 model.
+`required` stops instead, naming the gate's reasons; false is the fp32 model.
 Blending and TTA are the same for all: the sliding window gets one probability function. An ONNX
 model run next to a checkpoint must have been exported from it (the sha256 in its metadata), so
 classes and weights always come from one model.
@@ -15,18 +21,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from landcover.inference.blending import ProbabilityFn
-from landcover.inference.export import INPUT_NAME, read_onnx_interface
+from landcover.inference.export import INPUT_NAME, read_int8_gate, read_onnx_interface
 from landcover.inference.probabilities import averaged_over_views, dihedral_view, trained_model_probabilities
 from landcover.io.errors import PipelineError
-from landcover.io.params import PredictParams, choose
+from landcover.io.params import INT8_REQUIRED, PredictParams, choose
 from landcover.model.checkpoint import ModelInterface, checkpoint_sha256, load_trained_model, read_model_interface
-from landcover.model.devices import PRECISIONS
+from landcover.model.devices import PRECISIONS, bf16_supported
 
 FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
 CPU = torch.device("cpu")
@@ -46,6 +53,7 @@ class Runtime:
     device: torch.device  # torch's device; for onnxruntime cuda on its CUDA provider, else cpu; openvino: cpu
     threads: int | None  # intra-op threads: this process's share of the cores; None: the runtime's default
     auto: bool = False  # chosen by predict.runtime auto
+    why: str = ""  # why the int8 model predict.int8 asks for does not run, where it does not
 
 
 def exported_path(export_dir: Path, int8: bool) -> Path:
@@ -157,6 +165,44 @@ def _torch_probabilities(runtime: Runtime, params: PredictParams) -> Probability
     return trained_model_probabilities(trained, runtime.device, params.precision, params.tta, compile=params.compile)
 
 
+# --- predict.int8: the int8 model where it passed its gate -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Int8Choice:
+    """Whether the export stage's int8 model runs, as predict.int8 and the model's gate say; where predict.int8
+    asks for it and its gate failed, why not."""
+
+    int8: bool
+    failed_gate: str = ""  # "model.int8.onnx failed its int8 gate (reasons)", where it did
+
+
+def int8_choice(export_dir: Path, setting: bool | str) -> Int8Choice:
+    """predict.int8 for the export stage's models in `export_dir`: false the fp32 model; true the int8 model where
+    it passed its gate (or has no int8 model to judge: the runtimes say it is missing), else the fp32 model;
+    required the int8 model, or PipelineError with the gate's reasons."""
+    path = exported_path(export_dir, True)
+    if setting is False or not path.is_file():
+        return Int8Choice(setting is not False)
+    gate = read_int8_gate(path)
+    if gate.passed:
+        return Int8Choice(True)
+    reasons = "; ".join(gate.reasons)
+    if setting == INT8_REQUIRED:
+        raise PipelineError(
+            f"params: predict.int8 required, but {path} failed its int8 gate at export ({reasons}); set predict.int8 "
+            "true to run the fp32 model instead"
+        )
+    return Int8Choice(False, f"{path.name} failed its int8 gate ({reasons})")
+
+
+def gate_fallback(device: torch.device) -> str:
+    """The runtime predict.runtime auto runs on a CPU where the int8 model failed its gate: torch where the CPU has
+    native bf16 (bf16 autocast, as predict.precision auto chooses), else onnxruntime with the fp32 model. A fixed
+    rule on the CPU's features, never a timing, so the same machine always runs the same model."""
+    return "torch" if bf16_supported(device) else "onnxruntime"
+
+
 # --- predict.runtime: how each runtime is chosen, runs and is described ---------------------------------
 
 
@@ -172,10 +218,22 @@ class RuntimeRequest:
     export_dir: Path
     threads: int | None
 
+    @cached_property
+    def int8(self) -> Int8Choice:
+        """predict.int8 for the export stage's models (asked only where they run: torch ignores it)."""
+        return int8_choice(self.export_dir, self.params.int8)
+
     def onnx(self) -> Path | None:
         """The ONNX model there is to run: the one given, else the export stage's if it exists."""
-        exported = exported_path(self.export_dir, self.params.int8)
-        return self.model if self.model is not None else (exported if exported.is_file() else None)
+        if self.model is not None:
+            return self.model
+        exported = exported_path(self.export_dir, self.int8.int8)
+        return exported if exported.is_file() else None
+
+    def fp32_why(self) -> str:
+        """Why the export stage's fp32 model runs where predict.int8 asked for the int8 one ("" where it did not)."""
+        failed = self.int8.failed_gate if self.model is None else ""
+        return f"{failed}: the fp32 model runs instead" if failed else ""
 
 
 @dataclass(frozen=True)
@@ -209,7 +267,7 @@ def _torch_description(runtime: Runtime, params: PredictParams) -> str:
 def _onnx_model(request: RuntimeRequest) -> tuple[Path, ModelInterface]:
     """The ONNX model an ONNX runtime runs (the export stage's without one given) and its metadata, checked
     against the checkpoint where one is given."""
-    onnx = request.model if request.model is not None else exported_model(request.export_dir, request.params.int8)
+    onnx = request.model if request.model is not None else exported_model(request.export_dir, request.int8.int8)
     interface = read_onnx_interface(onnx)
     if request.checkpoint is not None:
         require_same_checkpoint(onnx, interface, request.checkpoint)
@@ -219,21 +277,27 @@ def _onnx_model(request: RuntimeRequest) -> tuple[Path, ModelInterface]:
 def _onnxruntime(name: str, request: RuntimeRequest) -> Runtime:
     onnx, interface = _onnx_model(request)
     device = request.device if onnxruntime_on_gpu(request.device) else CPU
-    return Runtime(name, onnx, interface, device, request.threads)
+    return Runtime(name, onnx, interface, device, request.threads, why=request.fp32_why())
 
 
 def _openvino(name: str, request: RuntimeRequest) -> Runtime:
     require_openvino()  # before looking for the model: the missing package is the first thing to fix
     onnx, interface = _onnx_model(request)
-    return Runtime(name, onnx, interface, CPU, request.threads)
+    return Runtime(name, onnx, interface, CPU, request.threads, why=request.fp32_why())
 
 
 def _auto(name: str, request: RuntimeRequest) -> Runtime:
     """torch for a checkpoint on a CUDA GPU, or for a checkpoint without an ONNX model to run; else onnxruntime
-    (int8 with predict.int8), which is faster than torch on a CPU."""
+    (int8 with predict.int8), which is faster than torch on a CPU. Where the int8 model failed its gate, the
+    gate's fallback (gate_fallback)."""
     checkpoint_only = request.checkpoint is not None and (request.device.type == "cuda" or request.onnx() is None)
-    resolved = "torch" if checkpoint_only else "onnxruntime"
-    return dataclasses.replace(RUNTIMES[resolved].make(resolved, request), auto=True)
+    failed = "" if checkpoint_only or request.model is not None else request.int8.failed_gate
+    fallback = gate_fallback(request.device) if failed and request.checkpoint is not None else "onnxruntime"
+    resolved = "torch" if checkpoint_only else fallback
+    runtime = RUNTIMES[resolved].make(resolved, request)
+    if failed and resolved == "torch":
+        runtime = dataclasses.replace(runtime, why=f"{failed}: torch runs instead, this CPU having native bf16")
+    return dataclasses.replace(runtime, auto=True)
 
 
 # auto's Runtime is named for the runtime it resolved to: that one runs and describes it.
@@ -297,7 +361,8 @@ def run_label(params: PredictParams, runtime: Runtime) -> str:
     """How a prediction runs, for its summary line: windows, TTA, runtime, the model file and the device."""
     how = choose("predict.runtime", runtime.name, RUNTIMES).describe(runtime, params)
     threads = f", {runtime.threads} threads" if runtime.threads else ""
+    why = f"; {runtime.why}" if runtime.why else ""
     return (
         f"window {params.window}, overlap {params.overlap}, tta {'on' if params.tta else 'off'}, "
-        f"{how}{' (predict.runtime auto)' if runtime.auto else ''}, {runtime.device}{threads}"
+        f"{how}{' (predict.runtime auto)' if runtime.auto else ''}, {runtime.device}{threads}{why}"
     )

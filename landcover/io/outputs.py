@@ -154,10 +154,8 @@ def _swap_in(staging: Path, final: Path, token: str) -> None:
         _remove(aside)
 
 
-@contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield an empty staging directory that replaces `final` when the block succeeds."""
-    final = Path(final)
+def _staging_dir(final: Path) -> tuple[Path, str]:
+    """A new, empty staging directory beside `final` (what killed runs left there cleaned first), and its token."""
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(final)
     while True:
@@ -165,9 +163,16 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         staging = _staging_name(final, token, STAGING_SUFFIX)
         try:
             staging.mkdir()  # mode 0777 less the umask, unlike mkdtemp's 0700
-            break
+            return staging, token
         except FileExistsError:
             continue
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty staging directory that replaces `final` when the block succeeds."""
+    final = Path(final)
+    staging, token = _staging_dir(final)
     try:
         with _translate_no_space(final):
             yield staging
@@ -175,6 +180,20 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def scratch_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty folder, named as a staging copy of `final`, that is removed when the block ends: scratch
+    space for making `final`. A killed run's is removed by the next run's cleanup of `final`, as its staging
+    copies are (a folder in /tmp would stay until the machine is cleaned)."""
+    final = Path(final)
+    staging, _ = _staging_dir(final)
+    try:
+        with _translate_no_space(final):
+            yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

@@ -71,7 +71,10 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         options = typing.get_args(expected)
         if value is None and type(None) in options:
             return None
-        expected = next(option for option in options if option is not type(None))
+        kinds = [option for option in options if option is not type(None)]
+        if len(kinds) > 1:
+            return value  # bool | str (predict.int8): checked by the section's __post_init__, which names its values
+        expected = kinds[0]
     if typing.get_origin(expected) in (list, tuple):
         # checked item by item by the section's __post_init__, which knows their shape
         if not isinstance(value, list | tuple):
@@ -304,6 +307,9 @@ class TrainParams:
         _require(self.nodes >= 1, "train.nodes", "must be at least 1", self.nodes)
 
 
+INT8_REQUIRED = "required"  # predict.int8: the int8 model or a stop, never the fp32 model in its place
+
+
 @dataclass(frozen=True)
 class PredictParams:
     window: int  # sliding-window side in pixels (a multiple of OUTPUT_STRIDE_MULTIPLE)
@@ -314,13 +320,21 @@ class PredictParams:
     compile: bool  # torch.compile the model: faster per window after a compile of tens of seconds
     processes: int = 1  # processes (GPUs) the test split is divided among: torchrun's --nproc_per_node in dvc.yaml
     runtime: str = "auto"  # a name in landcover/inference/runtimes.py's RUNTIMES
-    int8: bool = False  # with onnxruntime or openvino: the export stage's int8 model; torch has none and ignores it
+    # true: the export stage's int8 model where it passed its gate (landcover/inference/runtimes.py's int8_choice);
+    # false: the fp32 model; "required": the int8 model, or a stop where it failed. Torch has none and ignores it.
+    int8: bool | str = True
 
     def __post_init__(self) -> None:
         _require(self.processes >= 1, "predict.processes", "must be at least 1", self.processes)
         _require_model_side("predict.window", self.window)
         _require(0 <= self.overlap < 1, "predict.overlap", "must be in [0, 1)", self.overlap)
         _require(self.batch_size >= 1, "predict.batch_size", "must be at least 1", self.batch_size)
+        _require(
+            isinstance(self.int8, bool) or self.int8 == INT8_REQUIRED,
+            "predict.int8",
+            f"must be true, false or {INT8_REQUIRED}",
+            self.int8,
+        )
 
 
 @dataclass(frozen=True)
