@@ -306,6 +306,34 @@ def test_vector_labels_without_the_attribute_or_with_an_unknown_class_are_refuse
     refused(tmp_path, raw, r"scene-2.geojson: class 'woodland' is not in the class table")
 
 
+def set_classes(path: Path, *values: object) -> None:
+    """Set the class attribute of the first features of a GeoJSON file, the rest to label value 0."""
+    collection = json.loads(path.read_text())
+    for i, feature in enumerate(collection["features"]):
+        feature["properties"]["class"] = values[i] if i < len(values) else 0
+    path.write_text(json.dumps(collection))
+
+
+def test_vector_labels_with_a_null_or_fractional_value_an_other_attribute_or_no_features_are_refused(tmp_path):
+    need_group("vector")
+    raw = tmp_path / "raw"
+    write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="geojson")
+    path = raw / "labels" / "scene-1.geojson"
+    set_classes(path, 1, None)
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 1\) has no value of attribute 'class' \(data.label_attr")
+    set_classes(path, 1, 2, 2.7)
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 2\) has class 2.7, not a whole label value")
+    set_classes(path, "forest", None, "water")
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 1\) has no value of attribute 'class'")
+    collection = json.loads(path.read_text())
+    for feature in collection["features"]:
+        feature["properties"] = {"kind": "x", "code": 1}
+    path.write_text(json.dumps(collection))
+    refused(tmp_path, raw, r"scene-1.geojson: no attribute 'class' \(data.label_attribute\); it has kind, code$")
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    refused(tmp_path, raw, r"scene-1.geojson: no features; vector labels need polygons")
+
+
 def test_a_scene_smaller_than_a_tile_and_a_float_label_raster_are_refused(tmp_path):
     raw = tmp_path / "raw"
     write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="index")

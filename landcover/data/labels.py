@@ -248,15 +248,16 @@ class VectorLabels:
             raise PipelineError(f"{path}: vector labels need a georeferenced image; {image.path.name} has no CRS")
         raw = _require_vector_reader()
         try:
-            meta, _, geometries, fields = raw.read(path, columns=[attribute], force_2d=True)
+            meta, fids, geometries, fields = raw.read(path, columns=[attribute], force_2d=True, return_fids=True)
         except Exception as error:  # pyogrio raises its own error types for every GDAL failure
             raise PipelineError(f"{path}: cannot read vector labels ({error})") from None
+        if not len(geometries):
+            raise PipelineError(f"{path}: no features; vector labels need polygons with a class attribute")
         if attribute not in list(meta["fields"]):
             raise PipelineError(
-                f"{path}: no attribute {attribute!r} (data.label_attribute); it has "
-                f"{', '.join(map(str, meta['fields'])) or 'none'}"
+                f"{path}: no attribute {attribute!r} (data.label_attribute); it has {_attributes(path) or 'none'}"
             )
-        codes = self._codes(fields[0])
+        codes = self._codes(fields[0], fids, attribute)
         crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else image.crs
         shapes = [_wkb_polygons(bytes(wkb), path) for wkb in geometries if wkb is not None]
         codes = codes[[wkb is not None for wkb in geometries]]
@@ -267,9 +268,12 @@ class VectorLabels:
         if not len(shapes) or not any(_overlaps(tuple(box), image.bounds) for box in self.boxes):
             raise PipelineError(f"{path}: labels do not overlap their image {image.path.name}")
 
-    def _codes(self, values: np.ndarray) -> np.ndarray:
+    def _codes(self, values: np.ndarray, fids: np.ndarray, attribute: str) -> np.ndarray:
         """Each feature's class index (or _OFF_TABLE): class names must be in the table; values may not be."""
         if values.dtype.kind in "OUS":
+            null = [i for i, value in enumerate(values) if value is None]
+            if null:
+                raise self._bad_feature(fids[null[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
             names = [str(value) for value in values]
             unknown = sorted({name for name in names if name not in self.table.names})
             if unknown:
@@ -277,8 +281,21 @@ class VectorLabels:
                     f"{self.path}: class {unknown[0]!r} is not in the class table ({', '.join(self.table.names)})"
                 )
             return np.array([self.table.names.index(name) for name in names], dtype=np.uint16)
+        numbers = values.astype(np.float64)
+        null = np.flatnonzero(np.isnan(numbers))
+        if len(null):
+            raise self._bad_feature(fids[null[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
+        fractional = np.flatnonzero(~np.isfinite(numbers) | (numbers != np.round(numbers)))
+        if len(fractional):
+            value = values[fractional[0]]
+            raise self._bad_feature(
+                fids[fractional[0]], f"{attribute} {value}, not a whole label value; label values are integers"
+            )
         lookup = {int(value): index for index, value in enumerate(self.table.values)}
         return np.array([lookup.get(int(value), _OFF_TABLE) for value in values], dtype=np.uint16)
+
+    def _bad_feature(self, fid: object, what: str) -> PipelineError:
+        return PipelineError(f"{self.path}: feature (FID {fid}) has {what}")
 
     def read(self, window: Window) -> tuple[np.ndarray, int, int]:
         from rasterio import features
@@ -304,6 +321,16 @@ class VectorLabels:
         off_table = int(np.count_nonzero(burnt == _OFF_TABLE))
         index = np.where(burnt >= _OFF_TABLE, IGNORE_INDEX, burnt).astype(np.uint8)
         return index, off_table, unlabelled
+
+
+def _attributes(path: Path) -> str:
+    """The attribute names of a vector file, comma-separated, for a message."""
+    import pyogrio
+
+    try:
+        return ", ".join(map(str, pyogrio.read_info(path)["fields"]))
+    except Exception:  # pyogrio raises its own error types for every GDAL failure
+        return ""
 
 
 def _box(shape: dict) -> tuple[float, float, float, float]:
