@@ -271,9 +271,9 @@ class VectorLabels:
     def _codes(self, values: np.ndarray, fids: np.ndarray, attribute: str) -> np.ndarray:
         """Each feature's class index (or _OFF_TABLE): class names must be in the table; values may not be."""
         if values.dtype.kind in "OUS":
-            null = [i for i, value in enumerate(values) if value is None]
-            if null:
-                raise self._bad_feature(fids[null[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
+            nones = [i for i, value in enumerate(values) if value is None]
+            if nones:
+                raise self._bad_feature(fids[nones[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
             names = [str(value) for value in values]
             unknown = sorted({name for name in names if name not in self.table.names})
             if unknown:
