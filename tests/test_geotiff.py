@@ -427,6 +427,25 @@ def test_raster_without_crs_works_warns_and_has_no_hectares_unless_given_a_pixel
         assert row["hectares"] == pytest.approx(row["pixels"] * 4 / 10_000)
 
 
+def test_a_raster_georeferenced_only_by_gcps_is_refused_in_one_line_before_the_model_loads(tmp_path, run_predict):
+    from rasterio.control import GroundControlPoint
+
+    path = write_raster(tmp_path / "gcps.tif", random_rgb(64, 64), crs=None, transform=Affine.identity())
+    corners = [(0, 0), (0, 64), (64, 0), (64, 64)]
+    with rasterio.open(path, "r+") as dataset:
+        dataset.gcps = ([GroundControlPoint(r, c, 500_000.0 + 10 * c, 5_000_000.0 - 10 * r) for r, c in corners], UTM33)
+    with pytest.raises(
+        PipelineError,
+        match=r"gcps.tif: georeferenced only by 4 ground control points \(GCPs, EPSG:32633\), which its maps cannot "
+        r"carry; warp it onto a grid first \(gdalwarp -t_srs EPSG:32633",
+    ):
+        run_predict([path], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PipelineError, match="gcps.tif: georeferenced only by 4 ground control points"):
+        with open_scene(path, ReadOptions()):
+            pass
+
+
 # --- bands, types, masks ------------------------------------------------------------------------------------
 
 

@@ -142,6 +142,7 @@ class RasterScene(Scene):
         self.path, self.dataset, self.bands = path, dataset, bands
         self.value_ranges = None if value_ranges is None else tuple(value_ranges)
         self.height, self.width = dataset.height, dataset.width
+        check_georeference(path, dataset)
         self.crs, self.transform = dataset.crs, dataset.transform
         self.block_rows = dataset.block_shapes[bands[0] - 1][0]
         self.all_valid = all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands)
@@ -317,6 +318,7 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
             jpeg_or_png = isinstance(path, Source) and path.is_jpeg_or_png()  # decoded from a copy when mapped
             if not jpeg_or_png:
                 check_bands(path, dataset, options, model_known)
+                check_georeference(path, dataset)
             width, height = dataset.width, dataset.height
     if jpeg_or_png and model_known:
         image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
@@ -324,6 +326,19 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
     if reason is not None:
         raise PipelineError(f"{path}: {reason}")
     return not jpeg_or_png
+
+
+def check_georeference(path: Path | Source, dataset) -> None:
+    """Refuse a raster placed on the ground only by ground control points: its maps would carry no place and no
+    CRS, and areas from its pixel grid would be wrong. Warped onto a CRS (gdalwarp), it maps with both."""
+    gcps, gcp_crs = dataset.gcps
+    if dataset.crs is None and gcps:
+        crs = gcp_crs.to_string() if gcp_crs else "no CRS"
+        target = f" -t_srs {crs}" if gcp_crs else ""
+        raise PipelineError(
+            f"{path}: georeferenced only by {len(gcps)} ground control points (GCPs, {crs}), which its maps cannot "
+            f"carry; warp it onto a grid first (gdalwarp{target} in.tif warped.tif) and map that"
+        )
 
 
 def check_file(path: Path) -> bool:
