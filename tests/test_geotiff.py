@@ -458,7 +458,9 @@ def test_bands_flag_picks_rgb_from_a_bgr_raster(tmp_path, run_predict):
 
 def test_four_band_raster_reads_rgb_and_warns_about_the_rest(tmp_path, run_predict, capsys):
     rgbn = np.concatenate([random_rgb(64, 80), random_rgb(64, 80, seed=1)[:1]])
-    path = write_raster(tmp_path / "rgbn.tif", rgbn)
+    # no colour interpretation: GDAL would take a fourth uint8 band for alpha, the mask of pixels without data
+    interpretation = [ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined, ColorInterp.undefined]
+    path = write_raster(tmp_path / "rgbn.tif", rgbn, colorinterp=interpretation)
     out = run_predict([path], tmp_path / "out")
     assert (
         f"warning: {path}: raster has 4 bands; bands 1,2,3 are read as RGB and the rest left out (--bands picks others)"
@@ -480,7 +482,7 @@ def test_colour_interpretation_chooses_the_bands_without_the_flag(tmp_path):
         np.testing.assert_array_equal(scene.read_rows(0, 32)[0], rgb.transpose(1, 2, 0))
 
 
-def test_alpha_band_masks_pixels(tmp_path):
+def test_alpha_band_masks_pixels_and_is_not_said_to_be_left_out(tmp_path, capsys):
     rgba = np.concatenate([random_rgb(64, 64), np.full((1, 64, 64), 255, dtype=np.uint8)])
     rgba[3, 30:, :] = 0
     path = write_raster(
@@ -492,6 +494,7 @@ def test_alpha_band_masks_pixels(tmp_path):
     classes = read_band(tmp_path / "out" / "rgba.tif")
     assert (classes[30:] == 255).all()
     np.testing.assert_array_equal(classes[:30], rgba[0, :30] % len(TABLE))
+    assert "left out" not in capsys.readouterr().err
 
 
 def test_uint16_is_stretched_between_its_percentiles(tmp_path):

@@ -235,7 +235,11 @@ def choose_bands(
     )
     chosen = (red, green, blue)
     note = None
-    if count > 3:
+    # an alpha band is not left out: GDAL reads it as the mask of pixels without data (no prediction)
+    rest = [
+        band for band in range(1, count + 1) if band not in chosen and interpretation[band - 1] != ColorInterp.alpha
+    ]
+    if rest:
         note = (
             f"{path}: raster has {count} bands; bands {','.join(map(str, chosen))} are read as RGB and the rest "
             "left out (--bands picks others)"
