@@ -446,6 +446,17 @@ def test_a_raster_georeferenced_only_by_gcps_is_refused_in_one_line_before_the_m
             pass
 
 
+def test_a_vrt_whose_source_file_is_missing_is_refused_before_the_model_loads(tmp_path, run_predict):
+    import rasterio.shutil
+
+    source = write_raster(tmp_path / "source.tif", random_rgb(64, 64))
+    rasterio.shutil.copy(source, tmp_path / "scene.vrt", driver="VRT")
+    source.unlink()
+    with pytest.raises(PipelineError, match=r"scene.vrt: its source file .*source.tif is missing"):
+        run_predict([tmp_path / "scene.vrt"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 # --- bands, types, masks ------------------------------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ from landcover.inference.blending import ArrayRows, too_small_to_predict
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image, read_rgb
 from landcover.io.outputs import STAGING_SUFFIX, _staging_name
-from landcover.io.rasters import gdal_env, is_jpeg_or_png, open_raster
+from landcover.io.rasters import check_sources, gdal_env, is_jpeg_or_png, open_raster
 from landcover.io.sources import Source, read_error
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
@@ -323,6 +323,7 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
             if not jpeg_or_png:
                 check_bands(path, dataset, options, model_known)
                 check_georeference(path, dataset)
+                check_sources(path, dataset)
             width, height = dataset.width, dataset.height
     if jpeg_or_png and model_known:
         image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)

@@ -40,7 +40,7 @@ from landcover.geo.georaster import (
 )
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
-from landcover.io.rasters import read_window
+from landcover.io.rasters import check_sources, read_window
 from landcover.region.mosaic import class_table_of, strips
 
 UNCHANGED = 0
@@ -82,18 +82,14 @@ def change_legend(codes: ClassTable) -> str:
     return "\n".join(line for line in qgis_style(codes).splitlines() if "(not used)" not in line) + "\n"
 
 
-def check_sources(path: Path) -> None:
-    """Refuse a map (a mosaic's VRT) whose source files are missing, before anything is written."""
+def _check_sources(path: Path) -> None:
     with rasterio.open(path) as dataset:
-        files = dataset.files[1:]
-    missing = [name for name in files if not name.startswith("/vsi") and "://" not in name and not Path(name).exists()]
-    if missing:
-        raise PipelineError(f"{path}: its source file {missing[0]} is missing")
+        check_sources(path, dataset)
 
 
 def same_classes(before: Path, after: Path) -> ClassTable:
-    check_sources(before)
-    check_sources(after)
+    _check_sources(before)
+    _check_sources(after)
     table, other = class_table_of(before), class_table_of(after)
     if table.names != other.names:
         raise PipelineError(
