@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -133,7 +134,7 @@ def test_maps_of_other_classes_are_refused_in_one_line(tmp_path):
         change_command.main(
             ["--before", str(tmp_path / "a.tif"), "--after", str(tmp_path / "b.tif"), "--output", str(tmp_path / "o")]
         )
-    assert not (tmp_path / "o" / "change.tif").exists()
+    assert not (tmp_path / "o").exists()
     with pytest.raises(PipelineError, match="none.tif: file not found"):
         change_command.main(
             [
@@ -145,3 +146,34 @@ def test_maps_of_other_classes_are_refused_in_one_line(tmp_path):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def refused_change(tmp_path, before, after, match: str) -> None:
+    output = tmp_path / "out" / "change"
+    with pytest.raises(PipelineError, match=match):
+        change_command.main(["--before", str(before), "--after", str(after), "--output", str(output)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_maps_that_do_not_overlap_an_rgb_raster_and_a_vrt_without_its_source_are_refused_leaving_no_folder(
+    tmp_path,
+):
+    before = write_class_map(tmp_path / "a.tif", random_classes(1))
+    far = Affine(PIXEL, 0, WEST + 10_000, 0, -PIXEL, NORTH)
+    after = write_class_map(tmp_path / "far.tif", random_classes(2), transform=far)
+    refused_change(tmp_path, before, after, r"far.tif: does not overlap .*a.tif; there is no change to compare")
+    with rasterio.open(
+        tmp_path / "rgb.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=UTM33,
+        transform=Affine(PIXEL, 0, WEST, 0, -PIXEL, NORTH),
+    ) as dataset:  # fmt: skip
+        dataset.write(np.zeros((3, 64, 64), dtype=np.uint8))
+    refused_change(tmp_path, before, tmp_path / "rgb.tif", r"rgb.tif: not a class map of this project")
+    source = write_class_map(tmp_path / "source.tif", random_classes(3))
+    rasterio.shutil.copy(source, tmp_path / "mosaic.vrt", driver="VRT")
+    source.unlink()
+    refused_change(tmp_path, before, tmp_path / "mosaic.vrt", r"mosaic.vrt: its source file .*source.tif is missing")
+    refused_change(tmp_path, tmp_path / "mosaic.vrt", before, r"mosaic.vrt: its source file .*source.tif is missing")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(PipelineError):
+        change_command.main(["--before", str(before), "--after", str(after), "--output", str(tmp_path / "out")])
+    assert (tmp_path / "out").is_dir()  # a folder that was there stays

@@ -427,6 +427,36 @@ def test_raster_without_crs_works_warns_and_has_no_hectares_unless_given_a_pixel
         assert row["hectares"] == pytest.approx(row["pixels"] * 4 / 10_000)
 
 
+def test_a_raster_georeferenced_only_by_gcps_is_refused_in_one_line_before_the_model_loads(tmp_path, run_predict):
+    from rasterio.control import GroundControlPoint
+
+    path = write_raster(tmp_path / "gcps.tif", random_rgb(64, 64), crs=None, transform=Affine.identity())
+    corners = [(0, 0), (0, 64), (64, 0), (64, 64)]
+    with rasterio.open(path, "r+") as dataset:
+        dataset.gcps = ([GroundControlPoint(r, c, 500_000.0 + 10 * c, 5_000_000.0 - 10 * r) for r, c in corners], UTM33)
+    with pytest.raises(
+        PipelineError,
+        match=r"gcps.tif: georeferenced only by 4 ground control points \(GCPs, EPSG:32633\), which its maps cannot "
+        r"carry; warp it onto a grid first \(gdalwarp -t_srs EPSG:32633",
+    ):
+        run_predict([path], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PipelineError, match="gcps.tif: georeferenced only by 4 ground control points"):
+        with open_scene(path, ReadOptions()):
+            pass
+
+
+def test_a_vrt_whose_source_file_is_missing_is_refused_before_the_model_loads(tmp_path, run_predict):
+    import rasterio.shutil
+
+    source = write_raster(tmp_path / "source.tif", random_rgb(64, 64))
+    rasterio.shutil.copy(source, tmp_path / "scene.vrt", driver="VRT")
+    source.unlink()
+    with pytest.raises(PipelineError, match=r"scene.vrt: its source file .*source.tif is missing"):
+        run_predict([tmp_path / "scene.vrt"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 # --- bands, types, masks ------------------------------------------------------------------------------------
 
 
@@ -439,7 +469,9 @@ def test_bands_flag_picks_rgb_from_a_bgr_raster(tmp_path, run_predict):
 
 def test_four_band_raster_reads_rgb_and_warns_about_the_rest(tmp_path, run_predict, capsys):
     rgbn = np.concatenate([random_rgb(64, 80), random_rgb(64, 80, seed=1)[:1]])
-    path = write_raster(tmp_path / "rgbn.tif", rgbn)
+    # no colour interpretation: GDAL would take a fourth uint8 band for alpha, the mask of pixels without data
+    interpretation = [ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined, ColorInterp.undefined]
+    path = write_raster(tmp_path / "rgbn.tif", rgbn, colorinterp=interpretation)
     out = run_predict([path], tmp_path / "out")
     assert (
         f"warning: {path}: raster has 4 bands; bands 1,2,3 are read as RGB and the rest left out (--bands picks others)"
@@ -461,7 +493,7 @@ def test_colour_interpretation_chooses_the_bands_without_the_flag(tmp_path):
         np.testing.assert_array_equal(scene.read_rows(0, 32)[0], rgb.transpose(1, 2, 0))
 
 
-def test_alpha_band_masks_pixels(tmp_path):
+def test_alpha_band_masks_pixels_and_is_not_said_to_be_left_out(tmp_path, capsys):
     rgba = np.concatenate([random_rgb(64, 64), np.full((1, 64, 64), 255, dtype=np.uint8)])
     rgba[3, 30:, :] = 0
     path = write_raster(
@@ -473,6 +505,7 @@ def test_alpha_band_masks_pixels(tmp_path):
     classes = read_band(tmp_path / "out" / "rgba.tif")
     assert (classes[30:] == 255).all()
     np.testing.assert_array_equal(classes[:30], rgba[0, :30] % len(TABLE))
+    assert "left out" not in capsys.readouterr().err
 
 
 def test_uint16_is_stretched_between_its_percentiles(tmp_path):

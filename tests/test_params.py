@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from landcover.io.errors import PipelineError
 from landcover.io.params import (
     OUTPUT_STRIDE_MULTIPLE,
+    PREDICT_DEFAULTS,
     AugmentParams,
     DataParams,
     ModelParams,
@@ -30,6 +32,40 @@ SECTIONS = {
     "train": TrainParams,
     "predict": PredictParams,
 }
+
+
+def test_the_predict_defaults_are_the_repository_params_predict_section():
+    assert PREDICT_DEFAULTS == load_params(REPO / "params.yaml")["predict"]
+
+
+class ParamsRead(Exception):
+    """Raised where a mapping command checks its predict params: the test needs no model past that point."""
+
+
+@pytest.mark.parametrize("command", ["map", "region"])
+def test_the_mapping_commands_outside_a_project_use_the_predict_defaults(tmp_path, monkeypatch, command):
+    import importlib
+
+    module = importlib.import_module(f"landcover.cli.{command}")
+    seen = []
+
+    def check(params):
+        seen.append(params)
+        raise ParamsRead
+
+    monkeypatch.setattr(module, "check_predict_options", check)
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    argv = ["--model", "model.int8.onnx", "--input", "scene.tif", "--output", "out"]
+    with pytest.raises(ParamsRead):
+        module.main(argv)
+    assert seen == [PredictParams(**PREDICT_DEFAULTS)]
+    with pytest.raises(PipelineError, match=r"^other.yaml: cannot read params \(No such file or directory\)"):
+        module.main([*argv, "--params", "other.yaml"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"predict": {**PREDICT_DEFAULTS, "window": 128}}))
+    with pytest.raises(ParamsRead):
+        module.main(argv)
+    assert seen[-1].window == 128  # a project's params.yaml is read as before
+    assert not (tmp_path / "out").exists()
 
 
 def test_repository_params_are_valid():

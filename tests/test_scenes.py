@@ -105,6 +105,36 @@ def test_uncompressed_tiles_keep_the_pixels_of_the_source_and_read_them_in_band_
     assert copied.whole_image(record).shape[-1] == 3 and copied.whole_image(record).dtype == np.uint16
 
 
+def with_alpha(image: Path, zero: bool = True) -> np.ndarray:
+    """Make band 4 of a uint8 scene image its alpha band, 0 over a block of pixels (or none); returns where it
+    is 0."""
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(image, "r+") as dataset:
+        alpha = np.full((dataset.height, dataset.width), 255, dtype=np.uint8)
+        if zero:
+            alpha[10:40, 20:70] = 0
+        dataset.write(alpha, 4)
+        dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    return alpha == 0
+
+
+@pytest.mark.parametrize(("labels", "images"), [("index", "source"), ("index", "uncompressed"), ("geojson", "source")])
+def test_labels_where_the_image_alpha_is_0_are_left_out_as_unlabelled(tmp_path, labels, images):
+    if labels == "geojson":
+        need_group("vector")
+    raw = tmp_path / "raw"
+    grids = write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels=labels, dtype="uint8")
+    hidden = with_alpha(raw / "images" / "scene-1.tif")
+    with_alpha(raw / "images" / "scene-2.tif", zero=False)
+    store = tile_and_encode(tmp_path, raw, images, bands=[1, 2, 3])
+    first, second = encoded_masks(store)
+    np.testing.assert_array_equal(first, np.where(hidden, IGNORE_INDEX, grids[0]))
+    np.testing.assert_array_equal(second, grids[1])
+    report = json.loads((tmp_path / "encode.json").read_text())
+    assert report["unlabelled_pixels"] == report["ignored_pixels"] == hidden.sum() == 30 * 50
+
+
 def test_labels_on_another_grid_are_resampled_and_unlabelled_pixels_ignored(tmp_path):
     raw = tmp_path / "raw"
     grids = write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="index")
@@ -304,6 +334,34 @@ def test_vector_labels_without_the_attribute_or_with_an_unknown_class_are_refuse
     path = raw / "labels" / "scene-2.geojson"
     path.write_text(path.read_text().replace('"forest"', '"woodland"'))
     refused(tmp_path, raw, r"scene-2.geojson: class 'woodland' is not in the class table")
+
+
+def set_classes(path: Path, *values: object) -> None:
+    """Set the class attribute of the first features of a GeoJSON file, the rest to label value 0."""
+    collection = json.loads(path.read_text())
+    for i, feature in enumerate(collection["features"]):
+        feature["properties"]["class"] = values[i] if i < len(values) else 0
+    path.write_text(json.dumps(collection))
+
+
+def test_vector_labels_with_a_null_or_fractional_value_an_other_attribute_or_no_features_are_refused(tmp_path):
+    need_group("vector")
+    raw = tmp_path / "raw"
+    write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="geojson")
+    path = raw / "labels" / "scene-1.geojson"
+    set_classes(path, 1, None)
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 1\) has no value of attribute 'class' \(data.label_attr")
+    set_classes(path, 1, 2, 2.7)
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 2\) has class 2.7, not a whole label value")
+    set_classes(path, "forest", None, "water")
+    refused(tmp_path, raw, r"scene-1.geojson: feature \(FID 1\) has no value of attribute 'class'")
+    collection = json.loads(path.read_text())
+    for feature in collection["features"]:
+        feature["properties"] = {"kind": "x", "code": 1}
+    path.write_text(json.dumps(collection))
+    refused(tmp_path, raw, r"scene-1.geojson: no attribute 'class' \(data.label_attribute\); it has kind, code$")
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    refused(tmp_path, raw, r"scene-1.geojson: no features; vector labels need polygons")
 
 
 def test_a_scene_smaller_than_a_tile_and_a_float_label_raster_are_refused(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from landcover.geo.map_paths import check_output_folder
 from landcover.io.errors import PipelineError, run_stage
+from landcover.io.outputs import output_folder
 from landcover.region.change import detect_change
 
 
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         if not path.is_file():
             raise PipelineError(f"{path}: file not found")
     check_output_folder(args.output)
-    args.output.mkdir(parents=True, exist_ok=True)
-    report = detect_change(args.before, args.after, args.output)
+    with output_folder(args.output):
+        report = detect_change(args.before, args.after, args.output)
     if report["hectares"] is not None:
         amount = (
             f"{report['changed_hectares']:.2f} of {report['changed_hectares'] + report['unchanged_hectares']:.2f} ha"

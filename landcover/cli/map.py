@@ -41,7 +41,7 @@ from landcover.geo.mapping import MapOptions, map_file
 from landcover.geo.polygons import require_vector_writer
 from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
 from landcover.io.errors import PipelineError, run_stage
-from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from landcover.io.params import mapping_params
 from landcover.io.sources import ACCEPTED, Source
 from landcover.model.devices import choose_device
 from landcover.model.ranks import die_with_launcher, process_group, rank_device, ranks_from_environment
@@ -95,7 +95,11 @@ def parser() -> argparse.ArgumentParser:
         help=f"rasters GDAL reads, JPEG, PNG, as {ACCEPTED} (remote ones are read in place)",
     )
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="its predict section: windows, runtime")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        help="its predict section: windows, runtime (default: params.yaml where there is one, else the defaults)",
+    )
     parser.add_argument(
         "--export",
         type=Path,
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser()
     args = arguments.parse_args(argv)
     options = map_options(args, arguments)
-    predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    predict_params = mapping_params(args.params)
     check_predict_options(predict_params)
     inputs = [map_input(text) for text in args.input]
     check_map_paths(inputs, args.output, options)  # bad paths are refused before the model is loaded

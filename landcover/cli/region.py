@@ -28,7 +28,7 @@ from landcover.geo.polygons import require_vector_writer
 from landcover.inference.runtimes import check_predict_options
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import write_json
-from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
+from landcover.io.params import mapping_params
 from landcover.region.engine import (
     SCENES_FOLDER,
     ModelSpec,
@@ -60,7 +60,11 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--asset", help="STAC inputs: the key of the asset to map (needed where items have several)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="its predict section: windows, runtime")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        help="its predict section: windows, runtime (default: params.yaml where there is one, else the defaults)",
+    )
     parser.add_argument("--export", type=Path, default=Path("models/export"), help="as the mapping command's")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786); default: local")
     parser.add_argument("--workers", type=int, help="local cluster: workers (default: one per GPU, else per 4 cores)")
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers is not None and args.workers < 1:
         arguments.error("--workers: must be at least 1")
     options = map_options(args, arguments)
-    predict_params = read_section(load_params(args.params), "predict", PredictParams)
+    predict_params = mapping_params(args.params)
     check_predict_options(predict_params)
     scenes = region_scenes(args.input, args.asset)
     crs = parse_crs(args.crs) if args.crs else None

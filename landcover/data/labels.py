@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds, transform_geom
 from rasterio.windows import Window
@@ -59,6 +59,7 @@ class ImageHeader:
     crs: CRS | None
     transform: Affine
     through_gdal: bool  # read by rasterio a window at a time; else a JPEG or PNG decoded whole by Pillow
+    alpha: int | None = None  # its alpha band's number: where it is 0 there are no data, and so no labels
 
     @property
     def georeferenced(self) -> bool:
@@ -83,8 +84,11 @@ def read_image_header(path: Path) -> ImageHeader:
         dtype = dtypes.pop()
         if dtype not in IMAGE_DTYPES:
             raise PipelineError(f"{path}: bands of type {dtype}; images must be {', '.join(IMAGE_DTYPES)}")
+        alpha = (
+            list(dataset.colorinterp).index(ColorInterp.alpha) + 1 if ColorInterp.alpha in dataset.colorinterp else None
+        )
         return ImageHeader(
-            path, dataset.width, dataset.height, dataset.count, dtype, dataset.crs, dataset.transform, True
+            path, dataset.width, dataset.height, dataset.count, dtype, dataset.crs, dataset.transform, True, alpha
         )
 
 
@@ -155,8 +159,9 @@ def _on_image_grid(path: Path, dataset, image: ImageHeader) -> Iterator[tuple[ob
 class RasterLabels:
     """A label raster (index or colour), read a window at a time on its image's grid."""
 
-    def __init__(self, path: Path, dataset, view, warped: bool, kind: str, table: ClassTable) -> None:
+    def __init__(self, path: Path, dataset, view, warped: bool, kind: str, table: ClassTable, hidden) -> None:
         self.path, self.view, self.warped, self.kind, self.table = path, view, warped, kind, table
+        self.hidden = hidden  # the image's pixels without data in a window (its alpha 0), or None
         self.bands = [1] if kind == "index" else [1, 2, 3]
         self.masked = MaskFlags.all_valid not in dataset.mask_flag_enums[0]  # a nodata value or a mask band
         nodata = dataset.nodata
@@ -179,6 +184,9 @@ class RasterLabels:
                 labelled = self.view.read_masks(1, window=window) != 0
             except RASTER_ERRORS as error:
                 raise raster_error(self.path, error) from None
+        hidden = self.hidden(window)
+        if hidden is not None:
+            labelled = ~hidden if labelled is None else labelled & ~hidden
         if self.kind == "index":
             index, off_table = values_to_index(data[0], self.table, None)
         else:
@@ -242,21 +250,22 @@ def _wkb_polygons(wkb: bytes, path: Path) -> dict:
 class VectorLabels:
     """Polygons with a class attribute, rasterized a window at a time onto their image's grid."""
 
-    def __init__(self, path: Path, image: ImageHeader, table: ClassTable, attribute: str) -> None:
-        self.path, self.image, self.table = path, image, table
+    def __init__(self, path: Path, image: ImageHeader, table: ClassTable, attribute: str, hidden) -> None:
+        self.path, self.image, self.table, self.hidden = path, image, table, hidden
         if not image.georeferenced:
             raise PipelineError(f"{path}: vector labels need a georeferenced image; {image.path.name} has no CRS")
         raw = _require_vector_reader()
         try:
-            meta, _, geometries, fields = raw.read(path, columns=[attribute], force_2d=True)
+            meta, fids, geometries, fields = raw.read(path, columns=[attribute], force_2d=True, return_fids=True)
         except Exception as error:  # pyogrio raises its own error types for every GDAL failure
             raise PipelineError(f"{path}: cannot read vector labels ({error})") from None
+        if not len(geometries):
+            raise PipelineError(f"{path}: no features; vector labels need polygons with a class attribute")
         if attribute not in list(meta["fields"]):
             raise PipelineError(
-                f"{path}: no attribute {attribute!r} (data.label_attribute); it has "
-                f"{', '.join(map(str, meta['fields'])) or 'none'}"
+                f"{path}: no attribute {attribute!r} (data.label_attribute); it has {_attributes(path) or 'none'}"
             )
-        codes = self._codes(fields[0])
+        codes = self._codes(fields[0], fids, attribute)
         crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else image.crs
         shapes = [_wkb_polygons(bytes(wkb), path) for wkb in geometries if wkb is not None]
         codes = codes[[wkb is not None for wkb in geometries]]
@@ -267,9 +276,12 @@ class VectorLabels:
         if not len(shapes) or not any(_overlaps(tuple(box), image.bounds) for box in self.boxes):
             raise PipelineError(f"{path}: labels do not overlap their image {image.path.name}")
 
-    def _codes(self, values: np.ndarray) -> np.ndarray:
+    def _codes(self, values: np.ndarray, fids: np.ndarray, attribute: str) -> np.ndarray:
         """Each feature's class index (or _OFF_TABLE): class names must be in the table; values may not be."""
         if values.dtype.kind in "OUS":
+            nones = [i for i, value in enumerate(values) if value is None]
+            if nones:
+                raise self._bad_feature(fids[nones[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
             names = [str(value) for value in values]
             unknown = sorted({name for name in names if name not in self.table.names})
             if unknown:
@@ -277,8 +289,21 @@ class VectorLabels:
                     f"{self.path}: class {unknown[0]!r} is not in the class table ({', '.join(self.table.names)})"
                 )
             return np.array([self.table.names.index(name) for name in names], dtype=np.uint16)
+        numbers = values.astype(np.float64)
+        null = np.flatnonzero(np.isnan(numbers))
+        if len(null):
+            raise self._bad_feature(fids[null[0]], f"no value of attribute {attribute!r} (data.label_attribute)")
+        fractional = np.flatnonzero(~np.isfinite(numbers) | (numbers != np.round(numbers)))
+        if len(fractional):
+            value = values[fractional[0]]
+            raise self._bad_feature(
+                fids[fractional[0]], f"{attribute} {value}, not a whole label value; label values are integers"
+            )
         lookup = {int(value): index for index, value in enumerate(self.table.values)}
         return np.array([lookup.get(int(value), _OFF_TABLE) for value in values], dtype=np.uint16)
+
+    def _bad_feature(self, fid: object, what: str) -> PipelineError:
+        return PipelineError(f"{self.path}: feature (FID {fid}) has {what}")
 
     def read(self, window: Window) -> tuple[np.ndarray, int, int]:
         from rasterio import features
@@ -300,10 +325,23 @@ class VectorLabels:
             if len(near)
             else np.full(shape, _NO_POLYGON, dtype=np.uint16)
         )
+        hidden = self.hidden(window)
+        if hidden is not None:
+            burnt[hidden] = _NO_POLYGON
         unlabelled = int(np.count_nonzero(burnt == _NO_POLYGON))
         off_table = int(np.count_nonzero(burnt == _OFF_TABLE))
         index = np.where(burnt >= _OFF_TABLE, IGNORE_INDEX, burnt).astype(np.uint8)
         return index, off_table, unlabelled
+
+
+def _attributes(path: Path) -> str:
+    """The attribute names of a vector file, comma-separated, for a message."""
+    import pyogrio
+
+    try:
+        return ", ".join(map(str, pyogrio.read_info(path)["fields"]))
+    except Exception:  # pyogrio raises its own error types for every GDAL failure
+        return ""
 
 
 def _box(shape: dict) -> tuple[float, float, float, float]:
@@ -316,12 +354,25 @@ def _box(shape: dict) -> tuple[float, float, float, float]:
 def open_labels(
     path: Path, image: ImageHeader, table: ClassTable, attribute: str
 ) -> Iterator[RasterLabels | VectorLabels]:
-    """The labels at `path`, ready to read windows of `image`'s grid; every refusal names the file."""
-    if path.suffix.lower() in VECTOR_SUFFIXES:
-        yield VectorLabels(path, image, table, attribute)
-        return
+    """The labels at `path`, ready to read windows of `image`'s grid; every refusal names the file. Where the
+    image's alpha band is 0 the labels are left out as unlabelled: mapping gives those pixels no prediction."""
     with ExitStack() as stack:
+        hidden = stack.enter_context(_alpha_zero(image))
+        if path.suffix.lower() in VECTOR_SUFFIXES:
+            yield VectorLabels(path, image, table, attribute, hidden)
+            return
         dataset = stack.enter_context(open_raster(path))
         kind = _label_kind(path, dataset)
         view, warped = stack.enter_context(_on_image_grid(path, dataset, image))
-        yield RasterLabels(path, dataset, view, warped, kind, table)
+        yield RasterLabels(path, dataset, view, warped, kind, table, hidden)
+
+
+@contextmanager
+def _alpha_zero(image: ImageHeader) -> Iterator[Callable[[Window], np.ndarray | None]]:
+    """Where the image's alpha band is 0 in a window (h x w bool), or None for an image without one."""
+    if image.alpha is None:
+        yield lambda window: None
+        return
+    band = image.alpha
+    with open_raster(image.path) as dataset:
+        yield lambda window: read_window(dataset, image.path, band, window) == 0

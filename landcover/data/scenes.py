@@ -259,6 +259,8 @@ def copy_pixels(header: ImageHeader, target: Path, compression: dict) -> None:
         }
         try:
             with rasterio.open(target, "w", **profile) as copy:
+                if header.alpha is not None:  # encode reads the copy's alpha as the image's no-data mask
+                    copy.colorinterp = source.colorinterp
                 for window, pixels in _strips(header, source):
                     copy.write(pixels, window=window)
         except RASTER_ERRORS as error:

@@ -55,7 +55,7 @@ from landcover.inference.blending import ArrayRows, too_small_to_predict
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image, read_rgb
 from landcover.io.outputs import STAGING_SUFFIX, _staging_name
-from landcover.io.rasters import gdal_env, is_jpeg_or_png, open_raster
+from landcover.io.rasters import check_sources, gdal_env, is_jpeg_or_png, open_raster
 from landcover.io.sources import Source, read_error
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)
@@ -142,6 +142,7 @@ class RasterScene(Scene):
         self.path, self.dataset, self.bands = path, dataset, bands
         self.value_ranges = None if value_ranges is None else tuple(value_ranges)
         self.height, self.width = dataset.height, dataset.width
+        check_georeference(path, dataset)
         self.crs, self.transform = dataset.crs, dataset.transform
         self.block_rows = dataset.block_shapes[bands[0] - 1][0]
         self.all_valid = all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands)
@@ -234,7 +235,11 @@ def choose_bands(
     )
     chosen = (red, green, blue)
     note = None
-    if count > 3:
+    # an alpha band is not left out: GDAL reads it as the mask of pixels without data (no prediction)
+    rest = [
+        band for band in range(1, count + 1) if band not in chosen and interpretation[band - 1] != ColorInterp.alpha
+    ]
+    if rest:
         note = (
             f"{path}: raster has {count} bands; bands {','.join(map(str, chosen))} are read as RGB and the rest "
             "left out (--bands picks others)"
@@ -317,6 +322,8 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
             jpeg_or_png = isinstance(path, Source) and path.is_jpeg_or_png()  # decoded from a copy when mapped
             if not jpeg_or_png:
                 check_bands(path, dataset, options, model_known)
+                check_georeference(path, dataset)
+                check_sources(path, dataset)
             width, height = dataset.width, dataset.height
     if jpeg_or_png and model_known:
         image_bands(path, np.zeros((1, 1, 3), dtype=np.uint8), options)
@@ -324,6 +331,19 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
     if reason is not None:
         raise PipelineError(f"{path}: {reason}")
     return not jpeg_or_png
+
+
+def check_georeference(path: Path | Source, dataset) -> None:
+    """Refuse a raster placed on the ground only by ground control points: its maps would carry no place and no
+    CRS, and areas from its pixel grid would be wrong. Warped onto a CRS (gdalwarp), it maps with both."""
+    gcps, gcp_crs = dataset.gcps
+    if dataset.crs is None and gcps:
+        crs = gcp_crs.to_string() if gcp_crs else "no CRS"
+        target = f" -t_srs {crs}" if gcp_crs else ""
+        raise PipelineError(
+            f"{path}: georeferenced only by {len(gcps)} ground control points (GCPs, {crs}), which its maps cannot "
+            f"carry; warp it onto a grid first (gdalwarp{target} in.tif warped.tif) and map that"
+        )
 
 
 def check_file(path: Path) -> bool:

@@ -197,6 +197,21 @@ def scratch_dir(final: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
+def output_folder(folder: str | Path) -> Iterator[Path]:
+    """`folder`, made with its missing parents; when the block fails, the folders it made are removed again,
+    so that a refusal leaves no empty --output behind (a folder that was there stays)."""
+    folder = Path(folder)
+    made = [path for path in (folder, *folder.parents) if not _exists(path)]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)
+        raise
+
+
+@contextmanager
 def atomic_file(final: str | Path) -> Iterator[Path]:
     """Yield a staging file path (the file exists, empty) that replaces `final` when the block succeeds."""
     final = Path(final)

@@ -22,6 +22,19 @@ import yaml
 from landcover.io.errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
+# The predict section the mapping commands use outside a project (no --params, no ./params.yaml): the
+# repository's params.yaml predict section, which tests/test_params.py holds them equal to.
+PREDICT_DEFAULTS: dict[str, Any] = {
+    "window": 256,
+    "overlap": 0.25,
+    "batch_size": 8,
+    "tta": False,
+    "precision": "auto",
+    "compile": False,
+    "runtime": "auto",
+    "int8": True,
+    "processes": 1,
+}
 NO_ENCODER_WEIGHTS = "none"  # model.encoder_weights for a randomly initialised encoder
 # DeepLabV3+ halves its input four times (output stride 16) and scales back up: smp refuses sides that are
 # not multiples of 16. Every param whose size reaches the model whole is checked against it here, at params
@@ -335,6 +348,16 @@ class PredictParams:
             f"must be true, false or {INT8_REQUIRED}",
             self.int8,
         )
+
+
+def mapping_params(path: Path | None) -> PredictParams:
+    """The predict section of the mapping commands: of --params when given (a missing file is an error), else of
+    ./params.yaml where there is one, else PREDICT_DEFAULTS (a self-describing model needs no project)."""
+    if path is None:
+        if not DEFAULT_PARAMS.is_file():
+            return read_section({"predict": PREDICT_DEFAULTS}, "predict", PredictParams)
+        path = DEFAULT_PARAMS
+    return read_section(load_params(path), "predict", PredictParams)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,15 @@ def open_raster(path: Path) -> Iterator:
         yield dataset
 
 
+def check_sources(path, dataset) -> None:
+    """Refuse a raster (a VRT) whose local source files are missing: its header opens, but its pixels cannot
+    be read, and the refusal belongs before anything is written."""
+    files = dataset.files[1:]
+    missing = [name for name in files if not name.startswith("/vsi") and "://" not in name and not Path(name).exists()]
+    if missing:
+        raise PipelineError(f"{path}: its source file {missing[0]} is missing")
+
+
 def read_window(dataset, path: Path, bands: Sequence[int] | int, window) -> np.ndarray:
     """`bands` (numbered from 1) of `window` (rasterio's Window, or anything with its col_off, row_off, width and
     height): bands x h x w (h x w for one band given as an int)."""

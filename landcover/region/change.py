@@ -25,6 +25,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from landcover.data.palette import ClassTable
@@ -39,6 +40,7 @@ from landcover.geo.georaster import (
 )
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
+from landcover.io.rasters import check_sources, read_window
 from landcover.region.mosaic import class_table_of, strips
 
 UNCHANGED = 0
@@ -80,7 +82,14 @@ def change_legend(codes: ClassTable) -> str:
     return "\n".join(line for line in qgis_style(codes).splitlines() if "(not used)" not in line) + "\n"
 
 
+def _check_sources(path: Path) -> None:
+    with rasterio.open(path) as dataset:
+        check_sources(path, dataset)
+
+
 def same_classes(before: Path, after: Path) -> ClassTable:
+    _check_sources(before)
+    _check_sources(after)
     table, other = class_table_of(before), class_table_of(after)
     if table.names != other.names:
         raise PipelineError(
@@ -103,6 +112,8 @@ def on_grid_of(reference, path: Path) -> Iterator:
             raise PipelineError(
                 f"{path}: its grid is not that of {reference.name}, and a map without a CRS cannot be warped onto it"
             )
+        if not _overlaps(transform_bounds(dataset.crs, reference.crs, *dataset.bounds), tuple(reference.bounds)):
+            raise PipelineError(f"{path}: does not overlap {reference.name}; there is no change to compare")
         with WarpedVRT(
             dataset,
             crs=reference.crs,
@@ -113,6 +124,10 @@ def on_grid_of(reference, path: Path) -> Iterator:
             nodata=NODATA_CLASS,
         ) as warped:
             yield warped
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
@@ -132,7 +147,7 @@ def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
             tags={"CLASS_NAMES": ",".join(table.names), "CHANGE_CODES": f"0: unchanged; 1 + from x {classes} + to"},
         )  # fmt: skip
         try:
-            pixels, square_metres = stream_change(first, second, writer, classes, areas)
+            pixels, square_metres = stream_change(first, second, after, writer, classes, areas)
         finally:
             writer.close()
         write_cloud_optimized(scratch, staged, "MODE")
@@ -150,13 +165,16 @@ def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
     return report
 
 
-def stream_change(first, second, writer: BlockRowWriter, classes: int, areas) -> tuple[np.ndarray, np.ndarray]:
+def stream_change(
+    first, second, after: Path, writer: BlockRowWriter, classes: int, areas
+) -> tuple[np.ndarray, np.ndarray]:
     """The change codes written a strip at a time; pixels and m^2 (where pixel areas vary) per from-to pair."""
     pixels = np.zeros(classes * classes, dtype=np.int64)
     square_metres = np.zeros(classes * classes, dtype=np.float64)
     for top, bottom in strips(first.height, first.width):
         window = Window(0, top, first.width, bottom - top)
-        from_classes, to_classes = first.read(1, window=window), second.read(1, window=window)
+        from_classes = read_window(first, Path(first.name), 1, window)
+        to_classes = read_window(second, Path(after), 1, window)
         writer.write_rows(change_codes(from_classes, to_classes, classes))
         valid = (from_classes < classes) & (to_classes < classes)
         pairs = from_classes[valid].astype(np.int64) * classes + to_classes[valid]
