@@ -50,7 +50,7 @@ from landcover.inference.runtimes import (
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import read_index_png, read_rgb, write_png
 from landcover.io.outputs import STAGING_NAME
-from landcover.io.params import ExportParams, PredictParams, load_params, read_section
+from landcover.io.params import PREDICT_DEFAULTS, ExportParams, PredictParams, load_params, read_section
 from landcover.model.checkpoint import (
     ModelInterface,
     TrainedModel,
@@ -614,18 +614,7 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
 
 
 def predict_section(**values) -> dict:
-    base = {
-        "window": 256,
-        "overlap": 0.25,
-        "batch_size": 8,
-        "tta": False,
-        "precision": "auto",
-        "compile": False,
-        "runtime": "auto",
-        "int8": True,
-        "processes": 1,
-    }
-    return {"predict": {**base, **values}}
+    return {"predict": {**PREDICT_DEFAULTS, **values}}
 
 
 def predict_params(**values) -> PredictParams:

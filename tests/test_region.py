@@ -33,9 +33,9 @@ from benchmarks.region_overhead import tiny_onnx_model  # noqa: E402
 from landcover.cli import region as region_command  # noqa: E402
 from landcover.data.palette import ClassTable  # noqa: E402
 from landcover.geo.areas import pixel_areas  # noqa: E402
+from landcover.io.digests import file_sha256  # noqa: E402
 from landcover.io.errors import PipelineError, run_stage  # noqa: E402
 from landcover.io.outputs import STAGING_NAME  # noqa: E402
-from landcover.model.checkpoint import file_sha256  # noqa: E402
 from landcover.region import engine  # noqa: E402
 from landcover.region.inputs import region_scenes  # noqa: E402
 from tests.conftest import REPO, write_params  # noqa: E402

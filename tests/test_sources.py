@@ -90,13 +90,13 @@ def test_relative_paths_are_made_absolute_and_urls_kept(tmp_path):
 def hashes(monkeypatch) -> list[Path]:
     """Every file io.sources hashes, in order."""
     hashed: list[Path] = []
-    real = sources.content_sha256
+    real = sources.file_sha256
 
     def counting(path: Path) -> str:
         hashed.append(path)
         return real(path)
 
-    monkeypatch.setattr(sources, "content_sha256", counting)
+    monkeypatch.setattr(sources, "file_sha256", counting)
     return hashed
 
 
@@ -105,7 +105,7 @@ def test_a_local_file_is_hashed_once_while_it_is_unchanged(tmp_path, hashes):
     path.write_bytes(b"first")
     source = located(str(path))
     first = source.identity()
-    assert first.content == {"sha256": sources.content_sha256(path)} and first.seen["size"] == 5
+    assert first.content == {"sha256": sources.file_sha256(path)} and first.seen["size"] == 5
     hashes.clear()
     assert source.identity(first) == first and hashes == []
     path.write_bytes(b"other")  # the same size, a new modification time

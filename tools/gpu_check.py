@@ -434,7 +434,8 @@ def weight_difference(first: Path, second: Path) -> dict:
     tensors differ, and whether every weight is finite."""
     import torch
 
-    from landcover.model.checkpoint import file_sha256, load_checkpoint
+    from landcover.io.digests import file_sha256
+    from landcover.model.checkpoint import load_checkpoint
 
     weights = [load_checkpoint(path)["model"] for path in (first, second)]
     differences = {

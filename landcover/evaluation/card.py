@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from landcover.data.scaling import UINT8_RGB
+from landcover.io.digests import file_sha256
 from landcover.io.params import OUTPUT_STRIDE_MULTIPLE
-from landcover.model.checkpoint import ModelInterface, file_sha256
+from landcover.model.checkpoint import ModelInterface
 
 CARD_FORMAT = 1
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import os
 import re
 import secrets
@@ -44,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
+from landcover.io.digests import file_sha256
 from landcover.io.errors import PipelineError
 from landcover.io.rasters import (
     GDAL_OPTIONS,
@@ -214,14 +214,6 @@ def innermost(error: BaseException) -> BaseException:
     return error
 
 
-def content_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(COPY_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def local_identity(path: Path, cached: SourceIdentity | None) -> SourceIdentity:
     """The file's sha256; `cached` where path, size and modification time are still those it was hashed at
     (stat before hashing: a file written meanwhile has another modification time next time)."""
@@ -232,7 +224,7 @@ def local_identity(path: Path, cached: SourceIdentity | None) -> SourceIdentity:
     seen = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if cached is not None and cached.seen == seen:
         return cached
-    return SourceIdentity({"sha256": content_sha256(path)}, seen)
+    return SourceIdentity({"sha256": file_sha256(path)}, seen)
 
 
 def remote_identity(source: Source) -> SourceIdentity:

@@ -6,7 +6,6 @@ plot and the benchmarks read a `TrainedModel` or the training history back throu
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from torch import nn
 
 from landcover.data.palette import ClassTable
 from landcover.data.scaling import UINT8_RGB, BandScaling
+from landcover.io.digests import file_sha256
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
 from landcover.model.model import build_model
@@ -108,14 +108,6 @@ class ModelInterface:
     @property
     def std(self) -> tuple[float, ...]:
         return self.scaling.std
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_sha256(path: Path) -> str:

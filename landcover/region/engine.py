@@ -33,11 +33,11 @@ from landcover.geo.georaster import is_jpeg_or_png
 from landcover.geo.mapping import MapOptions, map_file, output_names
 from landcover.inference.blending import ProbabilityFn
 from landcover.inference.runtimes import choose_runtime, exported_path, run_label, runtime_probabilities
+from landcover.io.digests import file_sha256
 from landcover.io.errors import ENVIRONMENT_ERRNOS, PipelineError, one_line
 from landcover.io.outputs import STAGING_NAME, process_alive
 from landcover.io.params import PredictParams
 from landcover.io.sources import Source
-from landcover.model.checkpoint import file_sha256
 from landcover.model.devices import choose_device
 from landcover.region.inputs import SceneInput
 from landcover.region.records import cached_identity, mapping_settings, record_key, record_matches, write_record
