@@ -96,12 +96,13 @@ def handler_for(served: RangeServer) -> type[BaseHTTPRequestHandler]:
             self.finish_answer(206 if match else 200, headers, found.body[start : end + 1], wanted, send_body)
 
         def finish_answer(self, status: int, headers: dict, body: bytes, wanted: str | None, send_body: bool) -> None:
+            # logged before answering: the client goes on as soon as it has the answer, and a test then reads the log
+            served.log(Request(self.command, self.path, wanted, len(body) if send_body else 0))
             self.send_response(status)
             for name, value in (headers | {"Content-Length": str(len(body))}).items():
                 self.send_header(name, value)
             self.end_headers()
             if send_body:
                 self.wfile.write(body)
-            served.log(Request(self.command, self.path, wanted, len(body) if send_body else 0))
 
     return Handler
