@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from landcover.cli.map import add_reading_and_output_arguments, map_options
+from landcover.geo.georaster import class_table_of
 from landcover.geo.map_paths import check_output_folder
 from landcover.geo.mapping import MapOptions
 from landcover.geo.polygons import require_vector_writer
@@ -41,7 +42,7 @@ from landcover.region.engine import (
     scene_resources,
 )
 from landcover.region.inputs import SceneInput, region_scenes
-from landcover.region.mosaic import build_mosaic, class_table_of, mosaic_as_cog, parse_crs, write_region_areas
+from landcover.region.mosaic import build_mosaic, mosaic_as_cog, parse_crs, write_region_areas
 
 
 def non_negative(text: str) -> int:

@@ -566,3 +566,18 @@ def qgis_style(table: ClassTable) -> str:
   <blendMode>0</blendMode>
 </qgis>
 """
+
+
+def class_table_of(path: Path) -> ClassTable:
+    """The class table a class map carries: names from its CLASS_NAMES tag, colours from its colour table."""
+    with rasterio.open(path) as dataset:
+        names = dataset.tags().get("CLASS_NAMES")
+        if not names:
+            raise PipelineError(f"{path}: not a class map of this project (no CLASS_NAMES in its metadata)")
+        try:
+            colormap = dataset.colormap(1)
+        except ValueError:
+            raise PipelineError(f"{path}: class map has no colour table") from None
+    classes = tuple(names.split(","))
+    colours = np.array([colormap[index][:3] for index in range(len(classes))], dtype=np.uint8)
+    return ClassTable(classes, colours)

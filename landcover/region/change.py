@@ -33,15 +33,17 @@ from landcover.geo.areas import SQUARE_METRES_PER_HECTARE, pixel_areas
 from landcover.geo.georaster import (
     NODATA_CLASS,
     BlockRowWriter,
+    class_table_of,
     gdal_env,
     qgis_style,
     scratch_file,
     write_cloud_optimized,
 )
+from landcover.geo.sampling import CodeRaster, MapFile, open_checked
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
 from landcover.io.rasters import check_sources, read_window
-from landcover.region.mosaic import class_table_of, strips
+from landcover.region.mosaic import strips
 
 UNCHANGED = 0
 UNCHANGED_COLOUR = (220, 220, 220)
@@ -223,3 +225,43 @@ def write_from_to(report: dict, table: ClassTable, out_dir: Path) -> None:
             writer.writerow([f"from \\ to ({unit})", *table.names])
             for name, row in zip(table.names, matrix):
                 writer.writerow([name, *(repr(value) for value in row)])
+
+
+def transition_table(table: ClassTable) -> ClassTable:
+    """Every from-to pair as a class of its own, stable pairs included (`forest_land -> forest_land`): code
+    from x classes + to, in the colour of the class it became."""
+    names = tuple(f"{before} -> {after}" for before in table.names for after in table.names)
+    colours = np.array([table.colours[after] for _ in table.names for after in range(len(table))], dtype=np.uint8)
+    return ClassTable(names, colours)
+
+
+@contextmanager
+def transition_codes(before: Path, after: Path) -> Iterator[CodeRaster]:
+    """The from-to pair of every pixel of two maps as codes (from x classes + to; -1 where either has no
+    class), on the first map's grid, the second warped onto it by nearest neighbour as for the change map."""
+    table = same_classes(before, after)
+    classes = len(table)
+    transitions = transition_table(table)
+    with gdal_env(), open_checked(before) as first, on_grid_of(first, after) as second:
+
+        def read(top: int, bottom: int) -> np.ndarray:
+            window = Window(0, top, first.width, bottom - top)
+            from_classes = read_window(first, Path(before), 1, window).astype(np.int16)
+            to_classes = read_window(second, Path(after), 1, window).astype(np.int16)
+            valid = (from_classes < classes) & (to_classes < classes)
+            return np.where(valid, from_classes * classes + to_classes, -1).astype(np.int16)
+
+        changes = np.array([b != a for b in range(classes) for a in range(classes)], dtype=bool)
+        maps = (MapFile("before", Path(before)), MapFile("after", Path(after)))
+        yield CodeRaster(
+            transitions.names, transitions.colours, changes, first.crs, first.transform, first.width, first.height,
+            maps, read,
+        )  # fmt: skip
+
+
+def change_map_table(path: Path) -> ClassTable | None:
+    """A change map's codes as classes (`unchanged`, `from -> to`), or None for a map that is not one."""
+    with rasterio.open(path) as dataset:
+        if "CHANGE_CODES" not in dataset.tags():
+            return None
+    return change_table(class_table_of(path))
