@@ -38,7 +38,7 @@ def ids_text(ids: list[int]) -> str:
 
 
 def outside_map(design: dict, x: float, y: float) -> bool:
-    column, row = ~Affine(*design["transform"]) * (x, y)
+    column, row = ~Affine(*design["transform"]) @ (x, y)
     return not (0 <= column < design["width"] and 0 <= row < design["height"])
 
 

@@ -434,8 +434,7 @@ def read_labelled_points(path: Path) -> list[dict]:
                 "`make install-vector`, or give the CSV"
             ) from None
         try:
-            _, _, _, _, fields = read(str(path), layer=LAYER)[:5]
-            meta = read(str(path), layer=LAYER, read_geometry=False)[0]
+            meta, _, _, fields = read(str(path), layer=LAYER, read_geometry=False)
         except Exception as error:  # pyogrio's DataSourceError, DataLayerError
             raise PipelineError(f"{path}: cannot read the sample's layer {LAYER!r} ({error})") from None
         columns = dict(zip(meta["fields"], fields))
