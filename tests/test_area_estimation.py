@@ -158,3 +158,15 @@ def test_allocation_never_gives_a_stratum_more_points_than_pixels():
 def test_allocation_refuses_what_the_map_cannot_give(total, minimum, match):
     with pytest.raises(PipelineError, match=match):
         proportional_allocation(total, OLOFSSON_PIXELS, minimum, "abcd")
+
+
+def test_the_coverage_check_runs_and_its_intervals_mostly_hold(capsys):
+    """tools/check_area_coverage.py on 30 samples, so that it stays runnable; its 1000-sample figures are in
+    docs/areas.md."""
+    from tools.check_area_coverage import main
+
+    assert main(["--repetitions", "30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("30 samples of 900 points") and len(lines) == 1 + 8
+    shares = [float(line.split()[-1].rstrip("%")) for line in lines[1:]]
+    assert min(shares) >= 80

@@ -36,12 +36,14 @@ Z_95 = 1.96  # the normal quantile of a two-sided 95% interval, as Olofsson et a
 
 
 def cochran_sample_size(
-    weights: Sequence[float], expected_users_accuracies: Sequence[float], target_standard_error: float
+    weights: Sequence[float] | np.ndarray,
+    expected_users_accuracies: Sequence[float] | np.ndarray,
+    target_standard_error: float,
 ) -> int:
     """Olofsson et al. 2014 eq. 13: n = (sum_i W_i S_i / S(O))^2, S_i = sqrt(U_i (1 - U_i)), rounded up: the
     sample whose overall accuracy has the target standard error where the user's accuracies are as expected."""
-    weights, users = np.asarray(weights, dtype=np.float64), np.asarray(expected_users_accuracies, dtype=np.float64)
-    spread = float(np.sum(weights * np.sqrt(users * (1 - users))))
+    users = np.asarray(expected_users_accuracies, dtype=np.float64)
+    spread = float(np.sum(np.asarray(weights, dtype=np.float64) * np.sqrt(users * (1 - users))))
     return max(1, math.ceil((spread / target_standard_error) ** 2 - 1e-9))
 
 

@@ -60,8 +60,8 @@ def check_points(design: dict, rows: list[dict], sample_path: Path) -> None:
     if unknown or moved:
         listed = ids_text(unknown + moved)
         raise PipelineError(f"{sample_path}: points {listed} are not in the design (other ids, or moved)")
-    seen: set[int] = set()
-    twice = [row["point_id"] for row in rows if row["point_id"] in seen or seen.add(row["point_id"])]
+    ids, counts = np.unique([row["point_id"] for row in rows], return_counts=True)
+    twice = ids[counts > 1].tolist()
     if twice:
         raise PipelineError(f"{sample_path}: points {ids_text(twice)} are in the sample more than once")
 

@@ -31,6 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 from rasterio.windows import Window
 from tqdm import tqdm
@@ -68,7 +69,7 @@ class CodeRaster:
     names: tuple[str, ...]
     colours: np.ndarray  # (codes, 3) uint8
     changes: np.ndarray  # (codes,) bool: the code is a change between two dates
-    crs: object
+    crs: CRS
     transform: Affine
     width: int
     height: int
@@ -147,7 +148,7 @@ def count_codes(raster: CodeRaster, areas: PixelAreas, progress: bool = True) ->
         if areas.pixel_area_m2 is None:
             square_metres += np.bincount(values[valid], weights=areas.strip_m2(top, bottom)[valid], minlength=codes)
     if areas.pixel_area_m2 is not None:
-        square_metres = pixels * areas.pixel_area_m2
+        return pixels, pixels * areas.pixel_area_m2 / SQUARE_METRES_PER_HECTARE
     return pixels, square_metres / SQUARE_METRES_PER_HECTARE
 
 
