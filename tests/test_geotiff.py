@@ -315,7 +315,8 @@ def test_the_region_command_takes_probabilities_into_its_resume_records():
 def area_report(out: Path, image_id: str = "scene") -> dict:
     report = json.loads((out / f"{image_id}_areas.json").read_text())
     csv_rows = (out / f"{image_id}_areas.csv").read_text().splitlines()
-    assert csv_rows[0] == "class_id,class,pixels,hectares" and len(csv_rows) == len(TABLE) + 1
+    assert csv_rows[0] == "class_id,class,pixels,map_hectares" and len(csv_rows) == len(TABLE) + 1
+    assert report["areas"].startswith("map areas: ") and "landcover-sample" in report["areas"]
     for line, row in zip(csv_rows[1:], report["classes"]):
         class_id, name, pixels, hectares = line.split(",")
         assert (int(class_id), name, int(pixels)) == (row["class_id"], row["class"], row["pixels"])

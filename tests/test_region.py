@@ -32,7 +32,7 @@ need_group("region", module_level=True)
 from benchmarks.region_overhead import tiny_onnx_model  # noqa: E402
 from landcover.cli import region as region_command  # noqa: E402
 from landcover.data.palette import ClassTable  # noqa: E402
-from landcover.geo.areas import pixel_areas  # noqa: E402
+from landcover.geo.areas import MAP_AREAS, pixel_areas  # noqa: E402
 from landcover.io.digests import file_sha256  # noqa: E402
 from landcover.io.errors import PipelineError, run_stage  # noqa: E402
 from landcover.io.outputs import STAGING_NAME  # noqa: E402
@@ -292,7 +292,10 @@ def test_the_area_table_counts_the_mosaic_each_pixel_once(region):
     # 10 m UTM pixels near the central meridian: about 0.01 ha each on the ground
     assert report["predicted_hectares"] == pytest.approx(report["predicted_pixels"] * 0.01, rel=2e-3)
     csv_rows = (out / "region_areas.csv").read_text().splitlines()
-    assert csv_rows[0] == "class_id,class,pixels,hectares" and len(csv_rows) == 1 + len(TABLE)
+    assert csv_rows[0] == "class_id,class,pixels,map_hectares" and len(csv_rows) == 1 + len(TABLE)
+    # the table says what its areas are, and how to estimate them
+    assert report["areas"] == MAP_AREAS and "landcover-sample" in MAP_AREAS
+    assert json.loads((out / "region.json").read_text())["areas_are"] == MAP_AREAS
 
 
 def test_a_rerun_resumes_everything_and_a_changed_model_remaps(region):

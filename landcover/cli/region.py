@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from landcover.cli.map import add_reading_and_output_arguments, map_options
+from landcover.geo.areas import MAP_AREAS
 from landcover.geo.georaster import class_table_of
 from landcover.geo.map_paths import check_output_folder
 from landcover.geo.mapping import MapOptions
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{summary['scenes']} scenes -> {args.output} ({summary['megapixels_mapped']:.1f} MP mapped in "
         f"{summary['seconds']:.1f} s)"
     )
+    if summary["areas"]:
+        print(f"region: region_areas.* hold {MAP_AREAS}")
     if run.failed:
         listed = "; ".join(f"{scene} ({error})" for scene, error in run.failed.items())
         raise PipelineError(f"{args.output}: {len(run.failed)} of {len(scenes)} scenes failed: {listed}")
@@ -155,6 +158,7 @@ def finish_region(scenes: list[SceneInput], run: RegionRun, output: Path, crs, c
     summary["mosaic_cog"] = "region.tif" if cog and mosaic is not None else None
     summary["mosaic_crs"] = None if areas is None else areas["crs"]
     summary["areas"] = None if areas is None else "region_areas.json"
+    summary["areas_are"] = None if areas is None else MAP_AREAS
     write_json(output / "region.json", summary)
     return summary
 

@@ -33,6 +33,12 @@ from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 
 SQUARE_METRES_PER_HECTARE = 10_000.0
+# What every area report says its hectares are: the map's pixels summed, which a map's errors bias
+MAP_AREAS = (
+    "map areas: each class's mapped pixels summed, biased by the map's errors and without uncertainty; "
+    "landcover-sample --map <this map> --output sample/, then landcover-assess, turn them into error-adjusted "
+    "areas with 95% intervals (docs/areas.md)"
+)
 # Semi-major axis (m) and inverse flattening, from WKT1 SPHEROID[...] or WKT2 ELLIPSOID[...]
 _ELLIPSOID = re.compile(r'(?:SPHEROID|ELLIPSOID)\["[^"]*",\s*([-+0-9.eE]+),\s*([-+0-9.eE]+)')
 

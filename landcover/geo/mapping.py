@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from landcover.data.naming import image_id_of
 from landcover.data.palette import ClassTable
-from landcover.geo.areas import AreaCounter, PixelAreas, pixel_areas
+from landcover.geo.areas import MAP_AREAS, AreaCounter, PixelAreas, pixel_areas
 from landcover.geo.georaster import (
     BLOCKSIZE,
     NODATA_CLASS,
@@ -101,6 +101,7 @@ def area_report(scene: Scene, table: ClassTable, counter: AreaCounter, reason: s
     ]
     return {
         "image": str(scene.path),
+        "areas": MAP_AREAS,
         "width": scene.width,
         "height": scene.height,
         "crs": None if scene.crs is None else scene.crs.to_string(),
@@ -118,7 +119,7 @@ def write_area_files(report: dict, json_path: Path, csv_path: Path) -> None:
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     with open(csv_path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["class_id", "class", "pixels", "hectares"])
+        writer.writerow(["class_id", "class", "pixels", "map_hectares"])
         for row in report["classes"]:
             writer.writerow(
                 [row["class_id"], row["class"], row["pixels"], "" if row["hectares"] is None else repr(row["hectares"])]

@@ -29,7 +29,7 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
 from landcover.data.palette import ClassTable
-from landcover.geo.areas import AreaCounter, pixel_areas
+from landcover.geo.areas import MAP_AREAS, AreaCounter, pixel_areas
 from landcover.geo.georaster import NODATA_CLASS, class_colormap, gdal_env, qgis_style, write_cloud_optimized
 from landcover.geo.mapping import write_area_files
 from landcover.io.errors import PipelineError
@@ -235,6 +235,7 @@ def region_area_report(vrt: Path, table: ClassTable) -> dict:
     hectares = counter.hectares()
     return {
         "mosaic": vrt.name,
+        "areas": MAP_AREAS,
         "width": width,
         "height": height,
         "crs": crs.to_string(),
