@@ -80,7 +80,10 @@ def olofsson_eq7_half_width(counts: np.ndarray, pixels: np.ndarray, j: int) -> f
 def test_olofsson_2014_producers_accuracy(olofsson):
     """Published: 0.75 +- 0.21, 0.85 +- 0.23, 0.93 +- 0.03, 0.96 +- 0.01. The estimates agree; two half widths
     do not: forest gain's is 0.25 and stable non-forest's 0.02 both by Stehman's ratio variance (used here) and
-    by Olofsson's own eq. 7 written out below, so the paper's 0.23 and 0.01 are not what its equation gives."""
+    by Olofsson's own eq. 7 written out below, so the paper's 0.23 and 0.01 are not what its equation gives.
+    An independent Python implementation finds the same two and leaves them out of its checks
+    (boothmanrylan/accuracyAssessmentTools, tests/test_olofsson.py: "a rounding error in the value provided
+    in the paper")."""
     assert [round(e.value, 2) for e in olofsson.producers] == [0.75, 0.85, 0.93, 0.96]
     half_widths = [round(e.half_width, 2) for e in olofsson.producers]
     assert half_widths == [0.21, 0.25, 0.03, 0.02]
