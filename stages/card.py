@@ -1,12 +1,12 @@
 """card: the model card beside the exported model, as Markdown and JSON.
 
 python -m stages.card --checkpoint models/best.pt --fp32 models/export/model.onnx \\
-    --int8 models/export/model.int8.onnx --test metrics/test.json --export-report metrics/export.json \\
-    --tiles data/tiles --splits data/splits
+    --int8 models/export/model.int8.onnx --test metrics/test.json --test-intervals metrics/test_intervals.json \\
+    --export-report metrics/export.json --tiles data/tiles --splits data/splits
 
 Writes models/export/model_card.md and models/export/model_card.json: classes and colours,
-normalisation, the input size rule, training params, test metrics, the export check, whether predict
-uses the int8 model (and, where not, why: its gate's reasons) and the data version. A stage
+normalisation, the input size rule, training params, test metrics with their 95% intervals, the export
+check, whether predict uses the int8 model (and, where not, why: its gate's reasons) and the data version. A stage
 of its own after evaluate, so predict can use the exported model (docs/model-artifact.md).
 """
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32", type=Path, required=True, help="the exported fp32 model; the card goes beside it")
     parser.add_argument("--int8", type=Path, required=True, help="the exported int8 model")
     parser.add_argument("--test", type=Path, required=True, help="headline test scores (evaluate)")
+    parser.add_argument("--test-intervals", type=Path, required=True, help="their 95%% intervals (evaluate)")
     parser.add_argument("--export-report", type=Path, required=True, help="the export check's figures")
     parser.add_argument("--tiles", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         read_model_interface(args.checkpoint),
         read_training_record(args.checkpoint),
         read_json(args.test),
+        read_json(args.test_intervals),
         read_json(args.export_report),
         dataclasses.asdict(predict),
         content_hash(args.tiles, args.splits),
