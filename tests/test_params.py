@@ -7,8 +7,8 @@ import yaml
 
 from landcover.io.errors import PipelineError
 from landcover.io.params import (
-    OUTPUT_STRIDE_MULTIPLE,
     EVALUATE_DEFAULTS,
+    OUTPUT_STRIDE_MULTIPLE,
     PREDICT_DEFAULTS,
     AugmentParams,
     DataParams,

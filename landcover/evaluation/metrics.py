@@ -79,7 +79,8 @@ def class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float | None]]:
-    return tuple([None if np.isnan(value) else float(value) for value in scores] for scores in class_scores(confusion))
+    iou, dice = ([None if np.isnan(value) else float(value) for value in scores] for scores in class_scores(confusion))
+    return iou, dice
 
 
 def _mean_present(values: np.ndarray, counted: np.ndarray) -> np.ndarray:
