@@ -5,8 +5,10 @@ mIoU over the land classes, the class table's headline classes (DeepGlobe's: all
 challenge metric). The headline scores go to metrics/test.json, the per-class ones, each class's mapped area
 against its true area and the counts to metrics/test_details.json. Each test region (image, or block of a scene)
 keeps its own confusion matrix too (metrics/confusion_per_image.json): the bootstrap over regions gives each
-headline score's 95% interval (metrics/test_intervals.json) and each class IoU's (the details), and
-`landcover-compare` compares two experiments region by region.
+headline score's 95% interval, its bounds in metrics/test_low.json and metrics/test_high.json (keyed as test.json,
+so that `dvc metrics show` prints them as two more rows of its columns) and how they were made in
+metrics/test_intervals.json, each class IoU's interval (the details), and `landcover-compare` compares two
+experiments region by region.
 """
 
 from __future__ import annotations
@@ -44,7 +46,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--confusion", type=Path, default=Path("metrics/confusion.csv"))
     parser.add_argument(
-        "--intervals", type=Path, default=Path("metrics/test_intervals.json"), help="the headline scores' intervals"
+        "--low", type=Path, default=Path("metrics/test_low.json"), help="the intervals' lower bounds (a DVC metric)"
+    )
+    parser.add_argument(
+        "--high", type=Path, default=Path("metrics/test_high.json"), help="the intervals' upper bounds (a DVC metric)"
+    )
+    parser.add_argument(
+        "--intervals",
+        type=Path,
+        default=Path("metrics/test_intervals.json"),
+        help="how the intervals were made (level, method, resamples, seed, test images) and how far to trust them",
     )
     parser.add_argument(
         "--per-image",
@@ -92,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     headline, details = split_headline(report)
     unit = "images" if all(region.whole for region in regions) else "blocks"
     intervals = score_intervals(np.array(list(per_region.values())), table, evaluate.seed, evaluate.bootstrap, unit)
-    class_intervals = intervals.pop("iou")
+    class_intervals, low, high = (intervals.pop(key) for key in ("iou", "low", "high"))
     write_json(args.metrics, headline)
+    write_json(args.low, low)
+    write_json(args.high, high)
     write_json(args.intervals, intervals)
     write_json(
         args.details,
@@ -107,12 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         f"evaluate: {image_count} test images; mIoU (land classes) {report['miou_land']:.4f}, "
         f"mIoU {report['miou']:.4f}, mean Dice {report['mean_dice']:.4f}, "
         f"pixel accuracy {report['pixel_accuracy']:.4f}; 95% interval of mIoU (land classes) "
-        f"{_interval(intervals['miou_land'])} ({intervals['trust']})"
+        f"{_interval(low['miou_land'], high['miou_land'])} ({intervals['trust']})"
     )
 
 
-def _interval(interval: dict | None) -> str:
-    return "none (no resample has a score)" if interval is None else f"{interval['low']:.4f} to {interval['high']:.4f}"
+def _interval(low: float | None, high: float | None) -> str:
+    return "none (no resample has a score)" if low is None else f"{low:.4f} to {high:.4f}"
 
 
 if __name__ == "__main__":

@@ -537,7 +537,8 @@ def test_predict_runs_the_fp32_model_where_int8_failed_and_required_stops(gate_f
 def test_the_card_says_why_the_int8_model_is_not_used(gate_failed, tmp_path):
     root = gate_failed["root"]
     (tmp_path / "test.json").write_text(json.dumps({"miou_land": 0.61}))
-    (tmp_path / "test_intervals.json").write_text(json.dumps({}))
+    for name in ("test_intervals", "test_low", "test_high"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({}))
     card_stage.main(card_args(root, tmp_path / "test.json", gate_failed["params"]))
     card = json.loads((root / "export" / "model_card.json").read_text())
     assert card["int8_model"]["used"] is False
@@ -584,6 +585,8 @@ def card_args(root, test_metrics, params) -> list[str]:
         *("--checkpoint", str(root / "best.pt"), "--fp32", str(root / "export" / "model.onnx")),
         *("--int8", str(root / "export" / "model.int8.onnx"), "--test", str(test_metrics)),
         *("--test-intervals", str(test_metrics.parent / "test_intervals.json")),
+        *("--test-low", str(test_metrics.parent / "test_low.json")),
+        *("--test-high", str(test_metrics.parent / "test_high.json")),
         *("--export-report", str(root / "export.json"), "--tiles", str(root / "tiles")),
         *("--splits", str(root / "splits"), "--params", str(params)),
     ]
@@ -596,9 +599,9 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
     )
     trust = "12 test images resampled with replacement; the score of another sample of images like these"
     intervals = {"level": 0.95, "resamples": 1000, "seed": 0, "images": 12, "trust": trust}
-    (root / "test_intervals.json").write_text(
-        json.dumps({**intervals, "miou_land": {"low": 0.52, "high": 0.68}, "miou": None})
-    )
+    (root / "test_intervals.json").write_text(json.dumps(intervals))
+    (root / "test_low.json").write_text(json.dumps({"miou_land": 0.52, "miou": None}))
+    (root / "test_high.json").write_text(json.dumps({"miou_land": 0.68, "miou": None}))
     card_stage.main(card_args(root, root / "test.json", exported["params"]))
     card = json.loads((root / "export" / "model_card.json").read_text())
     assert [c["name"] for c in card["classes"]] == list(TABLE.names)

@@ -4,6 +4,7 @@ that report them."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 
 import numpy as np
@@ -16,6 +17,7 @@ from landcover.data.tilestore import TileRecord, write_index
 from landcover.evaluation.intervals import (
     MIN_TRUSTED_REGIONS,
     TOO_FEW,
+    expanded_level,
     paired_comparison,
     percentile_interval,
     read_region_confusions,
@@ -74,15 +76,17 @@ def test_the_intervals_are_seeded_and_hold_the_score():
     assert first != score_intervals(per_region, TABLE, seed=6, resamples=1000, unit="images")
     report = scores(per_region.sum(axis=0), TABLE)
     for key in HEADLINE:
-        assert first[key]["low"] < report[key] < first[key]["high"], key
+        assert first["low"][key] < report[key] < first["high"][key], key
+    assert list(first["low"]) == list(first["high"]) == list(HEADLINE)  # keyed as test.json, for `dvc metrics show`
     assert set(first["iou"]) == set(TABLE.names) and first["images"] == 12 and first["level"] == 0.95
+    assert first["percentile_level"] == round(expanded_level(12), 6) and "Hesterberg 2015" in first["method"]
     assert first["trust"].startswith("12 test images resampled with replacement")
 
 
 def test_the_interval_narrows_as_test_images_are_added():
     few, many = (random_confusions(n, seed=1) for n in (10, 160))
     widths = [
-        (lambda i: i["miou_land"]["high"] - i["miou_land"]["low"])(score_intervals(c, TABLE, 0, 1000, "images"))
+        (lambda i: i["high"]["miou_land"] - i["low"]["miou_land"])(score_intervals(c, TABLE, 0, 1000, "images"))
         for c in (few, many)
     ]
     assert widths[1] < widths[0] / 2  # sixteen times the images: about a quarter of the width
@@ -90,7 +94,7 @@ def test_the_interval_narrows_as_test_images_are_added():
 
 def test_fewer_than_five_test_images_are_said_to_be_too_few_in_words():
     intervals = score_intervals(random_confusions(MIN_TRUSTED_REGIONS - 1), TABLE, 0, 1000, "blocks")
-    assert intervals["blocks"] == 4 and intervals["miou_land"] is not None  # still shown, not hidden
+    assert intervals["blocks"] == 4 and intervals["low"]["miou_land"] is not None  # still shown, not hidden
     assert (
         intervals["trust"].startswith("only 4 test blocks: too few (under 5)")
         and "too wide to trust" in intervals["trust"]
@@ -99,10 +103,32 @@ def test_fewer_than_five_test_images_are_said_to_be_too_few_in_words():
     assert "too few" not in enough["trust"]
 
 
-def test_the_interval_is_the_middle_95_percent_and_none_where_no_resample_has_a_score():
-    assert percentile_interval(np.arange(1001) / 1000) == pytest.approx({"low": 0.025, "high": 0.975})
-    assert percentile_interval(np.array([np.nan, np.nan])) is None
-    assert percentile_interval(np.array([np.nan, 0.5, 0.5])) == {"low": 0.5, "high": 0.5}
+def test_the_expanded_level_for_8_regions_is_hesterbergs():
+    """z = sqrt(8 / 7) t(7, 0.975), with t(7, 0.975) = 2.364624 from a printed t table; level = 1 - 2 Phi(-z)."""
+    z = math.sqrt(8 / 7) * 2.364624
+    assert z == pytest.approx(2.52789, abs=1e-5)
+    assert expanded_level(8) == pytest.approx(1 - math.erfc(z / math.sqrt(2)), abs=1e-6)
+    assert expanded_level(8) == pytest.approx(0.98852, abs=1e-5)  # percentiles 0.574 and 99.426
+
+
+def test_the_expanded_interval_is_wider_on_few_regions_and_the_middle_95_percent_on_many():
+    levels = [expanded_level(n) for n in (2, 5, 8, 20, 50, 200, 10**6)]
+    assert levels == sorted(levels, reverse=True) and levels[-1] == pytest.approx(0.95, abs=1e-5)
+    assert expanded_level(8) > 0.985 and expanded_level(50) == pytest.approx(0.9576, abs=1e-4)
+    assert expanded_level(1) == 1.0  # one region has no spread: every resample is the same
+    values = np.arange(100001) / 100000
+    plain = {"low": 0.025, "high": 0.975}
+    assert percentile_interval(values, 10**6) == pytest.approx(plain, abs=1e-4)
+    few = percentile_interval(values, 8)
+    assert few == pytest.approx({"low": 0.00574, "high": 0.99426}, abs=1e-4)  # wider than the plain one
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=r"^an expanded level needs regions and a level in \(0, 1\), got "):
+            expanded_level(bad)
+
+
+def test_the_interval_is_none_where_no_resample_has_a_score():
+    assert percentile_interval(np.array([np.nan, np.nan]), 8) is None
+    assert percentile_interval(np.array([np.nan, 0.5, 0.5]), 8) == {"low": 0.5, "high": 0.5}
 
 
 def test_identical_predictions_differ_by_exactly_0_and_show_no_difference():
@@ -201,7 +227,8 @@ def write_tiny_split(root, images: int, wrong: float = 0.1, seed: int = 0):
 
 
 def run_evaluate(root, params):
-    outputs = {name: root / "metrics" / f"{name}.json" for name in ("test", "details", "intervals", "per_image")}
+    names = ("test", "low", "high", "details", "intervals", "per_image")
+    outputs = {name: root / "metrics" / f"{name}.json" for name in names}
     (root / "metrics").mkdir(exist_ok=True)
     evaluate_stage.main(
         [
@@ -209,6 +236,7 @@ def run_evaluate(root, params):
             str(root / "splits" / "test.csv"),
             *("--metrics", str(outputs["test"]), "--details", str(outputs["details"])),
             *("--confusion", str(root / "metrics" / "confusion.csv"), "--intervals", str(outputs["intervals"])),
+            *("--low", str(outputs["low"]), "--high", str(outputs["high"])),
             *("--per-image", str(outputs["per_image"]), "--params", str(params)),
         ]
     )
@@ -225,19 +253,23 @@ def test_the_evaluate_stage_writes_intervals_areas_and_per_image_matrices(tiny_s
     outputs = run_evaluate(root, params)
     test = json.loads(outputs["test"].read_text())
     assert list(test) == list(HEADLINE)  # the point estimates alone, as `dvc metrics diff` reads them
+    low, high = (json.loads(outputs[name].read_text()) for name in ("low", "high"))
+    assert list(low) == list(high) == list(test)  # the same keys: `dvc metrics show` rows under test.json's columns
+    for key in HEADLINE:
+        assert low[key] <= test[key] <= high[key]
     intervals = json.loads(outputs["intervals"].read_text())
     assert intervals["images"] == 8 and intervals["resamples"] == 1000 and intervals["seed"] == 0
-    for key in HEADLINE:
-        assert intervals[key]["low"] <= test[key] <= intervals[key]["high"]
+    assert intervals["level"] == 0.95 and intervals["percentile_level"] == round(expanded_level(8), 6)
+    assert not set(intervals) & set(HEADLINE)  # the bounds are in their own files alone
     details = json.loads(outputs["details"].read_text())
     assert set(details["iou_intervals"]) == set(details["iou"])
     assert details["areas"]["water"]["true_pixels"] > 0 and "bias_percent" in details["areas"]["water"]
     table, per_image = read_region_confusions(outputs["per_image"])
     assert sorted(per_image) == [f"{100 + k}" for k in range(8)] and table.names[-1] == "unknown"
     assert sum(per_image.values()).sum() == 8 * 32 * 32
-    first = outputs["intervals"].read_bytes()
+    first = [outputs[name].read_bytes() for name in ("low", "high", "intervals")]
     run_evaluate(root, params)
-    assert outputs["intervals"].read_bytes() == first  # seeded: the lock stays reproducible
+    assert [outputs[name].read_bytes() for name in ("low", "high", "intervals")] == first  # seeded: a stable lock
 
 
 @pytest.mark.parametrize(

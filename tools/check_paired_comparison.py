@@ -5,8 +5,9 @@
 A check, not a timed test. Pairs whose true difference is 0: each simulated test image is one of the file's images
 (drawn with replacement), and the two models' confusion matrices of it are two independent draws of the same kind:
 each ground-truth row's pixels shared among the predicted classes by a Dirichlet-multinomial around that row's
-proportions (per-image differences between the models much larger than pixel noise). A 95% paired interval should
-call such pairs different about 5% of the time. It prints that share per headline score, seeded, and then the
+proportions (per-image differences between the models much larger than pixel noise). A 95% paired interval (the
+expanded percentile interval of landcover/evaluation/intervals.py) should call such pairs different about 5% of the
+time. It prints that share per headline score, seeded, and then the
 95% interval's width of mIoU (land classes) for test splits of several sizes drawn from the file's images.
 """
 
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         widths = []
         for draw in range(20):
             split = sources[rng.integers(0, len(sources), size=size)]
-            interval = score_intervals(split, table, seed=draw, resamples=args.bootstrap, unit="images")["miou_land"]
-            widths.append(interval["high"] - interval["low"])
+            intervals = score_intervals(split, table, seed=draw, resamples=args.bootstrap, unit="images")
+            widths.append(intervals["high"]["miou_land"] - intervals["low"]["miou_land"])
         print(f"  n = {size}: {np.median(widths):.3f}")
 
 

@@ -3,7 +3,7 @@
 Everything comes from files the card stage declares as deps: classes, colours, normalisation and
 the encoder from the checkpoint; the training params from the checkpoint too (those it was
 trained with, not today's params.yaml); the test scores from metrics/test.json and their 95% intervals from
-metrics/test_intervals.json; the export check
+metrics/test_low.json, metrics/test_high.json and metrics/test_intervals.json; the export check
 from metrics/export.json; the data version as a content hash of the prepared data.
 """
 
@@ -75,6 +75,15 @@ def card_content(
             "of": "every file of data/tiles and data/splits (the prepared images, masks and splits)",
         },
     }
+
+
+def headline_intervals(about: dict, low: dict, high: dict) -> dict:
+    """The card's test intervals: how they were made (metrics/test_intervals.json) and each headline score's
+    interval from its bounds (metrics/test_low.json and metrics/test_high.json), None where a bound is."""
+    bounds = {
+        key: None if low[key] is None or high.get(key) is None else {"low": low[key], "high": high[key]} for key in low
+    }
+    return {**about, **bounds}
 
 
 def int8_use(gate: dict | None, setting: bool | str) -> dict:

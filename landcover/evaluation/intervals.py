@@ -3,8 +3,10 @@
 The test images are a sample of images, and another sample would give other scores. The bootstrap resamples the
 test regions (whole images, or the blocks of scenes that `split.method: blocks` scores) with replacement, as many
 as there are, sums the drawn regions' confusion matrices and scores each resample exactly as the headline is
-scored (pooled over pixels, `metrics.headline_arrays`). The middle 95% of those scores is the interval: the range
-of scores that test samples like this one give, not a range for the world's land cover (docs/statistics.md).
+scored (pooled over pixels, `metrics.headline_arrays`). The interval is the resamples' scores between two
+percentiles: the range of scores that test samples like this one give, not a range for the world's land cover
+(docs/statistics.md). Those percentiles are the expanded percentile interval's (Hesterberg 2015, below), wider than
+the middle 95% on few regions, as the plain percentile interval is too narrow there.
 
 A paired comparison scores two experiments' predictions of the same test regions on the same resamples, so the
 images that are hard for both move both scores together and only the difference between the models is left.
@@ -16,12 +18,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from landcover.data.palette import ClassTable
 from landcover.evaluation.metrics import HEADLINE, headline_arrays
 from landcover.io.errors import PipelineError
 
 LEVEL = 0.95  # the intervals' coverage
+METHOD = "expanded percentile bootstrap (Hesterberg 2015, The American Statistician 69(4))"
 # Below this many test regions a bootstrap interval says little: it can only recombine the few regions there
 # are, and understates how far another sample's score could fall. It is still written, with words saying so.
 MIN_TRUSTED_REGIONS = 5
@@ -43,14 +47,29 @@ def resampled_scores(per_region: np.ndarray, counts: np.ndarray, table: ClassTab
     return headline_arrays(confusions, table)
 
 
-def percentile_interval(values: np.ndarray) -> dict[str, float] | None:
-    """The middle LEVEL of the resamples' values (along the first axis for one; resamples without a score left
-    out), or None where no resample has one."""
+def expanded_level(regions: int, level: float = LEVEL) -> float:
+    """The level of the bootstrap percentiles that give a `level` interval over `regions` regions: the expanded
+    percentile interval's 1 - a', where z_(a'/2) = sqrt(n / (n - 1)) t_(a/2, n - 1) (Hesterberg 2015, 4.3).
+
+    A percentile interval over n regions is about as wide as mean +- z sd / sqrt(n), where a t interval has
+    t_(n-1) s / sqrt(n) and s is sqrt(n / (n - 1)) times the bootstrap's sd: it is too narrow on few regions,
+    and taking wider percentiles makes up both factors. One region has no spread to widen: every percentile."""
+    if regions < 1 or not 0 < level < 1:
+        raise ValueError(f"an expanded level needs regions and a level in (0, 1), got {regions} and {level}")
+    if regions == 1:
+        return 1.0
+    z = np.sqrt(regions / (regions - 1)) * stats.t.ppf(1 - (1 - level) / 2, regions - 1)
+    return float(1 - 2 * stats.norm.sf(z))
+
+
+def percentile_interval(values: np.ndarray, regions: int) -> dict[str, float] | None:
+    """The resamples' values (along the first axis for one; resamples without a score left out) between the
+    percentiles of the expanded level for `regions` regions, or None where no resample has one."""
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     if not values.size:
         return None
-    tail = (1 - LEVEL) / 2 * 100
+    tail = (1 - expanded_level(regions)) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return {"low": float(low), "high": float(high)}
 
@@ -66,18 +85,24 @@ def trust(regions: int, unit: str) -> str:
 
 
 def score_intervals(per_region: np.ndarray, table: ClassTable, seed: int, resamples: int, unit: str) -> dict:
-    """The headline scores' intervals (with how they were made and how far to trust them) and each class's IoU
-    interval, from one confusion matrix per test region."""
+    """How the intervals were made and how far to trust them, each headline score's interval bounds (`low` and
+    `high`, each keyed as the headline: DVC shows them as rows under its columns; None for a score no resample
+    has) and each class's IoU interval, from one confusion matrix per test region."""
     per_region = np.asarray(per_region, dtype=np.int64)
-    resampled = resampled_scores(per_region, resample_counts(len(per_region), resamples, seed), table)
+    regions = len(per_region)
+    resampled = resampled_scores(per_region, resample_counts(regions, resamples, seed), table)
+    headline = {key: percentile_interval(resampled[key], regions) for key in HEADLINE}
     return {
         "level": LEVEL,
+        "method": METHOD,
+        "percentile_level": round(expanded_level(regions), 6),
         "resamples": resamples,
         "seed": seed,
-        unit: len(per_region),
-        "trust": trust(len(per_region), unit),
-        **{key: percentile_interval(resampled[key]) for key in HEADLINE},
-        "iou": {name: percentile_interval(resampled["iou"][:, k]) for k, name in enumerate(table.names)},
+        unit: regions,
+        "trust": trust(regions, unit),
+        "low": {key: None if interval is None else interval["low"] for key, interval in headline.items()},
+        "high": {key: None if interval is None else interval["high"] for key, interval in headline.items()},
+        "iou": {name: percentile_interval(resampled["iou"][:, k], regions) for k, name in enumerate(table.names)},
     }
 
 
@@ -105,7 +130,7 @@ def paired_comparison(first: np.ndarray, second: np.ndarray, table: ClassTable, 
     comparison = {}
     for key in HEADLINE:
         difference = float(scored_second[key] - scored_first[key])
-        interval = percentile_interval(resampled_second[key] - resampled_first[key])
+        interval = percentile_interval(resampled_second[key] - resampled_first[key], len(first))
         comparison[key] = {
             "a": _score(scored_first[key]),
             "b": _score(scored_second[key]),
