@@ -1,12 +1,13 @@
 """card: the model card beside the exported model, as Markdown and JSON.
 
 python -m stages.card --checkpoint models/best.pt --fp32 models/export/model.onnx \\
-    --int8 models/export/model.int8.onnx --test metrics/test.json --export-report metrics/export.json \\
-    --tiles data/tiles --splits data/splits
+    --int8 models/export/model.int8.onnx --test metrics/test.json --test-low metrics/test_low.json \\
+    --test-high metrics/test_high.json --test-intervals metrics/test_intervals.json \\
+    --export-report metrics/export.json --tiles data/tiles --splits data/splits
 
 Writes models/export/model_card.md and models/export/model_card.json: classes and colours,
-normalisation, the input size rule, training params, test metrics, the export check, whether predict
-uses the int8 model (and, where not, why: its gate's reasons) and the data version. A stage
+normalisation, the input size rule, training params, test metrics with their 95% intervals, the export
+check, whether predict uses the int8 model (and, where not, why: its gate's reasons) and the data version. A stage
 of its own after evaluate, so predict can use the exported model (docs/model-artifact.md).
 """
 
@@ -17,7 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from landcover.evaluation.card import card_content, card_json, card_markdown, content_hash
+from landcover.evaluation.card import card_content, card_json, card_markdown, content_hash, headline_intervals
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import atomic_file
 from landcover.io.params import DEFAULT_PARAMS, PredictParams, load_params, read_section
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32", type=Path, required=True, help="the exported fp32 model; the card goes beside it")
     parser.add_argument("--int8", type=Path, required=True, help="the exported int8 model")
     parser.add_argument("--test", type=Path, required=True, help="headline test scores (evaluate)")
+    parser.add_argument("--test-low", type=Path, required=True, help="their 95%% intervals' lower bounds (evaluate)")
+    parser.add_argument("--test-high", type=Path, required=True, help="and upper bounds (evaluate)")
+    parser.add_argument("--test-intervals", type=Path, required=True, help="how the intervals were made (evaluate)")
     parser.add_argument("--export-report", type=Path, required=True, help="the export check's figures")
     parser.add_argument("--tiles", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         read_model_interface(args.checkpoint),
         read_training_record(args.checkpoint),
         read_json(args.test),
+        headline_intervals(read_json(args.test_intervals), read_json(args.test_low), read_json(args.test_high)),
         read_json(args.export_report),
         dataclasses.asdict(predict),
         content_hash(args.tiles, args.splits),

@@ -122,3 +122,15 @@ def test_params_are_exactly_the_sections_the_script_reads(name):
     assert declared == sections_read(script)
     # data.raw reaches a stage through its command line, never through read_section.
     assert ("data.raw" in stage.get("params", [])) == ("${data.raw}" in stage["cmd"])
+
+
+def test_the_test_scores_and_their_interval_bounds_are_metrics_that_the_card_reads():
+    """`dvc metrics show` prints the bounds as rows under test.json's columns: all three are metrics, committed."""
+    evaluate, card = STAGES["evaluate"], STAGES["card"]
+    bounds = ["metrics/test.json", "metrics/test_low.json", "metrics/test_high.json"]
+    assert [next(iter(entry)) for entry in evaluate["metrics"]] == bounds
+    assert all(entry[path] == {"cache": False} for entry, path in zip(evaluate["metrics"], bounds))
+    outs = [next(iter(entry)) for entry in evaluate["outs"]]
+    assert "metrics/test_intervals.json" in outs and not set(outs) & set(bounds)
+    for path in [*bounds, "metrics/test_intervals.json"]:
+        assert path in evaluate["cmd"] and path in card["cmd"] and path in card["deps"], path

@@ -306,7 +306,7 @@ def test_the_card_of_a_4_band_uint16_model_gives_its_bands_type_and_scaling(expo
     root = exported_uint16["root"]
     training = {"encoder": ENCODER, "best_epoch": 1, "best_val_miou_land": 0.5, "params": {}}
     models = {"fp32": root / "export" / "model.onnx"}
-    card = card_content(read_model_interface(root / "best.pt"), training, {}, {}, {}, "0" * 64, models)
+    card = card_content(read_model_interface(root / "best.pt"), training, {}, {}, {}, {}, "0" * 64, models)
     assert (
         card["input"]["dtype"] == "float32"
         and card["input"]["channels"] == "bands 1,2,3,4 of uint16 images, raw values"
@@ -537,6 +537,8 @@ def test_predict_runs_the_fp32_model_where_int8_failed_and_required_stops(gate_f
 def test_the_card_says_why_the_int8_model_is_not_used(gate_failed, tmp_path):
     root = gate_failed["root"]
     (tmp_path / "test.json").write_text(json.dumps({"miou_land": 0.61}))
+    for name in ("test_intervals", "test_low", "test_high"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({}))
     card_stage.main(card_args(root, tmp_path / "test.json", gate_failed["params"]))
     card = json.loads((root / "export" / "model_card.json").read_text())
     assert card["int8_model"]["used"] is False
@@ -582,6 +584,9 @@ def card_args(root, test_metrics, params) -> list[str]:
     return [
         *("--checkpoint", str(root / "best.pt"), "--fp32", str(root / "export" / "model.onnx")),
         *("--int8", str(root / "export" / "model.int8.onnx"), "--test", str(test_metrics)),
+        *("--test-intervals", str(test_metrics.parent / "test_intervals.json")),
+        *("--test-low", str(test_metrics.parent / "test_low.json")),
+        *("--test-high", str(test_metrics.parent / "test_high.json")),
         *("--export-report", str(root / "export.json"), "--tiles", str(root / "tiles")),
         *("--splits", str(root / "splits"), "--params", str(params)),
     ]
@@ -592,6 +597,11 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
     (root / "test.json").write_text(
         json.dumps({"miou_land": 0.61, "miou": 0.55, "mean_dice": 0.7, "pixel_accuracy": 0.8})
     )
+    trust = "12 test images resampled with replacement; the score of another sample of images like these"
+    intervals = {"level": 0.95, "resamples": 1000, "seed": 0, "images": 12, "trust": trust}
+    (root / "test_intervals.json").write_text(json.dumps(intervals))
+    (root / "test_low.json").write_text(json.dumps({"miou_land": 0.52, "miou": None}))
+    (root / "test_high.json").write_text(json.dumps({"miou_land": 0.68, "miou": None}))
     card_stage.main(card_args(root, root / "test.json", exported["params"]))
     card = json.loads((root / "export" / "model_card.json").read_text())
     assert [c["name"] for c in card["classes"]] == list(TABLE.names)
@@ -610,6 +620,9 @@ def test_card_has_classes_colours_normalisation_and_the_size_rule(exported):
     markdown = (root / "export" / "model_card.md").read_text()
     assert "| 4 | water | 4 | (0, 0, 255) | yes |" in markdown and "| 6 | unknown | 6 | (0, 0, 0) | no |" in markdown
     assert "multiples of 16" in markdown and "0.6100" in markdown and "land cover in 7 classes" in markdown
+    assert "| miou_land | 0.6100 | 0.5200 to 0.6800 |" in markdown and "| miou | 0.5500 | - |" in markdown
+    assert f"1000 bootstrap resamples of the test split: {trust}." in markdown
+    assert card["test_intervals"]["miou_land"] == {"low": 0.52, "high": 0.68}
     assert [(c["value"], c["headline"]) for c in card["classes"]] == [(i, i != 6) for i in range(7)]
 
 

@@ -7,10 +7,12 @@ import yaml
 
 from landcover.io.errors import PipelineError
 from landcover.io.params import (
+    EVALUATE_DEFAULTS,
     OUTPUT_STRIDE_MULTIPLE,
     PREDICT_DEFAULTS,
     AugmentParams,
     DataParams,
+    EvaluateParams,
     ModelParams,
     PredictParams,
     SampleParams,
@@ -31,11 +33,17 @@ SECTIONS = {
     "model": ModelParams,
     "train": TrainParams,
     "predict": PredictParams,
+    "evaluate": EvaluateParams,
 }
 
 
 def test_the_predict_defaults_are_the_repository_params_predict_section():
     assert PREDICT_DEFAULTS == load_params(REPO / "params.yaml")["predict"]
+
+
+def test_the_evaluate_defaults_are_the_repository_params_evaluate_section():
+    assert EVALUATE_DEFAULTS == load_params(REPO / "params.yaml")["evaluate"]
+    assert EVALUATE_DEFAULTS["bootstrap"] >= 1000  # enough resamples for a 95% interval's ends
 
 
 class ParamsRead(Exception):
@@ -236,6 +244,7 @@ def test_a_null_encoder_weights_reads_as_none():
         ("sample", "valid_images", 0),
         ("sample", "image_size", 32),
         ("sample", "jpeg_quality", 95),
+        ("evaluate", "bootstrap", 1),
     ],
 )
 def test_boundary_values_are_accepted(section, key, value):
@@ -280,6 +289,10 @@ def test_boundary_values_are_accepted(section, key, value):
         ("sample", "image_size", 31, "sample.image_size must be at least 32 pixels"),
         ("sample", "jpeg_quality", 96, "sample.jpeg_quality must be between 1 and 95"),
         ("sample", "jpeg_quality", 0, "sample.jpeg_quality must be between 1 and 95"),
+        ("evaluate", "bootstrap", 0, "^params: evaluate.bootstrap must be at least 1, got 0$"),
+        ("evaluate", "bootstrap", 1000.5, "evaluate.bootstrap must be int"),
+        ("evaluate", "bootstrap", True, "evaluate.bootstrap must be int"),
+        ("evaluate", "seed", "zero", "evaluate.seed must be int"),
     ],
 )
 def test_each_bad_value_is_refused_naming_its_key(section, key, value, message):

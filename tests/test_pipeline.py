@@ -152,6 +152,20 @@ def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(
     shown = dvc(project, "metrics", "show")
     assert max(len(line) for line in shown.splitlines()) <= 160, shown
     assert "miou_land" in shown and "val.miou_land" in shown
+    # the intervals' bounds: two more rows under test.json's columns, no column of their own
+    rows = {line.split()[0]: line.split()[1:] for line in shown.splitlines()[1:] if line.strip()}
+    header = shown.splitlines()[0].split()
+    assert {"metrics/test.json", "metrics/test_low.json", "metrics/test_high.json"} <= set(rows), shown
+    assert not [name for name in header if "low" in name or "high" in name], shown
+    test, low, high = (
+        json.loads((project / "metrics" / f"test{end}.json").read_text()) for end in ("", "_low", "_high")
+    )
+    for key in ("miou_land", "pixel_accuracy"):  # present on the tiny test split
+        assert low[key] <= test[key] <= high[key], key
+        column = header.index(key) - 1  # the Path column has a header and its row's first word
+        assert [float(rows[f"metrics/test{end}.json"][column]) for end in ("_low", "", "_high")] == pytest.approx(
+            [low[key], test[key], high[key]], abs=1e-5
+        ), shown
     # the details are not declared as metrics, but docs/experiments.md's command shows them (a class absent
     # from the tiny test split is null in the file, and DVC leaves it out: check a present one)
     details = dvc(project, "metrics", "show", "metrics/test_details.json")

@@ -2,7 +2,8 @@
 
 Everything comes from files the card stage declares as deps: classes, colours, normalisation and
 the encoder from the checkpoint; the training params from the checkpoint too (those it was
-trained with, not today's params.yaml); the test scores from metrics/test.json; the export check
+trained with, not today's params.yaml); the test scores from metrics/test.json and their 95% intervals from
+metrics/test_low.json, metrics/test_high.json and metrics/test_intervals.json; the export check
 from metrics/export.json; the data version as a content hash of the prepared data.
 """
 
@@ -37,6 +38,7 @@ def card_content(
     interface: ModelInterface,
     training: dict,
     test_metrics: dict,
+    test_intervals: dict,
     export_report: dict,
     predict: dict,
     data_version: str,
@@ -65,6 +67,7 @@ def card_content(
             "best_val_miou_land": training["best_val_miou_land"],
         },
         "test_metrics": {**test_metrics, "predicted_with": predict},
+        "test_intervals": test_intervals,
         "export_check": export_report,
         "int8_model": int8_use(export_report.get("int8_gate"), predict.get("int8", True)),
         "data_version": {
@@ -72,6 +75,15 @@ def card_content(
             "of": "every file of data/tiles and data/splits (the prepared images, masks and splits)",
         },
     }
+
+
+def headline_intervals(about: dict, low: dict, high: dict) -> dict:
+    """The card's test intervals: how they were made (metrics/test_intervals.json) and each headline score's
+    interval from its bounds (metrics/test_low.json and metrics/test_high.json), None where a bound is."""
+    bounds = {
+        key: None if low[key] is None or high.get(key) is None else {"low": low[key], "high": high[key]} for key in low
+    }
+    return {**about, **bounds}
 
 
 def int8_use(gate: dict | None, setting: bool | str) -> dict:
@@ -187,7 +199,9 @@ def _training_section(card: dict) -> list[str]:
 def _test_section(card: dict) -> list[str]:
     test = dict(card["test_metrics"])
     predicted_with = test.pop("predicted_with")
-    return [
+    intervals = card.get("test_intervals") or {}
+    level = f"{intervals['level']:.0%} interval" if "level" in intervals else "interval"
+    lines = [
         "",
         "## Test metrics",
         "",
@@ -195,9 +209,21 @@ def _test_section(card: dict) -> list[str]:
         + ", ".join(f"`predict.{key}: {value}`" for key, value in predicted_with.items())
         + ".",
         "",
-        "| metric | value |",
-        "|---|---:|",
-    ] + [f"| {key} | {_number(value)} |" for key, value in test.items()]
+        f"| metric | value | {level} |",
+        "|---|---:|---|",
+    ] + [f"| {key} | {_number(value)} | {interval_text(intervals.get(key))} |" for key, value in test.items()]
+    if "trust" in intervals:
+        lines += [
+            "",
+            f"The intervals come from {intervals['resamples']} bootstrap resamples of the test split: "
+            f"{intervals['trust']}. What they mean and do not mean: docs/statistics.md in the project.",
+        ]
+    return lines
+
+
+def interval_text(interval: dict | None) -> str:
+    """An interval as `low to high`, or a dash where there is none."""
+    return "-" if interval is None else f"{_number(interval['low'])} to {_number(interval['high'])}"
 
 
 def _export_section(check: dict) -> list[str]:

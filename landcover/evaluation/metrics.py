@@ -64,14 +64,50 @@ def counting(table: ClassTable) -> dict[str, str]:
     }
 
 
-def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float | None]]:
-    true_positive = np.diag(confusion)
-    false_positive = confusion.sum(axis=0) - true_positive
-    false_negative = confusion.sum(axis=1) - true_positive
+def class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and Dice per class over the last two axes of `confusion` (one matrix, or a stack of them: the bootstrap's
+    resamples); NaN for a class absent from both ground truth and prediction."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    true_positive = np.diagonal(confusion, axis1=-2, axis2=-1)
+    false_positive = confusion.sum(axis=-2) - true_positive
+    false_negative = confusion.sum(axis=-1) - true_positive
     union = true_positive + false_positive + false_negative
-    iou = [float(tp / u) if u else None for tp, u in zip(true_positive, union)]
-    dice = [float(2 * tp / (u + tp)) if u else None for tp, u in zip(true_positive, union)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+        dice = np.where(union > 0, 2 * true_positive / (union + true_positive), np.nan)
     return iou, dice
+
+
+def _iou_and_dice(confusion: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    iou, dice = ([None if np.isnan(value) else float(value) for value in scores] for scores in class_scores(confusion))
+    return iou, dice
+
+
+def _mean_present(values: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the counted values that are not NaN; NaN where there is none."""
+    present = counted & ~np.isnan(values)
+    count = present.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, np.where(present, values, 0.0).sum(axis=-1) / count, np.nan)
+
+
+def headline_arrays(confusions: np.ndarray, table: ClassTable) -> dict[str, np.ndarray]:
+    """The headline scores (HEADLINE) and per-class IoU of a stack of confusion matrices (..., C, C), as arrays
+    over the leading axes (NaN where a score is undefined): each matrix scored as `scores` scores one, so a
+    bootstrap resample's scores are computed as the headline is."""
+    confusions = np.asarray(confusions, dtype=np.int64)
+    iou, dice = class_scores(confusions)
+    every_class = np.ones(len(table), dtype=bool)
+    total = confusions.sum(axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = np.where(total > 0, np.trace(confusions, axis1=-2, axis2=-1) / total, np.nan)
+    return {
+        "miou_land": _mean_present(iou, np.array(table.headline, dtype=bool)),
+        "miou": _mean_present(iou, every_class),
+        "mean_dice": _mean_present(dice, every_class),
+        "pixel_accuracy": accuracy,
+        "iou": iou,
+    }
 
 
 def _headline_mean(values: list[float | None], table: ClassTable) -> float | None:
@@ -138,3 +174,20 @@ def read_confusion_csv(path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     return np.array([[int(v) for v in row[1:]] for row in rows[1:]], dtype=np.int64), tuple(rows[0][1:])
+
+
+def area_bias(confusion: np.ndarray, table: ClassTable) -> dict[str, dict]:
+    """Each class's mapped area (pixels predicted as it: its column's sum) against its true area (pixels labelled
+    it: its row's sum), over the pixels the confusion matrix counts (those with a label): the bias in pixels,
+    mapped minus true, and in percent of the true area where that is not 0."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    true_pixels, mapped_pixels = confusion.sum(axis=1), confusion.sum(axis=0)
+    return {
+        name: {
+            "true_pixels": int(true),
+            "mapped_pixels": int(mapped),
+            "bias_pixels": int(mapped - true),
+            "bias_percent": float(100 * (mapped - true) / true) if true else None,
+        }
+        for name, true, mapped in zip(table.names, true_pixels, mapped_pixels)
+    }

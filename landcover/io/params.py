@@ -35,6 +35,9 @@ PREDICT_DEFAULTS: dict[str, Any] = {
     "int8": True,
     "processes": 1,
 }
+# The evaluate section that `landcover-compare` uses outside a project (no ./params.yaml): the repository's
+# params.yaml evaluate section, which tests/test_params.py holds them equal to.
+EVALUATE_DEFAULTS: dict[str, Any] = {"seed": 0, "bootstrap": 2000}
 NO_ENCODER_WEIGHTS = "none"  # model.encoder_weights for a randomly initialised encoder
 # DeepLabV3+ halves its input four times (output stride 16) and scales back up: smp refuses sides that are
 # not multiples of 16. Every param whose size reaches the model whole is checked against it here, at params
@@ -348,6 +351,15 @@ class PredictParams:
             f"must be true, false or {INT8_REQUIRED}",
             self.int8,
         )
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    seed: int  # seed of the bootstrap's resamples: the same seed, the same intervals (and dvc.lock)
+    bootstrap: int  # resamples of the test regions behind each interval (landcover/evaluation/intervals.py)
+
+    def __post_init__(self) -> None:
+        _require(self.bootstrap >= 1, "evaluate.bootstrap", "must be at least 1", self.bootstrap)
 
 
 def mapping_params(path: Path | None) -> PredictParams:
