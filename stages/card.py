@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--int8", type=Path, required=True, help="the exported int8 model")
     parser.add_argument("--test", type=Path, required=True, help="headline test scores (evaluate)")
     parser.add_argument("--export-report", type=Path, required=True, help="the export check's figures")
+    parser.add_argument(
+        "--calibration", type=Path, help="the calibration stage's metrics (test ECE and NLL before and after)"
+    )
     parser.add_argument("--tiles", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         dataclasses.asdict(predict),
         content_hash(args.tiles, args.splits),
         {"fp32": args.fp32, "int8": args.int8},
+        read_json(args.calibration) if args.calibration else None,
     )
     for name, text in (("model_card.json", card_json(card)), ("model_card.md", card_markdown(card))):
         with atomic_file(args.fp32.parent / name) as staging:
