@@ -212,6 +212,8 @@ def fit_temperature(pixels: PixelLogits, iterations: int = 100, tolerance: float
         return keep_one(f"the NLL falls as T grows up to {high_t:g}: the logits carry no usable confidence")
     if _nll_slope(logits, label_logits, high)[0] <= 0:
         return keep_one(f"the NLL falls as T shrinks down to {low_t:g}: the pixels are separated (all right)")
+    # The derivative changes sign inside the bracket, so its zero (the fit) lies strictly inside the range:
+    # Newton's steps and the bisections never leave (low, high).
     beta = 1.0 if low < 1.0 < high else (low + high) / 2
     for _ in range(iterations):
         slope, curvature = _nll_slope(logits, label_logits, beta)
@@ -229,8 +231,6 @@ def fit_temperature(pixels: PixelLogits, iterations: int = 100, tolerance: float
         beta = proposed
     temperature = 1 / beta
     after = negative_log_likelihood(logits, labels, temperature)
-    if not low_t < temperature < high_t:
-        return keep_one(f"the fitted temperature {temperature:.4g} lies outside {TEMPERATURE_RANGE}", temperature)
     if not after < before:
         return keep_one(f"the fitted temperature {temperature:.4g} does not lower the NLL ({after:.6f})", temperature)
     return TemperatureFit(temperature, before, after, temperature, len(pixels))
