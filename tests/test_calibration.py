@@ -356,3 +356,48 @@ def test_reliability_bins_cover_every_pixel():
     bins = calibration_figures(pixels, 1.0)["reliability"]
     assert sum(bins["pixels"]) == 3000 and len(bins["edges"]) == 16
     assert np.isclose(bins["edges"][-1], 1.0)
+
+
+def test_the_calibration_stage_reports_the_test_figures_before_and_after(tmp_path, capsys):
+    """The stage on a tiny project with a calibrated checkpoint: the headline figures recomputed from scratch,
+    the details' bins, and the plot stage's figure drawn from them."""
+    from stages import calibration as calibration_stage
+    from tests.test_export import write_tiny_project
+
+    trained = tiny_trained()
+    root = write_tiny_project(tmp_path, trained)["root"]
+    checkpoint = load_checkpoint(root / "best.pt")
+    checkpoint.pop("format")
+    fit = {"temperature": 1.7, "nll_before": 2.0, "nll_after": 1.9, "fitted": 1.7, "pixels": 4096, "reason": ""}
+    config = {**checkpoint["config"], TEMPERATURE: 1.7}
+    save_checkpoint(root / "best.pt", **{**checkpoint, "config": config, "calibration": fit})
+    calibration_stage.main(
+        [
+            *("--checkpoint", str(root / "best.pt"), "--tiles", str(root / "tiles")),
+            *("--encoded", str(root / "encoded"), "--split", str(root / "splits" / "test.csv")),
+            *("--metrics", str(tmp_path / "calibration.json"), "--details", str(tmp_path / "details.json")),
+        ]
+    )
+    headline = json.loads((tmp_path / "calibration.json").read_text())
+    assert headline["temperature"] == 1.7 and headline["val"] == {"nll_before": 2.0, "nll_after": 1.9}
+    # the test image "2" (64 px, four 32 px tiles, none overlapping), tile by tile
+    from landcover.data.tilestore import TileStore, crop, read_index
+
+    store = TileStore(root / "tiles", root / "encoded")
+    records = read_index(root / "splits" / "test.csv")
+    image, mask = store.whole_image(records[0]), store.whole_class_mask(records[0])
+    tiles = torch.from_numpy(np.stack([crop(image, record) for record in records]))
+    labels = torch.from_numpy(np.stack([crop(mask, record) for record in records])).reshape(-1).long()
+    logits = model_logits(trained, tiles).permute(0, 2, 3, 1).reshape(-1, len(TABLE))
+    for temperature, key in ((1.0, "before"), (1.7, "after")):
+        assert headline["test"][f"nll_{key}"] == pytest.approx(
+            negative_log_likelihood(logits, labels, temperature), abs=2e-5
+        )
+        expected_ece = expected_calibration_error((logits / temperature).softmax(dim=1), labels)
+        assert headline["test"][f"ece_{key}"] == pytest.approx(expected_ece, abs=2e-5)
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details["fit"] == fit and details["test"]["pixels"] == 64 * 64
+    assert sum(details["test"]["after"]["reliability"]["pixels"]) == 64 * 64
+    assert "calibration: temperature 1.7000" in capsys.readouterr().out
+    plot_reliability(details, tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").stat().st_size > 0
