@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-high", type=Path, required=True, help="and upper bounds (evaluate)")
     parser.add_argument("--test-intervals", type=Path, required=True, help="how the intervals were made (evaluate)")
     parser.add_argument("--export-report", type=Path, required=True, help="the export check's figures")
+    parser.add_argument(
+        "--calibration", type=Path, help="the calibration stage's metrics (test ECE and NLL before and after)"
+    )
     parser.add_argument("--tiles", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         dataclasses.asdict(predict),
         content_hash(args.tiles, args.splits),
         {"fp32": args.fp32, "int8": args.int8},
+        read_json(args.calibration) if args.calibration else None,
     )
     for name, text in (("model_card.json", card_json(card)), ("model_card.md", card_markdown(card))):
         with atomic_file(args.fp32.parent / name) as staging:

@@ -1,4 +1,5 @@
-"""plot: learning curves, per-class IoU, confusion matrix and test examples in plots/model, and
+"""plot: learning curves, per-class IoU, confusion matrix, test examples and the reliability diagram (the
+calibration stage's bins) in plots/model, and
 metrics/summary.json with mIoU and mean Dice on train and validation at the epoch best.pt was saved
 at (to set beside the test scores of metrics/test.json, which come from best.pt)."""
 
@@ -10,7 +11,13 @@ from pathlib import Path
 
 from landcover.data.tilestore import TileStore, group_by_image, read_index, whole_images
 from landcover.evaluation.metrics import read_confusion_csv
-from landcover.evaluation.model_plots import plot_class_iou, plot_confusion, plot_curves, plot_examples
+from landcover.evaluation.model_plots import (
+    plot_class_iou,
+    plot_confusion,
+    plot_curves,
+    plot_examples,
+    plot_reliability,
+)
 from landcover.io.errors import run_stage
 from landcover.io.imageio import read_index_png
 from landcover.io.outputs import atomic_dir, write_json
@@ -39,7 +46,7 @@ def summary(best_history: list[dict]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, help="directory for the pictures (replaced if present)")
     parser.add_argument(
@@ -62,7 +69,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--encoded", type=Path, default=Path("data/encoded"))
     parser.add_argument("--split", type=Path, default=Path("data/splits/test.csv"))
     parser.add_argument("--summary", type=Path, default=Path("metrics/summary.json"))
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=Path("metrics/calibration_details.json"),
+        help="the calibration stage's details: the reliability bins before and after the temperature",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
 
     store = TileStore(args.tiles, args.encoded)
     table = store.class_table()
@@ -83,8 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         plot_class_iou(test_scores, staging / "class_iou.png")
         plot_confusion(confusion, names, staging / "confusion.png")
         plot_examples(examples, table, staging / "examples.png")
+        plot_reliability(json.loads(args.calibration.read_text()), staging / "reliability.png")
     write_json(args.summary, summary(read_history(args.best)))
-    print(f"plot: 4 pictures in {args.out}, summary in {args.summary}")
+    print(f"plot: 5 pictures in {args.out}, summary in {args.summary}")
 
 
 if __name__ == "__main__":

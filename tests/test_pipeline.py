@@ -42,7 +42,7 @@ from tests.project import (
 )
 
 DATA_STAGES = ("sample", "tile", "encode", "split")
-MODEL_STAGES = ("train", "export", "predict", "evaluate", "plot", "card")
+MODEL_STAGES = ("train", "export", "predict", "evaluate", "calibration", "plot", "card")
 
 
 @pytest.fixture

@@ -43,8 +43,9 @@ def card_content(
     predict: dict,
     data_version: str,
     models: dict[str, Path],
+    calibration: dict | None = None,
 ) -> dict:
-    """The card as JSON-ready data."""
+    """The card as JSON-ready data; `calibration` is the calibration stage's metrics/calibration.json, where given."""
     table = interface.table
     return {
         "format": CARD_FORMAT,
@@ -68,6 +69,7 @@ def card_content(
         },
         "test_metrics": {**test_metrics, "predicted_with": predict},
         "test_intervals": test_intervals,
+        "calibration": _calibration(interface, training, calibration),
         "export_check": export_report,
         "int8_model": int8_use(export_report.get("int8_gate"), predict.get("int8", True)),
         "data_version": {
@@ -102,6 +104,19 @@ def int8_use(gate: dict | None, setting: bool | str) -> dict:
     return {"used": False, "why": f"{failed}; {instead}"}
 
 
+def _calibration(interface: ModelInterface, training: dict, figures: dict | None) -> dict:
+    """The temperature the model's probabilities are made with, the fit's record (validation NLL before and
+    after; why 1.0 was kept, where it was) and the test split's ECE and NLL before and after, where measured."""
+    fit = training.get("calibration") or {}
+    return {
+        "temperature": interface.temperature,
+        "fitted_on": "the validation split's pixels (negative log-likelihood)" if fit else None,
+        "val_nll": {"before": fit.get("nll_before"), "after": fit.get("nll_after")} if fit else None,
+        "kept_one_because": fit.get("reason") or None,
+        "test": (figures or {}).get("test"),
+    }
+
+
 def _interface(interface: ModelInterface) -> dict:
     """The exported model's input, output and normalisation (its scaling: uint8 RGB's as always, or its own)."""
     scaling = interface.scaling
@@ -132,7 +147,10 @@ def _interface(interface: ModelInterface) -> dict:
             "name": "probabilities",
             "dtype": "float32",
             "layout": "NCHW",
-            "meaning": "softmax class probabilities; argmax over C is the class index",
+            "meaning": (
+                "softmax class probabilities (of the logits divided by the calibration temperature); argmax over C "
+                "is the class index"
+            ),
         },
         "normalisation": normalisation,
     }
@@ -140,7 +158,14 @@ def _interface(interface: ModelInterface) -> dict:
 
 def card_markdown(card: dict) -> str:
     """The card for people: the same facts as the JSON, a section each."""
-    sections = (_files_section, _interface_section, _classes_section, _training_section, _test_section)
+    sections = (
+        _files_section,
+        _interface_section,
+        _classes_section,
+        _training_section,
+        _test_section,
+        _calibration_section,
+    )
     summary = f"{card['architecture']}, land cover in {len(card['classes'])} classes."
     lines = [f"# Model card: {card['name']}", "", summary]
     for section in sections:
@@ -224,6 +249,32 @@ def _test_section(card: dict) -> list[str]:
 def interval_text(interval: dict | None) -> str:
     """An interval as `low to high`, or a dash where there is none."""
     return "-" if interval is None else f"{_number(interval['low'])} to {_number(interval['high'])}"
+
+
+def _calibration_section(card: dict) -> list[str]:
+    calibration = card.get("calibration") or {}
+    lines = ["", "## Calibration", ""]
+    temperature = calibration.get("temperature", 1.0)
+    if calibration.get("val_nll") is None:
+        return lines + [f"Temperature {temperature:g}: no fit recorded in the checkpoint (trained before calibration)."]
+    val = calibration["val_nll"]
+    line = (
+        f"The logits are divided by the temperature {temperature:.4f} before the softmax (fitted on the validation "
+        f"split's pixels: NLL {_number(val['before'])} at T = 1, {_number(val['after'])} with it)"
+    )
+    if calibration.get("kept_one_because"):
+        line += f"; 1.0 kept: {calibration['kept_one_because']}"
+    lines.append(line + ".")
+    test = calibration.get("test")
+    if test:
+        lines += [
+            "",
+            "| test split | T = 1 | calibrated |",
+            "|---|---:|---:|",
+            f"| expected calibration error (15 bins) | {_number(test['ece_before'])} | {_number(test['ece_after'])} |",
+            f"| negative log-likelihood | {_number(test['nll_before'])} | {_number(test['nll_after'])} |",
+        ]
+    return lines
 
 
 def _export_section(check: dict) -> list[str]:

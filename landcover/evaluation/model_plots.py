@@ -1,4 +1,4 @@
-"""Pictures of a trained model: learning curves, per-class IoU, confusion matrix, test examples."""
+"""Pictures of a trained model: learning curves, per-class IoU, confusion matrix, test examples, reliability."""
 
 from __future__ import annotations
 
@@ -107,4 +107,39 @@ def plot_examples(
             axis.set_title(title, fontsize=9)
             axis.axis("off")
     class_legend(figure, table, with_ignored=False)
+    save_figure(figure, path)
+
+
+def plot_reliability(details: dict, path: Path) -> None:
+    """Reliability diagrams of the test pixels at T = 1 and at the calibration temperature, side by side: each
+    confidence bin's accuracy (bars) against its mean confidence (dots), the diagonal perfect calibration, and
+    the share of pixels per bin below. `details` is the calibration stage's metrics/calibration_details.json."""
+    temperature, test = details["temperature"], details["test"]
+    figure, axes = plt.subplots(
+        2, 2, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, squeeze=False
+    )
+    panels = [("before", "T = 1 (uncalibrated)"), ("after", f"T = {temperature:.3f} (calibrated)")]
+    for column, (key, label) in enumerate(panels):
+        bins = test[key]["reliability"]
+        edges = np.array(bins["edges"])
+        centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+        filled = [value is not None for value in bins["accuracy"]]
+        accuracy = np.array([value or 0.0 for value in bins["accuracy"]])
+        confidence = np.array([value if value is not None else np.nan for value in bins["confidence"]])
+        top, bottom = axes[0][column], axes[1][column]
+        top.bar(centres, accuracy, width=width, color="tab:blue", edgecolor="black", label="accuracy")
+        top.plot(centres[filled], confidence[filled], "o", color="tab:red", markersize=4, label="mean confidence")
+        top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(f"{label}: ECE {test[key]['ece']:.4f}, NLL {test[key]['nll']:.4f}", fontsize=10)
+        top.grid(alpha=0.3)
+        top.legend(loc="upper left", fontsize=8)
+        pixels = np.array(bins["pixels"], dtype=float)
+        bottom.bar(centres, pixels / max(pixels.sum(), 1), width=width, color="tab:grey", edgecolor="black")
+        bottom.set_xlabel("confidence (largest class probability)")
+        bottom.set_ylabel("share of pixels")
+        bottom.grid(alpha=0.3)
+    figure.suptitle(f"test split reliability, {test['pixels']} pixels, {test['bins']} bins")
     save_figure(figure, path)

@@ -4,13 +4,14 @@ The exported graph is self-contained: it takes batches of the model's bands as p
 to every runtime (N, H, W, bands; H and W multiples of 16, batch, height and width dynamic), uint8
 for a model of uint8 images (DeepGlobe's RGB), float32 raw band values for any other type (uint16
 and int16 convert to float32 exactly); scales them as the checkpoint's BandScaling says, runs
-DeepLabV3+ and returns softmax probabilities (N, C, H, W). So a user of the file needs no
-normalisation code, and every runtime sees the same graph.
+DeepLabV3+, divides the logits by the checkpoint's calibration temperature (where it is not 1.0) and
+returns softmax probabilities (N, C, H, W). So a user of the file needs no normalisation or
+calibration code, and every runtime sees the same graph.
 
 Each file carries what using it takes in its `metadata_props` (model_metadata): the class
-table, the bands and their scaling, the training tile size, the sha256 of the checkpoint it was exported
-from and the export params, so an exported model is usable on its own (read_onnx_interface) and a
-mismatched checkpoint is refused.
+table, the bands and their scaling, the training tile size, the calibration temperature, the sha256
+of the checkpoint it was exported from and the export params, so an exported model is usable on its
+own (read_onnx_interface) and a mismatched checkpoint is refused.
 
 Exports are byte-identical across runs and processes (the legacy TorchScript-based exporter names
 nodes by their place in the module tree; a test checks it), so DVC's lock does not change when
@@ -46,16 +47,21 @@ METADATA_FORMAT = "1"  # the layout of model_metadata's keys; read_onnx_interfac
 
 
 class ProbabilityModel(nn.Module):
-    """NHWC bands (uint8, or float32 raw values) -> float32 NCHW softmax probabilities: scaling and softmax inside
-    the graph."""
+    """NHWC bands (uint8, or float32 raw values) -> float32 NCHW softmax probabilities: scaling, the calibration
+    temperature and softmax inside the graph. A temperature of 1.0 adds no node: the graph of an uncalibrated
+    checkpoint is the one exported before temperatures existed."""
 
     def __init__(self, trained: TrainedModel) -> None:
         super().__init__()
         self.model = trained.model
         self.scaling = trained.scaling
+        self.temperature = float(trained.temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise(images, self.scaling)).softmax(dim=1)
+        logits = self.model(normalise(images, self.scaling))
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return logits.softmax(dim=1)
 
 
 def input_example(scaling: BandScaling, side: int = 64) -> torch.Tensor:
@@ -104,6 +110,8 @@ def model_metadata(interface: ModelInterface, weights: str, export_params: dict)
         "scaling": json.dumps(interface.scaling.to_config()),
         "tile_size": str(interface.tile_size),  # the side of the tiles the model was trained on
         "checkpoint_sha256": interface.checkpoint_sha256,  # the checkpoint the weights were exported from
+        # the calibration temperature the graph divides the logits by before its softmax (1.0: none)
+        "temperature": repr(float(interface.temperature)),
         "weights": weights,  # fp32 | int8
         "export_params": json.dumps(export_params, sort_keys=True),  # for int8 with its quantization
     }
@@ -149,6 +157,8 @@ def read_onnx_interface(path: Path) -> ModelInterface:
         config |= {key: json.loads(metadata[key]) for key in ("class_values", "class_headline") if key in metadata}
         if "scaling" in metadata:
             config["scaling"] = json.loads(metadata["scaling"])
+        if "temperature" in metadata:  # absent in exports from before calibration: 1.0
+            config["temperature"] = float(metadata["temperature"])
         interface = interface_from_config(
             {**config, "tile_size": int(metadata["tile_size"])}, metadata["checkpoint_sha256"]
         )

@@ -1,6 +1,6 @@
 """A model as a probability function: windows of its bands in (uint8, or float32 raw values), softmax class
-probabilities out, scaled as in training, autocast to the resolved precision, and optionally averaged over the 8
-dihedral views (TTA)."""
+probabilities out, scaled as in training, autocast to the resolved precision, the logits divided by the
+checkpoint's calibration temperature before the softmax, and optionally averaged over the 8 dihedral views (TTA)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,18 @@ from landcover.model.devices import autocast, resolve_precision
 from landcover.model.model import compile_for_inference, normalise
 
 
+def calibrated_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / temperature) over the classes (dim 1), in fp32; temperature 1.0 divides by nothing."""
+    logits = logits.float()
+    return (logits if temperature == 1.0 else logits / temperature).softmax(dim=1)
+
+
 def model_probabilities(
-    model: nn.Module, device: torch.device, scaling: BandScaling, precision: str, tta: bool
+    model: nn.Module, device: torch.device, scaling: BandScaling, precision: str, tta: bool, temperature: float = 1.0
 ) -> ProbabilityFn:
     """Wrap a model (eval mode, channels_last) as a ProbabilityFn on `device`, its inputs scaled by `scaling`,
-    autocast to `precision` (bf16, fp16 or fp32: resolved already)."""
+    autocast to `precision` (bf16, fp16 or fp32: resolved already), its logits divided by `temperature` (the
+    checkpoint's calibration) before the softmax, so blended windows and TTA averages are of the calibrated model."""
 
     @torch.inference_mode()
     def window_probabilities(batch: torch.Tensor) -> torch.Tensor:
@@ -29,7 +36,7 @@ def model_probabilities(
         def view_probabilities(view: tuple[int, bool]) -> torch.Tensor:
             with autocast(device, precision):
                 logits = model(dihedral_view(images, view))
-            return logits.float().softmax(dim=1)
+            return calibrated_softmax(logits, temperature)
 
         return averaged_over_views(view_probabilities, tta)
 
@@ -54,9 +61,8 @@ def trained_model_probabilities(
     model = trained.model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile:
         model = compile_for_inference(model)
-    return model_probabilities(
-        model, device, trained.scaling, resolve_precision(precision, device, "predict.precision"), tta
-    )
+    resolved = resolve_precision(precision, device, "predict.precision")
+    return model_probabilities(model, device, trained.scaling, resolved, tta, trained.temperature)
 
 
 # The 8 flips/90-degree rotations of test-time augmentation, as (quarter turns, horizontal flip); identity first.

@@ -24,6 +24,11 @@ from landcover.model.model import build_model
 
 CHECKPOINT_FORMAT = 1
 
+# The config key of the temperature the model's logits are divided by before the softmax (temperature
+# scaling, fitted on the validation split at the end of training: landcover.evaluation.calibration). A
+# checkpoint without it (saved before it was recorded, or a training run's last.pt) reads as 1.0.
+TEMPERATURE = "temperature"
+
 
 def checkpoint_config(encoder: str, table: ClassTable, tile_size: int, scaling: BandScaling = UINT8_RGB) -> dict:
     """What predict needs besides the weights, so a checkpoint is usable on its own."""
@@ -88,6 +93,7 @@ class TrainedModel:
     table: ClassTable
     scaling: BandScaling
     tile_size: int  # the side of the tiles it was trained on
+    temperature: float = 1.0  # its logits are divided by it before the softmax (1.0: as trained)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class ModelInterface:
     scaling: BandScaling  # the bands the model takes, their type and scaling
     tile_size: int
     checkpoint_sha256: str  # the checkpoint file's sha256: an export records its checkpoint's
+    temperature: float = 1.0  # the calibration temperature its probabilities are made with
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -129,9 +136,28 @@ def _class_table(config: dict) -> ClassTable:
     )
 
 
+def config_temperature(config: dict, path: Path | None = None) -> float:
+    """The config's calibration temperature: 1.0 where it has none; a positive finite number, else an error."""
+    value = config.get(TEMPERATURE, 1.0)
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if not 0 < temperature < float("inf"):
+        where = f"{path}: " if path is not None else ""
+        raise PipelineError(f"{where}its temperature {value!r} is not a positive number")
+    return temperature
+
+
 def interface_from_config(config: dict, checkpoint_sha256: str) -> ModelInterface:
     """A ModelInterface from checkpoint_config's keys (which an export's metadata repeats)."""
-    return ModelInterface(_class_table(config), _scaling(config), int(config["tile_size"]), checkpoint_sha256)
+    return ModelInterface(
+        _class_table(config),
+        _scaling(config),
+        int(config["tile_size"]),
+        checkpoint_sha256,
+        config_temperature(config),
+    )
 
 
 def _scaling(config: dict, path: Path | None = None) -> BandScaling:
@@ -147,6 +173,7 @@ def _scaling(config: dict, path: Path | None = None) -> BandScaling:
 def read_model_interface(path: Path) -> ModelInterface:
     config = load_checkpoint(path, mmap=True)["config"]
     _scaling(config, path)  # a malformed one named with its file
+    config_temperature(config, path)
     return interface_from_config(config, checkpoint_sha256(path))
 
 
@@ -156,7 +183,7 @@ def load_trained_model(path: Path) -> TrainedModel:
     scaling = _scaling(config, path)
     model = build_model(config["encoder"], len(table), in_channels=int(config.get("in_channels", scaling.channels)))
     model.load_state_dict(checkpoint["model"])
-    return TrainedModel(model.eval(), table, scaling, config["tile_size"])
+    return TrainedModel(model.eval(), table, scaling, config["tile_size"], config_temperature(config, path))
 
 
 def read_training_record(path: Path) -> dict:
@@ -168,4 +195,6 @@ def read_training_record(path: Path) -> dict:
         "best_epoch": checkpoint.get("epoch"),
         "best_val_miou_land": checkpoint.get("best_miou"),
         "params": checkpoint.get("params", {}),
+        "temperature": config_temperature(checkpoint["config"], path),
+        "calibration": checkpoint.get("calibration"),  # the temperature fit's figures (None before it was recorded)
     }

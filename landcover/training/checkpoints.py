@@ -27,7 +27,13 @@ from torch import nn
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
 from landcover.io.params import AugmentParams, ModelParams, TrainParams
-from landcover.model.checkpoint import decode_history, encode_history, load_checkpoint, save_checkpoint
+from landcover.model.checkpoint import (
+    TEMPERATURE,
+    decode_history,
+    encode_history,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 # Params that say how long and whether to continue, not what is trained: a resumed run may raise
 # train.epochs (the cosine cycle length is train.restart_epochs, not train.epochs). Left out of the
@@ -174,6 +180,21 @@ class CheckpointPolicy:
             scheduler=scheduler.state_dict() if scheduler else None,
             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
         )
+
+    def best_weights(self) -> dict:
+        """The resume folder's best.pt weights (the epoch the stage's best.pt will be)."""
+        return load_checkpoint(self.resume_dir / "best.pt")["model"]
+
+    def record_calibration(self, temperature: float, figures: dict) -> None:
+        """Write the temperature fitted on the best weights into the resume folder's best.pt (its config's
+        `temperature`, the fit's `figures` as `calibration`), before it is published. last.pt keeps none: its
+        weights are another epoch's, and it reads as 1.0."""
+        path = self.resume_dir / "best.pt"
+        checkpoint = load_checkpoint(path)
+        checkpoint["config"] = {**checkpoint["config"], TEMPERATURE: temperature}
+        checkpoint["calibration"] = figures
+        checkpoint.pop("format")
+        save_checkpoint(path, **checkpoint)
 
     def publish(self) -> None:
         """The finished run's best.pt and last.pt become the stage's outputs."""

@@ -27,6 +27,7 @@ from landcover.io.params import AugmentParams, ModelParams, TrainParams
 from landcover.model.checkpoint import checkpoint_config
 from landcover.model.devices import choose_device, make_deterministic, resolve_precision
 from landcover.model.ranks import Ranks
+from landcover.training.calibration import describe_fit, fit_on_tiles
 from landcover.training.checkpoints import CheckpointPolicy, training_params
 from landcover.training.components import (
     BatchSettings,
@@ -300,8 +301,18 @@ def train_processes(
                 )
             epochs.set_postfix(val_miou=f"{val_miou:.3f}", best=f"{run.checkpoints.best_miou:.3f}")
     if ranks.main:
+        calibrate(run, data, train_params.batch_size, ranks.device)
         run.checkpoints.publish()
     return history[-1]
+
+
+def calibrate(run: Run, data: TrainingData, batch_size: int, device: torch.device) -> None:
+    """Fit the temperature on the validation tiles with the best epoch's weights (in fp32, training done) and
+    record it in the best checkpoint before it is published (training.calibration)."""
+    run.model.load_state_dict(run.checkpoints.best_weights())
+    fit = fit_on_tiles(run.model, data.val, data.store, data.scaling, device, batch_size)
+    run.checkpoints.record_calibration(fit.temperature, fit.as_dict())
+    print(describe_fit(fit))
 
 
 def train_epoch(
