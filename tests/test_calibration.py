@@ -328,6 +328,7 @@ def test_the_card_has_the_temperature_and_the_test_figures(checkpoints):
         read_model_interface(checkpoints / "calibrated.pt"),
         read_training_record(checkpoints / "calibrated.pt"),
         {},
+        {},
         {"check_tiles": 8},
         {},
         "0" * 64,
@@ -342,6 +343,7 @@ def test_the_card_has_the_temperature_and_the_test_figures(checkpoints):
     old = card_content(
         read_model_interface(checkpoints / "old.pt"),
         read_training_record(checkpoints / "old.pt"),
+        {},
         {},
         {"check_tiles": 8},
         {},
