@@ -28,6 +28,7 @@ from landcover.inference.export import (
     Int8Gate,
     compare,
     evenly_spaced,
+    fp32_convolution_names,
     model_metadata,
     onnx_bytes,
     read_int8_gate,
@@ -245,6 +246,35 @@ def test_each_exported_model_knows_its_classes_normalisation_tile_size_and_check
         assert {key: recorded[key] for key in export_params} == export_params
     int8_settings = json.loads(read_onnx_metadata(root / "export" / "model.int8.onnx")["export_params"])
     assert int8_settings["quantization"]["reduce_range"] is True
+
+
+def convolution_weight_sources(path) -> list[str]:
+    """For each convolution of an ONNX model, in graph order, what makes its weight input: `DequantizeLinear`
+    for an int8 weight (QDQ), `initializer` for an fp32 one."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {output: node.op_type for node in graph.node for output in node.output}
+    return [made_by.get(node.input[1], "initializer") for node in graph.node if node.op_type == "Conv"]
+
+
+def test_the_int8_model_keeps_its_first_and_last_convolutions_fp32_and_the_rest_int8(exported):
+    """Quantization.fp32_convolutions: the convolution that sees raw pixels and the classifier stay fp32."""
+    sources = convolution_weight_sources(exported["root"] / "export" / "model.int8.onnx")
+    assert len(sources) > 3
+    assert sources[0] == sources[-1] == "initializer"
+    assert set(sources[1:-1]) == {"DequantizeLinear"}
+    recorded = json.loads(read_onnx_metadata(exported["root"] / "export" / "model.int8.onnx")["export_params"])
+    assert recorded["quantization"]["fp32_convolutions"] == ["first", "last"]
+
+
+def test_fp32_convolutions_name_the_graphs_first_and_last_convolution(onnx_file):
+    import onnx
+
+    convolutions = [node.name for node in onnx.load(str(onnx_file)).graph.node if node.op_type == "Conv"]
+    assert fp32_convolution_names(onnx_file, ("first", "last")) == sorted([convolutions[0], convolutions[-1]])
+    assert fp32_convolution_names(onnx_file, ("last",)) == [convolutions[-1]]
+    assert fp32_convolution_names(onnx_file, ()) == []
 
 
 # A model of 4 uint16 bands (blue, green, red, near-infrared), standardised by their statistics
