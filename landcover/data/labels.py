@@ -38,7 +38,14 @@ from tqdm import tqdm
 from landcover.data.palette import IGNORE_INDEX, ClassTable, colour_to_index, values_to_index
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image
-from landcover.io.rasters import RASTER_ERRORS, is_jpeg_or_png, open_raster, raster_error, read_window
+from landcover.io.rasters import (
+    RASTER_ERRORS,
+    gcp_only_georeference,
+    is_jpeg_or_png,
+    open_raster,
+    raster_error,
+    read_window,
+)
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 IMAGE_DTYPES = ("uint8", "uint16", "int16", "float32")
@@ -60,6 +67,7 @@ class ImageHeader:
     transform: Affine
     through_gdal: bool  # read by rasterio a window at a time; else a JPEG or PNG decoded whole by Pillow
     alpha: int | None = None  # its alpha band's number: where it is 0 there are no data, and so no labels
+    gcp_only: str | None = None  # gcp_only_georeference's words where ground control points are its only georeference
 
     @property
     def georeferenced(self) -> bool:
@@ -88,7 +96,16 @@ def read_image_header(path: Path) -> ImageHeader:
             list(dataset.colorinterp).index(ColorInterp.alpha) + 1 if ColorInterp.alpha in dataset.colorinterp else None
         )
         return ImageHeader(
-            path, dataset.width, dataset.height, dataset.count, dtype, dataset.crs, dataset.transform, True, alpha
+            path,
+            dataset.width,
+            dataset.height,
+            dataset.count,
+            dtype,
+            dataset.crs,
+            dataset.transform,
+            True,
+            alpha,
+            gcp_only_georeference(dataset),
         )
 
 
@@ -253,7 +270,8 @@ class VectorLabels:
     def __init__(self, path: Path, image: ImageHeader, table: ClassTable, attribute: str, hidden) -> None:
         self.path, self.image, self.table, self.hidden = path, image, table, hidden
         if not image.georeferenced:
-            raise PipelineError(f"{path}: vector labels need a georeferenced image; {image.path.name} has no CRS")
+            why = f"is {image.gcp_only}" if image.gcp_only else "has no CRS"
+            raise PipelineError(f"{path}: vector labels need an image on a grid with a CRS; {image.path.name} {why}")
         raw = _require_vector_reader()
         try:
             meta, fids, geometries, fields = raw.read(path, columns=[attribute], force_2d=True, return_fids=True)
