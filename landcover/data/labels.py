@@ -38,14 +38,7 @@ from tqdm import tqdm
 from landcover.data.palette import IGNORE_INDEX, ClassTable, colour_to_index, values_to_index
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image
-from landcover.io.rasters import (
-    RASTER_ERRORS,
-    gcp_only_georeference,
-    is_jpeg_or_png,
-    open_raster,
-    raster_error,
-    read_window,
-)
+from landcover.io.rasters import RASTER_ERRORS, is_jpeg_or_png, open_raster, raster_error, read_window
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 IMAGE_DTYPES = ("uint8", "uint16", "int16", "float32")
@@ -76,6 +69,20 @@ class ImageHeader:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         return window_bounds(Window(0, 0, self.width, self.height), self.transform)
+
+
+def gcp_only_georeference(dataset) -> str | None:
+    """Where a raster is placed on the ground only by ground control points (no CRS on a grid), what it has and
+    how to put it on a grid, in words; None for any other raster."""
+    gcps, gcp_crs = dataset.gcps
+    if dataset.crs is not None or not gcps:
+        return None
+    crs = gcp_crs.to_string() if gcp_crs else "no CRS"
+    target = f" -t_srs {crs}" if gcp_crs else ""
+    return (
+        f"georeferenced only by {len(gcps)} ground control points (GCPs, {crs}); warp it onto a grid first "
+        f"(gdalwarp{target} in.tif warped.tif)"
+    )
 
 
 def read_image_header(path: Path) -> ImageHeader:

@@ -49,13 +49,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from landcover.data.labels import gcp_only_georeference
 from landcover.data.palette import IGNORE_INDEX, ClassTable
 from landcover.data.scaling import RGB, UINT8_RGB, BandScaling
 from landcover.inference.blending import ArrayRows, too_small_to_predict
 from landcover.io.errors import PipelineError
 from landcover.io.imageio import open_image, read_rgb
 from landcover.io.outputs import STAGING_SUFFIX, _staging_name
-from landcover.io.rasters import check_sources, gcp_only_georeference, gdal_env, is_jpeg_or_png, open_raster
+from landcover.io.rasters import check_sources, gdal_env, is_jpeg_or_png, open_raster
 from landcover.io.sources import Source, read_error
 
 NODATA_CLASS = IGNORE_INDEX  # 255: no prediction (nodata or masked input)

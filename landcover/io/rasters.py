@@ -72,20 +72,6 @@ def open_raster(path: Path) -> Iterator:
         yield dataset
 
 
-def gcp_only_georeference(dataset) -> str | None:
-    """Where a raster is placed on the ground only by ground control points (no CRS on a grid), what it has and
-    how to put it on a grid, in words; None for any other raster."""
-    gcps, gcp_crs = dataset.gcps
-    if dataset.crs is not None or not gcps:
-        return None
-    crs = gcp_crs.to_string() if gcp_crs else "no CRS"
-    target = f" -t_srs {crs}" if gcp_crs else ""
-    return (
-        f"georeferenced only by {len(gcps)} ground control points (GCPs, {crs}); warp it onto a grid first "
-        f"(gdalwarp{target} in.tif warped.tif)"
-    )
-
-
 def check_sources(path, dataset) -> None:
     """Refuse a raster (a VRT) whose local source files are missing: its header opens, but its pixels cannot
     be read, and the refusal belongs before anything is written."""
