@@ -437,8 +437,8 @@ def test_a_raster_georeferenced_only_by_gcps_is_refused_in_one_line_before_the_m
         dataset.gcps = ([GroundControlPoint(r, c, 500_000.0 + 10 * c, 5_000_000.0 - 10 * r) for r, c in corners], UTM33)
     with pytest.raises(
         PipelineError,
-        match=r"gcps.tif: georeferenced only by 4 ground control points \(GCPs, EPSG:32633\), which its maps cannot "
-        r"carry; warp it onto a grid first \(gdalwarp -t_srs EPSG:32633",
+        match=r"gcps.tif: georeferenced only by 4 ground control points \(GCPs, EPSG:32633\); warp it onto a grid "
+        r"first \(gdalwarp -t_srs EPSG:32633 in.tif warped.tif\) and map that; its maps cannot carry GCPs$",
     ):
         run_predict([path], tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -364,6 +364,31 @@ def test_vector_labels_with_a_null_or_fractional_value_an_other_attribute_or_no_
     refused(tmp_path, raw, r"scene-1.geojson: no features; vector labels need polygons")
 
 
+def test_vector_labels_on_an_image_placed_only_by_ground_control_points_are_refused_saying_so(tmp_path):
+    """Not "no CRS": the image has a CRS, on its GCPs, and the way out is to warp it onto a grid."""
+    need_group("vector")
+    from rasterio.control import GroundControlPoint
+
+    raw = tmp_path / "raw"
+    write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="geojson")
+    image = raw / "images" / "scene-1.tif"
+    with rasterio.open(image) as source:
+        profile, pixels, crs = source.profile, source.read(), source.crs
+    profile.update(crs=None, transform=Affine.identity())
+    with rasterio.open(image, "w", **profile) as target:
+        target.write(pixels)
+    height, width = pixels.shape[1:]
+    corners = [(0, 0), (0, width), (height, 0), (height, width)]
+    with rasterio.open(image, "r+") as target:
+        target.gcps = ([GroundControlPoint(r, c, 500_000.0 + c, 5_000_000.0 - r) for r, c in corners], crs)
+    refused(
+        tmp_path,
+        raw,
+        rf"scene-1.geojson: vector labels need an image on a grid with a CRS; scene-1.tif is georeferenced only by 4 "
+        rf"ground control points \(GCPs, {crs.to_string()}\); warp it onto a grid first \(gdalwarp -t_srs",
+    )
+
+
 def test_a_scene_smaller_than_a_tile_and_a_float_label_raster_are_refused(tmp_path):
     raw = tmp_path / "raw"
     write_scene_dataset(raw, TABLE, scenes=2, size=SIZE, labels="index")

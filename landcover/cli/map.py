@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         paths = ranks.share(inputs)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
             with readable(path) as where:
-                map_file(where, args.output, probability_fn, runtime.interface.table, predict_params, options)
+                map_file(where, args.output, probability_fn, runtime.interface.table, predict_params, options, path)
     print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 

@@ -60,6 +60,7 @@ class ImageHeader:
     transform: Affine
     through_gdal: bool  # read by rasterio a window at a time; else a JPEG or PNG decoded whole by Pillow
     alpha: int | None = None  # its alpha band's number: where it is 0 there are no data, and so no labels
+    gcp_only: str | None = None  # gcp_only_georeference's words where ground control points are its only georeference
 
     @property
     def georeferenced(self) -> bool:
@@ -68,6 +69,20 @@ class ImageHeader:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         return window_bounds(Window(0, 0, self.width, self.height), self.transform)
+
+
+def gcp_only_georeference(dataset) -> str | None:
+    """Where a raster is placed on the ground only by ground control points (no CRS on a grid), what it has and
+    how to put it on a grid, in words; None for any other raster."""
+    gcps, gcp_crs = dataset.gcps
+    if dataset.crs is not None or not gcps:
+        return None
+    crs = gcp_crs.to_string() if gcp_crs else "no CRS"
+    target = f" -t_srs {crs}" if gcp_crs else ""
+    return (
+        f"georeferenced only by {len(gcps)} ground control points (GCPs, {crs}); warp it onto a grid first "
+        f"(gdalwarp{target} in.tif warped.tif)"
+    )
 
 
 def read_image_header(path: Path) -> ImageHeader:
@@ -88,7 +103,16 @@ def read_image_header(path: Path) -> ImageHeader:
             list(dataset.colorinterp).index(ColorInterp.alpha) + 1 if ColorInterp.alpha in dataset.colorinterp else None
         )
         return ImageHeader(
-            path, dataset.width, dataset.height, dataset.count, dtype, dataset.crs, dataset.transform, True, alpha
+            path,
+            dataset.width,
+            dataset.height,
+            dataset.count,
+            dtype,
+            dataset.crs,
+            dataset.transform,
+            True,
+            alpha,
+            gcp_only_georeference(dataset),
         )
 
 
@@ -253,7 +277,8 @@ class VectorLabels:
     def __init__(self, path: Path, image: ImageHeader, table: ClassTable, attribute: str, hidden) -> None:
         self.path, self.image, self.table, self.hidden = path, image, table, hidden
         if not image.georeferenced:
-            raise PipelineError(f"{path}: vector labels need a georeferenced image; {image.path.name} has no CRS")
+            why = f"is {image.gcp_only}" if image.gcp_only else "has no CRS"
+            raise PipelineError(f"{path}: vector labels need an image on a grid with a CRS; {image.path.name} {why}")
         raw = _require_vector_reader()
         try:
             meta, fids, geometries, fields = raw.read(path, columns=[attribute], force_2d=True, return_fids=True)

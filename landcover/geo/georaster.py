@@ -49,6 +49,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from landcover.data.labels import gcp_only_georeference
 from landcover.data.palette import IGNORE_INDEX, ClassTable
 from landcover.data.scaling import RGB, UINT8_RGB, BandScaling
 from landcover.inference.blending import ArrayRows, too_small_to_predict
@@ -336,14 +337,9 @@ def check_scene(path: Path | Source, options: ReadOptions, model_known: bool = T
 def check_georeference(path: Path | Source, dataset) -> None:
     """Refuse a raster placed on the ground only by ground control points: its maps would carry no place and no
     CRS, and areas from its pixel grid would be wrong. Warped onto a CRS (gdalwarp), it maps with both."""
-    gcps, gcp_crs = dataset.gcps
-    if dataset.crs is None and gcps:
-        crs = gcp_crs.to_string() if gcp_crs else "no CRS"
-        target = f" -t_srs {crs}" if gcp_crs else ""
-        raise PipelineError(
-            f"{path}: georeferenced only by {len(gcps)} ground control points (GCPs, {crs}), which its maps cannot "
-            f"carry; warp it onto a grid first (gdalwarp{target} in.tif warped.tif) and map that"
-        )
+    reason = gcp_only_georeference(dataset)
+    if reason is not None:
+        raise PipelineError(f"{path}: {reason} and map that; its maps cannot carry GCPs")
 
 
 def check_file(path: Path) -> bool:
@@ -371,12 +367,14 @@ def check_bands(path: Path | Source, dataset, options: ReadOptions, model_known:
 
 
 @contextmanager
-def open_scene(path: Path | Source, options: ReadOptions) -> Iterator[Scene]:
+def open_scene(path: Path | Source, options: ReadOptions, shown_as: Path | Source | None = None) -> Iterator[Scene]:
     """The scene at `path`, ready to read: a raster through rasterio, a JPEG or PNG through Pillow; the bands the
-    model of `options.scaling` takes. A Source's raster is opened as it says (a remote one in place)."""
+    model of `options.scaling` takes. A Source's raster is opened as it says (a remote one in place). A JPEG or
+    PNG read from a stand-in (a remote one's temporary copy) is named `shown_as` in messages and reports."""
     path = path if isinstance(path, Source) else Path(path)
     if isinstance(path, Path) and path.is_file() and is_jpeg_or_png(path):
-        yield ImageScene(path, image_bands(path, read_rgb(path), options))
+        shown = shown_as or path
+        yield ImageScene(shown, image_bands(shown, read_rgb(path), options))
         return
     with path.open_raster() if isinstance(path, Source) else open_raster(path) as dataset:
         bands, note = choose_bands(path, dataset, options.bands, options.scaling)

@@ -133,15 +133,17 @@ def map_file(
     table: ClassTable,
     predict_params: PredictParams,
     options: MapOptions,
+    shown_as: Path | Source | None = None,
 ) -> dict:
     """Map one image (a file, or a Source: a remote raster read in place) into `out_dir`: every file written whole
-    or not at all. Returns its area report."""
+    or not at all. Returns its area report. Messages and the report name the image `shown_as` where `path` is a
+    stand-in for it (a remote JPEG's or PNG's temporary copy)."""
     path, out_dir = path if isinstance(path, Source) else Path(path), Path(out_dir)
     image_id = image_id_of(Path(path.name))
-    with gdal_env(), open_scene(path, options.read) as scene, ExitStack() as stack:
+    with gdal_env(), open_scene(path, options.read, shown_as) as scene, ExitStack() as stack:
         areas, reason = scene_areas(scene, options.pixel_size)
         if options.polygons and options.min_area_ha > 0 and areas is None:
-            warn(f"{path}: --min-area not applied: the polygons have no areas")
+            warn(f"{scene.path}: --min-area not applied: the polygons have no areas")
         names = output_names(image_id, scene.is_raster, options)
         staged = {role: stack.enter_context(atomic_file(out_dir / name)) for role, name in names.items()}
         writers = _writers(scene, table, options, {role: out_dir / name for role, name in names.items()}, stack)
@@ -154,7 +156,7 @@ def map_file(
                 if isinstance(writer, BlockRowWriter):
                     writer.close()
         if not all(writer.complete for writer in writers.values()):
-            raise RuntimeError(f"{path}: the maps are missing rows")
+            raise RuntimeError(f"{scene.path}: the maps are missing rows")
         for output in options.outputs:
             output.finish(writers[output.role], staged, table, options.blocksize)
         report = area_report(scene, table, counter, reason)

@@ -173,7 +173,7 @@ def _map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: Predic
             write_record(out_dir, scene.id, key, record["outputs"], record["scene"], identity.seen)
         return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
     with scene.source.readable() as where:
-        report = map_file(where, out_dir, loaded.probability_fn, loaded.table, params, options)
+        report = map_file(where, out_dir, loaded.probability_fn, loaded.table, params, options, scene.source)
         is_raster = isinstance(where, Source) or not is_jpeg_or_png(where)
     names = output_names(scene.id, is_raster, options)
     facts = {"width": report["width"], "height": report["height"], "crs": report["crs"], "map": names["classes"]}
