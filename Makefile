@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test test-slow bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
+.PHONY: run test test-slow seeds bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -29,6 +29,14 @@ test: $(BIN)/.installed
 
 test-slow: $(BIN)/.installed
 	$(PYTEST) -m slow
+
+# The spread of the test scores over N training seeds (default 5): the workspace's params as N queued DVC
+# experiments seed-1 ... seed-N, differing only in train.seed; a table of each headline score's mean, sd, min and
+# max, and metrics/seeds.json. More options (--first-seed, --set KEY=VALUE, --prefix) in SEEDS_ARGS; docs/statistics.md.
+N ?= 5
+SEEDS_ARGS ?=
+seeds: $(BIN)/.installed
+	$(BIN)/python -m tools.seed_spread --seeds $(N) --json metrics/seeds.json $(SEEDS_ARGS)
 
 # Speed against the seed notebooks' way and against the hardware: table + benchmarks/results.json.
 # Every benchmark runs as a module from here (python -m benchmarks.NAME --help: its options).
