@@ -170,6 +170,8 @@ def test_dvc_metrics_show_fits_a_160_column_terminal_and_details_stay_reachable(
     # from the tiny test split is null in the file, and DVC leaves it out: check a present one)
     details = dvc(project, "metrics", "show", "metrics/test_details.json")
     assert "iou.agriculture_land" in details and "fw_iou" in details
+    calibration = dvc(project, "metrics", "show", "metrics/calibration.json")
+    assert "test.ece_before" in calibration and "temperature" in calibration
 
 
 def lock_outputs(project: Path) -> dict[str, str]:
