@@ -109,9 +109,10 @@ class Scene:
 
 
 class ImageScene(ArrayRows, Scene):
-    """A JPEG or PNG, decoded whole by Pillow (its bands, for a model of others than RGB): every pixel has data."""
+    """A JPEG or PNG, decoded whole by Pillow (its bands, for a model of others than RGB): every pixel has data.
+    Its path is what messages name: a remote one's Source where the pixels came from a temporary copy."""
 
-    def __init__(self, path: Path, image: np.ndarray) -> None:
+    def __init__(self, path: Path | Source, image: np.ndarray) -> None:
         super().__init__(image)
         self.path = path
 
