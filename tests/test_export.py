@@ -494,7 +494,7 @@ def test_an_int8_model_that_fails_its_gate_is_written_with_its_verdict(gate_fail
     verdict = json.loads((root / "export.json").read_text())["int8_gate"]
     assert verdict["passed"] is False and len(verdict["reasons"]) >= 1
     assert verdict["reasons"][0].startswith("agreement ")
-    assert verdict["reasons"][0].endswith("% below export.min_int8_agreement 98.00%")
+    assert verdict["reasons"][0].endswith("% below export.min_int8_agreement 99.00%")
     assert read_int8_gate(root / "export" / "model.int8.onnx") == Int8Gate(False, tuple(verdict["reasons"]))
     assert INT8_GATE_KEY not in read_onnx_metadata(root / "export" / "model.onnx")
     failed = [line for line in gate_failed["printed"].splitlines() if "failed its gate" in line]

@@ -212,7 +212,8 @@ def test_going_back_to_earlier_params_restores_train_from_the_run_cache(project)
     set_params(project, {"train": {"lr": 0.0015}})
     assert stages_run_by_repro(project, "train") == {"train"}
     assert lock_outputs(project)["models/best.pt"] != before["models/best.pt"]
-    assert stages_to_run(project) == {"export", "predict", "plot", "card"}  # the stages that read the model
+    # the stages that read the model
+    assert stages_to_run(project) == {"export", "predict", "calibration", "plot", "card"}
     (project / "params.yaml").write_text(baseline)
     output = dvc(project, "repro")
     assert "Stage 'train' is cached - skipping run" in output and "Running stage" not in output, output
@@ -332,10 +333,10 @@ def test_plots_show_writes_an_html_page_with_the_curves(reproduced_project, plot
 
 def test_plots_show_renders_in_a_browser(plots_page, browser):
     charts, images, problems = undrawn_plots(plots_page, browser)
-    # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the six pictures in
-    # plots/: nothing else, such as a chart per DVCLive series (tests/test_readme_comparing.py renders a
+    # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the seven pictures in
+    # plots/ (the reliability diagram among them): nothing else, such as a chart per DVCLive series (tests/test_readme_comparing.py renders a
     # `dvc plots diff` page of two experiments)
-    assert charts == 4 and images == 6 and problems == []
+    assert charts == 4 and images == 7 and problems == []
 
 
 def test_the_browser_check_catches_a_chart_or_image_that_did_not_render(plots_page, browser):
