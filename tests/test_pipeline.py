@@ -333,9 +333,9 @@ def test_plots_show_writes_an_html_page_with_the_curves(reproduced_project, plot
 
 def test_plots_show_renders_in_a_browser(plots_page, browser):
     charts, images, problems = undrawn_plots(plots_page, browser)
-    # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the seven pictures in
-    # plots/ (the reliability diagram among them): nothing else, such as a chart per DVCLive series (tests/test_readme_comparing.py renders a
-    # `dvc plots diff` page of two experiments)
+    # the charts dvc.yaml defines (loss, mIoU, mean Dice, IoU per class) and the seven pictures in plots/
+    # (the reliability diagram among them): nothing else, such as a chart per DVCLive series
+    # (tests/test_readme_comparing.py renders a `dvc plots diff` page of two experiments)
     assert charts == 4 and images == 7 and problems == []
 
 

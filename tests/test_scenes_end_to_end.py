@@ -91,6 +91,8 @@ def run_stages(work: Path, raw: Path, data: dict, through_export: bool = False) 
             str(work / "details.json"),
             "--confusion",
             str(work / "confusion.csv"),
+            *("--low", str(work / "test_low.json"), "--high", str(work / "test_high.json")),
+            *("--intervals", str(work / "intervals.json"), "--per-image", str(work / "per_image.json")),
         ]
     )
     return json.loads((work / "test.json").read_text())
