@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,6 +63,17 @@ def dvc(*args: str) -> str:
         said = [line for line in result.stderr.splitlines() if line.strip()]
         raise PipelineError(f"dvc {' '.join(args)} failed: {said[0] if said else 'no message'}")
     return result.stdout
+
+
+def start_queue() -> None:
+    """`dvc queue start --jobs 1`. Its worker runs on after the command returns and inherits the command's output
+    streams: into pipes, they would hold this call until the whole queue has run, so they go to a file."""
+    with tempfile.TemporaryFile("w+") as said:
+        result = subprocess.run([DVC, "queue", "start", "--jobs", "1"], stdout=said, stderr=said, text=True)
+        if result.returncode:
+            said.seek(0)
+            lines = [line for line in said.read().splitlines() if line.strip()]
+            raise PipelineError(f"dvc queue start failed: {lines[0] if lines else 'no message'}")
 
 
 def experiment_refs() -> dict[str, list[tuple[str, str]]]:
@@ -140,7 +152,7 @@ def run_seeds(seeds: list[int], names: list[str], extra: list[str], baseline: st
         file=sys.stderr,
     )
     pending = queue_seeds(seeds, names, extra, baseline)
-    dvc("queue", "start", "--jobs", "1")
+    start_queue()
     start, commits, failed = time.monotonic(), {}, []
     try:
         while pending:
