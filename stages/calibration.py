@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landcover.data.datasets import TileDataset
 from landcover.data.tilestore import TileStore, read_index
 from landcover.evaluation.calibration import BINS, calibration_figures, tile_logits
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import write_json
 from landcover.model.checkpoint import load_trained_model, read_training_record
 from landcover.model.devices import choose_device
+from landcover.training.calibration import labelled_tiles, tiles_pixels
 
 BATCH = 8  # test tiles per forward pass
 
@@ -42,8 +42,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--details", type=Path, required=True, help="the fit and the reliability bins (JSON)")
     args = parser.parse_args(argv)
 
-    from torch.utils.data import DataLoader
-
     records = read_index(args.split)
     if not records:
         raise PipelineError(f"{args.split}: the test split is empty; set split.ratios.test above 0")
@@ -51,10 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     fit = read_training_record(args.checkpoint)["calibration"] or {}
     temperature = trained.temperature
     store = TileStore(args.tiles, args.encoded)
-    loader = DataLoader(TileDataset(records, store, count_once=True), batch_size=BATCH, shuffle=False)
-    expected = sum(record.size * record.size for record in records)
     device = choose_device("auto")
-    pixels = tile_logits(trained.model.to(device).float(), loader, trained.scaling, device, expected)
+    loader = labelled_tiles(records, store, BATCH)  # the batches the train stage fits the temperature on
+    pixels = tile_logits(trained.model.to(device).float(), loader, trained.scaling, device, tiles_pixels(records))
     before, after = calibration_figures(pixels, 1.0), calibration_figures(pixels, temperature)
     headline = {
         "temperature": rounded(temperature),
