@@ -131,6 +131,8 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(PIP_COMPILE) --output-file requirements-runtime.lock requirements.txt requirements-runtime.txt
 	cp requirements.lock requirements-region.lock
 	$(PIP_COMPILE) --output-file requirements-region.lock requirements.txt requirements-region.txt
+	cp requirements.lock requirements-viewer.lock
+	$(PIP_COMPILE) --output-file requirements-viewer.lock requirements.txt requirements-viewer.txt
 
 $(LOCK_VENV)/bin/pip-compile:
 	$(PYTHON) -m venv $(LOCK_VENV)
