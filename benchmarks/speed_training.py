@@ -33,7 +33,7 @@ def measure_training(config: dict) -> dict:
     from landcover.data.palette import one_hot
     from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
     from landcover.io.params import TrainParams, read_section
-    from landcover.model.model import build_model
+    from landcover.model.model import build_model, compile_for_training
     from landcover.training.components import configure_loss, configure_optimizer
     from landcover.training.loop import run_epoch
 
@@ -61,6 +61,33 @@ def measure_training(config: dict) -> dict:
             run_epoch(model, loader, settings, loss_fn, NUM_CLASSES, "benchmark", optimizer, progress=False)
 
         steps["project"] = project_steps
+    compile_seconds = None
+    if "compiled" in config["variants"]:  # the same step with train.compile, from the same initial weights
+        torch.manual_seed(0)
+        eager = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        compiled_optimizer = configure_optimizer(eager, train, device)
+        compiled_model = compile_for_training(eager)
+        compiled_settings = training_batch_settings(train, device)
+        compiled_loss = configure_loss(train.loss)
+
+        def compiled_steps(batches: list) -> None:
+            loader = cast("DataLoader", batches)
+            run_epoch(
+                compiled_model,
+                loader,
+                compiled_settings,
+                compiled_loss,
+                NUM_CLASSES,
+                "benchmark",
+                compiled_optimizer,
+                progress=False,
+            )
+
+        start = time.perf_counter()
+        compiled_steps(project_batches[:1])  # the compile: the first step's time
+        sync()
+        compile_seconds = time.perf_counter() - start
+        steps["compiled"] = compiled_steps
     if "seed" in config["variants"]:
         reference = seed_model(encoder, NUM_CLASSES).to(device)
         reference_optimizer = torch.optim.Adam(reference.parameters(), lr=8e-5)
@@ -74,6 +101,9 @@ def measure_training(config: dict) -> dict:
     # The warm-up matters: oneDNN builds its kernels on first use, so the first steps are slow.
     seconds = time_alternating(steps, [project_batches] * config["rounds"], project_batches[:2], sync)
     result: dict = {f"{name}_step_seconds": [t / config["steps"] for t in times] for name, times in seconds.items()}
+    result["precision"] = training_batch_settings(train, device).precision  # the step's, resolved on this device
+    if compile_seconds is not None:
+        result["compile_seconds"] = compile_seconds
     # Work per step (the same network for both): the forward's count, times 3 for forward + backward
     # (gradients of inputs and of weights each cost a forward). Counted, not timed; torch's counter
     # over-counts the backward of dilated convolutions, so it is asked for the forward only.

@@ -20,7 +20,7 @@ from PIL import Image
 
 from benchmarks import gpu, scale_dataset, scale_dvc, seed_style
 from benchmarks.common import time_alternating
-from benchmarks.speed_report import report, summarise
+from benchmarks.speed_report import cpu_class, hardware_line, report, summarise
 from landcover.data.geometry import tile_grid
 from landcover.data.palette import ClassTable, colour_to_index, one_hot
 from landcover.data.scaling import IMAGENET_MEAN, IMAGENET_STD
@@ -125,6 +125,44 @@ def test_summary_ratios_and_fractions_of_peak():
     assert summary["inference_speedup"] == pytest.approx(3.5)
     assert summary["inference_speedup_bound_at_conv_peak"] == pytest.approx(7.0 / (3e12 / 1.1e12))
     assert summary["tile_fraction_of_bare"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    "flags, klass",
+    [
+        (["amx_bf16", "amx_tile", "avx512_bf16"], "AMX"),
+        (["avx512_bf16"], "AVX512-BF16 without AMX"),
+        ([], "no native bf16"),
+        (["avx_vnni"], "no native bf16"),
+    ],
+)
+def test_each_cpu_is_judged_by_its_class_target(flags, klass):
+    assert cpu_class(flags) == klass
+
+
+def test_the_training_step_is_judged_against_the_ceiling_of_its_own_precision_and_its_cpus_class():
+    results = canned_results(inference_seed_seconds=7.0)
+    results["cpu_bf16"] = []
+    results["training"]["precision"] = "fp32"  # 4.4e11 FLOP in a 1 s median step against 5e11/s: 88%
+    results["training_compiled"] = {
+        "project_step_seconds": [1.0],
+        "compiled_step_seconds": [0.8],
+        "step_flops": 4.4e11,
+        "compile_seconds": 150.0,
+    }
+    summary = summarise(results)
+    assert summary["training_fraction_of_conv_peak"] == pytest.approx(0.88)
+    assert summary["compiled_training_fraction_of_conv_peak"] == pytest.approx(1.1)
+    assert summary["compiled_over_eager_step"] == pytest.approx(1.25)
+    line = hardware_line(summary)
+    assert "88% of the fp32 convolution peak eager, compiled 110% (1.25x the eager step, after a 150 s compile)" in line
+    assert "no native bf16: target 60% of the fp32 peak, met (target 0.6)" in line
+    results["training"]["project_step_seconds"] = [2.0]
+    del results["training_compiled"]
+    assert "44% of the fp32 convolution peak eager;" in hardware_line(summarise(results))
+    assert "MISSED (target 0.6)" in hardware_line(summarise(results))
+    results["cpu_bf16"] = ["amx_bf16"]  # an AMX CPU's target is of the bf16 ceiling, which an fp32 step is not run at
+    assert "not judged: the step ran in fp32" in hardware_line(summarise(results))
 
 
 @pytest.mark.parametrize("seed_seconds, expected", [(7.0, "met (target 3)"), (5.0, "MISSED (target 3)")])

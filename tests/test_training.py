@@ -370,3 +370,42 @@ def test_the_train_stage_scales_the_tiles_type_by_the_data_params(prepared, tmp_
     write_band_statistics(tmp_path / "band_statistics.json", (1, 2, 3), "uint8", ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)))
     stats = training_scaling(dataclasses.replace(params, scaling="statistics"), data.store, data.train[0], tmp_path)
     assert stats.mean == (1.0, 2.0, 3.0) and stats.std == (4.0, 5.0, 6.0) and not stats.clip
+
+
+class CountingWrapper(torch.nn.Module):
+    """Stands in for torch.compile's module: runs the model it wraps and counts the training-mode calls."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.wrapped = model
+        self.training_calls = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.training_calls += self.training
+        return self.wrapped(images)
+
+
+def test_train_compile_runs_the_training_passes_compiled_and_checkpoints_the_model_itself(
+    prepared, tmp_path, monkeypatch
+):
+    wrappers: list[CountingWrapper] = []
+
+    def counting_compile(model: torch.nn.Module) -> torch.nn.Module:
+        wrappers.append(CountingWrapper(model))
+        return wrappers[-1]
+
+    monkeypatch.chdir(tmp_path)
+    run_training(prepared, tmp_path / "eager", epochs=2)
+    monkeypatch.setattr(trainer, "compile_for_training", counting_compile)
+    run_training(prepared, tmp_path / "compiled", epochs=2, compile=True)
+    train_batches = (
+        len(read_index(prepared[0].parent / "splits/train.csv")) // 4
+    )  # batch_size 4, last short one dropped
+    # every training batch of both epochs went through the compiled module, and no validation batch did
+    assert len(wrappers) == 1 and wrappers[0].training_calls == 2 * train_batches
+    compiled = load_checkpoint(tmp_path / "compiled/models/best.pt")
+    eager = load_checkpoint(tmp_path / "eager/models/best.pt")
+    assert compiled["params"]["train.compile"] is True and eager["params"]["train.compile"] is False
+    # the model's own keys, loadable as usual; the stand-in changes no arithmetic, so the weights are the eager run's
+    assert compiled["model"].keys() == eager["model"].keys()
+    assert all(torch.equal(compiled["model"][key], eager["model"][key]) for key in eager["model"])

@@ -310,6 +310,8 @@ class TrainParams:
     sync_batchnorm: bool  # batch-norm statistics over the whole global batch (CUDA, more than one process)
     deterministic: bool  # deterministic algorithms (and cuDNN/cuBLAS settings) on CUDA
     resume: bool
+    # torch.compile the training pass (landcover.model.model.compile_for_training); validation stays eager
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs", "must be at least 1", self.epochs)

@@ -26,6 +26,7 @@ from landcover.io.errors import PipelineError
 from landcover.io.params import AugmentParams, ModelParams, TrainParams
 from landcover.model.checkpoint import checkpoint_config
 from landcover.model.devices import choose_device, make_deterministic, resolve_precision
+from landcover.model.model import compile_for_training
 from landcover.model.ranks import Ranks
 from landcover.training.calibration import describe_fit, fit_on_tiles
 from landcover.training.checkpoints import CheckpointPolicy, training_params
@@ -271,6 +272,8 @@ def train_processes(
     start_epoch, history = resume_or_start(run, train_params, ranks)
     run.trained_model = data_parallel(run.model, ranks, train_params.sync_batchnorm)
     run.model = unwrapped(run.trained_model)  # batch norms converted, if asked
+    if train_params.compile:
+        run.trained_model = compile_for_training(run.trained_model)
 
     train_set = training_set(data.train, data.store, data.tile_size, augment_params, train_params)
     options = loader_options(train_params, ranks.device)
