@@ -368,3 +368,31 @@ def test_a_click_on_a_pixel_shows_its_class_confidence_and_coordinates(region, p
     assert confidence == "Confidence: 1.000"
     shown_lon, shown_lat = (float(part.split()[1]) for part in coordinates.split(", "))
     assert shown_lon == pytest.approx(lon, abs=2e-5) and shown_lat == pytest.approx(lat, abs=2e-5)  # about 2 m
+
+
+def test_the_swipe_shows_date_2_right_of_it_and_the_change_map_over_date_1_left_of_it(region, tmp_path, page):
+    before = region / "scenes" / "a.tif"
+    with rasterio.open(before) as dataset:
+        classes = dataset.read(1)
+    classes[:8] = (classes[:8] + 1) % len(TABLE)  # the top row of blocks changed, each to the next class
+    after = write_class_map(tmp_path / "after.tif", classes, transform=scene_transform("a"))
+    change = tmp_path / "change"
+    detect_change(before, after, change)
+    unchanged = tuple(int(c) for c in change_table(TABLE).colours[0])
+    lon, lat, was = block_centre("a", 4, 3)  # an unchanged block
+    with running_viewer(change) as url:
+        open_viewer(page, url)
+        x, y = project(page, lon, lat)
+        box = page.locator("#map").bounding_box()
+        seen = {}
+        for position in ("0", "100"):  # the cut at the left edge: all date 2; at the right edge: all date 1
+            page.evaluate(
+                "value => { const s = document.getElementById('swipe'); s.value = value;"
+                " s.dispatchEvent(new Event('input')); }",
+                position,
+            )
+            pixels = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
+            seen[position] = tuple(int(c) for c in pixels[round(y), round(x)])
+    assert box is not None and box["x"] < x < box["x"] + box["width"]
+    assert seen["0"] == tuple(int(c) for c in TABLE.colours[was])  # date 2, where nothing changed: its class
+    assert seen["100"] == unchanged  # the change map over date 1: unchanged

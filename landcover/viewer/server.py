@@ -106,7 +106,12 @@ class Viewer:
             "command": output.command,
             "folder": str(output.folder),
             "title": output.folder.resolve().name,
-            "bounds": [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)],
+            "bounds": [
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            ],
             "layers": layers,
             "areas": output.areas,
             "scenes": {"type": "FeatureCollection", "features": output.scenes},
@@ -125,7 +130,7 @@ class Viewer:
     def point(self, lon: float, lat: float) -> dict:
         """Each class, change and confidence layer's value at (lon, lat): class names, confidence 0..1."""
         values = []
-        for layer in self.output.layers:
+        for layer in reversed(self.output.layers):  # the top layer first, as the map draws them
             if layer.kind == IMAGERY:
                 continue
             value = point_value(layer, lon, lat)

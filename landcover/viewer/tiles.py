@@ -28,14 +28,16 @@ EXTRA_ZOOM = 4
 
 def table_colormap(table: ClassTable) -> dict[int, tuple[int, int, int, int]]:
     """Each class's colour, opaque; no class (255) transparent."""
-    colormap = {index: (*map(int, colour), 255) for index, colour in enumerate(table.colours)}
+    colormap = {index: (int(red), int(green), int(blue), 255) for index, (red, green, blue) in enumerate(table.colours)}
     colormap[NODATA_CLASS] = (0, 0, 0, 0)
     return colormap
 
 
 @cache
 def confidence_colormap() -> dict[int, tuple[int, int, int, int]]:
-    return cmap.get(CONFIDENCE_RAMP)
+    colormap = cmap.get(CONFIDENCE_RAMP)
+    assert isinstance(colormap, dict), "rio-tiler's named colour maps are a colour per value"
+    return {int(value): colour for value, colour in colormap.items()}
 
 
 def open_reader(raster: Raster) -> Reader:
