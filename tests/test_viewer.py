@@ -396,3 +396,27 @@ def test_the_swipe_shows_date_2_right_of_it_and_the_change_map_over_date_1_left_
     assert box is not None and box["x"] < x < box["x"] + box["width"]
     assert seen["0"] == tuple(int(c) for c in TABLE.colours[was])  # date 2, where nothing changed: its class
     assert seen["100"] == unchanged  # the change map over date 1: unchanged
+
+
+def test_a_map_unreadable_after_the_start_fails_its_requests_with_500_and_the_server_goes_on(region, tmp_path):
+    copy = tmp_path / "out"
+    shutil.copytree(region, copy)
+    viewer = Viewer(open_output(copy))
+    lon, lat, _ = block_centre("a", 3, 3)
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 14)
+    (copy / "scenes" / "a_confidence.tif").write_bytes(b"II*\x00 not a TIFF any more")
+    status, reply = get(viewer, f"/tiles/confidence/{tile.z}/{tile.x}/{tile.y}.png")
+    assert status == 500 and "a_confidence.tif" in reply["error"] and "\n" not in reply["error"]
+    assert get(viewer, f"/tiles/classes/{tile.z}/{tile.x}/{tile.y}.png")[0] == 200
+
+
+def test_a_tile_reads_only_the_rasters_that_reach_it(region, monkeypatch):
+    from landcover.viewer import tiles
+
+    viewer = Viewer(open_output(region))
+    read, read_tile = [], tiles.read_tile
+    monkeypatch.setattr(tiles, "read_tile", lambda raster, *args: read.append(raster.path) or read_tile(raster, *args))
+    lon, lat, _ = block_centre("a", 0, 0)  # the north-west corner: scene a only
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 18)
+    assert get(viewer, f"/tiles/confidence/{tile.z}/{tile.x}/{tile.y}.png")[0] == 200
+    assert [Path(path).name for path in read] == ["a_confidence.tif"]
