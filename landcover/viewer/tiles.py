@@ -95,7 +95,7 @@ class TiledLayer:
 
     def tile_png(self, x: int, y: int, z: int) -> bytes | None:
         """The tile as a PNG, or None where no raster of the layer covers it."""
-        west, south, east, north = WEB_MERCATOR.bounds(x, y, z)
+        west, south, east, north = WEB_MERCATOR.bounds(morecantile.Tile(x, y, z))
         rasters = self.reaching((west, south, east, north))
         try:
             if len(rasters) == 1:
