@@ -420,3 +420,16 @@ def test_a_tile_reads_only_the_rasters_that_reach_it(region, monkeypatch):
     tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 18)
     assert get(viewer, f"/tiles/confidence/{tile.z}/{tile.x}/{tile.y}.png")[0] == 200
     assert [Path(path).name for path in read] == ["a_confidence.tif"]
+
+
+def test_with_a_labelling_session_the_page_exposes_the_map_and_loads_the_labelling_script(region, page):
+    with running_viewer(region, FakeSession()) as url:
+        with page.expect_request(lambda request: request.url.endswith("/static/labelling.js")):
+            open_viewer(page, url)
+        exposed = page.evaluate(
+            "() => ({ labelling: window.landcoverViewer.config.labelling,"
+            " map: typeof window.landcoverViewer.map.getCenter, panel: window.landcoverViewer.panel.id })"
+        )
+        shown = page.locator("#labelling").get_attribute("hidden") is None
+    assert exposed == {"labelling": True, "map": "function", "panel": "labelling"}
+    assert shown
