@@ -1,4 +1,4 @@
-"""stac: validate the STAC records the mapping, region and change commands write, offline (docs/mapping.md#stac-records).
+"""stac: validate offline the STAC records of the mapping, region and change commands (docs/mapping.md#stac-records).
 
     python -m landcover.cli.stac validate out/              # every STAC file in the folder, recursively
     python -m landcover.cli.stac validate out/119.item.json region/collection.json

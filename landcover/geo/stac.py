@@ -31,7 +31,9 @@ import importlib.metadata
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +58,8 @@ from pystac.extensions.mlm import (
     ValueScalingType,
 )
 from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import RasterBand, RasterExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_bounds
 
 from landcover.data.palette import ClassTable
@@ -75,6 +78,7 @@ CHANGE_ITEM = "change.item.json"
 SCHEMAS = Path(__file__).with_name("stac_schemas")  # each schema at its URL's host and path
 GEOJSON = "application/geo+json"
 ARCHITECTURE = "DeepLabV3+"  # landcover/model/model.py's
+MODEL_MEDIA_TYPES = {"PyTorch": "application/octet-stream; application=pytorch", "ONNX": "application/x-onnx"}
 NCHW, NHWC = ["batch", "channel", "height", "width"], ["batch", "height", "width", "channel"]
 MODEL_NAME = "landcover-DeepLabV3plus"  # mlm:name allows letters, digits, _ . - and spaces only
 LONLAT = "EPSG:4326"
@@ -82,6 +86,7 @@ SHA256_MULTIHASH = "1220"  # multihash prefix: sha2-256 (0x12), 32 bytes (0x20)
 RUN_TIME = "the mapping run's time: the input's acquisition time is not known"
 # Each runtime's MLM framework (the format of the file it runs) and the Python package whose version it is.
 FRAMEWORKS = {"torch": ("PyTorch", "torch"), "onnxruntime": ("ONNX", "onnxruntime"), "openvino": ("ONNX", "openvino")}
+MESSAGE_CHARS = 300  # a validation message quotes the value: long ones are cut
 NAME_PATTERN = re.compile(r"[^0-9A-Za-z_-]")  # characters a classification class name may not hold
 
 # A mapping output's asset: its title, roles and media type, by its role among geo.mapping.output_names.
@@ -142,7 +147,7 @@ class ModelFacts:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def multihash(sha256: str) -> str:
@@ -185,14 +190,26 @@ def add_file_asset(
     href = os.path.relpath(path, Path(item.get_self_href() or path).parent)
     asset = pystac.Asset(href=href, title=title, roles=roles, media_type=MEDIA_TYPES.get(path.suffix.lower()))
     item.add_asset(key, asset)
-    FileExtension.ext(asset, add_if_missing=True).apply(checksum=multihash(sha256 or file_sha256(path)), size=path.stat().st_size)
+    FileExtension.ext(asset, add_if_missing=True).apply(
+        checksum=multihash(sha256 or file_sha256(path)), size=path.stat().st_size
+    )
     return asset
+
+
+@contextmanager
+def open_raster(path: Path) -> Iterator:
+    """The raster at `path` opened with rasterio, without the warning a JPEG's or PNG's map (no georeference)
+    gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as dataset:
+            yield dataset
 
 
 def add_raster_bands(asset: pystac.Asset, path: Path, classes: list[Classification] | None = None) -> None:
     """The raster's bands' data type and nodata (raster extension); with `classes`, the first band's class table
     (classification extension)."""
-    with rasterio.open(path) as dataset:
+    with open_raster(path) as dataset:
         nodata = dataset.nodata
         if nodata is not None and float(nodata).is_integer():
             nodata = int(nodata)
@@ -206,7 +223,7 @@ def add_raster_bands(asset: pystac.Asset, path: Path, classes: list[Classificati
 def add_projection(target: pystac.Item | pystac.Asset, dataset) -> None:
     """The raster's grid (projection extension): code (EPSG where it has one, else WKT2), shape, transform, bbox."""
     crs = dataset.crs
-    extension = ProjectionExtension.ext(target, add_if_missing=True)
+    extension = ProjectionExtension.ext(target, add_if_missing=True)  # type: ignore[type-var]
     epsg = crs.to_epsg() if crs is not None else None
     extension.apply(
         code=f"EPSG:{epsg}" if epsg else None,
@@ -231,7 +248,7 @@ def new_item(
 ) -> pystac.Item:
     """An Item at `path` whose footprint and projection are those of the raster `grid`, dated by `acquired`, or
     else by its making (from `started` to now)."""
-    with rasterio.open(grid) as dataset:
+    with open_raster(grid) as dataset:
         geometry, bbox = footprint(dataset)
         properties: dict = {"description": description}
         if acquired is None:
@@ -321,7 +338,7 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
     """The MLM Item of the model `facts` describes, to be written at `path`."""
     interface, scaling, params = facts.interface, facts.interface.scaling, facts.params
     framework, package = FRAMEWORKS[facts.runtime]
-    modified = dt.datetime.fromtimestamp(facts.path.stat().st_mtime, dt.timezone.utc)
+    modified = dt.datetime.fromtimestamp(facts.path.stat().st_mtime, dt.UTC)
     band_names = [f"band{band}" for band in scaling.bands]
     # STAC 1.1 bands: what the MLM input's band names refer to (the input raster's bands, from 1)
     bands = [
@@ -348,10 +365,10 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
     item.set_self_href(str(path.resolve()))
     side = params.window
     if facts.runtime == "torch":  # the network itself: scaled float32 NCHW windows
-        structure = InputStructure.create([-1, scaling.channels, side, side], NCHW, "float32")
+        structure = InputStructure.create([-1, scaling.channels, side, side], NCHW, DataType.FLOAT32)
         how = "scaled by the runtime: the z-score below (value_scaling)"
     else:  # an export: raw NHWC windows, scaled inside the ONNX graph
-        structure = InputStructure.create([-1, side, side, scaling.channels], NHWC, scaling.input_dtype)
+        structure = InputStructure.create([-1, side, side, scaling.channels], NHWC, DataType(scaling.input_dtype))
         how = "scaled inside the model's graph"
     model_input = ModelInput.create(
         name="image",
@@ -368,16 +385,15 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
         # per band, as the MLM schema has it (pystac's ModelInput.value_scaling setter takes one object only);
         # exact where x lies within low..high
         model_input.properties["value_scaling"] = [
-            ValueScaling.create(ValueScalingType.Z_SCORE, mean=low + mean * (high - low), stddev=std * (high - low))
-            .to_dict()
+            ValueScaling.create(
+                ValueScalingType.Z_SCORE, mean=low + mean * (high - low), stddev=std * (high - low)
+            ).to_dict()
             for low, high, mean, std in zip(scaling.low, scaling.high, scaling.mean, scaling.std)
         ]
     model_output = ModelOutput.create(
         name="classes",
         tasks=[TaskType.SEMANTIC_SEGMENTATION],
-        result=ResultStructure.create(
-            [-1, len(interface.table), side, side], NCHW, "float32"
-        ),
+        result=ResultStructure.create([-1, len(interface.table), side, side], NCHW, DataType.FLOAT32),
         description="class probabilities per pixel (softmax of logits / landcover:temperature); the map's class "
         "is their argmax",
         classes=class_objects(interface.table),
@@ -396,7 +412,9 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
     asset = add_file_asset(
         item, "model", facts.path, f"the {framework} model file {facts.runtime} ran", ["mlm:model"], facts.sha256
     )
-    asset.media_type = "application/octet-stream; application=pytorch" if framework == "PyTorch" else "application/x-onnx"
+    asset.media_type = (
+        "application/octet-stream; application=pytorch" if framework == "PyTorch" else "application/x-onnx"
+    )
     # the model file's input bands too: STAC 1.1.0's item schema allows `bands` in properties only where an
     # asset has them
     asset.extra_fields["bands"] = bands
@@ -461,7 +479,8 @@ def write_change_item(out_dir: Path, before: Path, after: Path, codes: ClassTabl
     add_file_asset(item, "from_to_csv", out_dir / "from_to.csv", "from-to table (CSV)", ["metadata"])
     for when, map_path in (("date 1", before), ("date 2", after)):
         href = os.path.relpath(Path(map_path).resolve(), out_dir.resolve())
-        item.add_link(pystac.Link("derived_from", href, pystac.MediaType.GEOTIFF, f"the class map of {when}"))
+        media_type = MEDIA_TYPES.get(Path(map_path).suffix.lower())
+        item.add_link(pystac.Link("derived_from", href, media_type, f"the class map of {when}"))
     write_item(item, path)
     return path
 
@@ -503,7 +522,19 @@ def schema_problems(document: dict, schema: dict) -> list[str]:
     except referencing.exceptions.Unresolvable as error:
         raise PipelineError(f"schema reference {error} cannot be resolved offline: it is not vendored") from None
     best = jsonschema.exceptions.best_match(errors)
-    return [] if best is None else [f"{field_of(best)}: {best.message}"]
+    if best is None:
+        return []
+    best = deepest(best)
+    message = best.message if len(best.message) <= MESSAGE_CHARS else best.message[:MESSAGE_CHARS] + " ..."
+    return [f"{field_of(best)}: {message}"]
+
+
+def deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error's most specific cause: through each failed oneOf/anyOf/allOf, the sub-error deepest in the
+    document (an Item failing a schema's Collection branch at `type` fails its Item branch deeper)."""
+    while error.context:
+        error = max(error.context, key=lambda sub: len(sub.absolute_path))
+    return error
 
 
 def field_of(error: jsonschema.ValidationError) -> str:

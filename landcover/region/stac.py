@@ -89,6 +89,8 @@ def write_region_collection(
         license="other",
     )
     collection.set_self_href(str(path.resolve()))
+    collection.remove_links(pystac.RelType.ROOT)  # pystac's is absolute: the folder's root is itself
+    collection.add_link(pystac.Link(pystac.RelType.ROOT, f"./{COLLECTION}", pystac.MediaType.JSON))
     if any(item["properties"].get("landcover:datetime_is") == RUN_TIME for _, item in items):
         collection.extra_fields["landcover:datetime_is"] = RUN_TIME
     files = {
