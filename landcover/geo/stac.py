@@ -84,7 +84,8 @@ MODEL_NAME = "landcover-DeepLabV3plus"  # mlm:name allows letters, digits, _ . -
 LONLAT = "EPSG:4326"
 SHA256_MULTIHASH = "1220"  # multihash prefix: sha2-256 (0x12), 32 bytes (0x20)
 RUN_TIME = "the mapping run's time: the input's acquisition time is not known"
-# Each runtime's MLM framework (the format of the file it runs) and the Python package whose version it is.
+# Each runtime's MLM framework (the format of the file it runs) and its Python package (whose version is the
+# runtime's, and for PyTorch the framework's).
 FRAMEWORKS = {"torch": ("PyTorch", "torch"), "onnxruntime": ("ONNX", "onnxruntime"), "openvino": ("ONNX", "openvino")}
 MESSAGE_CHARS = 300  # a validation message quotes the value: long ones are cut
 NAME_PATTERN = re.compile(r"[^0-9A-Za-z_-]")  # characters a classification class name may not hold
@@ -355,6 +356,7 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
             "the model file's modification time",
             "bands": bands,
             "landcover:runtime": facts.runtime,
+            "landcover:runtime_version": package_version(package),
             "landcover:scaling": scaling.to_config(),
             "landcover:tile_size": interface.tile_size,
             "landcover:window": {"size": params.window, "overlap": params.overlap, "tta": params.tta},
@@ -405,7 +407,7 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
         input=[model_input],
         output=[model_output],
         framework=framework,
-        framework_version=package_version(package),
+        framework_version=package_version(package) if framework == "PyTorch" else None,
         pretrained=True,
         batch_size_suggestion=params.batch_size,
     )
