@@ -186,10 +186,6 @@ def region(tmp_path_factory) -> dict:
     """Three UTM scenes listed in a STAC ItemCollection with their acquisition times, mapped as a region on an
     in-process cluster; then the change between the mosaic and its COG, and between two plain class maps."""
     need_group("region")
-    import distributed
-
-    from landcover.cli import region as region_command
-
     root = tmp_path_factory.mktemp("region")
     (root / "imagery").mkdir()
     features = []
@@ -203,19 +199,28 @@ def region(tmp_path_factory) -> dict:
     model = tiny_onnx_model(root / "tiny.onnx", TABLE)
     params = write_params(root / "params.yaml", predict=PREDICT)
     out = root / "out"
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=50
-    ) as cluster:
-        region_command.main(
-            [
-                *("--model", str(model), "--input", str(root / "items.json"), "--output", str(out)),
-                *("--params", str(params), "--scheduler", cluster.scheduler_address, "--no-progress", "--mosaic-cog"),
-            ]
-        )
+    argv = [
+        *("--model", str(model), "--input", str(root / "items.json"), "--output", str(out)),
+        *("--params", str(params), "--no-progress", "--mosaic-cog"),
+    ]
+    run_region(argv)
     change_command.main(
         ["--before", str(out / "region.vrt"), "--after", str(out / "region.tif"), "--output", str(root / "change")]
     )
-    return {"root": root, "out": out, "change": root / "change"}
+    return {"root": root, "out": out, "change": root / "change", "argv": argv}
+
+
+def run_region(argv: list[str]) -> dict:
+    """The region command on an in-process cluster of one worker; its summary."""
+    import distributed
+
+    from landcover.cli import region as region_command
+
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=50
+    ) as cluster:
+        region_command.main([*argv, "--scheduler", cluster.scheduler_address])
+    return read(Path(argv[argv.index("--output") + 1]) / "region.json")
 
 
 def test_a_region_writes_a_collection_of_its_scene_items_that_validates_offline(region):
@@ -248,6 +253,20 @@ def test_a_regions_scene_items_keep_their_acquisition_time_and_link_back_to_the_
     assert model_item_of(region["out"] / "scenes" / "s1.item.json").is_file()
     # the record lists the item: a rerun without it maps the scene again
     assert "s1.item.json" in read(region["out"] / "scenes" / "s1.record.json")["outputs"]
+
+
+def test_a_resumed_scene_of_a_version_that_wrote_no_stac_gets_its_item_without_being_mapped_again(region):
+    scenes = region["out"] / "scenes"
+    (scenes / "s2.item.json").unlink()
+    record = read(scenes / "s2.record.json")
+    record["outputs"].remove("s2.item.json")
+    (scenes / "s2.record.json").write_text(json.dumps(record))
+    summary = run_region(region["argv"])
+    assert (summary["mapped"], summary["resumed"]) == (0, 3)
+    assert read(scenes / "s2.item.json")["properties"]["datetime"] == ACQUIRED[2]
+    assert "s2.item.json" in read(scenes / "s2.record.json")["outputs"]
+    assert len(read(region["out"] / "collection.json")["links"]) == 1 + 3  # root, and an item link per scene
+    assert validate_stac([region["out"]])[1] == []
 
 
 def test_a_change_writes_an_item_linked_to_its_two_maps_dated_by_theirs(region):

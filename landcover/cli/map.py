@@ -40,7 +40,7 @@ from landcover.data.naming import image_id_of
 from landcover.data.scaling import BandScaling
 from landcover.geo.georaster import ReadOptions, check_scene, reads_rgb
 from landcover.geo.map_paths import MapInput, check_map_paths, input_file_name, map_input
-from landcover.geo.mapping import MapOptions, map_file
+from landcover.geo.mapping import MapOptions, map_file, written_as_raster
 from landcover.geo.polygons import require_vector_writer
 from landcover.geo.stac import ModelFacts, utc_now, write_scene_records
 from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             with readable(path) as where:
                 map_file(where, args.output, probability_fn, table, predict_params, options, path)
                 image_id = image_id_of(input_file_name(path))
-                write_scene_records(args.output, image_id, where, path, table, options, facts, None, started)
+                is_raster = written_as_raster(where)
+                write_scene_records(args.output, image_id, is_raster, path, table, options, facts, None, started)
     print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 

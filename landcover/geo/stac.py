@@ -31,15 +31,12 @@ import importlib.metadata
 import json
 import os
 import re
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import pystac
-import rasterio
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
@@ -59,17 +56,16 @@ from pystac.extensions.mlm import (
 )
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_bounds
 
 from landcover.data.palette import ClassTable
-from landcover.geo.georaster import is_jpeg_or_png
 from landcover.geo.mapping import MapOptions, output_names
 from landcover.inference.runtimes import Runtime
 from landcover.io.digests import file_sha256
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import write_json
 from landcover.io.params import PredictParams
+from landcover.io.rasters import open_raster
 from landcover.io.sources import Source
 from landcover.model.checkpoint import ModelInterface
 
@@ -197,16 +193,6 @@ def add_file_asset(
     return asset
 
 
-@contextmanager
-def open_raster(path: Path) -> Iterator:
-    """The raster at `path` opened with rasterio, without the warning a JPEG's or PNG's map (no georeference)
-    gives."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as dataset:
-            yield dataset
-
-
 def add_raster_bands(asset: pystac.Asset, path: Path, classes: list[Classification] | None = None) -> None:
     """The raster's bands' data type and nodata (raster extension); with `classes`, the first band's class table
     (classification extension)."""
@@ -316,7 +302,7 @@ def write_scene_item(
 def write_scene_records(
     out_dir: Path,
     image_id: str,
-    where: Path | Source,
+    is_raster: bool,
     source: Path | Source,
     table: ClassTable,
     options: MapOptions,
@@ -324,11 +310,10 @@ def write_scene_records(
     acquired: Acquisition | None,
     started: dt.datetime,
 ) -> dict[str, str]:
-    """The STAC of a scene geo.mapping.map_file has mapped from `where` (`source`, or its local copy) into
-    `out_dir`: the model's MLM Item (where `facts` are known) and the scene's Item. Returns the scene's outputs
-    ({role: file name}) with the Item's name as `stac_item`."""
+    """The STAC of a scene geo.mapping.map_file has mapped from `source` into `out_dir` (as rasters, or as
+    PNGs: geo.mapping.written_as_raster): the model's MLM Item (where `facts` are known) and the scene's Item.
+    Returns the scene's outputs ({role: file name}) with the Item's name as `stac_item`."""
     out_dir = Path(out_dir)
-    is_raster = isinstance(where, Source) or not is_jpeg_or_png(where)
     names = output_names(image_id, is_raster, options)
     model = None if facts is None else write_model_item(out_dir, facts)
     item = write_scene_item(out_dir, image_id, names, table, model, source, acquired, started)

@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from landcover.data.palette import ClassTable
-from landcover.geo.mapping import MapOptions, map_file
-from landcover.geo.stac import ModelFacts, utc_now, write_scene_records
+from landcover.geo.mapping import MapOptions, map_file, written_as_raster
+from landcover.geo.stac import ModelFacts, item_name, utc_now, write_scene_records
 from landcover.inference.blending import ProbabilityFn
 from landcover.inference.runtimes import choose_runtime, exported_path, run_label, runtime_probabilities
 from landcover.io.errors import ENVIRONMENT_ERRNOS, PipelineError, one_line
@@ -169,15 +169,25 @@ def _map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: Predic
     key = record_key(identity.content, loaded.identity, mapping_settings(params, options))
     record = record_matches(out_dir, scene.id, key)
     if record is not None:
-        if identity.seen != record.get("source_seen"):  # rewritten with the same bytes: no hashing next time
-            write_record(out_dir, scene.id, key, record["outputs"], record["scene"], identity.seen)
+        outputs = record["outputs"]
+        if item_name(scene.id) not in outputs:  # outputs of a version that wrote no STAC: their Item now
+            is_raster = record["scene"]["map"].endswith(".tif")
+            names = write_scene_records(
+                out_dir, scene.id, is_raster, scene.source, loaded.table, options, loaded.facts, scene.acquired,
+                utc_now(),
+            )  # fmt: skip
+            outputs = sorted(names.values())
+        if identity.seen != record.get("source_seen") or outputs != record["outputs"]:
+            # rewritten with the same bytes: no hashing next time
+            write_record(out_dir, scene.id, key, outputs, record["scene"], identity.seen)
         return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
     mapped_at = utc_now()
     with scene.source.readable() as where:
         report = map_file(where, out_dir, loaded.probability_fn, loaded.table, params, options, scene.source)
         names = write_scene_records(
-            out_dir, scene.id, where, scene.source, loaded.table, options, loaded.facts, scene.acquired, mapped_at
-        )
+            out_dir, scene.id, written_as_raster(where), scene.source, loaded.table, options, loaded.facts,
+            scene.acquired, mapped_at,
+        )  # fmt: skip
     facts = {"width": report["width"], "height": report["height"], "crs": report["crs"], "map": names["classes"]}
     write_record(out_dir, scene.id, key, sorted(names.values()), facts, identity.seen)
     return scene_result(scene, "mapped", facts, started, loaded_here, loaded.label)

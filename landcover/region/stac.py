@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pystac
-import rasterio
 
 from landcover.data.palette import ClassTable
 from landcover.geo.stac import (
@@ -29,6 +28,7 @@ from landcover.geo.stac import (
     write_item,
 )
 from landcover.io.outputs import write_json
+from landcover.io.rasters import open_raster
 
 COLLECTION = "collection.json"
 WHOLE_WORLD = [-180.0, -90.0, 180.0, 90.0]
@@ -107,7 +107,7 @@ def write_region_collection(
         asset = add_file_asset(collection, key, output / name, title, roles)
         if key.startswith("mosaic") and table is not None:
             add_raster_bands(asset, output / name, class_objects(table, 255))
-            with rasterio.open(output / name) as dataset:
+            with open_raster(output / name) as dataset:
                 add_projection(asset, dataset)
     for item_path, item in items:
         href = item_path.relative_to(output).as_posix()
