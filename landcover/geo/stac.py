@@ -59,6 +59,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.warp import transform_bounds
 
 from landcover.data.palette import ClassTable
+from landcover.geo.georaster import NODATA_CLASS
 from landcover.geo.mapping import MapOptions, output_names
 from landcover.inference.runtimes import Runtime
 from landcover.io.digests import file_sha256
@@ -86,7 +87,7 @@ FRAMEWORKS = {"torch": ("PyTorch", "torch"), "onnxruntime": ("ONNX", "onnxruntim
 MESSAGE_CHARS = 300  # a validation message quotes the value: long ones are cut
 NAME_PATTERN = re.compile(r"[^0-9A-Za-z_-]")  # characters a classification class name may not hold
 
-# A mapping output's asset: its title, roles and media type, by its role among geo.mapping.output_names.
+# Each file's media type, by its suffix.
 MEDIA_TYPES = {
     ".tif": pystac.MediaType.COG,
     ".png": pystac.MediaType.PNG,
@@ -96,6 +97,7 @@ MEDIA_TYPES = {
     ".qml": pystac.MediaType.XML,
     ".vrt": pystac.MediaType.XML,
 }
+# A mapping output's asset: its title and roles, by its role among geo.mapping.output_names.
 ASSETS = {
     "classes": ("land-cover class map: class index per pixel, 255 no prediction", ["data"]),
     "colours": ("class map in the class colours", ["visual"]),
@@ -208,7 +210,8 @@ def add_raster_bands(asset: pystac.Asset, path: Path, classes: list[Classificati
 
 
 def add_projection(target: pystac.Item | pystac.Asset, dataset) -> None:
-    """The raster's grid (projection extension): code (EPSG where it has one, else WKT2), shape, transform, bbox."""
+    """The raster's grid (projection extension): code (EPSG where it has one, else WKT2), shape, transform, bbox;
+    the shape alone for a raster without a CRS (a JPEG's or PNG's map)."""
     crs = dataset.crs
     extension = ProjectionExtension.ext(target, add_if_missing=True)  # type: ignore[type-var]
     epsg = crs.to_epsg() if crs is not None else None
@@ -216,7 +219,7 @@ def add_projection(target: pystac.Item | pystac.Asset, dataset) -> None:
         code=f"EPSG:{epsg}" if epsg else None,
         wkt2=crs.to_wkt() if crs is not None and not epsg else None,
         shape=[dataset.height, dataset.width],
-        transform=list(dataset.transform)[:6],
+        transform=list(dataset.transform)[:6] if crs is not None else None,
         bbox=list(dataset.bounds) if crs is not None else None,
     )
 
@@ -292,7 +295,7 @@ def write_scene_item(
         title, roles = ASSETS[role]
         asset = add_file_asset(item, role, out_dir / name, title, roles)
         if role in ("classes", "confidence", "probabilities"):
-            add_raster_bands(asset, out_dir / name, class_objects(table, 255) if role == "classes" else None)
+            add_raster_bands(asset, out_dir / name, class_objects(table, NODATA_CLASS) if role == "classes" else None)
     if model_item is not None:
         link_model(item, path, model_item)
     write_item(item, path)
@@ -459,7 +462,7 @@ def write_change_item(out_dir: Path, before: Path, after: Path, codes: ClassTabl
     change = add_file_asset(item, "change", out_dir / "change.tif", "change map: from-to codes", ["data"])
     unused = [index for index, name in enumerate(codes.names) if name.endswith("(not used)")]
     add_raster_bands(change, out_dir / "change.tif", [
-        code for code in class_objects(codes, 255, "no_class") if code.value not in unused
+        code for code in class_objects(codes, NODATA_CLASS, "no_class") if code.value not in unused
     ])  # fmt: skip
     add_file_asset(item, "style", out_dir / "change.qml", "QGIS legend of the change map", ["metadata"])
     add_file_asset(item, "from_to_json", out_dir / "from_to.json", "from-to table: pixels and hectares", ["metadata"])
@@ -601,7 +604,7 @@ def validate_stac(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     problems = []
     for path in files:
         document = json.loads(path.read_text())
-        root = (path.parent if not any(Path(p).is_dir() for p in paths) else _root_of(path, paths)).resolve()
+        root = _root_of(path, paths).resolve()
         for problem in document_problems(document) + file_problems(document, path, root):
             problems.append(f"{path}: {problem}")
     return files, problems

@@ -17,6 +17,7 @@ from pathlib import Path
 import pystac
 
 from landcover.data.palette import ClassTable
+from landcover.geo.georaster import NODATA_CLASS
 from landcover.geo.stac import (
     GEOJSON,
     RUN_TIME,
@@ -106,7 +107,7 @@ def write_region_collection(
         title, roles = REGION_ASSETS[key]
         asset = add_file_asset(collection, key, output / name, title, roles)
         if key.startswith("mosaic") and table is not None:
-            add_raster_bands(asset, output / name, class_objects(table, 255))
+            add_raster_bands(asset, output / name, class_objects(table, NODATA_CLASS))
             with open_raster(output / name) as dataset:
                 add_projection(asset, dataset)
     for item_path, item in items:
