@@ -329,6 +329,16 @@ def test_a_tampered_item_fails_validation_naming_the_field(mapped, tmp_path, cap
     assert line.startswith(f"{out / 'scene.item.json'}: [https://stac-extensions.github.io/") and message in line
 
 
+def test_a_datetime_that_is_no_date_fails_naming_it(mapped, tmp_path):
+    out = tampered_copy(mapped, tmp_path)
+    item = read(out / "scene.item.json")
+    item["properties"]["start_datetime"] = "2024-13-45T00:00:00Z"
+    (out / "scene.item.json").write_text(json.dumps(item))
+    _, problems = validate_stac([out / "scene.item.json"])
+    assert problems == [f"{out / 'scene.item.json'}: [STAC Feature 1.1.0] properties/start_datetime: "
+                        "'2024-13-45T00:00:00Z' is not a 'date-time'"]  # fmt: skip
+
+
 def test_a_model_item_without_its_architecture_fails_naming_it(mapped, tmp_path):
     out = tampered_copy(mapped, tmp_path)
     (path,) = out.glob("model-*.item.json")

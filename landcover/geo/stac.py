@@ -478,6 +478,23 @@ def write_change_item(out_dir: Path, before: Path, after: Path, codes: ClassTabl
 # ---- validation ---------------------------------------------------------------------------------------------
 
 
+def is_date_time(value: object) -> bool:
+    """RFC 3339's date-time (the schemas' `format: date-time`, which jsonschema checks only with a package not
+    installed here): a date, T, a time, and its offset from UTC."""
+    if not isinstance(value, str):
+        return True  # the schema's type says what is wrong
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return moment.tzinfo is not None and value[10:11] in ("T", "t")
+
+
+# the formats jsonschema checks by itself, and date-time
+FORMATS = jsonschema.FormatChecker()
+FORMATS.checks("date-time")(is_date_time)
+
+
 @functools.cache
 def schema_registry() -> referencing.Registry:
     """Every vendored schema by its URL (its path under stac_schemas/ after https://) and its own $id, with
@@ -506,7 +523,7 @@ def schema_problems(document: dict, schema: dict) -> list[str]:
     """Where `document` breaks `schema` (the most relevant error of each failing branch), each as `field: why`;
     PipelineError naming a reference the registry cannot resolve."""
     validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    validator = validator_class(schema, registry=schema_registry())
+    validator = validator_class(schema, registry=schema_registry(), format_checker=FORMATS)
     try:
         errors = list(validator.iter_errors(document))
     except referencing.exceptions.Unresolvable as error:
