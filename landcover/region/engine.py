@@ -178,7 +178,7 @@ def _map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: Predic
             )  # fmt: skip
             outputs = sorted(names.values())
         if identity.seen != record.get("source_seen") or outputs != record["outputs"]:
-            # rewritten with the same bytes: no hashing next time
+            # the input seen anew (rewritten with the same bytes: no hashing next time), or the Item added
             write_record(out_dir, scene.id, key, outputs, record["scene"], identity.seen)
         return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
     mapped_at = utc_now()

@@ -10,10 +10,9 @@ are refused before anything runs.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pystac
@@ -139,4 +138,4 @@ def asset_source(path: Path, item, asset: str | None) -> SceneInput:
     base = parse_source(item.get_self_href() or str(path))
     folder = base.local_path.parent if base.is_local else path.parent
     scene = scene_of(item.assets[asset].href, folder)
-    return dataclasses.replace(scene, acquired=Acquisition.of_properties(item.to_dict()["properties"]))
+    return replace(scene, acquired=Acquisition.of_properties(item.to_dict()["properties"]))
