@@ -111,7 +111,7 @@ install-runtime: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-runtime.lock
 	$(BIN)/python -m pip check
 
-# Optional region mapping (requirements-region.txt: Dask.distributed and pystac, for landcover-region),
+# Optional region mapping (requirements-region.txt: Dask.distributed, for landcover-region),
 # locked the same way: the core lock plus what it adds.
 install-region: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-region.lock

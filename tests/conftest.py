@@ -42,17 +42,18 @@ class WholeImageStore:
         return ImageWindows(self, record, masks)  # type: ignore[arg-type]
 
 
-def stand_in_runtime(table: ClassTable):
-    """A chosen runtime for a stand-in model (the probability function is patched in too): `table`'s classes."""
-    from types import SimpleNamespace
-
+def stand_in_runtime(table: ClassTable, scaling=None):
+    """A chosen runtime for a stand-in model (the probability function is patched in too): `table`'s classes,
+    `scaling`'s bands (default uint8 RGB). Its model file, which the maps' STAC describes (its sha256), is this
+    file: a stand-in has none of its own."""
     import torch
 
     from landcover.data.scaling import UINT8_RGB
     from landcover.inference.runtimes import Runtime
+    from landcover.model.checkpoint import ModelInterface
 
-    interface = SimpleNamespace(table=table, scaling=UINT8_RGB)
-    return Runtime("torch", Path("unused.pt"), interface, torch.device("cpu"), None)  # type: ignore[arg-type]
+    interface = ModelInterface(table, scaling or UINT8_RGB, 256, "0" * 64)
+    return Runtime("torch", Path(__file__), interface, torch.device("cpu"), None)
 
 
 def map_files(params: Path, inputs: list[Path], out: Path, *flags: str) -> Path:

@@ -17,7 +17,7 @@ import pytest
 GROUPS = {
     "vector": ("pyogrio",),
     "runtime": ("openvino",),
-    "region": ("distributed", "pystac"),
+    "region": ("distributed",),
     "viewer": ("rio_tiler", "playwright"),
 }
 REQUIRED = "LANDCOVER_TEST_GROUPS"  # the groups that must be present, space-separated (.ci/run sets it)

@@ -163,7 +163,7 @@ def read_lock(path) -> dict[str, dict]:
 LOCK, REMOTE_LOCK = REPO / "requirements.lock", REPO / "requirements-remote.lock"
 VECTOR_LOCK = REPO / "requirements-vector.lock"  # optional vector output (pyogrio, predict --polygons)
 RUNTIME_LOCK = REPO / "requirements-runtime.lock"  # optional OpenVINO runtime (predict.runtime openvino)
-REGION_LOCK = REPO / "requirements-region.lock"  # optional region engine (Dask.distributed, pystac)
+REGION_LOCK = REPO / "requirements-region.lock"  # optional region engine (Dask.distributed)
 
 
 @pytest.mark.parametrize(

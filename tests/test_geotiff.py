@@ -106,6 +106,11 @@ def labels_from_red(batch: torch.Tensor) -> torch.Tensor:
 DEFAULT_READ = ReadOptions()
 
 
+def outputs_in(out: Path) -> list[str]:
+    """The names of the files in `out` but the model's STAC Item (named by the stand-in model's digest)."""
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith("model-"))
+
+
 def in_memory(path: Path, probability_fn, read: ReadOptions = DEFAULT_READ, params: PredictParams = PARAMS):
     """What the in-memory path predicts for the scene: whole-image probabilities, classes, confidence."""
     with gdal_env(), open_scene(path, read) as scene:
@@ -193,7 +198,8 @@ def test_written_class_map_and_confidence_equal_the_in_memory_path(tmp_path):
 def test_class_map_keeps_the_georeference_and_carries_the_colour_table(tmp_path, run_predict):
     path = write_raster(tmp_path / "scene.tif", random_rgb(300, 260))
     out = run_predict([path], tmp_path / "out", "--confidence")
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert outputs_in(out) == [
+        "scene.item.json",
         "scene.qml",
         "scene.tif",
         "scene_areas.csv",
@@ -280,7 +286,8 @@ def test_probabilities_of_a_png_are_a_geotiff_beside_its_pngs(tmp_path, run_pred
     path = tmp_path / "7.png"
     Image.fromarray(random_rgb(70, 90).transpose(1, 2, 0)).save(path)
     out = run_predict([path], tmp_path / "out", "--probabilities", "--pixel-size", "0.5", model=ConvModel())
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert outputs_in(out) == [
+        "7.item.json",
         "7.png",
         "7_areas.csv",
         "7_areas.json",
@@ -619,8 +626,7 @@ def map_with_model(tmp_path, monkeypatch):
     model = RecordingModel()
 
     def run(inputs: list[Path], *flags: str, scaling: BandScaling = UINT16_BANDS) -> Path:
-        runtime = stand_in_runtime(TABLE)
-        runtime.interface.scaling = scaling
+        runtime = stand_in_runtime(TABLE, scaling)
         monkeypatch.setattr(map_command, "choose_runtime", lambda *args, **kwargs: runtime)
         monkeypatch.setattr(map_command, "runtime_probabilities", lambda *args, **kwargs: model)
         return map_files(params, inputs, tmp_path / "out", *flags)
@@ -706,7 +712,8 @@ def test_jpeg_and_png_give_pngs_equal_to_the_in_memory_path(tmp_path, run_predic
     Image.fromarray(image).save(path)
     model = ConvModel()
     out = run_predict([path], tmp_path / "out", "--pixel-size", "0.5", "--confidence", model=model)
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert outputs_in(out) == [
+        "7.item.json",
         "7.png",
         "7_areas.csv",
         "7_areas.json",

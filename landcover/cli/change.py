@@ -7,8 +7,8 @@ The maps are class maps of this project: two region mosaics (region.vrt or regio
 (<id>.tif), with the same classes. On the first map's grid (the second warped onto it by nearest neighbour;
 pixels without a class in either left out) it writes, into --output: from_to.csv (hectares, rows the class at
 date 1, columns the class at date 2) and from_to.json (pixels and hectares), change.tif (a COG of from-to
-codes: 0 unchanged, 1 + from x classes + to changed, 255 no class; coloured by the class each pixel became)
-and change.qml (its QGIS legend).
+codes: 0 unchanged, 1 + from x classes + to changed, 255 no class; coloured by the class each pixel became),
+change.qml (its QGIS legend) and change.item.json (their STAC Item, linked to the two maps).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ of class indices with the input's CRS and transform, the class colour table and 
 <id>_areas.json and <id>_areas.csv (pixels and hectares per class); optionally
 <id>_confidence.tif/.png (--confidence), <id>_probabilities.tif (--probabilities: a COG of a band
 per class, round(probability x 255); for a JPEG or PNG too, without georeference) and
-<id>_polygons.gpkg (--polygons). Started by torchrun, the processes share the files.
+<id>_polygons.gpkg (--polygons). Beside them, STAC: <id>.item.json (the scene's maps) and
+model-<sha256>.item.json (the model, an MLM Item); `python -m landcover.cli.stac validate OUT` checks them
+offline. Started by torchrun, the processes share the files.
 docs/mapping.md says how bands are chosen and scaled and how areas are computed.
 """
 
@@ -34,11 +36,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from landcover.data.naming import image_id_of
 from landcover.data.scaling import BandScaling
 from landcover.geo.georaster import ReadOptions, check_scene, reads_rgb
-from landcover.geo.map_paths import MapInput, check_map_paths, map_input
-from landcover.geo.mapping import MapOptions, map_file
+from landcover.geo.map_paths import MapInput, check_map_paths, input_file_name, map_input
+from landcover.geo.mapping import MapOptions, map_file, written_as_raster
 from landcover.geo.polygons import require_vector_writer
+from landcover.geo.stac import ModelFacts, utc_now, write_scene_records
 from landcover.inference.runtimes import check_predict_options, choose_runtime, run_label, runtime_probabilities
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.params import mapping_params
@@ -224,10 +228,16 @@ def main(argv: list[str] | None = None) -> None:
         runtime = choose_runtime(predict_params, device, args.checkpoint, args.model, args.export, ranks.threads)
         options = for_model(options, runtime.interface.scaling, inputs)
         probability_fn = runtime_probabilities(runtime, predict_params)
+        facts = ModelFacts.of(runtime, predict_params)
+        table = runtime.interface.table
         paths = ranks.share(inputs)  # each file's outputs are written atomically on their own
         for path in tqdm(paths, desc="map", unit="image", disable=len(paths) == 1 or not ranks.main):
+            started = utc_now()
             with readable(path) as where:
-                map_file(where, args.output, probability_fn, runtime.interface.table, predict_params, options, path)
+                map_file(where, args.output, probability_fn, table, predict_params, options, path)
+                image_id = image_id_of(input_file_name(path))
+                is_raster = written_as_raster(where)
+                write_scene_records(args.output, image_id, is_raster, path, table, options, facts, None, started)
     print(f"map{ranks.label}: {len(paths)} images -> {args.output} ({run_label(predict_params, runtime)})")
 
 

@@ -13,7 +13,9 @@ map_file as the mapping command runs it, into <output>/scenes/, with a resume re
 rerun skips scenes whose record matches (the same input: its bytes, or a remote object's ETag; the same model
 and params). A failing scene is retried (--retries), then reported while the others go on. Then
 <output>/region.vrt (the mosaic: first listed scene wins where scenes overlap), region_areas.json/.csv (from
-the mosaic) and region.json (the run's summary); the command exits 1 naming the scenes that failed.
+the mosaic), region.json (the run's summary) and collection.json (a STAC Collection of the mosaic, the
+area table and the scenes' STAC Items, each beside its maps in scenes/ with the model's MLM Item); the
+command exits 1 naming the scenes that failed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from landcover.region.engine import (
 )
 from landcover.region.inputs import SceneInput, region_scenes
 from landcover.region.mosaic import build_mosaic, mosaic_as_cog, parse_crs, write_region_areas
+from landcover.region.stac import write_region_collection
 
 
 def non_negative(text: str) -> int:
@@ -146,7 +149,7 @@ def finish_region(scenes: list[SceneInput], run: RegionRun, output: Path, crs, c
     scenes_dir = output / SCENES_FOLDER
     done = [run.results[scene.id] for scene in scenes if scene.id in run.results]
     placed = [result for result in done if result["crs"] is not None and result["map"].endswith(".tif")]
-    mosaic = areas = None
+    mosaic = areas = table = None
     if placed:
         maps = [scenes_dir / result["map"] for result in placed]
         table = class_table_of(maps[0])
@@ -161,6 +164,8 @@ def finish_region(scenes: list[SceneInput], run: RegionRun, output: Path, crs, c
     summary["areas"] = None if areas is None else "region_areas.json"
     summary["areas_are"] = None if areas is None else MAP_AREAS
     write_json(output / "region.json", summary)
+    # last: the Collection describes region.json and every file before it
+    write_region_collection(output, SCENES_FOLDER, [result["scene"] for result in done], summary, table)
     return summary
 
 

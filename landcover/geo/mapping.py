@@ -34,6 +34,7 @@ from landcover.geo.polygons import class_polygons, write_geopackage
 from landcover.inference.blending import ProbabilityFn, SlidingWindows
 from landcover.io.outputs import atomic_file
 from landcover.io.params import PredictParams
+from landcover.io.rasters import is_jpeg_or_png
 from landcover.io.sources import Source
 
 
@@ -63,6 +64,12 @@ def output_names(image_id: str, is_raster: bool, options: MapOptions) -> dict[st
     if options.polygons:
         names["polygons"] = f"{image_id}_polygons.gpkg"
     return names
+
+
+def written_as_raster(where: Path | Source) -> bool:
+    """Whether map_file writes the scene it reads from `where` (a path, or a remote raster read in place) as
+    rasters (COGs), not as PNGs (a JPEG's or PNG's)."""
+    return isinstance(where, Source) or not is_jpeg_or_png(where)
 
 
 def scene_areas(scene: Scene, pixel_size: float | None) -> tuple[PixelAreas | None, str | None]:

@@ -11,6 +11,7 @@ out. Both are streamed a strip of rows at a time.
 - The change map: a COG of from-to codes on the first map's grid: 0 where the class is unchanged,
   1 + from x classes + to where it changed, 255 where a map has no class; its colour table draws unchanged
   pixels light grey and each change in the colour of the class it became, and its QGIS legend names them.
+- Their STAC Item (geo.stac.write_change_item), linked to the two maps.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from landcover.geo.georaster import (
     write_cloud_optimized,
 )
 from landcover.geo.sampling import CodeRaster, MapFile, open_checked
+from landcover.geo.stac import utc_now, write_change_item
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
 from landcover.io.rasters import check_sources, read_window
@@ -133,8 +135,9 @@ def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
-    """change.tif, change.qml, from_to.json and from_to.csv in `out_dir`, each whole or not at all; returns the
-    from-to report."""
+    """change.tif, change.qml, from_to.json and from_to.csv in `out_dir`, each whole or not at all, then their
+    STAC Item (change.item.json, geo.stac); returns the from-to report."""
+    started = utc_now()
     table = same_classes(before, after)
     classes = len(table)
     codes = change_table(table)
@@ -164,6 +167,7 @@ def detect_change(before: Path, after: Path, out_dir: Path) -> dict:
     write_from_to(report, table, out_dir)
     with atomic_file(out_dir / "change.qml") as staging:
         staging.write_text(change_legend(codes))
+    write_change_item(out_dir, before, after, codes, started)
     return report
 
 

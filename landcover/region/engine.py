@@ -29,15 +29,13 @@ import torch
 from tqdm import tqdm
 
 from landcover.data.palette import ClassTable
-from landcover.geo.georaster import is_jpeg_or_png
-from landcover.geo.mapping import MapOptions, map_file, output_names
+from landcover.geo.mapping import MapOptions, map_file, written_as_raster
+from landcover.geo.stac import ModelFacts, item_name, utc_now, write_scene_records
 from landcover.inference.blending import ProbabilityFn
 from landcover.inference.runtimes import choose_runtime, exported_path, run_label, runtime_probabilities
-from landcover.io.digests import file_sha256
 from landcover.io.errors import ENVIRONMENT_ERRNOS, PipelineError, one_line
 from landcover.io.outputs import STAGING_NAME, process_alive
 from landcover.io.params import PredictParams
-from landcover.io.sources import Source
 from landcover.model.devices import choose_device
 from landcover.region.inputs import SceneInput
 from landcover.region.records import cached_identity, mapping_settings, record_key, record_matches, write_record
@@ -77,6 +75,7 @@ class LoadedModel:
     table: ClassTable
     identity: dict  # the runtime and the sha256 of the file it runs: part of each scene's record
     label: str  # run_label, for the summary
+    facts: ModelFacts | None = None  # what the scenes' STAC says of the model (its MLM Item), where known
 
 
 # worker (address) and model -> the loaded model: one load per worker, whatever number of scenes
@@ -118,8 +117,9 @@ def load_model(spec: ModelSpec, params: PredictParams) -> LoadedModel:
         torch.set_num_threads(spec.threads)
     runtime = choose_runtime(params, worker_device(), spec.checkpoint, spec.model, spec.export_dir, spec.threads)
     probability_fn = runtime_probabilities(runtime, params)
-    identity = {"runtime": runtime.name, "file": runtime.model.name, "sha256": file_sha256(runtime.model)}
-    return LoadedModel(probability_fn, runtime.interface.table, identity, run_label(params, runtime))
+    facts = ModelFacts.of(runtime, params)
+    identity = {"runtime": runtime.name, "file": runtime.model.name, "sha256": facts.sha256}
+    return LoadedModel(probability_fn, runtime.interface.table, identity, run_label(params, runtime), facts)
 
 
 def model_files(spec: ModelSpec) -> tuple:
@@ -169,13 +169,25 @@ def _map_scene(scene: SceneInput, out_dir: Path, spec: ModelSpec, params: Predic
     key = record_key(identity.content, loaded.identity, mapping_settings(params, options))
     record = record_matches(out_dir, scene.id, key)
     if record is not None:
-        if identity.seen != record.get("source_seen"):  # rewritten with the same bytes: no hashing next time
-            write_record(out_dir, scene.id, key, record["outputs"], record["scene"], identity.seen)
+        outputs = record["outputs"]
+        if item_name(scene.id) not in outputs:  # outputs of a version that wrote no STAC: their Item now
+            is_raster = record["scene"]["map"].endswith(".tif")
+            names = write_scene_records(
+                out_dir, scene.id, is_raster, scene.source, loaded.table, options, loaded.facts, scene.acquired,
+                utc_now(),
+            )  # fmt: skip
+            outputs = sorted(names.values())
+        if identity.seen != record.get("source_seen") or outputs != record["outputs"]:
+            # the input seen anew (rewritten with the same bytes: no hashing next time), or the Item added
+            write_record(out_dir, scene.id, key, outputs, record["scene"], identity.seen)
         return scene_result(scene, "skipped", record["scene"], started, loaded_here, loaded.label)
+    mapped_at = utc_now()
     with scene.source.readable() as where:
         report = map_file(where, out_dir, loaded.probability_fn, loaded.table, params, options, scene.source)
-        is_raster = isinstance(where, Source) or not is_jpeg_or_png(where)
-    names = output_names(scene.id, is_raster, options)
+        names = write_scene_records(
+            out_dir, scene.id, written_as_raster(where), scene.source, loaded.table, options, loaded.facts,
+            scene.acquired, mapped_at,
+        )  # fmt: skip
     facts = {"width": report["width"], "height": report["height"], "crs": report["crs"], "map": names["classes"]}
     write_record(out_dir, scene.id, key, sorted(names.values()), facts, identity.seen)
     return scene_result(scene, "mapped", facts, started, loaded_here, loaded.label)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import glob
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pystac
+
 from landcover.data.naming import image_id_of
+from landcover.geo.stac import Acquisition
 from landcover.io.errors import PipelineError
 from landcover.io.sources import Source, located, parse_source
 
@@ -27,10 +30,12 @@ GLOB_CHARACTERS = "*?["
 
 @dataclass(frozen=True)
 class SceneInput:
-    """One scene to map: its id (the name of its outputs, after its file's name) and where it is."""
+    """One scene to map: its id (the name of its outputs, after its file's name), where it is, and when it was
+    taken where that is known (a STAC item's datetime: its maps' STAC Item keeps it)."""
 
     id: str
     source: Source
+    acquired: Acquisition | None = None
 
 
 def scene_of(text: str, folder: Path | None = None) -> SceneInput:
@@ -102,7 +107,6 @@ def stac_scenes(path: Path, asset: str | None) -> list[SceneInput]:
         kind = json.loads(path.read_text()).get("type")
     except (ValueError, AttributeError) as error:
         raise PipelineError(f"{path}: not a STAC JSON file ({error})") from None
-    pystac = require_pystac()
     try:
         if kind == "FeatureCollection":
             items = list(pystac.ItemCollection.from_file(str(path)))
@@ -133,14 +137,5 @@ def asset_source(path: Path, item, asset: str | None) -> SceneInput:
         raise PipelineError(f"{path}: item {item.id} has no asset {asset!r} (it has {', '.join(sorted(item.assets))})")
     base = parse_source(item.get_self_href() or str(path))
     folder = base.local_path.parent if base.is_local else path.parent
-    return scene_of(item.assets[asset].href, folder)
-
-
-def require_pystac():
-    try:
-        import pystac
-    except ImportError:
-        raise PipelineError(
-            "--input: reading STAC catalogs needs pystac, part of the optional region group: `make install-region`"
-        ) from None
-    return pystac
+    scene = scene_of(item.assets[asset].href, folder)
+    return replace(scene, acquired=Acquisition.of_properties(item.to_dict()["properties"]))
