@@ -84,7 +84,7 @@ def training_step(tiles: Path, compiled: bool) -> tuple[Callable[[], object], Ca
     from landcover.data.augment import training_augmentation
     from landcover.data.datasets import TileDataset
     from landcover.io.params import TrainParams, read_section
-    from landcover.model.model import build_model
+    from landcover.model.model import build_model, compile_for_training
     from landcover.training.components import configure_loss, configure_optimizer
     from landcover.training.loop import run_epoch
 
@@ -104,7 +104,7 @@ def training_step(tiles: Path, compiled: bool) -> tuple[Callable[[], object], Ca
     optimizer = configure_optimizer(model, train, device)
     settings = training_batch_settings(train, device)
     loss_fn = configure_loss(train.loss)
-    network = torch.compile(model) if compiled else model
+    network = compile_for_training(model) if compiled else model
 
     def step() -> object:
         return run_epoch(network, loader, settings, loss_fn, NUM_CLASSES, "profile", optimizer, progress=False)

@@ -16,10 +16,13 @@ from pathlib import Path
 from benchmarks.common import NUM_CLASSES, markdown_table, params, speed_part_main, time_per_image
 from benchmarks.speed_inference import blended_classes
 
-# (label, runtime, precision) in the order printed
+# (label, runtime, precision) in the order printed; "compiled": torch.compile with frozen weights (predict.compile) in
+# the precision predict.precision auto resolves to here
+COMPILED = "compiled"
 VARIANTS = (
     ("torch fp32", "torch", "fp32"),
     ("torch bf16", "torch", "bf16"),
+    ("torch compiled (predict.precision auto)", "torch", COMPILED),
     ("onnxruntime fp32", "onnxruntime", "fp32"),
     ("onnxruntime int8", "onnxruntime", "int8"),
     ("openvino fp32", "openvino", "fp32"),
@@ -73,6 +76,7 @@ def measure_runtime(config: dict) -> dict:
     from landcover.inference.runtimes import onnxruntime_probabilities, openvino_probabilities
     from landcover.io.imageio import read_rgb
     from landcover.model.checkpoint import TrainedModel
+    from landcover.model.devices import resolve_precision
     from landcover.model.model import build_model
 
     predict, encoder = params()["predict"], params()["model"]["encoder"]
@@ -83,7 +87,12 @@ def measure_runtime(config: dict) -> dict:
     if runtime == "torch":
         torch.manual_seed(0)
         trained = TrainedModel(build_model(encoder, NUM_CLASSES).eval(), ClassTable.deepglobe(), UINT8_RGB, 256)
-        probability_fn = trained_model_probabilities(trained, torch.device("cpu"), precision, predict["tta"])
+        compiled = precision == COMPILED
+        if compiled:
+            precision = resolve_precision("auto", torch.device("cpu"), "predict.precision")
+        probability_fn = trained_model_probabilities(
+            trained, torch.device("cpu"), precision, predict["tta"], compile=compiled
+        )
     else:
         models = exported_models(Path(config["cache"]), Path(config["tiles"]), encoder)
         make = onnxruntime_probabilities if runtime == "onnxruntime" else openvino_probabilities
