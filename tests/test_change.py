@@ -19,7 +19,7 @@ from landcover.data.palette import ClassTable
 from landcover.geo.areas import pixel_areas
 from landcover.geo.georaster import class_colormap
 from landcover.io.errors import PipelineError
-from landcover.region.change import change_codes
+from landcover.region.change import change_codes, change_map_table, change_table
 
 TABLE = ClassTable.deepglobe()
 UTM33 = CRS.from_epsg(32633)
@@ -95,6 +95,10 @@ def test_change_map_codes_unchanged_as_one_value_and_colours_by_the_class_become
     assert tags["CLASS_NAMES"] == ",".join(TABLE.names)
     legend = (tmp_path / "change.qml").read_text()
     assert f'label="{TABLE.names[1]} -&gt; {TABLE.names[2]}"' in legend and "not used" not in legend
+    # read back as the sample command reads it: each code named and coloured as written
+    codes_table = change_map_table(tmp_path / "change.tif")
+    assert codes_table is not None and codes_table.names == change_table(TABLE).names
+    np.testing.assert_array_equal(codes_table.colours, change_table(TABLE).colours)
 
 
 def test_a_second_map_in_another_crs_is_warped_onto_the_first_by_nearest_neighbour(tmp_path):

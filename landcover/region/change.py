@@ -264,8 +264,15 @@ def transition_codes(before: Path, after: Path) -> Iterator[CodeRaster]:
 
 
 def change_map_table(path: Path) -> ClassTable | None:
-    """A change map's codes as classes (`unchanged`, `from -> to`), or None for a map that is not one."""
+    """A change map's codes as classes (`unchanged`, `from -> to`), or None for a map that is not one.
+
+    Its CLASS_NAMES tag names the classes; their colours are not the first entries of its colour table (those are
+    change codes) but those of the codes that change into them: `from -> to` is drawn in the colour of `to`."""
     with rasterio.open(path) as dataset:
         if "CHANGE_CODES" not in dataset.tags():
             return None
-    return change_table(class_table_of(path))
+        names = tuple(dataset.tags().get("CLASS_NAMES", "").split(","))
+        colormap = dataset.colormap(1)
+    count = len(names)
+    into = [1 + ((after + 1) % count) * count + after for after in range(count)]  # a change from another class
+    return change_table(ClassTable(names, np.array([colormap[code][:3] for code in into], dtype=np.uint8)))
