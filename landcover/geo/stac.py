@@ -56,9 +56,9 @@ from pystac.extensions.mlm import (
 )
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
-from rasterio.warp import transform_bounds
 
 from landcover.data.palette import ClassTable
+from landcover.geo.footprints import footprint as raster_footprint
 from landcover.geo.georaster import NODATA_CLASS
 from landcover.geo.mapping import MapOptions, output_names
 from landcover.inference.runtimes import Runtime
@@ -78,7 +78,6 @@ ARCHITECTURE = "DeepLabV3+"  # landcover/model/model.py's
 MODEL_MEDIA_TYPES = {"PyTorch": "application/octet-stream; application=pytorch", "ONNX": "application/x-onnx"}
 NCHW, NHWC = ["batch", "channel", "height", "width"], ["batch", "height", "width", "channel"]
 MODEL_NAME = "landcover-DeepLabV3plus"  # mlm:name allows letters, digits, _ . - and spaces only
-LONLAT = "EPSG:4326"
 SHA256_MULTIHASH = "1220"  # multihash prefix: sha2-256 (0x12), 32 bytes (0x20)
 RUN_TIME = "the mapping run's time: the input's acquisition time is not known"
 # Each runtime's MLM framework (the format of the file it runs) and its Python package (whose version is the
@@ -225,12 +224,13 @@ def add_projection(target: pystac.Item | pystac.Asset, dataset) -> None:
 
 
 def footprint(dataset) -> tuple[dict | None, list[float] | None]:
-    """The raster's bounds in lon/lat: (GeoJSON polygon, bbox); (None, None) without a CRS."""
-    if dataset.crs is None:
+    """The raster's footprint in lon/lat (geo.footprints: its sides densified) and that outline's bbox; (None, None)
+    without a CRS."""
+    polygon = raster_footprint(dataset.crs, dataset.transform, dataset.width, dataset.height)
+    if polygon is None:
         return None, None
-    west, south, east, north = transform_bounds(dataset.crs, LONLAT, *dataset.bounds, densify_pts=21)
-    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-    return {"type": "Polygon", "coordinates": [ring]}, [west, south, east, north]
+    lons, lats = zip(*polygon["coordinates"][0])
+    return polygon, [min(lons), min(lats), max(lons), max(lats)]
 
 
 def new_item(
