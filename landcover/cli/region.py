@@ -23,6 +23,7 @@ from pathlib import Path
 
 from landcover.cli.map import add_reading_and_output_arguments, map_options
 from landcover.geo.areas import MAP_AREAS
+from landcover.geo.footprints import source_footprint
 from landcover.geo.georaster import class_table_of
 from landcover.geo.map_paths import check_output_folder
 from landcover.geo.mapping import MapOptions
@@ -172,13 +173,20 @@ def region_summary(scenes: list[SceneInput], run: RegionRun, done: list[dict], p
         worker["scenes_mapped" if result["status"] == "mapped" else "scenes_resumed"] += 1
         worker["model_loads"] = max(worker["model_loads"], result["worker_model_loads"])
     in_mosaic = {result["scene"] for result in placed}
+    # each scene's outline on the ground, for viewers: None where its header could not be read or it has no CRS
+    footprints = {scene.id: source_footprint(scene.source) for scene in scenes}
     return {
         "scenes": len(scenes),
         "mapped": len(mapped),
         "resumed": len(done) - len(mapped),
         "failed": len(run.failed),
         "failures": [
-            {"scene": scene.id, "source": str(scene.source), "error": run.failed[scene.id]}
+            {
+                "scene": scene.id,
+                "source": str(scene.source),
+                "error": run.failed[scene.id],
+                "footprint": footprints[scene.id],
+            }
             for scene in scenes
             if scene.id in run.failed
         ],
@@ -189,7 +197,9 @@ def region_summary(scenes: list[SceneInput], run: RegionRun, done: list[dict], p
         "runs": sorted({result["run"] for result in done}),
         "not_in_mosaic": [result["scene"] for result in done if result["scene"] not in in_mosaic],
         "scene_results": [
-            {key: result[key] for key in ("scene", "status", "worker", "seconds", "megapixels")} for result in done
+            {key: result[key] for key in ("scene", "source", "status", "worker", "seconds", "megapixels")}
+            | {"footprint": footprints[result["scene"]]}
+            for result in done
         ],
     }
 
