@@ -22,13 +22,10 @@ from landcover.geo.area_report import check_points, ids_text
 from landcover.geo.sampling import CANNOT_TELL, SAMPLE_FILES, read_design, read_labelled_points
 from landcover.io.errors import PipelineError
 from landcover.io.outputs import atomic_file
+from landcover.viewer.outputs import colour_hex
 
 DESIGN_KEYS = ("classes", "colours", "points")
 POINT_KEYS = ("point_id", "lon", "lat", "map_class")
-
-
-def hex_colour(rgb: list[int]) -> str:
-    return "#" + "".join(f"{int(channel):02x}" for channel in rgb)
 
 
 def check_design(design: dict, path: Path) -> None:
@@ -143,16 +140,17 @@ class LabellingSession:
             references = self.read_table().references
         points = []
         for point in self.design["points"]:
-            shown = {"id": int(point["point_id"]), "lon": float(point["lon"]), "lat": float(point["lat"])}
+            point_id = int(point["point_id"])
+            shown: dict[str, object] = {"id": point_id, "lon": float(point["lon"]), "lat": float(point["lat"])}
             if self.show_map_class:
                 shown["map_class"] = point["map_class"]
-            shown["reference"] = references[shown["id"]]
+            shown["reference"] = references[point_id]
             points.append(shown)
         return {
             "design": str(self.design_path),
             "sample": str(self.csv_path),
             "classes": [
-                {"value": value, "name": name, "colour": hex_colour(colour)}
+                {"value": value, "name": name, "colour": colour_hex(colour)}
                 for value, (name, colour) in enumerate(zip(self.classes, self.design["colours"]))
             ],
             "cannot_tell_reference": CANNOT_TELL,  # the reference that records "can't tell"

@@ -135,7 +135,7 @@ async function startLabelling(viewer, options = {}) {
     progress.value = answered;
     progress.max = state.total;
     counts.textContent = `${answered} / ${state.total} answered · ${state.labelled} labelled · ${state.cannot_tell} can't tell`;
-    pointLine.textContent = `point ${index + 1} of ${state.total} (id ${point.id}) · ${point.lat.toFixed(6)}, ${point.lon.toFixed(6)}`;
+    pointLine.textContent = `point ${index + 1} of ${state.total} (id ${point.id}) · lat ${point.lat.toFixed(6)}, lon ${point.lon.toFixed(6)}`;
     answerLine.textContent = point.reference ? `answer: ${point.reference === state.cannot_tell_reference ? "can't tell" : point.reference}` : "answer: none yet";
     mapClassLine.textContent = state.show_map_class && point.map_class ? `map class: ${point.map_class}` : "";
     for (const item of [...items, cannotTell]) item.classList.toggle("chosen", item.dataset.reference === point.reference);
