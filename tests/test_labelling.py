@@ -4,7 +4,6 @@ landcover-assess, and every refusal one line naming the file."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -20,6 +19,7 @@ from landcover.io.errors import PipelineError
 from landcover.viewer import labelling
 from landcover.viewer.labelling import LabellingSession
 from tests.test_change import TABLE, write_class_map
+from tests.test_sampling import read_rows, write_rows
 
 POINTS = 10
 
@@ -33,24 +33,17 @@ def block_map() -> np.ndarray:
     return classes
 
 
-def make_sample(folder) -> tuple:
-    """A sample of POINTS points of a tiny map: (design path, CSV path)."""
-    write_class_map(folder / "map.tif", block_map())
+def sample_of(map_path, output) -> tuple:
+    """A sample of POINTS points of a map into `output`: (design path, CSV path)."""
     sample_command.main(
-        ["--map", str(folder / "map.tif"), "--output", str(folder / "sample"), "--size", str(POINTS)]
-        + ["--minimum", "2", "--no-progress"]
+        ["--map", str(map_path), "--output", str(output), "--size", str(POINTS), "--minimum", "2", "--no-progress"]
     )
-    return folder / "sample" / "sample_design.json", folder / "sample" / "sample.csv"
+    return output / "sample_design.json", output / "sample.csv"
 
 
 @pytest.fixture
 def sample(tmp_path):
-    return make_sample(tmp_path)
-
-
-def read_rows(path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as file:
-        return list(csv.DictReader(file))
+    return sample_of(write_class_map(tmp_path / "map.tif", block_map()), tmp_path / "sample")
 
 
 def references(path) -> dict[int, str]:
@@ -188,10 +181,7 @@ def test_an_edit_of_the_csv_between_answers_is_kept(sample):
     session = LabellingSession.open(design_path)
     rows = read_rows(csv_path)
     rows[4]["reference"] = "rangeland"
-    with open(csv_path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(csv_path, rows)
     session.answer(rows[0]["point_id"], "water")
     assert [row["reference"] for row in read_rows(csv_path)][:5] == ["water", "", "", "", "rangeland"]
 
@@ -217,10 +207,7 @@ def test_bad_answers_are_refused_in_one_line(sample):
 def rewrite(csv_path, change) -> None:
     rows = read_rows(csv_path)
     change(rows)
-    with open(csv_path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else POINT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(csv_path, rows)
 
 
 def moved(rows):

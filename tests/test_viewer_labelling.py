@@ -15,16 +15,14 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from landcover.cli import sample as sample_command
 from landcover.geo.sampling import CANNOT_TELL
 from tests.browser import find_browser
 from tests.conftest import REPO
 from tests.optional import need_group
 from tests.test_change import TABLE, write_class_map
-from tests.test_labelling import block_map, references
+from tests.test_labelling import POINTS, block_map, references, sample_of
 from tests.viewer_browser import browser_page, wait_drawn
 
-POINTS = 10
 KILLED_AFTER = 4  # answers given before the server is killed
 
 
@@ -78,11 +76,7 @@ def labelling_setup(tmp_path):
         ],
     }
     (output / "scene_areas.json").write_text(json.dumps(report))
-    sample_command.main(
-        ["--map", str(output / "scene.tif"), "--output", str(tmp_path / "sample"), "--size", str(POINTS)]
-        + ["--minimum", "2", "--no-progress"]
-    )
-    return output, tmp_path / "sample" / "sample_design.json", tmp_path / "sample" / "sample.csv"
+    return output, *sample_of(output / "scene.tif", tmp_path / "sample")
 
 
 @contextmanager
