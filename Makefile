@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # DVC and DVCLive would otherwise try to send usage analytics (no network here, and none wanted).
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test test-slow seeds bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region lock clean
+.PHONY: run test test-slow seeds bench bench-quick bench-blending bench-scale bench-scenes bench-geotiff gpu-wheels install install-remote install-vector install-runtime install-region install-viewer lock clean
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
@@ -116,6 +116,15 @@ install-runtime: $(BIN)/.installed
 install-region: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-region.lock
 	$(BIN)/python -m pip check
+
+# Optional map viewer (requirements-viewer.txt: rio-tiler for the tiles, Playwright for its browser tests), locked
+# the same way: the core lock plus what it adds; then the page's MapLibre GL JS from the npm registry, exactly as
+# viewer/package-lock.json pins it (npm ci checks each package's sha512; no install scripts run) into
+# viewer/node_modules, which landcover-view serves: the page needs no internet.
+install-viewer: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-viewer.lock
+	$(BIN)/python -m pip check
+	npm ci --prefix viewer --ignore-scripts --no-audit --no-fund
 
 # Re-resolves the locks from requirements.txt and the optional groups' files (network needed).
 # Versions already in a lock are kept where the requirements allow; to move everything to the

@@ -18,6 +18,7 @@ GROUPS = {
     "vector": ("pyogrio",),
     "runtime": ("openvino",),
     "region": ("distributed", "pystac"),
+    "viewer": ("rio_tiler", "playwright"),
 }
 REQUIRED = "LANDCOVER_TEST_GROUPS"  # the groups that must be present, space-separated (.ci/run sets it)
 

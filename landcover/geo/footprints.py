@@ -22,7 +22,7 @@ def footprint(crs, transform, width: int, height: int) -> dict | None:
     # pixel-corner coordinates around the edge: top, right, bottom, left, from the top-left corner
     columns = np.concatenate([steps * width, np.full_like(steps, width), (1 - steps) * width, np.zeros_like(steps)])
     rows = np.concatenate([np.zeros_like(steps), steps * height, np.full_like(steps, height), (1 - steps) * height])
-    x, y = transform * (columns, rows)
+    x, y = transform @ (columns, rows)
     lon, lat = transform_points(crs, "EPSG:4326", list(x), list(y))
     ring = [[round(a, 7), round(b, 7)] for a, b in zip(lon, lat)]
     ring.reverse()  # top-left, left side down, bottom, right side up: counter-clockwise, as GeoJSON asks

@@ -31,7 +31,7 @@ from landcover.geo.georaster import (
 )
 from landcover.io.errors import PipelineError
 from landcover.io.sources import located
-from landcover.region.change import change_map_table
+from landcover.region.change import change_map_table, change_table
 
 # The kinds of layer, each drawn its own way by viewer.tiles.
 IMAGERY, CLASSES, CONFIDENCE, CHANGE = "imagery", "classes", "confidence", "change"
@@ -50,7 +50,8 @@ class Raster:
 
 @dataclass(frozen=True)
 class Layer:
-    """A map layer: one raster, or several drawn as a mosaic (the first one listed on top)."""
+    """A map layer: one raster, or several drawn as a mosaic (the first one listed on top). The page draws an output's
+    layers in their order, the last on top."""
 
     id: str  # its name in URLs
     title: str
@@ -58,6 +59,7 @@ class Layer:
     rasters: tuple[Raster, ...]
     table: ClassTable | None = None  # the colours of class and change maps
     legend_values: tuple[int, ...] | None = None  # the values the legend lists (None: every row of the table)
+    visible: bool = True  # shown when the page opens
 
 
 @dataclass
@@ -141,8 +143,8 @@ def mapping_output(folder: Path, reports: list[Path]) -> ViewedOutput:
     table = class_table_of(class_maps[0])
     layers = [
         *imagery_layer(images),
+        *confidence_layer(confidences),
         Layer(CLASSES, "Land-cover classes", CLASSES, rasters(class_maps), table),
-        *([Layer(CONFIDENCE, "Confidence", CONFIDENCE, rasters(confidences))] if confidences else []),
     ]
     return ViewedOutput(folder, "landcover-map", layers, with_colours(tables, table))
 
@@ -154,6 +156,11 @@ def rasters(paths: list[Path]) -> tuple[Raster, ...]:
 def imagery_layer(images: list[Raster | None]) -> list[Layer]:
     found = tuple(image for image in images if image is not None)
     return [Layer(IMAGERY, "Input imagery", IMAGERY, found)] if found else []
+
+
+def confidence_layer(paths: list[Path]) -> list[Layer]:
+    """Under the class map and hidden at first: the class map shows what it is sure of."""
+    return [Layer(CONFIDENCE, "Confidence", CONFIDENCE, rasters(paths), visible=False)] if paths else []
 
 
 def area_table(title: str, report: dict) -> dict:
@@ -274,8 +281,8 @@ def region_output(folder: Path) -> ViewedOutput:
         images.append(imagery_raster(source, read_options(settings), folder) if source else None)
     layers = [
         *imagery_layer(images),
+        *confidence_layer(confidences),
         Layer(CLASSES, "Land-cover classes", CLASSES, (Raster(str(mosaic)),), table),
-        *([Layer(CONFIDENCE, "Confidence", CONFIDENCE, rasters(confidences))] if confidences else []),
     ]
     areas = []
     if summary.get("areas"):
@@ -303,8 +310,7 @@ def change_output(folder: Path) -> ViewedOutput:
     report_path = folder / "from_to.json"
     report = read_json(report_path)
     change_map = required_map(folder / "change.tif", report_path)
-    codes = change_map_table(change_map)
-    if codes is None:
+    if change_map_table(change_map) is None:
         raise PipelineError(f"{change_map}: not a change map of landcover-change (no CHANGE_CODES in its metadata)")
     dates = []
     for role in ("before", "after"):
@@ -313,6 +319,7 @@ def change_output(folder: Path) -> ViewedOutput:
             raise PipelineError(f"{report[role]}: the {role} map named in {report_path} is missing")
         dates.append(path)
     table = class_table_of(dates[0])
+    codes = change_table(table)  # the colours of the class maps' table: the change map's own are its codes'
     classes = len(table)
     pixels = report["pixels"]
     present = tuple(

@@ -98,6 +98,7 @@ class Viewer:
                     "minzoom": extent.minzoom,
                     "maxzoom": extent.maxzoom,
                     "legend": legend,
+                    "visible": layer.visible,
                 }
             )
         ramp = confidence_colormap()

@@ -75,7 +75,8 @@ def tile_png(layer: Layer, x: int, y: int, z: int) -> bytes | None:
 @cache
 def empty_tile() -> bytes:
     """A transparent tile: what is drawn where a layer has no data."""
-    return ImageData(np.zeros((1, TILE_SIZE, TILE_SIZE), dtype=np.uint8)).render(img_format="PNG", add_mask=True)
+    nothing = np.ma.masked_array(np.zeros((1, TILE_SIZE, TILE_SIZE), dtype=np.uint8), mask=True)
+    return ImageData(nothing).render(img_format="PNG")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ function layerControls(config, mapOf) {
   const list = document.getElementById("layer-list");
   for (const layer of config.layers) {
     const map = mapOf(layer.id);
-    const toggle = element("input", { type: "checkbox", id: `show-${layer.id}`, checked: "" });
+    const toggle = element("input", { type: "checkbox", id: `show-${layer.id}`, ...(layer.visible ? { checked: "" } : {}) });
     toggle.addEventListener("change", () =>
       map.setLayoutProperty(layer.id, "visibility", toggle.checked ? "visible" : "none"));
     const opacity = element("input", {
@@ -71,7 +71,7 @@ function layerControls(config, mapOf) {
       "aria-label": `${layer.title} opacity`, title: "opacity",
     });
     opacity.addEventListener("input", () => map.setPaintProperty(layer.id, "raster-opacity", Number(opacity.value)));
-    list.append(element("li", {}, toggle, " ", element("label", { for: `show-${layer.id}` }, layer.title), " ", opacity));
+    list.append(element("li", {}, toggle, element("label", { for: `show-${layer.id}` }, layer.title), opacity));
   }
 }
 
@@ -114,7 +114,7 @@ function sceneOutlines(map, config) {
   if (!config.scenes.features.length) return;
   map.addSource("scenes", { type: "geojson", data: config.scenes });
   const colour = ["match", ["get", "status"], ...Object.entries(SCENE_COLOURS).flat(), "#777777"];
-  map.addLayer({ id: "scene-areas", type: "fill", source: "scenes", paint: { "fill-color": colour, "fill-opacity": 0.04 } });
+  map.addLayer({ id: "scene-areas", type: "fill", source: "scenes", paint: { "fill-color": colour, "fill-opacity": 0 } });
   map.addLayer({ id: "scene-outlines", type: "line", source: "scenes", paint: { "line-color": colour, "line-width": 2 } });
   const popup = new maplibregl.Popup({ closeButton: false, closeOnClick: false, className: "scene-popup" });
   map.on("mousemove", "scene-areas", (event) => {
@@ -174,7 +174,7 @@ async function start() {
   await Promise.all(loaded);
   for (const layer of config.layers) {
     mapOf(layer.id).addSource(layer.id, rasterSource(layer));
-    mapOf(layer.id).addLayer(rasterStyle(layer, true));
+    mapOf(layer.id).addLayer(rasterStyle(layer, layer.visible));
   }
   sceneOutlines(map, config);
   layerControls(config, mapOf);
