@@ -1,14 +1,14 @@
 // Labelling the assessment sample in landcover-view (docs/viewer.md, "Labelling the assessment sample").
 //
 // The page (viewer.js) loads this script when /api/config says `labelling: true`, once window.landcoverViewer
-// ({map, config, panel}) is set and the map's layers are added; the script then calls startLabelling on it. It is a
-// classic script, as viewer.js is, so everything but startLabelling stays inside its own function. The server holds the sample: GET /api/labelling gives its classes, its
-// points in the design's order with their answers, the counts and where to resume; POST /api/labelling/answer
-// records one answer in the sample's CSV at once. The page keeps no answer of its own: what it shows is what the
-// server said it wrote.
+// ({map, config, panel}) is set and the map's layers are added; the script then calls startLabelling on it. It is
+// a classic script, as viewer.js is, so all but window.startLabelling stays inside its own function. The server
+// holds the sample: GET /api/labelling gives its classes, its points in the design's order with their answers, the
+// counts and where to resume; POST /api/labelling/answer records one answer in the sample's CSV at once. The page
+// keeps no answer of its own: what it shows is what the server said it wrote.
 //
 // Keys: 1-9 the reference class of that number in the list; 0 or c: can't tell; Backspace or Delete: clear the
-// answer; arrow left or [: back; arrow right or ]: forward; / or f: search the classes (Enter picks the first
+// answer; arrow left or [: back; arrow right or ]: forward; / or f: search the classes (Enter records the first
 // match, Escape leaves the search). An answer moves on to the next point without one.
 
 (() => {
@@ -16,6 +16,11 @@
 
 const KEYED_CLASSES = 9; // keys 1-9
 const POINT_ZOOM = 18; // close enough to see a 0.5 m pixel, as far as the map allows
+// The layers that show the map class: switched off unless --show-map-class, by their own switches in the layer list
+const MAP_CLASS_KINDS = ["classes", "change"];
+// Keys typed into a text field are text; on a slider or a checkbox (the layer list's) they are labelling keys.
+const TEXT_INPUTS = ["text", "search", "number", "email", "url", "password", "tel"];
+const KEYS_HELP = "keys: 1-9 class · 0 or c can't tell · ← → or [ ] move · Backspace clear · / search";
 
 const STYLE = `
 #labelling.floating { position: absolute; top: 10px; right: 10px; z-index: 10; width: 290px;
@@ -31,6 +36,7 @@ const STYLE = `
 #labelling kbd { display: inline-block; min-width: 1.2em; text-align: center; border: 1px solid #999;
   border-radius: 3px; font-size: 11px; padding: 0 2px; }
 #labelling .swatch { width: 14px; height: 14px; border: 1px solid #333; flex: none; }
+#labelling .swatch.cannot-tell { background: repeating-linear-gradient(45deg, #bbb 0 3px, #fff 3px 6px); }
 #labelling input[type=search] { width: 100%; box-sizing: border-box; }
 #labelling .error { color: #b00020; }
 #labelling .done { color: #006400; font-weight: bold; }
@@ -51,13 +57,10 @@ function element(tag, attributes = {}, ...children) {
 
 async function request(url, options) {
   const response = await fetch(url, options);
-  const body = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
+  const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }
-
-// The layers that show the map class: hidden unless --show-map-class, by their own switches in the layer list
-const MAP_CLASS_KINDS = ["classes", "change"];
 
 function hideMapClass(viewer) {
   for (const layer of viewer.config.layers) {
@@ -71,47 +74,50 @@ function hideMapClass(viewer) {
   if (pixel) pixel.hidden = true;
 }
 
-async function startLabelling(viewer, options = {}) {
-  const { map } = viewer;
-  const maplibregl = options.maplibregl || window.maplibregl;
-  const state = await request("/api/labelling");
-  document.head.append(element("style", { text: STYLE }));
+function typing(target) {
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
+  return target.tagName === "INPUT" && TEXT_INPUTS.includes(target.type);
+}
 
+function classItem(reference, key, swatch, label) {
+  return element("li", { "data-reference": reference, title: `record ${label}` },
+    element("kbd", { text: key }), swatch, element("span", { text: label }));
+}
+
+function button(id, text, title) {
+  return element("button", { id, type: "button", text, title });
+}
+
+async function startLabelling(viewer) {
+  const { map } = viewer;
+  const state = await request("/api/labelling");
+  const cannotTell = state.cannot_tell_reference;
+  document.head.append(element("style", { text: STYLE }));
   if (!state.show_map_class) hideMapClass(viewer); // hiding it avoids bias
 
-  // --- the panel -------------------------------------------------------------------------------------------
+  // --- the panel: the page's own section for it, or a box over the map ---
   const progress = element("progress", { id: "labelling-progress", max: String(state.total), value: "0" });
   const counts = element("div", { id: "labelling-counts" });
   const pointLine = element("div", { id: "labelling-point" });
-  const answerLine = element("div", { id: "labelling-answer" });
   const mapClassLine = element("div", { id: "labelling-map-class" });
+  const answerLine = element("div", { id: "labelling-answer" });
   const message = element("div", { id: "labelling-message", role: "status" });
   const search = element("input", {
     id: "labelling-search", type: "search", placeholder: "search classes ( / )", autocomplete: "off",
   });
-  const list = element("ol", { id: "labelling-classes" });
-  const items = state.classes.map((cls, index) => {
-    const key = index < KEYED_CLASSES ? element("kbd", { text: String(index + 1) }) : element("kbd", { text: "" });
-    const item = element(
-      "li", { "data-reference": cls.name, title: `record ${cls.name}` },
-      key, element("span", { class: "swatch", style: `background:${cls.colour}` }), element("span", { text: cls.name }),
-    );
-    item.addEventListener("click", () => answer(cls.name));
-    list.append(item);
-    return item;
-  });
-  const cannotTell = element("li", { "data-reference": state.cannot_tell_reference, title: "record that you cannot tell" },
-    element("kbd", { text: "0" }), element("span", { class: "swatch", style: "background:repeating-linear-gradient(45deg,#bbb 0 3px,#fff 3px 6px)" }),
-    element("span", { text: "can't tell (c)" }));
-  cannotTell.addEventListener("click", () => answer(state.cannot_tell_reference));
-  list.append(cannotTell);
-  const back = element("button", { id: "labelling-back", type: "button", title: "previous point (← or [)", text: "◀ back" });
-  const forward = element("button", { id: "labelling-forward", type: "button", title: "next point (→ or ])", text: "forward ▶" });
-  const clear = element("button", { id: "labelling-clear", type: "button", title: "clear this answer (Backspace)", text: "clear" });
+  const items = state.classes.map((cls, index) =>
+    classItem(cls.name, index < KEYED_CLASSES ? String(index + 1) : "",
+      element("span", { class: "swatch", style: `background: ${cls.colour}` }), cls.name));
+  const cannotTellItem = classItem(cannotTell, "0", element("span", { class: "swatch cannot-tell" }), "can't tell (c)");
+  for (const item of [...items, cannotTellItem]) item.addEventListener("click", () => answer(item.dataset.reference));
+  const back = button("labelling-back", "◀ back", "previous point (← or [)");
+  const clear = button("labelling-clear", "clear", "clear this point's answer (Backspace)");
+  const forward = button("labelling-forward", "forward ▶", "next point (→ or ])");
   back.addEventListener("click", () => go(index - 1));
   forward.addEventListener("click", () => go(index + 1));
   clear.addEventListener("click", () => answer(""));
-  // the page's own section for it, or a box over the map
+
   let panel = viewer.panel || document.getElementById("labelling");
   if (!panel) {
     panel = element("section", { id: "labelling", class: "floating" });
@@ -120,8 +126,9 @@ async function startLabelling(viewer, options = {}) {
   panel.setAttribute("aria-label", "labelling the sample");
   panel.replaceChildren(
     element("h2", { text: "Label the sample" }), progress, counts, pointLine, mapClassLine, answerLine,
-    element("div", { class: "row" }, back, clear, forward), search, list, message,
-    element("div", { class: "keys", text: "keys: 1-9 class · 0 or c can't tell · ← → or [ ] move · Backspace clear · / search" }));
+    element("div", { class: "row" }, back, clear, forward), search,
+    element("ol", { id: "labelling-classes" }, ...items, cannotTellItem), message,
+    element("div", { class: "keys", text: KEYS_HELP }));
   panel.hidden = false;
   const layers = document.getElementById("layers"); // first in the side panel: it is what the labeller works with
   if (layers && layers.parentElement === panel.parentElement) panel.parentElement.insertBefore(panel, layers);
@@ -131,22 +138,23 @@ async function startLabelling(viewer, options = {}) {
 
   function show() {
     const point = state.points[index];
-    const answered = state.answered;
-    progress.value = answered;
-    progress.max = state.total;
-    counts.textContent = `${answered} / ${state.total} answered · ${state.labelled} labelled · ${state.cannot_tell} can't tell`;
-    pointLine.textContent = `point ${index + 1} of ${state.total} (id ${point.id}) · lat ${point.lat.toFixed(6)}, lon ${point.lon.toFixed(6)}`;
-    answerLine.textContent = point.reference ? `answer: ${point.reference === state.cannot_tell_reference ? "can't tell" : point.reference}` : "answer: none yet";
-    mapClassLine.textContent = state.show_map_class && point.map_class ? `map class: ${point.map_class}` : "";
-    for (const item of [...items, cannotTell]) item.classList.toggle("chosen", item.dataset.reference === point.reference);
-    panel.dataset.index = String(index);
-    panel.dataset.pointId = String(point.id);
-    panel.dataset.answered = String(answered);
+    progress.value = state.answered;
+    counts.textContent =
+      `${state.answered} / ${state.total} answered · ${state.labelled} labelled · ${state.cannot_tell} can't tell`;
+    pointLine.textContent = `point ${index + 1} of ${state.total} (id ${point.id}) · ` +
+      `lat ${point.lat.toFixed(6)}, lon ${point.lon.toFixed(6)}`;
+    mapClassLine.textContent = state.show_map_class ? `map class: ${point.map_class}` : "";
+    const said = point.reference === cannotTell ? "can't tell" : point.reference;
+    answerLine.textContent = `answer: ${said || "none yet"}`;
+    for (const item of [...items, cannotTellItem]) {
+      item.classList.toggle("chosen", item.dataset.reference === point.reference);
+    }
+    Object.assign(panel.dataset, { index: String(index), pointId: String(point.id), answered: String(state.answered) });
     back.disabled = index === 0;
     forward.disabled = index === state.total - 1;
     if (state.resume === null) {
       message.className = "done";
-      message.textContent = "every point has an answer: run landcover-assess on the CSV";
+      message.textContent = "every point has an answer: run landcover-assess on the sample's CSV";
     }
   }
 
@@ -155,7 +163,7 @@ async function startLabelling(viewer, options = {}) {
     index = target;
     const point = state.points[index];
     marker.setLngLat([point.lon, point.lat]).addTo(map);
-    map.flyTo({ center: [point.lon, point.lat], zoom: Math.min(options.zoom || POINT_ZOOM, map.getMaxZoom()), speed: 2 });
+    map.flyTo({ center: [point.lon, point.lat], zoom: Math.min(POINT_ZOOM, map.getMaxZoom()), speed: 2 });
     show();
   }
 
@@ -171,11 +179,10 @@ async function startLabelling(viewer, options = {}) {
           body: JSON.stringify({ point_id: point.id, reference }),
         });
         state.points[result.index].reference = result.point.reference;
-        Object.assign(state, {
-          answered: result.answered, labelled: result.labelled, cannot_tell: result.cannot_tell, resume: result.resume,
-        });
+        for (const key of ["answered", "labelled", "cannot_tell", "resume"]) state[key] = result[key];
         message.className = "";
-        message.textContent = `point ${point.id}: ${reference || "cleared"} saved`;
+        const said = reference === cannotTell ? "can't tell" : reference || "cleared";
+        message.textContent = `point ${point.id}: ${said}, saved`;
         if (reference && result.next !== null) go(result.next);
         else show();
       } catch (error) {
@@ -190,40 +197,37 @@ async function startLabelling(viewer, options = {}) {
     const words = search.value.trim().toLowerCase();
     for (const item of items) item.hidden = words !== "" && !item.dataset.reference.toLowerCase().includes(words);
   }
+  function leaveSearch() {
+    search.value = "";
+    filterClasses();
+    search.blur();
+  }
   search.addEventListener("input", filterClasses);
   search.addEventListener("keydown", (event) => {
     if (event.key === "Enter") {
       const first = items.find((item) => !item.hidden);
       if (first) answer(first.dataset.reference);
-      search.value = "";
-      filterClasses();
-      search.blur();
+      leaveSearch();
       event.preventDefault();
     } else if (event.key === "Escape") {
-      search.value = "";
-      filterClasses();
-      search.blur();
+      leaveSearch();
     }
-    event.stopPropagation(); // typing in the search is not a labelling key
   });
 
+  // On the document, before anything else sees the key: the map's own arrow-key panning stays out of it.
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    if (target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
     const key = event.key;
-    let handled = true;
-    if (/^[1-9]$/.test(key) && Number(key) <= Math.min(KEYED_CLASSES, state.classes.length)) answer(state.classes[Number(key) - 1].name);
-    else if (key === "0" || key === "c") answer(state.cannot_tell_reference);
+    const number = /^[1-9]$/.test(key) ? Number(key) : 0;
+    if (number && number <= Math.min(KEYED_CLASSES, state.classes.length)) answer(state.classes[number - 1].name);
+    else if (key === "0" || key === "c") answer(cannotTell);
     else if (key === "Backspace" || key === "Delete") answer("");
     else if (key === "ArrowLeft" || key === "[") go(index - 1);
     else if (key === "ArrowRight" || key === "]") go(index + 1);
     else if (key === "/" || key === "f") search.focus();
-    else handled = false;
-    if (handled) {
-      event.preventDefault();
-      event.stopPropagation(); // the map's own arrow-key panning stays out of it
-    }
+    else return;
+    event.preventDefault();
+    event.stopPropagation();
   }, { capture: true });
 
   go(state.resume === null ? 0 : state.resume);
@@ -235,6 +239,7 @@ window.startLabelling = startLabelling;
 if (window.landcoverViewer) {
   startLabelling(window.landcoverViewer).catch((error) => {
     const panel = window.landcoverViewer.panel || document.body;
+    panel.hidden = false;
     panel.append(element("p", { class: "error", text: `labelling: ${error.message}` }));
   });
 }
