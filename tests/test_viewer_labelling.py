@@ -176,6 +176,9 @@ def test_a_labelling_session_by_keys_survives_a_kill_and_feeds_assess(page, labe
         point = design["points"][KILLED_AFTER]
         assert centre == pytest.approx([point["lon"], point["lat"]], abs=1e-5)  # flown to the point
         assert page.is_visible(".labelling-marker")
+        page.evaluate("landcoverViewer.labelling.answer('moon')")  # as a stale page might send: refused, shown
+        assert "not saved: reference 'moon': not a class of the sample" in page.inner_text("#labelling-message")
+        assert panel_data(page, "index") == str(KILLED_AFTER)
         for index in range(KILLED_AFTER, POINTS):
             page.keyboard.press(key_of(design, truth[index]))
             wait_answered(page, index + 1, None)
