@@ -9,7 +9,8 @@
     geo         rasters, streamed mapping, areas, polygons          -> inference, model, data, io
     region      many scenes on Dask, resume, mosaic, change         -> geo, inference, model, data, io
     synthetic   the bundled sample's generator (the sample stage)   -> geo, data, io
-    cli         the commands landcover-map, -region, -change        -> every layer
+    viewer      any output in the browser: tiles, the local server  -> region, geo, data, io
+    cli         the commands landcover-map, -region, -change, -view -> every layer
 
 Imports go only downward (tests/test_layers.py). Each package's __init__.py holds only its docstring,
 so that each stage in dvc.yaml lists exactly the modules it uses as deps (tests/test_dvc_yaml.py).

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import REPO
 
 # Lowest first; a layer may import any layer listed before it, never one after it.
-LAYERS = ("io", "data", "model", "evaluation", "training", "inference", "geo", "region", "synthetic", "cli")
+LAYERS = ("io", "data", "model", "evaluation", "training", "inference", "geo", "region", "synthetic", "viewer", "cli")
 # Layers on one level that must not import each other.
 PEERS = {
     ("evaluation", "inference"),
@@ -22,6 +22,7 @@ PEERS = {
     ("training", "geo"),
     ("training", "region"),
     ("region", "synthetic"),
+    ("synthetic", "viewer"),
 }
 
 

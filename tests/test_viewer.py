@@ -368,3 +368,68 @@ def test_a_click_on_a_pixel_shows_its_class_confidence_and_coordinates(region, p
     assert confidence == "Confidence: 1.000"
     shown_lon, shown_lat = (float(part.split()[1]) for part in coordinates.split(", "))
     assert shown_lon == pytest.approx(lon, abs=2e-5) and shown_lat == pytest.approx(lat, abs=2e-5)  # about 2 m
+
+
+def test_the_swipe_shows_date_2_right_of_it_and_the_change_map_over_date_1_left_of_it(region, tmp_path, page):
+    before = region / "scenes" / "a.tif"
+    with rasterio.open(before) as dataset:
+        classes = dataset.read(1)
+    classes[:8] = (classes[:8] + 1) % len(TABLE)  # the top row of blocks changed, each to the next class
+    after = write_class_map(tmp_path / "after.tif", classes, transform=scene_transform("a"))
+    change = tmp_path / "change"
+    detect_change(before, after, change)
+    unchanged = tuple(int(c) for c in change_table(TABLE).colours[0])
+    lon, lat, was = block_centre("a", 4, 3)  # an unchanged block
+    with running_viewer(change) as url:
+        open_viewer(page, url)
+        x, y = project(page, lon, lat)
+        box = page.locator("#map").bounding_box()
+        seen = {}
+        for position in ("0", "100"):  # the cut at the left edge: all date 2; at the right edge: all date 1
+            page.evaluate(
+                "value => { const s = document.getElementById('swipe'); s.value = value;"
+                " s.dispatchEvent(new Event('input')); }",
+                position,
+            )
+            pixels = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
+            seen[position] = tuple(int(c) for c in pixels[round(y), round(x)])
+    assert box is not None and box["x"] < x < box["x"] + box["width"]
+    assert seen["0"] == tuple(int(c) for c in TABLE.colours[was])  # date 2, where nothing changed: its class
+    assert seen["100"] == unchanged  # the change map over date 1: unchanged
+
+
+def test_a_map_unreadable_after_the_start_fails_its_requests_with_500_and_the_server_goes_on(region, tmp_path):
+    copy = tmp_path / "out"
+    shutil.copytree(region, copy)
+    viewer = Viewer(open_output(copy))
+    lon, lat, _ = block_centre("a", 3, 3)
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 14)
+    (copy / "scenes" / "a_confidence.tif").write_bytes(b"II*\x00 not a TIFF any more")
+    status, reply = get(viewer, f"/tiles/confidence/{tile.z}/{tile.x}/{tile.y}.png")
+    assert status == 500 and "a_confidence.tif" in reply["error"] and "\n" not in reply["error"]
+    assert get(viewer, f"/tiles/classes/{tile.z}/{tile.x}/{tile.y}.png")[0] == 200
+
+
+def test_a_tile_reads_only_the_rasters_that_reach_it(region, monkeypatch):
+    from landcover.viewer import tiles
+
+    viewer = Viewer(open_output(region))
+    read, read_tile = [], tiles.read_tile
+    monkeypatch.setattr(tiles, "read_tile", lambda raster, *args: read.append(raster.path) or read_tile(raster, *args))
+    lon, lat, _ = block_centre("a", 0, 0)  # the north-west corner: scene a only
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 18)
+    assert get(viewer, f"/tiles/confidence/{tile.z}/{tile.x}/{tile.y}.png")[0] == 200
+    assert [Path(path).name for path in read] == ["a_confidence.tif"]
+
+
+def test_with_a_labelling_session_the_page_exposes_the_map_and_loads_the_labelling_script(region, page):
+    with running_viewer(region, FakeSession()) as url:
+        with page.expect_request(lambda request: request.url.endswith("/static/labelling.js")):
+            open_viewer(page, url)
+        exposed = page.evaluate(
+            "() => ({ labelling: window.landcoverViewer.config.labelling,"
+            " map: typeof window.landcoverViewer.map.getCenter, panel: window.landcoverViewer.panel.id })"
+        )
+        shown = page.locator("#labelling").get_attribute("hidden") is None
+    assert exposed == {"labelling": True, "map": "function", "panel": "labelling"}
+    assert shown

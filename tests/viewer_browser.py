@@ -88,7 +88,8 @@ def project(page, lon: float, lat: float) -> tuple[float, float]:
     """The page coordinates (x, y) of a place on the map."""
     point = page.evaluate(
         "([lon, lat]) => { const p = window.landcoverViewer.map.project([lon, lat]);"
-        " const box = document.getElementById('map').getBoundingClientRect(); return [p.x + box.left, p.y + box.top]; }",
+        " const box = document.getElementById('map').getBoundingClientRect();"
+        " return [p.x + box.left, p.y + box.top]; }",
         [lon, lat],
     )
     return float(point[0]), float(point[1])

@@ -18,7 +18,7 @@ import webbrowser
 from pathlib import Path
 
 from landcover.io.errors import run_stage
-from landcover.viewer import require_viewer_group
+from landcover.viewer.outputs import open_output, require_viewer_group
 
 
 def port_number(text: str) -> int:
@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.show_map_class and args.sample is None:
         arguments.error("--show-map-class: only with --sample")
     require_viewer_group()
-    from landcover.viewer.outputs import open_output
     from landcover.viewer.server import Viewer, ViewerServer, require_maplibre
 
     require_maplibre()

@@ -21,8 +21,8 @@ from rasterio.errors import RasterioError
 from landcover.data.palette import ClassTable
 from landcover.data.scaling import BandScaling
 from landcover.geo.georaster import (
-    ReadOptions,
     RasterScene,
+    ReadOptions,
     choose_bands,
     class_table_of,
     reads_rgb,
@@ -121,6 +121,16 @@ def found_file(text: str, folder: Path) -> Path | None:
     return None
 
 
+def require_viewer_group() -> None:
+    """rio-tiler (the viewer group), or one line saying how to install it; this module itself needs none of it."""
+    try:
+        import rio_tiler  # noqa: F401
+    except ImportError:
+        raise PipelineError(
+            "landcover-view reads tiles with rio-tiler, an optional dependency: install it with `make install-viewer`"
+        ) from None
+
+
 # --- a mapping folder ---
 
 
@@ -166,8 +176,7 @@ def confidence_layer(paths: list[Path]) -> list[Layer]:
 def area_table(title: str, report: dict) -> dict:
     unit = "ha" if report.get("predicted_hectares") is not None else "pixels"
     rows = [
-        {"name": row["class"], "value": row["hectares"] if unit == "ha" else row["pixels"]}
-        for row in report["classes"]
+        {"name": row["class"], "value": row["hectares"] if unit == "ha" else row["pixels"]} for row in report["classes"]
     ]
     return {"title": title, "unit": unit, "rows": rows}
 
@@ -239,8 +248,8 @@ def read_options(settings: dict | None) -> ReadOptions:
     try:
         return ReadOptions(
             bands=None if read.get("bands") is None else tuple(read["bands"]),
-            percentiles=tuple(read.get("percentiles", ReadOptions.percentiles)),  # type: ignore[arg-type]
-            value_range=None if read.get("value_range") is None else tuple(read["value_range"]),  # type: ignore[arg-type]
+            percentiles=tuple(read.get("percentiles", ReadOptions.percentiles)),
+            value_range=None if read.get("value_range") is None else tuple(read["value_range"]),
             scaling=BandScaling.from_config(read.get("scaling")),
         )
     except (TypeError, ValueError, KeyError):
@@ -333,7 +342,9 @@ def change_output(folder: Path) -> ViewedOutput:
         Layer("after", f"Date 2: {Path(report['after']).name}", CLASSES, (Raster(str(dates[1])),), table),
         Layer(CHANGE, "Change (from -> to)", CHANGE, (Raster(str(change_map)),), codes, (0, *present)),
     ]
-    return ViewedOutput(folder, "landcover-change", layers, [from_to_table(report, codes, present)], [], ("before", "after"))
+    return ViewedOutput(
+        folder, "landcover-change", layers, [from_to_table(report, codes, present)], [], ("before", "after")
+    )
 
 
 def from_to_table(report: dict, codes: ClassTable, present: tuple[int, ...]) -> dict:
@@ -343,9 +354,10 @@ def from_to_table(report: dict, codes: ClassTable, present: tuple[int, ...]) -> 
     rows = []
     for code in present:
         before, after = divmod(code - 1, classes)
-        rows.append({"name": codes.names[code], "colour": colour_hex(codes.colours[code]), "value": matrix[before][after]})
+        rows.append(
+            {"name": codes.names[code], "colour": colour_hex(codes.colours[code]), "value": matrix[before][after]}
+        )
     rows.sort(key=lambda row: -row["value"])
     unchanged = sum(matrix[k][k] for k in range(classes))
     rows.insert(0, {"name": "unchanged", "colour": colour_hex(codes.colours[0]), "value": unchanged})
     return {"title": "Change (from -> to)", "unit": unit, "rows": rows}
-

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from landcover.io.errors import PipelineError
+from landcover.io.errors import PipelineError, one_line
 from landcover.viewer.outputs import CHANGE, CLASSES, CONFIDENCE, IMAGERY, ViewedOutput, colour_hex
-from landcover.viewer.tiles import CONFIDENCE_RAMP, confidence_colormap, empty_tile, layer_extent, point_value, tile_png
+from landcover.viewer.tiles import CONFIDENCE_RAMP, TiledLayer, confidence_colormap, empty_tile
 
 HOST = "127.0.0.1"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -73,14 +73,14 @@ class Viewer:
 
     def __init__(self, output: ViewedOutput, labelling: LabellingSession | None = None) -> None:
         self.output, self.labelling = output, labelling
-        self.extents = {layer.id: layer_extent(layer) for layer in output.layers}
+        self.tiled = {layer.id: TiledLayer(layer) for layer in output.layers}
 
     def config(self) -> dict:
         output = self.output
-        boxes = [extent.bounds for extent in self.extents.values()]
+        boxes = [tiled.bounds for tiled in self.tiled.values()]
         layers = []
         for layer in output.layers:
-            extent = self.extents[layer.id]
+            tiled = self.tiled[layer.id]
             legend = None
             if layer.table is not None:
                 values = layer.legend_values if layer.legend_values is not None else range(len(layer.table))
@@ -94,9 +94,9 @@ class Viewer:
                     "title": layer.title,
                     "kind": layer.kind,
                     "tiles": f"/tiles/{layer.id}/{{z}}/{{x}}/{{y}}.png",
-                    "bounds": list(extent.bounds),
-                    "minzoom": extent.minzoom,
-                    "maxzoom": extent.maxzoom,
+                    "bounds": list(tiled.bounds),
+                    "minzoom": tiled.minzoom,
+                    "maxzoom": tiled.maxzoom,
                     "legend": legend,
                     "visible": layer.visible,
                 }
@@ -106,7 +106,12 @@ class Viewer:
             "command": output.command,
             "folder": str(output.folder),
             "title": output.folder.resolve().name,
-            "bounds": [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)],
+            "bounds": [
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            ],
             "layers": layers,
             "areas": output.areas,
             "scenes": {"type": "FeatureCollection", "features": output.scenes},
@@ -116,19 +121,18 @@ class Viewer:
         }
 
     def tile(self, layer_id: str, z: int, x: int, y: int) -> Reply:
-        layer = self.output.layer(layer_id)
-        if layer is None:
+        if layer_id not in self.tiled:
             return error_reply(f"no layer {layer_id!r}", HTTPStatus.NOT_FOUND)
-        png = tile_png(layer, x, y, z)
+        png = self.tiled[layer_id].tile_png(x, y, z)
         return Reply(png if png is not None else empty_tile(), "image/png", headers={"Cache-Control": "max-age=300"})
 
     def point(self, lon: float, lat: float) -> dict:
         """Each class, change and confidence layer's value at (lon, lat): class names, confidence 0..1."""
         values = []
-        for layer in self.output.layers:
+        for layer in reversed(self.output.layers):  # the top layer first, as the map draws them
             if layer.kind == IMAGERY:
                 continue
-            value = point_value(layer, lon, lat)
+            value = self.tiled[layer.id].point_value(lon, lat)
             entry: dict[str, Any] = {"layer": layer.id, "title": layer.title, "kind": layer.kind, "value": value}
             if layer.kind in (CLASSES, CHANGE) and layer.table is not None and value is not None:
                 entry["name"] = layer.table.names[value] if value < len(layer.table) else None
@@ -196,7 +200,8 @@ ROUTES: list[tuple[str, re.Pattern, Handler]] = [
 
 
 def route(viewer: Viewer, method: str, target: str, body: bytes = b"") -> Reply:
-    """The reply to `method` `target` (path and query): a PipelineError of bad input becomes HTTP 400."""
+    """The reply to `method` `target` (path and query): a PipelineError of bad input becomes HTTP 400, any other
+    error HTTP 500, each with {"error": its one line}."""
     parts = urlsplit(target)
     query = parse_qs(parts.query)
     known_path = False
@@ -209,7 +214,11 @@ def route(viewer: Viewer, method: str, target: str, body: bytes = b"") -> Reply:
             try:
                 return handler(viewer, match, query, body)
             except PipelineError as error:
-                return error_reply(str(error))
+                return error_reply(one_line(error))
+            except Exception as error:  # one request's failure (a map unreadable since): its reply; the server goes on
+                return error_reply(
+                    " ".join(f"{type(error).__name__}: {error}".split()), HTTPStatus.INTERNAL_SERVER_ERROR
+                )
     if known_path:
         return error_reply(f"{method} is not allowed on {parts.path}", HTTPStatus.METHOD_NOT_ALLOWED)
     return error_reply(f"no such path: {parts.path}", HTTPStatus.NOT_FOUND)

@@ -5,9 +5,9 @@ class and change maps in their colour tables, confidence on a colour ramp, image
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from functools import cache
 
+import morecantile
 import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 from rio_tiler.colormap import cmap
@@ -21,6 +21,7 @@ from landcover.geo.georaster import NODATA_CLASS
 from landcover.viewer.outputs import CHANGE, CLASSES, CONFIDENCE, IMAGERY, Layer, Raster
 
 TILE_SIZE = 256
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")  # the tiles' grid: rio-tiler's default, MapLibre's
 CONFIDENCE_RAMP = "viridis"  # rio-tiler's colour map for confidence, low (dark blue) to high (yellow)
 # zoom levels past a raster's native resolution that are still served: pixels drawn as crisp squares
 EXTRA_ZOOM = 4
@@ -28,14 +29,16 @@ EXTRA_ZOOM = 4
 
 def table_colormap(table: ClassTable) -> dict[int, tuple[int, int, int, int]]:
     """Each class's colour, opaque; no class (255) transparent."""
-    colormap = {index: (*map(int, colour), 255) for index, colour in enumerate(table.colours)}
+    colormap = {index: (int(red), int(green), int(blue), 255) for index, (red, green, blue) in enumerate(table.colours)}
     colormap[NODATA_CLASS] = (0, 0, 0, 0)
     return colormap
 
 
 @cache
 def confidence_colormap() -> dict[int, tuple[int, int, int, int]]:
-    return cmap.get(CONFIDENCE_RAMP)
+    colormap = cmap.get(CONFIDENCE_RAMP)
+    assert isinstance(colormap, dict), "rio-tiler's named colour maps are a colour per value"
+    return {int(value): colour for value, colour in colormap.items()}
 
 
 def open_reader(raster: Raster) -> Reader:
@@ -54,24 +57,6 @@ def read_tile(raster: Raster, x: int, y: int, z: int) -> ImageData:
     return image
 
 
-def tile_png(layer: Layer, x: int, y: int, z: int) -> bytes | None:
-    """The layer's tile as a PNG, or None where no raster of it covers the tile."""
-    try:
-        if len(layer.rasters) == 1:
-            image = read_tile(layer.rasters[0], x, y, z)
-        else:
-            image, _ = mosaic_reader(list(layer.rasters), read_tile, x, y, z, threads=0)
-    except (TileOutsideBounds, EmptyMosaicError):
-        return None
-    if layer.kind in (CLASSES, CHANGE):
-        assert layer.table is not None, "class and change layers carry their colour table"
-        return image.render(img_format="PNG", colormap=table_colormap(layer.table))
-    if layer.kind == CONFIDENCE:
-        return image.render(img_format="PNG", colormap=confidence_colormap())
-    assert layer.kind == IMAGERY, layer.kind
-    return image.render(img_format="PNG")
-
-
 @cache
 def empty_tile() -> bytes:
     """A transparent tile: what is drawn where a layer has no data."""
@@ -79,36 +64,67 @@ def empty_tile() -> bytes:
     return ImageData(nothing).render(img_format="PNG")
 
 
-@dataclass(frozen=True)
-class Extent:
-    """Where a layer lies (west, south, east, north in degrees) and the zoom levels its tiles are served at."""
-
-    bounds: tuple[float, float, float, float]
-    minzoom: int
-    maxzoom: int
+Box = tuple[float, float, float, float]  # west, south, east, north in degrees
 
 
-def layer_extent(layer: Layer) -> Extent:
-    boxes, minzooms, maxzooms = [], [], []
-    for raster in layer.rasters:
-        with open_reader(raster) as reader:
-            boxes.append(reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs))
-            minzooms.append(reader.minzoom)
-            maxzooms.append(reader.maxzoom)
-    west, south, east, north = zip(*boxes)
-    return Extent((min(west), min(south), max(east), max(north)), max(0, min(minzooms)), max(maxzooms) + EXTRA_ZOOM)
+def overlaps(a: Box, b: Box) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
-def point_value(layer: Layer, lon: float, lat: float) -> int | None:
-    """The value of the layer's first band at (lon, lat): the first raster of a mosaic that has data there, or None
-    where none has."""
-    for raster in layer.rasters:
-        try:
+class TiledLayer:
+    """A layer ready to serve: where each of its rasters lies, so that a tile or point reads only the rasters that
+    reach it (a region of many scenes opens a few per tile, not all), and the zoom levels it is served at: from
+    its coarsest raster's whole-map level to EXTRA_ZOOM past its finest raster's pixel size."""
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+        boxes, minzooms, maxzooms = [], [], []
+        for raster in layer.rasters:
             with open_reader(raster) as reader:
-                point = reader.point(lon, lat, indexes=raster.bands[0])
-        except PointOutsideBounds:
-            continue
-        if not np.asarray(point.mask).ravel()[0]:  # 0: no data there
-            continue
-        return int(np.asarray(point.data).ravel()[0])
-    return None
+                boxes.append(tuple(reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs)))
+                minzooms.append(reader.minzoom)
+                maxzooms.append(reader.maxzoom)
+        self.boxes: list[Box] = boxes
+        west, south, east, north = zip(*boxes)
+        self.bounds: Box = (min(west), min(south), max(east), max(north))
+        self.minzoom, self.maxzoom = max(0, min(minzooms)), max(maxzooms) + EXTRA_ZOOM
+
+    def reaching(self, box: Box) -> list[Raster]:
+        """The rasters whose bounds meet `box`, in the layer's order."""
+        return [raster for raster, bounds in zip(self.layer.rasters, self.boxes) if overlaps(bounds, box)]
+
+    def tile_png(self, x: int, y: int, z: int) -> bytes | None:
+        """The tile as a PNG, or None where no raster of the layer covers it."""
+        west, south, east, north = WEB_MERCATOR.bounds(morecantile.Tile(x, y, z))
+        rasters = self.reaching((west, south, east, north))
+        try:
+            if len(rasters) == 1:
+                image = read_tile(rasters[0], x, y, z)
+            elif rasters:
+                image, _ = mosaic_reader(rasters, read_tile, x, y, z, threads=0)
+            else:
+                return None
+        except (TileOutsideBounds, EmptyMosaicError):
+            return None
+        layer = self.layer
+        if layer.kind in (CLASSES, CHANGE):
+            assert layer.table is not None, "class and change layers carry their colour table"
+            return image.render(img_format="PNG", colormap=table_colormap(layer.table))
+        if layer.kind == CONFIDENCE:
+            return image.render(img_format="PNG", colormap=confidence_colormap())
+        assert layer.kind == IMAGERY, layer.kind
+        return image.render(img_format="PNG")
+
+    def point_value(self, lon: float, lat: float) -> int | None:
+        """The value of the layer's first band at (lon, lat): the first raster of a mosaic that has data there, or
+        None where none has."""
+        for raster in self.reaching((lon, lat, lon, lat)):
+            try:
+                with open_reader(raster) as reader:
+                    point = reader.point(lon, lat, indexes=raster.bands[0])
+            except PointOutsideBounds:
+                continue
+            if not np.asarray(point.mask).ravel()[0]:  # 0: no data there
+                continue
+            return int(np.asarray(point.data).ravel()[0])
+        return None

@@ -125,7 +125,11 @@ function sceneOutlines(map, config) {
   map.on("mouseleave", "scene-areas", () => popup.remove());
 }
 
-async function showPixel(lngLat) {
+let clicked = null;  // the marker of the pixel shown
+
+async function showPixel(map, lngLat) {
+  clicked = clicked || new maplibregl.Marker({ color: "#e4002b", scale: 0.6 });
+  clicked.setLngLat(lngLat).addTo(map);
   const info = document.getElementById("pixel-info");
   const reply = await fetch(`/api/point?lon=${lngLat.lng}&lat=${lngLat.lat}`);
   const point = await reply.json();
@@ -180,7 +184,7 @@ async function start() {
   layerControls(config, mapOf);
   legends(config);
   areaTables(config);
-  map.on("click", (event) => showPixel(event.lngLat));
+  map.on("click", (event) => showPixel(map, event.lngLat));
   map.on("idle", () => { document.body.dataset.idle = "true"; });
   map.on("movestart", () => { document.body.dataset.idle = "false"; });
   if (config.labelling) {
