@@ -78,7 +78,13 @@ class LabellingSession:
         design_path = Path(design_path)
         design = read_design(design_path)
         check_design(design, design_path)
-        session = cls(design_path, design_path.parent / SAMPLE_FILES["csv"], design, show_map_class)
+        csv_path = design_path.parent / SAMPLE_FILES["csv"]
+        if not csv_path.is_file():
+            raise PipelineError(
+                f"{csv_path}: file not found; the answers go into the {SAMPLE_FILES['csv']} that landcover-sample "
+                f"wrote beside {design_path.name}"
+            )
+        session = cls(design_path, csv_path, design, show_map_class)
         session.read_table()
         return session
 
