@@ -28,12 +28,19 @@ from pathlib import Path
 from landcover.evaluation.area_estimation import ALLOCATIONS
 from landcover.geo.map_paths import check_output_folder
 from landcover.geo.polygons import require_vector_writer
-from landcover.geo.sampling import CodeRaster, SampleOptions, class_map_codes, design_sample, write_sample
+from landcover.geo.sampling import (
+    SAMPLE_FILES,
+    CodeRaster,
+    SampleOptions,
+    class_map_codes,
+    design_sample,
+    write_sample,
+)
 from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import atomic_file, output_folder
 from landcover.region.change import change_map_table, transition_codes
 
-OUTPUT_NAMES = {"csv": "sample.csv", "gpkg": "sample.gpkg", "qml": "sample.qml", "design": "sample_design.json"}
+OUTPUT_NAMES = SAMPLE_FILES
 
 
 def parser() -> argparse.ArgumentParser:

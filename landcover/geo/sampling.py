@@ -49,6 +49,8 @@ DESIGN_FORMAT = "landcover-sample design 1"
 CANNOT_TELL = "cannot-tell"
 POINT_COLUMNS = ("point_id", "x", "y", "lon", "lat", "stratum", "map_class", "reference")
 LAYER = "sample"
+# What landcover-sample writes into its --output, by role; the labelling viewer finds the CSV beside the design.
+SAMPLE_FILES = {"csv": "sample.csv", "gpkg": "sample.gpkg", "qml": "sample.qml", "design": "sample_design.json"}
 STRIP_PIXELS = 1 << 22  # pixels per strip of rows read at a time
 # Expected user's accuracy of a stratum where none is given: a map class, or a stratum of change
 EXPECTED_CLASS_ACCURACY = 0.9
