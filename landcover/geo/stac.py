@@ -402,9 +402,7 @@ def model_item(facts: ModelFacts, path: Path) -> pystac.Item:
     asset = add_file_asset(
         item, "model", facts.path, f"the {framework} model file {facts.runtime} ran", ["mlm:model"], facts.sha256
     )
-    asset.media_type = (
-        "application/octet-stream; application=pytorch" if framework == "PyTorch" else "application/x-onnx"
-    )
+    asset.media_type = MODEL_MEDIA_TYPES[framework]
     # the model file's input bands too: STAC 1.1.0's item schema allows `bands` in properties only where an
     # asset has them
     asset.extra_fields["bands"] = bands
