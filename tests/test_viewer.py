@@ -158,11 +158,39 @@ def test_a_region_shows_imagery_confidence_and_classes_with_scene_outlines_by_st
 
 
 def test_a_mapping_folder_is_recognised_by_its_area_reports(region, tmp_path):
-    for name in ("a.tif", "a_confidence.tif", "a_areas.json"):
+    for name in ("a.tif", "a_confidence.tif", "a_areas.json", "a.item.json"):
         shutil.copy(region / "scenes" / name, tmp_path / name)
     output = open_output(tmp_path)
     assert output.command == "landcover-map"
     assert [layer.id for layer in output.layers] == ["imagery", "confidence", "classes"]
+    (tmp_path / "a_confidence.tif").unlink()  # its Item lists it
+    with pytest.raises(PipelineError, match=rf"{tmp_path / 'a_confidence.tif'}: named in .*a.item.json but missing"):
+        open_output(tmp_path)
+
+
+def mapping_folder(region: Path, folder: Path, read: dict | None) -> Path:
+    """A mapping output of scene a's map whose input is a uint16 raster, with an Item recording `read` (None: no
+    Item)."""
+    folder.mkdir()
+    image = write_raster(folder / "input.tif", np.arange(3 * 64 * 64, dtype=np.uint16).reshape(3, 64, 64))
+    shutil.copy(region / "scenes" / "a.tif", folder / "a.tif")
+    report = json.loads((region / "scenes" / "a_areas.json").read_text())
+    (folder / "a_areas.json").write_text(json.dumps(report | {"image": str(image)}))
+    if read is not None:
+        item = json.loads((region / "scenes" / "a.item.json").read_text())
+        item["properties"]["landcover:read"] |= read
+        item["assets"].pop("confidence")
+        (folder / "a.item.json").write_text(json.dumps(item))
+    return folder
+
+
+def test_a_mapping_outputs_imagery_is_read_with_the_bands_and_stretch_its_item_records(region, tmp_path):
+    recorded = open_output(mapping_folder(region, tmp_path / "recorded", {"bands": [3, 2, 1], "value_range": [0, 900]}))
+    (imagery,) = recorded.layer("imagery").rasters
+    assert imagery.bands == (3, 2, 1) and imagery.ranges == ((0, 900),) * 3
+    defaults = open_output(mapping_folder(region, tmp_path / "defaults", None))
+    (imagery,) = defaults.layer("imagery").rasters
+    assert imagery.bands == (1, 2, 3) and all(low > 0 and high < 3 * 64 * 64 for low, high in imagery.ranges)
 
 
 @pytest.mark.parametrize(

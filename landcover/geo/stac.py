@@ -32,7 +32,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jsonschema
@@ -59,7 +59,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 from landcover.data.palette import ClassTable
 from landcover.geo.footprints import footprint as raster_footprint
-from landcover.geo.georaster import NODATA_CLASS
+from landcover.geo.georaster import NODATA_CLASS, ReadOptions
 from landcover.geo.mapping import MapOptions, output_names
 from landcover.inference.runtimes import Runtime
 from landcover.io.digests import file_sha256
@@ -79,6 +79,8 @@ MODEL_MEDIA_TYPES = {"PyTorch": "application/octet-stream; application=pytorch",
 NCHW, NHWC = ["batch", "channel", "height", "width"], ["batch", "height", "width", "channel"]
 MODEL_NAME = "landcover-DeepLabV3plus"  # mlm:name allows letters, digits, _ . - and spaces only
 SHA256_MULTIHASH = "1220"  # multihash prefix: sha2-256 (0x12), 32 bytes (0x20)
+# a map Item's property: the ReadOptions its input was read with (bands, stretch, the model's scaling), as JSON
+READ_PROPERTY = "landcover:read"
 RUN_TIME = "the mapping run's time: the input's acquisition time is not known"
 # Each runtime's MLM framework (the format of the file it runs) and its Python package (whose version is the
 # runtime's, and for PyTorch the framework's).
@@ -280,17 +282,19 @@ def write_scene_item(
     table: ClassTable,
     model_item: Path | None,
     source: Path | Source,
+    read: ReadOptions,
     acquired: Acquisition | None,
     started: dt.datetime,
 ) -> Path:
     """`<id>.item.json` for one scene's outputs `names` ({role: file name}, geo.mapping.output_names), once they
-    are all in `out_dir`."""
+    are all in `out_dir`; `read`: how the input's bands were read (the viewer shows the imagery the same way)."""
     out_dir = Path(out_dir)
     path = out_dir / item_name(image_id)
     item = new_item(
         image_id, path, out_dir / names["classes"], acquired, started, f"land-cover maps of {Path(source.name).name}"
     )
     item.properties["landcover:input"] = str(source)
+    item.properties[READ_PROPERTY] = json.loads(json.dumps(asdict(read)))
     for role, name in names.items():
         title, roles = ASSETS[role]
         asset = add_file_asset(item, role, out_dir / name, title, roles)
@@ -319,7 +323,7 @@ def write_scene_records(
     out_dir = Path(out_dir)
     names = output_names(image_id, is_raster, options)
     model = None if facts is None else write_model_item(out_dir, facts)
-    item = write_scene_item(out_dir, image_id, names, table, model, source, acquired, started)
+    item = write_scene_item(out_dir, image_id, names, table, model, source, options.read, acquired, started)
     return names | {"stac_item": item.name}
 
 

@@ -29,6 +29,7 @@ from landcover.geo.georaster import (
     value_ranges,
     warn,
 )
+from landcover.geo.stac import READ_PROPERTY, item_name
 from landcover.io.errors import PipelineError
 from landcover.io.sources import located
 from landcover.region.change import change_map_table, change_table
@@ -143,10 +144,14 @@ def mapping_output(folder: Path, reports: list[Path]) -> ViewedOutput:
             warn(f"{report_path}: its map has no CRS (a JPEG or PNG input), so it cannot be placed on the map")
             continue
         class_maps.append(required_map(folder / f"{image_id}.tif", report_path))
-        confidence = folder / f"{image_id}_confidence.tif"
-        if confidence.is_file():
-            confidences.append(confidence)
-        images.append(imagery_raster(report["image"], ReadOptions(), folder))
+        item_path = folder / item_name(image_id)
+        item = read_json(item_path) if item_path.is_file() else {}
+        if "confidence" in item.get("assets", {}):
+            confidences.append(required_map(folder / f"{image_id}_confidence.tif", item_path))
+        elif not item and (folder / f"{image_id}_confidence.tif").is_file():  # a map written without its Item
+            confidences.append(folder / f"{image_id}_confidence.tif")
+        read = read_options(item.get("properties", {}).get(READ_PROPERTY))
+        images.append(imagery_raster(report["image"], read, folder))
         tables.append(area_table(image_id, report))
     if not class_maps:
         raise PipelineError(f"{folder}: none of its maps has a CRS; the viewer shows georeferenced maps only")
@@ -240,9 +245,9 @@ def raw_value_display(
     return shown, tuple(ranges)
 
 
-def read_options(settings: dict | None) -> ReadOptions:
-    """The reading options a scene's record holds (its mapping settings), else the mapping command's defaults."""
-    read = (settings or {}).get("options", {}).get("read")
+def read_options(read: dict | None) -> ReadOptions:
+    """The reading options a map's records hold (a map Item's READ_PROPERTY, a region scene record's settings'
+    options.read), else the mapping command's defaults."""
     if not isinstance(read, dict):
         return ReadOptions()
     try:
@@ -286,8 +291,8 @@ def region_output(folder: Path) -> ViewedOutput:
             confidences.append(scenes_folder / confidence)
         source = (record.get("source_seen") or {}).get("path") or record["key"]["source"].get("source")
         source = source or result.get("source")
-        settings = record["key"].get("settings")
-        images.append(imagery_raster(source, read_options(settings), folder) if source else None)
+        read = (record["key"].get("settings") or {}).get("options", {}).get("read")
+        images.append(imagery_raster(source, read_options(read), folder) if source else None)
     layers = [
         *imagery_layer(images),
         *confidence_layer(confidences),
