@@ -37,6 +37,7 @@ from landcover.region import engine  # noqa: E402
 from landcover.region.change import change_table, detect_change  # noqa: E402
 from landcover.viewer.outputs import open_output  # noqa: E402
 from landcover.viewer.server import Viewer, ViewerServer, route  # noqa: E402
+from landcover.viewer.tiles import confidence_colormap  # noqa: E402
 from tests.browser import find_browser  # noqa: E402
 from tests.conftest import write_params  # noqa: E402
 from tests.test_change import write_class_map  # noqa: E402
@@ -148,7 +149,7 @@ def test_region_json_records_each_scenes_lon_lat_footprint_failed_ones_too(regio
 def test_a_region_shows_imagery_confidence_and_classes_with_scene_outlines_by_status(region):
     output = open_output(region)
     assert output.command == "landcover-region"
-    assert [layer.id for layer in output.layers] == ["imagery", "confidence", "classes"]
+    assert [layer.id for layer in output.layers] == ["imagery", "classes", "confidence"]
     assert len(output.layer("imagery").rasters) == 2 and len(output.layer("confidence").rasters) == 2
     statuses = {feature["properties"]["scene"]: feature["properties"]["status"] for feature in output.scenes}
     assert statuses == {"a": "done", "b": "done", "c": "failed"}
@@ -162,7 +163,7 @@ def test_a_mapping_folder_is_recognised_by_its_area_reports(region, tmp_path):
         shutil.copy(region / "scenes" / name, tmp_path / name)
     output = open_output(tmp_path)
     assert output.command == "landcover-map"
-    assert [layer.id for layer in output.layers] == ["imagery", "confidence", "classes"]
+    assert [layer.id for layer in output.layers] == ["imagery", "classes", "confidence"]
     (tmp_path / "a_confidence.tif").unlink()  # its Item lists it
     with pytest.raises(PipelineError, match=rf"{tmp_path / 'a_confidence.tif'}: named in .*a.item.json but missing"):
         open_output(tmp_path)
@@ -364,6 +365,10 @@ def test_the_page_draws_the_class_map_in_the_class_colours_with_the_scene_outlin
         legend = page.locator("#legend-classes li").all_inner_texts()
         scene_legend = page.locator("#legend-scenes li").all_inner_texts()
         areas = page.locator("#areas").inner_text()
+        page.check("#show-confidence")
+        wait_drawn(page)
+        confidence = map_pixels(page)
+        page.uncheck("#show-confidence")
         page.uncheck("#show-classes")
         wait_drawn(page)
         imagery = map_pixels(page)
@@ -379,6 +384,22 @@ def test_the_page_draws_the_class_map_in_the_class_colours_with_the_scene_outlin
     a_colours = block_image(0)[:, ::BLOCK, ::BLOCK].reshape(3, -1).T
     assert max(colour_share(imagery, colour) for colour in a_colours) > 0.001
     assert sum(colour_share(imagery, colour) for colour in TABLE.colours) < sum(shares.values()) / 4
+    # switched on, the confidence covers the class map: the stand-in model is sure of every pixel (the ramp's top)
+    assert colour_share(confidence, confidence_colormap()[255][:3]) > sum(shares.values()) * 0.8
+
+
+def test_hovering_over_a_failed_scene_shows_its_status_and_error(region, page):
+    from rasterio.warp import transform as transform_points
+
+    x, y = scene_transform("c") @ (SIDE / 2, SIDE / 2)  # the middle of scene c, which no other scene covers
+    (lon,), (lat,) = transform_points(UTM33, "EPSG:4326", [x], [y])
+    with running_viewer(region) as url:
+        open_viewer(page, url)
+        page.mouse.move(*project(page, lon, lat))
+        popup = page.locator(".scene-popup")
+        popup.wait_for()
+        text = popup.inner_text()
+    assert text.startswith("c: failed (") and "read error (injected)" in text
 
 
 def test_a_click_on_a_pixel_shows_its_class_confidence_and_coordinates(region, page):

@@ -158,8 +158,8 @@ def mapping_output(folder: Path, reports: list[Path]) -> ViewedOutput:
     table = class_table_of(class_maps[0])
     layers = [
         *imagery_layer(images),
-        *confidence_layer(confidences),
         Layer(CLASSES, "Land-cover classes", CLASSES, rasters(class_maps), table),
+        *confidence_layer(confidences),
     ]
     return ViewedOutput(folder, "landcover-map", layers, with_colours(tables, table))
 
@@ -174,7 +174,7 @@ def imagery_layer(images: list[Raster | None]) -> list[Layer]:
 
 
 def confidence_layer(paths: list[Path]) -> list[Layer]:
-    """Under the class map and hidden at first: the class map shows what it is sure of."""
+    """Over the class map, which it would hide: so hidden at first, shown by its switch."""
     return [Layer(CONFIDENCE, "Confidence", CONFIDENCE, rasters(paths), visible=False)] if paths else []
 
 
@@ -295,8 +295,8 @@ def region_output(folder: Path) -> ViewedOutput:
         images.append(imagery_raster(source, read_options(read), folder) if source else None)
     layers = [
         *imagery_layer(images),
-        *confidence_layer(confidences),
         Layer(CLASSES, "Land-cover classes", CLASSES, (Raster(str(mosaic)),), table),
+        *confidence_layer(confidences),
     ]
     areas = []
     if summary.get("areas"):

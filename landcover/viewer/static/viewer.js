@@ -64,8 +64,10 @@ function layerControls(config, mapOf) {
   for (const layer of config.layers) {
     const map = mapOf(layer.id);
     const toggle = element("input", { type: "checkbox", id: `show-${layer.id}`, ...(layer.visible ? { checked: "" } : {}) });
-    toggle.addEventListener("change", () =>
-      map.setLayoutProperty(layer.id, "visibility", toggle.checked ? "visible" : "none"));
+    toggle.addEventListener("change", () => {
+      document.body.dataset.idle = "false"; // until the map has drawn it: its "idle" sets it again
+      map.setLayoutProperty(layer.id, "visibility", toggle.checked ? "visible" : "none");
+    });
     const opacity = element("input", {
       type: "range", min: "0", max: "1", step: "0.05", value: "1", id: `opacity-${layer.id}`,
       "aria-label": `${layer.title} opacity`, title: "opacity",
