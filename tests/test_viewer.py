@@ -318,6 +318,21 @@ def test_the_labelling_routes_call_the_session_and_refuse_bad_answers_with_400(r
     assert get(without, "/api/labelling")[0] == 404
 
 
+def test_an_answer_over_http_must_be_json_so_another_sites_form_cannot_label(region):
+    session = FakeSession()
+    body = json.dumps({"point_id": 3, "reference": "water"}).encode()
+    with running_viewer(region, session) as url:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            request = urllib.request.Request(f"{url}api/labelling/answer", body, {"Content-Type": content_type})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            assert refused.value.code == 415
+        assert session.answers == {}
+        request = urllib.request.Request(f"{url}api/labelling/answer", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as reply:
+            assert json.loads(reply.read()) == {"answers": {"3": "water"}}
+
+
 def test_a_change_output_shows_both_dates_for_a_swipe_and_only_the_changes_made_in_its_legend(region, tmp_path):
     before = region / "scenes" / "a.tif"
     with rasterio.open(before) as dataset:

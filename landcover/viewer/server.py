@@ -8,7 +8,8 @@ Routes (ROUTES), all GET but the labelling answer:
     /tiles/<layer>/<z>/<x>/<y>.png   a layer's Web Mercator tile (viewer.tiles)
     /api/point?lon=&lat=       each class, change and confidence layer's value at a point
     /api/labelling             the labelling session's state (with --sample)
-    POST /api/labelling/answer {"point_id", "reference"}: the session records the answer; its state back
+    POST /api/labelling/answer {"point_id", "reference"}: the session records the answer; its state back (a body
+                               that is not Content-Type application/json: HTTP 415)
 JSON replies; a bad request gets HTTP 400 with {"error": message}, an unknown path 404.
 """
 
@@ -231,6 +232,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.send(route(self.server.viewer, "GET", self.path))
 
     def do_POST(self) -> None:
+        # JSON only: another site's page in the same browser can send text or a form here unasked, but not JSON
+        # without the CORS preflight this server never grants, so it cannot write labels into the sample
+        if self.headers.get_content_type() != "application/json":
+            self.send(
+                error_reply("the body must be JSON (Content-Type: application/json)", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            )
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self.send(error_reply(f"the body is over {MAX_BODY} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
