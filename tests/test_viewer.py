@@ -276,6 +276,7 @@ def test_a_point_gives_each_layers_class_and_confidence(region):
     lon, lat, expected = block_centre("a", 2, 5)
     status, point = get(viewer, f"/api/point?lon={lon}&lat={lat}")
     assert status == 200
+    assert [entry["layer"] for entry in point["values"]] == ["classes", "confidence"]  # the class first
     values = {entry["layer"]: entry for entry in point["values"]}
     assert values["classes"]["value"] == expected and values["classes"]["name"] == TABLE.names[expected]
     assert values["confidence"]["confidence"] == 1.0  # the stand-in model is sure of every pixel

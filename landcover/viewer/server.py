@@ -128,11 +128,11 @@ class Viewer:
         return Reply(png if png is not None else empty_tile(), "image/png", headers={"Cache-Control": "max-age=300"})
 
     def point(self, lon: float, lat: float) -> dict:
-        """Each class, change and confidence layer's value at (lon, lat): class names, confidence 0..1."""
+        """Each class, change and confidence layer's value at (lon, lat): class names, confidence 0..1. The class and
+        change layers first, top one first as the map draws them; the confidence last, whatever its place."""
         values = []
-        for layer in reversed(self.output.layers):  # the top layer first, as the map draws them
-            if layer.kind == IMAGERY:
-                continue
+        shown = [layer for layer in reversed(self.output.layers) if layer.kind != IMAGERY]
+        for layer in sorted(shown, key=lambda layer: layer.kind == CONFIDENCE):
             value = self.tiled[layer.id].point_value(lon, lat)
             entry: dict[str, Any] = {"layer": layer.id, "title": layer.title, "kind": layer.kind, "value": value}
             if layer.kind in (CLASSES, CHANGE) and layer.table is not None and value is not None:
