@@ -3,11 +3,11 @@
     python -m tools.viewer_screenshot                 # models/best.pt on data/sample/test: after `make run`
     python -m tools.viewer_screenshot --checkpoint models/best.pt --images data/sample/test --output viewer.png
 
-The default run's model maps the first four test images of the sample (two in the bundled one; --confidence), each given a place on the
-ground first: the sample's JPEGs have none, so they become GeoTIFFs of 0.5 m pixels (DeepGlobe's) side by side in
-UTM zone 33N. The viewer of that output (landcover-view's server, tests/viewer_browser.py's headless Chromium)
-is photographed with the class map at 60% over the imagery and one pixel clicked, and written as a PNG of at
-most 256 colours (well under 300 KB).
+The default run's model maps the first four test images of the sample (the bundled one has two; --confidence),
+each given a place on the ground first: the sample's JPEGs have none, so they become GeoTIFFs of 0.5 m pixels
+(DeepGlobe's) side by side in UTM zone 33N. The viewer of that output (landcover-view's server,
+tests/viewer_browser.py's headless Chromium) is photographed with the class map at 60% over the imagery and one
+pixel clicked, and written as a PNG of at most 256 colours (well under 300 KB).
 """
 
 from __future__ import annotations
