@@ -334,6 +334,19 @@ def test_an_answer_over_http_must_be_json_so_another_sites_form_cannot_label(reg
             assert json.loads(reply.read()) == {"answers": {"3": "water"}}
 
 
+def test_a_request_addressed_to_another_host_name_is_refused(region):
+    with running_viewer(region) as url:
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        request = urllib.request.Request(f"{url}api/config", headers={"Host": f"rebound.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 403
+        for name in ("127.0.0.1", "localhost"):
+            request = urllib.request.Request(f"{url}api/config", headers={"Host": f"{name}:{port}"})
+            with urllib.request.urlopen(request) as reply:
+                assert json.loads(reply.read())["command"] == "landcover-region"
+
+
 def test_a_change_output_shows_both_dates_for_a_swipe_and_only_the_changes_made_in_its_legend(region, tmp_path):
     before = region / "scenes" / "a.tif"
     with rasterio.open(before) as dataset:

@@ -32,6 +32,7 @@ from landcover.viewer.outputs import CHANGE, CLASSES, CONFIDENCE, IMAGERY, Viewe
 from landcover.viewer.tiles import CONFIDENCE_RAMP, TiledLayer, confidence_colormap, empty_tile
 
 HOST = "127.0.0.1"
+LOCAL_NAMES = (HOST, "localhost")  # the names a request may address the server by (its Host header)
 STATIC = Path(__file__).resolve().parent / "static"
 # `make install-viewer` puts MapLibre here (npm ci --prefix viewer): served as it is, so the page works offline
 MAPLIBRE = Path(__file__).resolve().parents[2] / "viewer" / "node_modules" / "maplibre-gl" / "dist"
@@ -229,9 +230,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     server: ViewerServer
 
     def do_GET(self) -> None:
+        if self.host_refused():
+            return
         self.send(route(self.server.viewer, "GET", self.path))
 
     def do_POST(self) -> None:
+        if self.host_refused():
+            return
         # JSON only: another site's page in the same browser can send text or a form here unasked, but not JSON
         # without the CORS preflight this server never grants, so it cannot write labels into the sample
         if self.headers.get_content_type() != "application/json":
@@ -244,6 +249,20 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send(error_reply(f"the body is over {MAX_BODY} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
             return
         self.send(route(self.server.viewer, "POST", self.path, self.rfile.read(length)))
+
+    def host_refused(self) -> bool:
+        """Refuse (HTTP 403) a request not addressed to this server by its own name: a site whose name is made to
+        resolve to 127.0.0.1 (DNS rebinding) would otherwise count as the page's own origin, free to read the
+        output's files and post answers."""
+        port = self.server.server_address[1]
+        if self.headers.get("Host", "") in {f"{name}:{port}" for name in LOCAL_NAMES}:
+            return False
+        self.send(
+            error_reply(
+                f"Host {self.headers.get('Host')!r}: open the viewer at {self.server.url}", HTTPStatus.FORBIDDEN
+            )
+        )
+        return True
 
     def send(self, reply: Reply) -> None:
         self.send_response(reply.status)
