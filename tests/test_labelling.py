@@ -266,3 +266,14 @@ def test_a_missing_or_bad_design_or_a_missing_csv_is_refused_in_one_line(sample,
     with pytest.raises(PipelineError) as error:
         LabellingSession.open(design_path)
     assert one_line(error).startswith(f"{csv_path}: file not found; the answers go into the sample.csv that")
+
+
+def test_the_points_outside_the_viewed_maps_are_named(sample):
+    design_path, _ = sample
+    session = LabellingSession.open(design_path)
+    points = session.design["points"]
+    lons, lats = [p["lon"] for p in points], [p["lat"] for p in points]
+    assert session.points_outside((min(lons), min(lats), max(lons), max(lats))) == []
+    east_half = (sorted(lons)[POINTS // 2], min(lats), max(lons), max(lats))
+    outside = session.points_outside(east_half)
+    assert outside == [p["point_id"] for p in points if p["lon"] < east_half[0]] and len(outside) >= POINTS // 2

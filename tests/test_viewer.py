@@ -30,6 +30,7 @@ need_group("viewer", module_level=True)
 need_group("region", module_level=True)
 
 from landcover.cli import region as region_command  # noqa: E402
+from landcover.cli import sample as sample_command  # noqa: E402
 from landcover.cli import view as view_command  # noqa: E402
 from landcover.data.palette import ClassTable  # noqa: E402
 from landcover.io.errors import PipelineError, run_stage  # noqa: E402
@@ -345,6 +346,24 @@ def test_a_request_addressed_to_another_host_name_is_refused(region):
             request = urllib.request.Request(f"{url}api/config", headers={"Host": f"{name}:{port}"})
             with urllib.request.urlopen(request) as reply:
                 assert json.loads(reply.read())["command"] == "landcover-region"
+
+
+def stop_at_once(server) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C does
+
+
+def test_labelling_a_sample_of_another_place_warns_that_its_points_lie_outside(region, tmp_path, monkeypatch, capsys):
+    from tests.test_labelling import POINTS, block_map, sample_of
+
+    elsewhere = Affine(PIXEL, 0, WEST + 100_000, 0, -PIXEL, NORTH)  # 100 km east of the region
+    design, _ = sample_of(write_class_map(tmp_path / "map.tif", block_map(), transform=elsewhere), tmp_path / "sample")
+    monkeypatch.setattr(ViewerServer, "serve_forever", stop_at_once)
+    view_command.main([str(region), "--no-browser", "--sample", str(design)])
+    assert f"{POINTS} of {POINTS} points (ids " in capsys.readouterr().err
+    sample_command.main(["--map", str(region / "region.vrt"), "--output", str(tmp_path / "here"), "--no-progress"])
+    design = tmp_path / "here" / "sample_design.json"
+    view_command.main([str(region), "--no-browser", "--sample", str(design)])
+    assert "outside" not in capsys.readouterr().err
 
 
 def test_a_change_output_shows_both_dates_for_a_swipe_and_only_the_changes_made_in_its_legend(region, tmp_path):

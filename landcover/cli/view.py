@@ -17,6 +17,8 @@ import argparse
 import webbrowser
 from pathlib import Path
 
+from landcover.geo.area_report import ids_text
+from landcover.geo.georaster import warn
 from landcover.io.errors import run_stage
 from landcover.viewer.outputs import open_output, require_viewer_group
 
@@ -57,7 +59,15 @@ def main(argv: list[str] | None = None) -> None:
         from landcover.viewer.labelling import LabellingSession
 
         session = LabellingSession.open(args.sample, show_map_class=args.show_map_class)
-    with ViewerServer(Viewer(output, session), args.port) as server:
+    viewer = Viewer(output, session)
+    if session is not None:
+        outside = session.points_outside(viewer.bounds)
+        if outside:
+            warn(
+                f"{args.sample}: {len(outside)} of {len(session.point_ids)} points (ids {ids_text(outside)}) lie "
+                f"outside {args.output}'s maps: nothing there to label them from (view the output it was drawn from)"
+            )
+    with ViewerServer(viewer, args.port) as server:
         print(f"view: {output.command} output {args.output} at {server.url} (Ctrl-C stops)", flush=True)
         if not args.no_browser:
             webbrowser.open(server.url)

@@ -165,6 +165,16 @@ class LabellingSession:
             **self.counts(references),
         }
 
+    def points_outside(self, bounds: tuple[float, float, float, float]) -> list[int]:
+        """The ids of the points outside `bounds` (west, south, east, north in degrees): where the viewed output
+        shows nothing to label them from."""
+        west, south, east, north = bounds
+        return [
+            int(point["point_id"])
+            for point in self.design["points"]
+            if not (west <= float(point["lon"]) <= east and south <= float(point["lat"]) <= north)
+        ]
+
     def point_id_of(self, point_id: object) -> int:
         if isinstance(point_id, bool) or not isinstance(point_id, (int, str)):
             raise PipelineError(f"point_id {point_id!r}: not a point id (a whole number)")

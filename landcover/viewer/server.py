@@ -77,9 +77,14 @@ class Viewer:
         self.output, self.labelling = output, labelling
         self.tiled = {layer.id: TiledLayer(layer) for layer in output.layers}
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """West, south, east, north in degrees of every layer together."""
+        boxes = [tiled.bounds for tiled in self.tiled.values()]
+        return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
     def config(self) -> dict:
         output = self.output
-        boxes = [tiled.bounds for tiled in self.tiled.values()]
         layers = []
         for layer in output.layers:
             tiled = self.tiled[layer.id]
@@ -108,12 +113,7 @@ class Viewer:
             "command": output.command,
             "folder": str(output.folder),
             "title": output.folder.resolve().name,
-            "bounds": [
-                min(b[0] for b in boxes),
-                min(b[1] for b in boxes),
-                max(b[2] for b in boxes),
-                max(b[3] for b in boxes),
-            ],
+            "bounds": list(self.bounds),
             "layers": layers,
             "areas": output.areas,
             "scenes": {"type": "FeatureCollection", "features": output.scenes},
