@@ -40,8 +40,6 @@ from landcover.io.errors import PipelineError, run_stage
 from landcover.io.outputs import atomic_file, output_folder
 from landcover.region.change import change_map_table, transition_codes
 
-OUTPUT_NAMES = SAMPLE_FILES
-
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,9 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     check_output_folder(args.output)
     try:
         require_vector_writer()
-        names = OUTPUT_NAMES
+        names = SAMPLE_FILES
     except PipelineError:
-        names = {role: name for role, name in OUTPUT_NAMES.items() if role != "gpkg"}
+        names = {role: name for role, name in SAMPLE_FILES.items() if role != "gpkg"}
     with map_codes(args) as raster:
         design, points = design_sample(raster, options, progress=not args.no_progress)
         relative_map_paths(raster, design, args.output)
