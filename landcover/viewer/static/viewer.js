@@ -135,6 +135,10 @@ async function showPixel(map, lngLat) {
   const info = document.getElementById("pixel-info");
   const reply = await fetch(`/api/point?lon=${lngLat.lng}&lat=${lngLat.lat}`);
   const point = await reply.json();
+  if (!reply.ok) {  // a map unreadable since the start: the server's one line
+    info.replaceChildren(element("div", { class: "error" }, `not read: ${point.error}`));
+    return;
+  }
   const lines = point.values.map((entry) => {
     let text = "no data";
     if (entry.value !== null) {
