@@ -4,7 +4,8 @@ area table and scene outlines it shows (docs/viewer.md).
 - a region (`landcover-region`): `region.json`; the mosaic (region.tif where written, else region.vrt), each
   scene's record in scenes/ (its outputs, its input and how it was read), the area table region_areas.json;
 - a change (`landcover-change`): `from_to.json` beside change.tif; the two class maps it names;
-- a mapping (`landcover-map`): `<id>_areas.json` area reports, each beside its class map `<id>.tif`.
+- a mapping (`landcover-map`): `<id>_areas.json` area reports, each beside its class map `<id>.tif` and its STAC
+  Item `<id>.item.json` (how the input was read: geo.stac.READ_PROPERTY; the confidence map where written).
 
 A folder with none of these is no output of ours; a map its records name but that is missing is refused, one line
 each. The input imagery is shown where it can still be read, and left out with a warning where it cannot.
