@@ -375,7 +375,10 @@ def test_a_change_output_shows_both_dates_for_a_swipe_and_only_the_changes_made_
     detect_change(before, after, tmp_path)
     viewer = Viewer(open_output(tmp_path))
     config = get(viewer, "/api/config")[1]
-    assert config["command"] == "landcover-change" and config["swipe"] == {"before": "before", "after": "after"}
+    assert config["command"] == "landcover-change"
+    # date 1's map lies in a folder of area reports (the region's scenes): its imagery under it; date 2's in none
+    assert config["swipe"] == {"before": ["imagery-before", "before"], "after": ["after"]}
+    assert len(viewer.output.layer("imagery-before").rasters) == 2
     (change,) = [layer for layer in config["layers"] if layer["id"] == "change"]
     assert [entry["name"] for entry in change["legend"]] == ["unchanged", "agriculture_land -> water"]
     assert config["areas"][0]["rows"][1]["name"] == "agriculture_land -> water"
@@ -473,6 +476,8 @@ def test_the_swipe_shows_date_2_right_of_it_and_the_change_map_over_date_1_left_
         classes = dataset.read(1)
     classes[:8] = (classes[:8] + 1) % len(TABLE)  # the top row of blocks changed, each to the next class
     after = write_class_map(tmp_path / "after.tif", classes, transform=scene_transform("a"))
+    report = json.loads((region / "scenes" / "a_areas.json").read_text())  # date 2 as a mapping output of a's image
+    (tmp_path / "after_areas.json").write_text(json.dumps(report))
     change = tmp_path / "change"
     detect_change(before, after, change)
     unchanged = tuple(int(c) for c in change_table(TABLE).colours[0])
@@ -490,7 +495,16 @@ def test_the_swipe_shows_date_2_right_of_it_and_the_change_map_over_date_1_left_
             )
             pixels = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
             seen[position] = tuple(int(c) for c in pixels[round(y), round(x)])
+        page.uncheck("#show-after")  # the cut at the right edge still: date 1; date 2's imagery under its map
+        page.evaluate(
+            "() => { const s = document.getElementById('swipe'); s.value = '0'; s.dispatchEvent(new Event('input')); }"
+        )
+        wait_drawn(page)
+        pixels = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
+        seen["imagery"] = tuple(int(c) for c in pixels[round(y), round(x)])
     assert box is not None and box["x"] < x < box["x"] + box["width"]
+    row, column = 4 * BLOCK + BLOCK // 2, 3 * BLOCK + BLOCK // 2
+    assert seen["imagery"] == tuple(int(c) for c in block_image(0)[:, row, column])  # scene a's own colour there
     assert seen["0"] == tuple(int(c) for c in TABLE.colours[was])  # date 2, where nothing changed: its class
     assert seen["100"] == unchanged  # the change map over date 1: unchanged
 

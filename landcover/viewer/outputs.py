@@ -71,7 +71,8 @@ class ViewedOutput:
     layers: list[Layer]
     areas: list[dict] = field(default_factory=list)  # tables: {"title", "unit", "rows": [{"name", "colour", "value"}]}
     scenes: list[dict] = field(default_factory=list)  # GeoJSON Features: scene outlines with status and error
-    swipe: tuple[str, str] | None = None  # layer ids of the two dates of a change
+    # a change's two dates: the ids of the layers of each side of the swipe (date 1 under the change map, date 2)
+    swipe: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     def layer(self, layer_id: str) -> Layer | None:
         return next((layer for layer in self.layers if layer.id == layer_id), None)
@@ -86,7 +87,7 @@ def open_output(folder: Path) -> ViewedOutput:
         return region_output(folder)
     if (folder / "from_to.json").is_file():
         return change_output(folder)
-    reports = sorted(path for path in folder.glob("*_areas.json") if is_area_report(read_json(path)))
+    reports = area_reports(folder)
     if reports:
         return mapping_output(folder, reports)
     raise PipelineError(
@@ -107,6 +108,11 @@ def read_json(path: Path) -> dict:
 
 def is_area_report(report: dict) -> bool:
     return all(key in report for key in ("image", "areas", "classes"))
+
+
+def area_reports(folder: Path) -> list[Path]:
+    """The area reports of landcover-map in `folder` (`<id>_areas.json`), in name order."""
+    return sorted(path for path in folder.glob("*_areas.json") if is_area_report(read_json(path)))
 
 
 def required_map(path: Path, named_in: Path) -> Path:
@@ -343,14 +349,38 @@ def change_output(folder: Path) -> ViewedOutput:
         for after in range(classes)
         if before != after and pixels[before][after] > 0
     )
-    layers = [
-        Layer("before", f"Date 1: {Path(report['before']).name}", CLASSES, (Raster(str(dates[0])),), table),
-        Layer("after", f"Date 2: {Path(report['after']).name}", CLASSES, (Raster(str(dates[1])),), table),
-        Layer(CHANGE, "Change (from -> to)", CHANGE, (Raster(str(change_map)),), codes, (0, *present)),
-    ]
-    return ViewedOutput(
-        folder, "landcover-change", layers, [from_to_table(report, codes, present)], [], ("before", "after")
-    )
+    sides = []
+    for number, (role, path) in enumerate(zip(("before", "after"), dates), 1):
+        imagery = dated_imagery(path, f"date {number}")
+        side = [Layer(f"imagery-{role}", f"Date {number}: input imagery", IMAGERY, imagery)] if imagery else []
+        side.append(Layer(role, f"Date {number}: {Path(report[role]).name}", CLASSES, (Raster(str(path)),), table))
+        sides.append(side)
+    change = Layer(CHANGE, "Change (from -> to)", CHANGE, (Raster(str(change_map)),), codes, (0, *present))
+    layers = [*sides[0], *sides[1], change]
+    swipe = tuple(layer.id for layer in sides[0]), tuple(layer.id for layer in sides[1])
+    return ViewedOutput(folder, "landcover-change", layers, [from_to_table(report, codes, present)], [], swipe)
+
+
+def dated_imagery(class_map: Path, date: str) -> tuple[Raster, ...]:
+    """The input imagery of a change's class map, as the output it belongs to shows it: a region's mosaic or a
+    mapping output's map (the folder holding it); none, with a warning, where that folder is no such output."""
+    folder = class_map.parent
+    try:
+        if (folder / "region.json").is_file():
+            output = region_output(folder)
+        else:
+            reports = area_reports(folder)
+            if not reports:
+                warn(
+                    f"{class_map}: in no output of landcover-map or landcover-region, so {date}'s imagery is not shown"
+                )
+                return ()
+            output = mapping_output(folder, reports)
+    except PipelineError as error:
+        warn(f"{class_map}: {date}'s imagery is not shown ({error})")
+        return ()
+    imagery = output.layer(IMAGERY)
+    return () if imagery is None else imagery.rasters
 
 
 def from_to_table(report: dict, codes: ClassTable, present: tuple[int, ...]) -> dict:

@@ -117,7 +117,9 @@ class Viewer:
             "layers": layers,
             "areas": output.areas,
             "scenes": {"type": "FeatureCollection", "features": output.scenes},
-            "swipe": None if output.swipe is None else dict(zip(("before", "after"), output.swipe)),
+            "swipe": None
+            if output.swipe is None
+            else {"before": list(output.swipe[0]), "after": list(output.swipe[1])},
             "confidence_ramp": {"name": CONFIDENCE_RAMP, "colours": [colour_hex(ramp[v]) for v in range(0, 256, 51)]},
             "labelling": self.labelling is not None,
         }

@@ -65,7 +65,8 @@ function layerControls(config, mapOf) {
     const map = mapOf(layer.id);
     const toggle = element("input", { type: "checkbox", id: `show-${layer.id}`, ...(layer.visible ? { checked: "" } : {}) });
     toggle.addEventListener("change", () => {
-      document.body.dataset.idle = "false"; // until the map has drawn it: its "idle" sets it again
+      document.body.dataset.idle = "false"; // until the map that holds the layer has drawn it
+      map.once("idle", () => { document.body.dataset.idle = "true"; });
       map.setLayoutProperty(layer.id, "visibility", toggle.checked ? "visible" : "none");
     });
     const opacity = element("input", {
@@ -174,9 +175,9 @@ async function start() {
   const map = newMap("map", config.bounds, true);
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   map.addControl(new maplibregl.ScaleControl());
-  const afterId = config.swipe ? config.swipe.after : null;
+  const afterIds = config.swipe ? config.swipe.after : []; // date 2's layers: on the map right of the swipe
   const after = config.swipe ? swipe(map, config) : null;
-  const mapOf = (id) => (id === afterId ? after : map);
+  const mapOf = (id) => (afterIds.includes(id) ? after : map);
   window.landcoverViewer = { map, config, panel: document.getElementById("labelling") };
 
   const loaded = [new Promise((resolve) => map.on("load", resolve))];
