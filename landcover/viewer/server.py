@@ -10,7 +10,8 @@ Routes (ROUTES), all GET but the labelling answer:
     /api/labelling             the labelling session's state (with --sample)
     POST /api/labelling/answer {"point_id", "reference"}: the session records the answer; its state back (a body
                                that is not Content-Type application/json: HTTP 415)
-JSON replies; a bad request gets HTTP 400 with {"error": message}, an unknown path 404.
+JSON replies; a bad request gets HTTP 400 with {"error": message}, an unknown path 404, a request addressed to
+any host name but 127.0.0.1 or localhost 403.
 """
 
 from __future__ import annotations
