@@ -61,7 +61,7 @@ def browser_page(viewport: dict[str, int] = VIEWPORT) -> Iterator:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=list(FLAGS), headless=True)
         try:
-            page = browser.new_page(viewport=viewport)
+            page = browser.new_page(viewport={"width": viewport["width"], "height": viewport["height"]})
             yield page
         finally:
             browser.close()
