@@ -18,9 +18,15 @@ def measure_peaks(config: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from landcover.model.devices import bf16_supported
+
     device, sync = device_and_sync()
     side = 8192 if device.type == "cuda" else 4096
     repeats = 20 if device.type == "cuda" else 4
+    # Without native bf16 a CPU emulates it at a few GFLOP/s: minutes at the full size, for a rate no stage runs at
+    # (training and predict resolve to fp32 there), so a quarter of the matrix side and one image measure it.
+    native = bf16_supported(device)
+    sizes = {"bf16": (side if native else side // 4, 8 if native else 1), "fp32": (side, 8)}
 
     def rate(operation: Callable[[], object], flops: int) -> float:
         for _ in range(2):
@@ -35,15 +41,16 @@ def measure_peaks(config: dict) -> dict:
     result = {}
     with torch.no_grad():
         for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-            a, b = (torch.randn(side, side, device=device, dtype=dtype) for _ in range(2))
-            result[f"{name}_matmul_gflops"] = rate(partial(torch.matmul, a, b), 2 * side**3)
-            images = torch.randn(8, 256, 64, 64, device=device, dtype=dtype).contiguous(
+            matrix_side, images_in_batch = sizes[name]
+            a, b = (torch.randn(matrix_side, matrix_side, device=device, dtype=dtype) for _ in range(2))
+            result[f"{name}_matmul_gflops"] = rate(partial(torch.matmul, a, b), 2 * matrix_side**3)
+            images = torch.randn(images_in_batch, 256, 64, 64, device=device, dtype=dtype).contiguous(
                 memory_format=torch.channels_last
             )
             weights = torch.randn(256, 256, 3, 3, device=device, dtype=dtype).contiguous(
                 memory_format=torch.channels_last
             )
             result[f"{name}_conv_gflops"] = rate(
-                partial(F.conv2d, images, weights, padding=1), 2 * 8 * 256 * 256 * 9 * 64 * 64
+                partial(F.conv2d, images, weights, padding=1), 2 * images_in_batch * 256 * 256 * 9 * 64 * 64
             )
     return result
