@@ -106,10 +106,18 @@ def measure_runtime(config: dict) -> dict:
 def run_all(run_measurement: Callable[..., dict], images: list[str], tiles: Path, cache: Path) -> dict:
     """Every runtime variant that can run here, each measured in a fresh process by `run_measurement`
     (benchmarks.speed's, passed in: that module imports this one)."""
+    import torch
+
+    from landcover.model.devices import bf16_supported
+
     results = {}
     for label, runtime, precision in VARIANTS:
         if runtime == "openvino" and not openvino_installed():
             results[label] = {"skipped": "openvino not installed (make install-runtime)"}
+            continue
+        if precision == "bf16" and not bf16_supported(torch.device("cpu")):
+            # emulated: many minutes per image, and predict.precision auto runs fp32 on such a CPU
+            results[label] = {"skipped": "no native bf16 on this CPU"}
             continue
         results[label] = run_measurement(
             "runtime",
