@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import morecantile
 import numpy as np
 import pytest
 import rasterio
@@ -28,6 +27,8 @@ from tests.optional import need_group
 
 need_group("viewer", module_level=True)
 need_group("region", module_level=True)
+
+import morecantile  # noqa: E402  (the viewer group's: after the skip)
 
 from landcover.cli import region as region_command  # noqa: E402
 from landcover.cli import sample as sample_command  # noqa: E402
