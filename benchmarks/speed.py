@@ -106,23 +106,24 @@ def run_all(mode: str, cache: Path) -> dict:
     results: dict = {"cpu_bf16": machine()["cpu_bf16"]}  # the CPU class, whose targets the report judges
     print("measuring (each in a fresh process):")
     results["peaks"] = run_measurement("peaks", "bf16/fp32 matrix multiply and convolution peaks")
-    results["training"] = run_measurement(
-        "training",
-        "training steps, project and seed alternating",
-        tiles=str(tiles),
-        variants=["project", "seed"],
-        rounds=plan["train_rounds"],
-        steps=plan["train_steps"],
-    )
-    # train.compile: the same step compiled, alternating with the eager one; its first step is the compile
-    results["training_compiled"] = run_measurement(
-        "training",
-        "training steps, eager and compiled alternating (compiling first)",
-        tiles=str(tiles),
-        variants=["project", "compiled"],
-        rounds=plan["train_rounds"],
-        steps=plan["train_steps"],
-    )
+    # Steps alternating on the same batches: the project's against the seed's, then train.compile's against the
+    # eager one (its first step is the compile, timed apart)
+    for key, label, variants in (
+        ("training", "training steps, project and seed alternating", ["project", "seed"]),
+        (
+            "training_compiled",
+            "training steps, eager and compiled alternating (compiling first)",
+            ["project", "compiled"],
+        ),
+    ):
+        results[key] = run_measurement(
+            "training",
+            label,
+            tiles=str(tiles),
+            variants=variants,
+            rounds=plan["train_rounds"],
+            steps=plan["train_steps"],
+        )
     for variant in ("project", "seed"):  # peak memory of each step on its own
         results["training"][f"{variant}_peak_rss_mb"] = run_measurement(
             "training", f"training memory, {variant}", tiles=str(tiles), variants=[variant], rounds=1, steps=2
