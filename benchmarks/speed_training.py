@@ -49,45 +49,31 @@ def measure_training(config: dict) -> dict:
     seed_masks = torch.from_numpy(one_hot(masks, NUM_CLASSES)).permute(0, 3, 1, 2).float()
     seed_images, seed_masks = seed_images.to(device), seed_masks.to(device)
 
-    steps: dict[str, Callable[[list], None]] = {}
-    if "project" in config["variants"]:
+    def project_steps(compiled: bool) -> Callable[[list], None]:
+        """The train stage's step over batches as its loader gives them, compiled as train.compile does if asked."""
+        torch.manual_seed(0)  # each variant from the same initial weights
         model = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimizer = configure_optimizer(model, train, device)
+        network = compile_for_training(model) if compiled else model
         settings = training_batch_settings(train, device)
         loss_fn = configure_loss(train.loss)
 
-        def project_steps(batches: list) -> None:
+        def run(batches: list) -> None:
             loader = cast("DataLoader", batches)  # run_epoch only iterates over its loader
-            run_epoch(model, loader, settings, loss_fn, NUM_CLASSES, "benchmark", optimizer, progress=False)
+            run_epoch(network, loader, settings, loss_fn, NUM_CLASSES, "benchmark", optimizer, progress=False)
 
-        steps["project"] = project_steps
+        return run
+
+    steps: dict[str, Callable[[list], None]] = {}
+    if "project" in config["variants"]:
+        steps["project"] = project_steps(compiled=False)
     compile_seconds = None
-    if "compiled" in config["variants"]:  # the same step with train.compile, from the same initial weights
-        torch.manual_seed(0)
-        eager = build_model(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-        compiled_optimizer = configure_optimizer(eager, train, device)
-        compiled_model = compile_for_training(eager)
-        compiled_settings = training_batch_settings(train, device)
-        compiled_loss = configure_loss(train.loss)
-
-        def compiled_steps(batches: list) -> None:
-            loader = cast("DataLoader", batches)
-            run_epoch(
-                compiled_model,
-                loader,
-                compiled_settings,
-                compiled_loss,
-                NUM_CLASSES,
-                "benchmark",
-                compiled_optimizer,
-                progress=False,
-            )
-
+    if "compiled" in config["variants"]:
+        steps["compiled"] = project_steps(compiled=True)
         start = time.perf_counter()
-        compiled_steps(project_batches[:1])  # the compile: the first step's time
+        steps["compiled"](project_batches[:1])  # the compile: the first step's time
         sync()
         compile_seconds = time.perf_counter() - start
-        steps["compiled"] = compiled_steps
     if "seed" in config["variants"]:
         reference = seed_model(encoder, NUM_CLASSES).to(device)
         reference_optimizer = torch.optim.Adam(reference.parameters(), lr=8e-5)
